@@ -1,0 +1,113 @@
+"""The one place that reads the environment.
+
+Every knob of Driftline is a field here, read once by ``Settings.from_env()`` and passed
+down explicitly; nothing else touches ``os.environ``. Defaults describe the embedded
+local stack (a single-node Kafka on 127.0.0.1 and a loopback Redis) so that a fresh
+checkout runs without any configuration.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+
+def _default_home() -> Path:
+    return Path.home() / ".cache" / "driftline"
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    # Where to find Kafka. None means "the embedded broker started by `driftline stack up`".
+    kafka_bootstrap_servers: str | None = None
+    # Where to find Redis. None means "the loopback redis-server the stack starts".
+    redis_url: str | None = None
+    # Prefix of every topic and of the Faust app id, so tests and tenants never share topics.
+    topic_prefix: str = "driftline"
+    ingest_partitions: int = 8
+    # How long the raw ingest topic keeps messages: the one place erased events may linger.
+    ingest_retention_ms: int = 7 * 24 * 3600 * 1000
+    # Larger events are dead-lettered rather than stored.
+    max_event_bytes: int = 256 * 1024
+    # Merge agent batching: up to this many messages, or whatever arrived within this time.
+    batch_max_messages: int = 10_000
+    batch_within_s: float = 0.05
+    # An update that arrives before its insert waits this long / this many per event.
+    parked_update_timeout_s: float = 600.0
+    parked_updates_per_event: int = 100
+    # Worker HTTP server (event read-back, health).
+    worker_host: str = "127.0.0.1"
+    worker_port: int = 6066
+    # Embedded stack.
+    home: Path = field(default_factory=_default_home)
+    kafka_version: str = "4.1.1"
+    local_kafka_port: int = 19092
+    local_redis_port: int = 16379
+    # RocksDB table data of the worker.
+    data_dir: Path = field(default_factory=lambda: _default_home() / "worker-data")
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
+        env = os.environ if environ is None else environ
+        defaults = cls()
+        home = Path(env.get("DRIFTLINE_HOME", str(defaults.home)))
+        return cls(
+            kafka_bootstrap_servers=env.get("KAFKA_BOOTSTRAP_SERVERS") or None,
+            redis_url=env.get("REDIS_URL") or None,
+            topic_prefix=env.get("DRIFTLINE_TOPIC_PREFIX", defaults.topic_prefix),
+            ingest_partitions=_int(env, "DRIFTLINE_INGEST_PARTITIONS", defaults.ingest_partitions),
+            ingest_retention_ms=_int(
+                env, "DRIFTLINE_INGEST_RETENTION_MS", defaults.ingest_retention_ms
+            ),
+            max_event_bytes=_int(env, "DRIFTLINE_MAX_EVENT_BYTES", defaults.max_event_bytes),
+            batch_max_messages=_int(
+                env, "DRIFTLINE_BATCH_MAX_MESSAGES", defaults.batch_max_messages
+            ),
+            batch_within_s=_float(env, "DRIFTLINE_BATCH_WITHIN_S", defaults.batch_within_s),
+            parked_update_timeout_s=_float(
+                env, "DRIFTLINE_PARKED_UPDATE_TIMEOUT_S", defaults.parked_update_timeout_s
+            ),
+            parked_updates_per_event=_int(
+                env, "DRIFTLINE_PARKED_UPDATES_PER_EVENT", defaults.parked_updates_per_event
+            ),
+            worker_host=env.get("DRIFTLINE_WORKER_HOST", defaults.worker_host),
+            worker_port=_int(env, "DRIFTLINE_WORKER_PORT", defaults.worker_port),
+            home=home,
+            kafka_version=env.get("DRIFTLINE_KAFKA_VERSION", defaults.kafka_version),
+            local_kafka_port=_int(env, "DRIFTLINE_LOCAL_KAFKA_PORT", defaults.local_kafka_port),
+            local_redis_port=_int(env, "DRIFTLINE_LOCAL_REDIS_PORT", defaults.local_redis_port),
+            data_dir=Path(env.get("DRIFTLINE_DATA_DIR", str(home / "worker-data"))),
+        )
+
+    @property
+    def bootstrap_servers(self) -> str:
+        return self.kafka_bootstrap_servers or f"127.0.0.1:{self.local_kafka_port}"
+
+    @property
+    def redis(self) -> str:
+        return self.redis_url or f"redis://127.0.0.1:{self.local_redis_port}/0"
+
+    def with_overrides(self, **changes: object) -> Settings:
+        return replace(self, **changes)  # type: ignore[arg-type]
+
+
+def _int(env: Mapping[str, str], name: str, default: int) -> int:
+    raw = env.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        return int(raw)
+    except ValueError:
+        raise ValueError(f"{name} must be an integer, got {raw!r}") from None
+
+
+def _float(env: Mapping[str, str], name: str, default: float) -> float:
+    raw = env.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        return float(raw)
+    except ValueError:
+        raise ValueError(f"{name} must be a number, got {raw!r}") from None

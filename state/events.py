@@ -1,0 +1,276 @@
+"""Merge rules: how inserts, partial updates and deletes change the stored events.
+
+Everything here is pure. ``merge_batch`` applies a batch of commands against an
+``EventStore`` view and returns a write-set (final value per touched key), so the caller
+writes each key once per batch however many messages touched it. Every stored
+event remembers the offset of the last message applied to it, and a message at or below
+that offset is a redelivery and changes nothing: that is what makes at-least-once
+delivery safe, and it is needed because an insert is not idempotent on its own (it
+consumes the updates that were waiting for it).
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field, replace
+from typing import Any, Protocol
+
+from state.commands import Command, Delete, Insert, JSONValue, Update, event_key
+from state.models import ModelSpec
+
+
+@dataclass(frozen=True, slots=True)
+class StoredEvent:
+    event_id: str
+    timestamp_ms: int
+    columns: dict[str, JSONValue]
+    # Kafka timestamp of the insert: arrival minus event time is the ingest delay.
+    ingested_ms: int
+    # Offset of the last ingest message applied to this event (see the module docstring).
+    applied_offset: int
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"id": self.event_id, "ts": self.timestamp_ms, "in": self.ingested_ms,
+                "o": self.applied_offset, "cols": self.columns}  # fmt: skip
+
+    @classmethod
+    def from_dict(cls, raw: dict[str, Any]) -> StoredEvent:
+        return cls(raw["id"], raw["ts"], raw["cols"], raw["in"], raw["o"])
+
+
+@dataclass(frozen=True, slots=True)
+class ParkedUpdate:
+    """An update whose insert has not arrived yet, with its original message for the DLQ."""
+
+    update: Update
+    raw_value: str
+
+    def to_dict(self) -> dict[str, Any]:
+        u = self.update
+        return {"m": u.model_key, "id": u.event_id, "cols": u.columns, "ts": u.timestamp_ms,
+                "rx": u.received_ms, "o": u.offset, "raw": self.raw_value}  # fmt: skip
+
+    @classmethod
+    def from_dict(cls, raw: dict[str, Any]) -> ParkedUpdate:
+        update = Update(raw["m"], raw["id"], raw["cols"], raw["ts"], raw["rx"], raw["o"])
+        return cls(update, raw["raw"])
+
+
+@dataclass(frozen=True, slots=True)
+class EventChange:
+    """One event's state before and after a command: what the metric bins retract and add."""
+
+    model_key: str
+    before: StoredEvent | None
+    after: StoredEvent | None
+
+
+@dataclass(frozen=True, slots=True)
+class Rejection:
+    """A message that cannot be applied; ``ref`` points at it in its batch."""
+
+    ref: int
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class ExpiredUpdate:
+    key: str
+    parked: ParkedUpdate
+
+
+class EventStore(Protocol):
+    def get_event(self, key: str) -> StoredEvent | None: ...
+
+    def get_parked(self, key: str) -> tuple[ParkedUpdate, ...]: ...
+
+
+@dataclass
+class MergeOutcome:
+    events: dict[str, StoredEvent | None] = field(default_factory=dict)
+    parked: dict[str, tuple[ParkedUpdate, ...]] = field(default_factory=dict)
+    changes: list[EventChange] = field(default_factory=list)
+    rejections: list[Rejection] = field(default_factory=list)
+    # (model_key, column) -> how many values were dropped (updates of read-only columns,
+    # columns the spec does not know).
+    dropped_fields: Counter[tuple[str, str]] = field(default_factory=Counter)
+
+
+def inserted_event(spec: ModelSpec, insert: Insert) -> tuple[StoredEvent, list[str]]:
+    """The event an insert stores, and the columns it dropped because the spec lacks them."""
+    known = spec.columns
+    columns = {name: value for name, value in insert.columns.items() if name in known}
+    dropped = [name for name in insert.columns if name not in known]
+    timestamp = insert.received_ms if insert.timestamp_ms is None else insert.timestamp_ms
+    event = StoredEvent(insert.event_id, timestamp, columns, insert.received_ms, insert.offset)
+    return event, dropped
+
+
+def updated_event(
+    spec: ModelSpec, current: StoredEvent, update: Update
+) -> tuple[StoredEvent, list[str]]:
+    """Apply a partial update: targets and metadata only; omitted fields stay, null clears."""
+    updatable = spec.updatable_columns
+    columns = dict(current.columns)
+    dropped: list[str] = []
+    for name, value in update.columns.items():
+        if name in updatable:
+            columns[name] = value
+        else:
+            dropped.append(name)
+    timestamp = current.timestamp_ms if update.timestamp_ms is None else update.timestamp_ms
+    applied = max(current.applied_offset, update.offset)
+    updated = replace(current, columns=columns, timestamp_ms=timestamp, applied_offset=applied)
+    return updated, dropped
+
+
+def dropped_update_fields(spec: ModelSpec, columns: dict[str, JSONValue]) -> list[str]:
+    """What a partial update will drop; the client reports it before sending."""
+    updatable = spec.updatable_columns
+    return [name for name in columns if name not in updatable]
+
+
+def merge_batch(
+    commands: Sequence[Command],
+    raw_values: Sequence[bytes],
+    store: EventStore,
+    spec_of: Callable[[str], ModelSpec | None],
+    parked_updates_per_event: int,
+) -> MergeOutcome:
+    """Apply ``commands`` in order; ``raw_values[c.ref]`` is the message of command ``c``."""
+    merge = _BatchMerge(store, spec_of, parked_updates_per_event)
+    for command in commands:
+        merge.apply(command, raw_values[command.ref])
+    return merge.outcome
+
+
+def expire_parked(
+    key: str, parked: tuple[ParkedUpdate, ...], now_ms: int, timeout_ms: int
+) -> tuple[tuple[ParkedUpdate, ...], list[ExpiredUpdate]]:
+    """Split parked updates into those still waiting and those whose insert never came."""
+    deadline = now_ms - timeout_ms
+    kept = tuple(p for p in parked if p.update.received_ms > deadline)
+    expired = [ExpiredUpdate(key, p) for p in parked if p.update.received_ms <= deadline]
+    return kept, expired
+
+
+def _already_applied(current: StoredEvent | None, command: Command) -> bool:
+    return current is not None and command.offset <= current.applied_offset
+
+
+class _BatchMerge:
+    """Overlay of the batch's own writes on top of the store, so later commands see them."""
+
+    def __init__(
+        self,
+        store: EventStore,
+        spec_of: Callable[[str], ModelSpec | None],
+        parked_updates_per_event: int,
+    ) -> None:
+        self._store = store
+        self._spec_of = spec_of
+        self._parked_limit = parked_updates_per_event
+        self.outcome = MergeOutcome()
+
+    def apply(self, command: Command, raw_value: bytes) -> None:
+        spec = self._spec_of(command.model_key)
+        if spec is None:
+            self._reject(command, f"model {command.model_key!r} is not registered")
+        elif isinstance(command, Insert):
+            self._insert(spec, command)
+        elif isinstance(command, Update):
+            self._update(spec, command, raw_value)
+        else:
+            self._delete(command)
+
+    def _insert(self, spec: ModelSpec, insert: Insert) -> None:
+        key = event_key(insert.model_key, insert.event_id)
+        before = self._event(key)
+        if _already_applied(before, insert):
+            return
+        after, dropped = inserted_event(spec, insert)
+        self._count_dropped(spec, dropped)
+        waited, later = self._parked_split(key, insert.offset)
+        for parked in waited:
+            after, dropped = updated_event(spec, after, parked.update)
+            self._count_dropped(spec, dropped)
+        if waited:
+            self.outcome.parked[key] = later
+        self._write(spec.key, key, before, after)
+
+    def _update(self, spec: ModelSpec, update: Update, raw_value: bytes) -> None:
+        key = event_key(update.model_key, update.event_id)
+        current = self._event(key)
+        if current is None:
+            self._park(update, key, raw_value)
+            return
+        if _already_applied(current, update):
+            return
+        after, dropped = updated_event(spec, current, update)
+        self._count_dropped(spec, dropped)
+        self._write(spec.key, key, current, after)
+
+    def _delete(self, delete: Delete) -> None:
+        key = event_key(delete.model_key, delete.event_id)
+        before = self._event(key)
+        if _already_applied(before, delete):
+            return
+        waited, later = self._parked_split(key, delete.offset)
+        if waited:
+            self.outcome.parked[key] = later
+        if before is not None:
+            self._write(delete.model_key, key, before, None)
+
+    def _park(self, update: Update, key: str, raw_value: bytes) -> None:
+        waiting = self._parked(key)
+        if any(p.update.offset == update.offset for p in waiting):
+            return
+        if len(waiting) >= self._parked_limit:
+            self._reject(
+                update,
+                f"event {update.event_id!r} has no insert yet and already "
+                f"{len(waiting)} updates wait for it (DRIFTLINE_PARKED_UPDATES_PER_EVENT)",
+            )
+            return
+        parked = ParkedUpdate(update, raw_value.decode("utf-8"))
+        self.outcome.parked[key] = (*waiting, parked)
+
+    def _write(
+        self, model: str, key: str, before: StoredEvent | None, after: StoredEvent | None
+    ) -> None:
+        self.outcome.events[key] = after
+        if before != after:
+            self.outcome.changes.append(EventChange(model, before, after))
+
+    def _event(self, key: str) -> StoredEvent | None:
+        if key in self.outcome.events:
+            return self.outcome.events[key]
+        return self._store.get_event(key)
+
+    def _parked(self, key: str) -> tuple[ParkedUpdate, ...]:
+        if key in self.outcome.parked:
+            return self.outcome.parked[key]
+        return self._store.get_parked(key)
+
+    def _parked_split(
+        self, key: str, offset: int
+    ) -> tuple[tuple[ParkedUpdate, ...], tuple[ParkedUpdate, ...]]:
+        """Parked updates sent before ``offset``, and any parked after it.
+
+        Normally all of them are earlier. A later one exists only while a partition is
+        being redelivered: it was parked after this message deleted the event, and it
+        must stay parked rather than be applied to (or erased with) an older version.
+        """
+        parked = self._parked(key)
+        earlier = tuple(p for p in parked if p.update.offset < offset)
+        if len(earlier) == len(parked):
+            return earlier, ()
+        return earlier, tuple(p for p in parked if p.update.offset > offset)
+
+    def _count_dropped(self, spec: ModelSpec, dropped: list[str]) -> None:
+        for name in dropped:
+            self.outcome.dropped_fields[(spec.key, name)] += 1
+
+    def _reject(self, command: Command, reason: str) -> None:
+        self.outcome.rejections.append(Rejection(command.ref, reason))

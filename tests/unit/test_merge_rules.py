@@ -1,0 +1,263 @@
+"""Merge rules of SPEC §2, checked against a plain-Python model written from the spec."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from hypothesis import given
+from hypothesis import strategies as st
+
+from state.commands import Command, Delete, Insert, Update, event_key
+from state.events import (
+    EventStore,
+    MergeOutcome,
+    ParkedUpdate,
+    StoredEvent,
+    expire_parked,
+    merge_batch,
+)
+from state.models import ModelSpec
+
+SPEC = ModelSpec(
+    project_id="p",
+    model_id="m",
+    inputs=("age", "city"),
+    outputs=("score",),
+    targets=("label",),
+    decisions=("approved",),
+    metadata=("uri", "tag"),
+)
+MODEL = SPEC.key
+PARK_LIMIT = 3
+
+
+@dataclass
+class DictStore(EventStore):
+    events: dict[str, StoredEvent] = field(default_factory=dict)
+    parked: dict[str, tuple[ParkedUpdate, ...]] = field(default_factory=dict)
+
+    def get_event(self, key: str) -> StoredEvent | None:
+        return self.events.get(key)
+
+    def get_parked(self, key: str) -> tuple[ParkedUpdate, ...]:
+        return self.parked.get(key, ())
+
+    def write(self, outcome: MergeOutcome) -> None:
+        for key, event in outcome.events.items():
+            if event is None:
+                self.events.pop(key, None)
+            else:
+                self.events[key] = event
+        for key, parked in outcome.parked.items():
+            if parked:
+                self.parked[key] = parked
+            else:
+                self.parked.pop(key, None)
+
+
+def run(commands: list[Command], store: DictStore | None = None) -> DictStore:
+    store = store or DictStore()
+    raws = [b'{"raw": %d}' % i for i in range(len(commands))]
+    in_batch = [replace(c, ref=i) for i, c in enumerate(commands)]
+    store.write(merge_batch(in_batch, raws, store, {MODEL: SPEC}.get, PARK_LIMIT))
+    return store
+
+
+def at_offsets(commands: list[Command]) -> list[Command]:
+    """Give commands the offsets they would have as consecutive messages of one partition."""
+    return [replace(c, offset=i) for i, c in enumerate(commands)]
+
+
+# --- the reference model: SPEC §2 read literally, one event at a time -----------------
+
+UPDATABLE = {"label", "uri", "tag"}
+KNOWN = {"age", "city", "score", "label", "approved", "uri", "tag"}
+
+
+def reference(commands: list[Command]) -> dict[str, tuple[int, dict[str, Any]]]:
+    events: dict[str, tuple[int, dict[str, Any]]] = {}
+    waiting: dict[str, list[Update]] = {}
+    for c in commands:
+        if isinstance(c, Insert):
+            columns = {k: v for k, v in c.columns.items() if k in KNOWN}
+            ts = c.timestamp_ms if c.timestamp_ms is not None else c.received_ms
+            events[c.event_id] = (ts, columns)
+            for update in waiting.pop(c.event_id, []):
+                events[c.event_id] = _reference_update(events[c.event_id], update)
+        elif isinstance(c, Update):
+            if c.event_id in events:
+                events[c.event_id] = _reference_update(events[c.event_id], c)
+            elif len(waiting.setdefault(c.event_id, [])) < PARK_LIMIT:
+                waiting[c.event_id].append(c)
+        else:
+            events.pop(c.event_id, None)
+            waiting.pop(c.event_id, None)
+    return events
+
+
+def _reference_update(
+    current: tuple[int, dict[str, Any]], update: Update
+) -> tuple[int, dict[str, Any]]:
+    ts, columns = current
+    columns = dict(columns)
+    for name, value in update.columns.items():
+        if name in UPDATABLE:
+            columns[name] = value
+    return (update.timestamp_ms if update.timestamp_ms is not None else ts), columns
+
+
+# --- strategies -------------------------------------------------------------------
+
+ids = st.sampled_from(["a", "b", "c", "d"])
+values = st.one_of(st.none(), st.integers(-5, 5), st.floats(allow_nan=False), st.text(max_size=3))
+timestamps = st.one_of(st.none(), st.integers(0, 10**13))
+insert_columns = st.dictionaries(st.sampled_from(sorted(KNOWN | {"extra"})), values)
+update_columns = st.dictionaries(st.sampled_from(sorted(KNOWN | {"extra"})), values)
+
+received = st.integers(0, 10**13)
+inserts = st.builds(Insert, st.just(MODEL), ids, insert_columns, timestamps, received, st.just(0))
+updates = st.builds(Update, st.just(MODEL), ids, update_columns, timestamps, received, st.just(0))
+deletes = st.builds(Delete, st.just(MODEL), ids, received, st.just(0))
+command_lists = st.lists(st.one_of(inserts, updates, deletes), max_size=40).map(at_offsets)
+
+
+def state_of(store: DictStore) -> dict[str, tuple[int, dict[str, Any]]]:
+    return {e.event_id: (e.timestamp_ms, e.columns) for e in store.events.values()}
+
+
+@given(command_lists)
+def test_batch_merge_equals_the_reference_model(commands: list[Command]) -> None:
+    assert state_of(run(commands)) == reference(commands)
+
+
+@given(command_lists, st.data())
+def test_batch_boundaries_do_not_change_the_result(commands: list[Command], data: Any) -> None:
+    cuts = sorted(data.draw(st.sets(st.integers(0, len(commands)), max_size=6)))
+    store = DictStore()
+    start = 0
+    for cut in [*cuts, len(commands)]:
+        run(commands[start:cut], store)
+        start = cut
+    assert state_of(store) == state_of(run(commands))
+    assert store.parked.keys() == run(commands).parked.keys()
+
+
+@given(command_lists)
+def test_every_message_applied_twice_changes_nothing(commands: list[Command]) -> None:
+    doubled = [c for command in commands for c in (command, command)]
+    assert state_of(run(doubled)) == state_of(run(commands))
+
+
+@given(command_lists, st.integers(0, 40))
+def test_redelivering_a_suffix_changes_nothing(commands: list[Command], restart: int) -> None:
+    """At-least-once: after a crash the tail since the last commit is applied again."""
+    store = run(commands)
+    run(commands[min(restart, len(commands)) :], store)
+    assert state_of(store) == state_of(run(commands))
+
+
+def test_update_changes_only_targets_and_metadata_and_reports_the_rest() -> None:
+    insert = Insert(MODEL, "e1", {"age": 30, "score": 0.9, "label": None, "uri": "u"}, 1000, 5, 0)
+    update = Update(
+        MODEL, "e1", {"label": 1, "age": 99, "score": 0.1, "approved": True}, None, 9, 0
+    )
+    store = DictStore()
+    raws = [b"{}", b"{}"]
+    outcome = merge_batch(
+        at_offsets([insert, replace(update, ref=1)]), raws, store, {MODEL: SPEC}.get, PARK_LIMIT
+    )
+    stored = outcome.events[event_key(MODEL, "e1")]
+    assert stored is not None
+    assert stored.columns == {"age": 30, "score": 0.9, "label": 1, "uri": "u"}
+    assert stored.timestamp_ms == 1000
+    assert stored.ingested_ms == 5
+    assert dict(outcome.dropped_fields) == {
+        (MODEL, "age"): 1,
+        (MODEL, "score"): 1,
+        (MODEL, "approved"): 1,
+    }
+
+
+def test_explicit_null_clears_and_omitted_fields_stay() -> None:
+    store = run([Insert(MODEL, "e1", {"label": 1, "uri": "u", "tag": "t"}, 10, 10, 0)])
+    run([Update(MODEL, "e1", {"label": None}, None, 11, 1)], store)
+    assert store.events[event_key(MODEL, "e1")].columns == {"label": None, "uri": "u", "tag": "t"}
+
+
+def test_update_with_timestamp_moves_the_event_and_reports_both_states() -> None:
+    store = run([Insert(MODEL, "e1", {"age": 1}, 3_600_000, 10, 0)])
+    outcome = merge_batch(
+        [Update(MODEL, "e1", {}, 7_200_000, 11, 1)], [b"{}"], store, {MODEL: SPEC}.get, 3
+    )
+    (change,) = outcome.changes
+    assert change.before is not None
+    assert change.after is not None
+    assert (change.before.timestamp_ms, change.after.timestamp_ms) == (3_600_000, 7_200_000)
+
+
+def test_update_before_insert_waits_then_applies_in_order() -> None:
+    store = run(
+        [
+            Update(MODEL, "e1", {"label": 0}, None, 1, 0),
+            Update(MODEL, "e1", {"label": 1, "uri": "x"}, None, 2, 1),
+        ]
+    )
+    key = event_key(MODEL, "e1")
+    assert key not in store.events
+    assert [p.update.columns for p in store.parked[key]] == [{"label": 0}, {"label": 1, "uri": "x"}]
+    run([Insert(MODEL, "e1", {"age": 4, "label": None}, 100, 3, 2)], store)
+    assert store.events[key].columns == {"age": 4, "label": 1, "uri": "x"}
+    assert key not in store.parked
+
+
+def test_parked_updates_beyond_the_limit_are_rejected_with_a_reason() -> None:
+    commands: list[Command] = [Update(MODEL, "e1", {"label": i}, None, i, 0) for i in range(5)]
+    numbered = [replace(c, ref=i) for i, c in enumerate(at_offsets(commands))]
+    outcome = merge_batch(numbered, [b"{}"] * 5, DictStore(), {MODEL: SPEC}.get, PARK_LIMIT)
+    assert [r.ref for r in outcome.rejections] == [3, 4]
+    assert "already 3 updates wait" in outcome.rejections[0].reason
+
+
+def test_parked_updates_expire_after_the_timeout() -> None:
+    store = run([Update(MODEL, "e1", {"label": 0}, None, 1_000, 0)])
+    store = run([Update(MODEL, "e1", {"label": 1}, None, 5_000, 1)], store)
+    key = event_key(MODEL, "e1")
+    kept, expired = expire_parked(key, store.parked[key], now_ms=6_000, timeout_ms=2_000)
+    assert [p.update.received_ms for p in kept] == [5_000]
+    assert [e.parked.update.received_ms for e in expired] == [1_000]
+    assert expired[0].parked.raw_value == '{"raw": 0}'
+
+
+def test_delete_removes_event_and_its_waiting_updates() -> None:
+    store = run(
+        [Insert(MODEL, "e1", {"age": 1}, 10, 10, 0), Update(MODEL, "e2", {"label": 1}, None, 11, 1)]
+    )
+    outcome = merge_batch(
+        [
+            Delete(MODEL, "e1", 12, 2),
+            Delete(MODEL, "e2", 12, 3, 1),
+            Delete(MODEL, "nope", 12, 4, 2),
+        ],
+        [b"{}"] * 3,
+        store,
+        {MODEL: SPEC}.get,
+        3,
+    )
+    store.write(outcome)
+    assert store.events == {}
+    assert store.parked == {}
+    assert [(c.before is not None, c.after) for c in outcome.changes] == [(True, None)]
+
+
+def test_unknown_model_is_rejected() -> None:
+    outcome = merge_batch(
+        [Insert("p/other", "e1", {}, None, 1, 0)], [b"{}"], DictStore(), {MODEL: SPEC}.get, 3
+    )
+    assert outcome.events == {}
+    assert outcome.rejections[0].reason == "model 'p/other' is not registered"
+
+
+def test_stored_event_round_trips_through_its_dict() -> None:
+    event = StoredEvent("e", 1, {"a": [1, 2], "b": None}, 2, 3)
+    assert StoredEvent.from_dict(event.to_dict()) == event

@@ -1,0 +1,55 @@
+"""Every topic Driftline owns: name, partitions, configuration. No other module names a topic.
+
+Names derive from one prefix so that a test (or a tenant) gets its own set of topics.
+The message formats carried by each topic are documented in ``topics/SCHEMAS.md``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+from driftline.settings import Settings
+
+_COMPACTED = {"cleanup.policy": "compact"}
+
+
+@dataclass(frozen=True, slots=True)
+class TopicSpec:
+    name: str
+    partitions: int
+    config: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class Topics:
+    # Raw inserts, partial updates and deletes, keyed project/model/event_id.
+    ingest: TopicSpec
+    # Model specs keyed project/model; compacted, read whole by every worker and client.
+    models: TopicSpec
+    # Messages the pipeline could not apply: original key and bytes, reason in headers.
+    dead_letters: TopicSpec
+    # Faust app id; Faust derives its table changelog topics from it.
+    app_id: str
+
+    @classmethod
+    def for_settings(cls, settings: Settings) -> Topics:
+        prefix = settings.topic_prefix
+        return cls(
+            ingest=TopicSpec(
+                f"{prefix}.ingest",
+                settings.ingest_partitions,
+                {"retention.ms": str(settings.ingest_retention_ms)},
+            ),
+            models=TopicSpec(f"{prefix}.models", 1, _COMPACTED),
+            dead_letters=TopicSpec(f"{prefix}.dead-letters", 1),
+            app_id=f"{prefix}-worker",
+        )
+
+    @property
+    def owned(self) -> tuple[TopicSpec, ...]:
+        """Topics created up front; Faust creates its own changelogs."""
+        return (self.ingest, self.models, self.dead_letters)
+
+    def changelog(self, table: str) -> str:
+        return f"{self.app_id}-{table}-changelog"

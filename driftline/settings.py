@@ -37,6 +37,8 @@ class Settings:
     # An update that arrives before its insert waits this long / this many per event.
     parked_update_timeout_s: float = 600.0
     parked_updates_per_event: int = 100
+    # How soon the group notices a dead worker and moves its partitions.
+    session_timeout_ms: int = 10_000
     # Worker HTTP server (event read-back, health).
     worker_host: str = "127.0.0.1"
     worker_port: int = 6066
@@ -71,6 +73,9 @@ class Settings:
             ),
             parked_updates_per_event=_int(
                 env, "DRIFTLINE_PARKED_UPDATES_PER_EVENT", defaults.parked_updates_per_event
+            ),
+            session_timeout_ms=_int(
+                env, "DRIFTLINE_SESSION_TIMEOUT_MS", defaults.session_timeout_ms
             ),
             worker_host=env.get("DRIFTLINE_WORKER_HOST", defaults.worker_host),
             worker_port=_int(env, "DRIFTLINE_WORKER_PORT", defaults.worker_port),

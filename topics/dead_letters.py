@@ -45,3 +45,15 @@ class DeadLetter:
             source_partition=int(found.get(SOURCE_PARTITION, "-1")),
             source_offset=int(found.get(SOURCE_OFFSET, "-1")),
         )
+
+
+def read_dead_letters(
+    bootstrap_servers: str, topic: str, limit: int | None = None
+) -> list[DeadLetter]:
+    from topics.reading import read_topic
+
+    letters = [
+        DeadLetter.from_message(m.key(), m.value(), m.headers() or [])
+        for m in read_topic(bootstrap_servers, topic)
+    ]
+    return letters if limit is None else letters[-limit:]

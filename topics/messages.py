@@ -40,7 +40,13 @@ def encode_ingest(
 
 
 def decode_ingest(
-    key: bytes | None, value: bytes | None, received_ms: int, ref: int, max_bytes: int
+    key: bytes | None,
+    value: bytes | None,
+    *,
+    received_ms: int,
+    offset: int,
+    ref: int,
+    max_bytes: int,
 ) -> Command | str:
     """The command a message asks for, or why it cannot be applied."""
     if value is None:
@@ -67,7 +73,7 @@ def decode_ingest(
             f"so that all operations on one event share a partition; got {key!r}"
         )
     if op == "delete":
-        return Delete(model, event_id, received_ms, ref)
+        return Delete(model, event_id, received_ms, offset, ref)
     event = message.get("event")
     if not isinstance(event, dict):
         return f"{op} needs 'event', a JSON object of column values; got {event!r}"
@@ -80,8 +86,8 @@ def decode_ingest(
             f"integer); got {timestamp!r}"
         )
     if op == "insert":
-        return Insert(model, event_id, event, timestamp, received_ms, ref)
-    return Update(model, event_id, event, timestamp, received_ms, ref)
+        return Insert(model, event_id, event, timestamp, received_ms, offset, ref)
+    return Update(model, event_id, event, timestamp, received_ms, offset, ref)
 
 
 def _envelope(message: dict[str, Any]) -> tuple[str, str] | str:

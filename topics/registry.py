@@ -29,7 +29,9 @@ class Topics:
     models: TopicSpec
     # Messages the pipeline could not apply: original key and bytes, reason in headers.
     dead_letters: TopicSpec
-    # Faust app id; Faust derives its table changelog topics from it.
+    # The merge agent's table writes, one partition per ingest partition; compacted.
+    merge_changelog: TopicSpec
+    # Faust app id and consumer group of the workers.
     app_id: str
 
     @classmethod
@@ -43,13 +45,13 @@ class Topics:
             ),
             models=TopicSpec(f"{prefix}.models", 1, _COMPACTED),
             dead_letters=TopicSpec(f"{prefix}.dead-letters", 1),
+            merge_changelog=TopicSpec(
+                f"{prefix}.merge-changelog", settings.ingest_partitions, _COMPACTED
+            ),
             app_id=f"{prefix}-worker",
         )
 
     @property
     def owned(self) -> tuple[TopicSpec, ...]:
-        """Topics created up front; Faust creates its own changelogs."""
-        return (self.ingest, self.models, self.dead_letters)
-
-    def changelog(self, table: str) -> str:
-        return f"{self.app_id}-{table}-changelog"
+        """Every topic Driftline creates (Faust adds its own internal ones)."""
+        return (self.ingest, self.models, self.dead_letters, self.merge_changelog)

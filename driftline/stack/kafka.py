@@ -158,7 +158,7 @@ class LocalKafka:
             cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
             subprocess.run(
                 [java, "-cp", classpath, log_opt, "kafka.tools.StorageTool", "format",
-                 "-t", cluster_id, "-c", str(config_file)],
+                 f"--cluster-id={cluster_id}", "-c", str(config_file)],
                 check=True, stdout=subprocess.DEVNULL,
             )  # fmt: skip
         with self.log_file.open("ab") as log:

@@ -1,0 +1,83 @@
+"""The worker: a Faust app hosting the merge agent's batch engine and the HTTP views.
+
+``create_app(settings)`` builds everything from explicit settings, so tests build
+fresh apps against their own topics; nothing happens at import time.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import faust
+import redis
+
+from agents.merge import MergeHandler
+from agents.ownership import PartitionOwners
+from agents.runtime import PartitionedRunner, RunnerConfig
+from agents.threads import RunnerThreads
+from agents.web import register_views
+from driftline.settings import Settings
+from topics.admin import ensure_topics
+from topics.models import ModelRegistry
+from topics.registry import Topics
+
+
+@dataclass
+class Worker:
+    """What the views and tests need to reach inside a running worker."""
+
+    settings: Settings
+    topics: Topics
+    app: faust.App
+    merge: PartitionedRunner
+    owners: PartitionOwners
+
+
+def create_app(settings: Settings) -> Worker:
+    topics = Topics.for_settings(settings)
+    ensure_topics(settings.bootstrap_servers, topics.owned)
+    app = faust.App(
+        topics.app_id,
+        broker=f"kafka://{settings.bootstrap_servers}",
+        web_host=settings.worker_host,
+        web_bind=settings.worker_host,
+        web_port=settings.worker_port,
+        datadir=str(settings.data_dir / "faust"),
+        autodiscover=False,
+        topic_replication_factor=1,
+        topic_partitions=1,
+    )
+    registry = ModelRegistry(settings.bootstrap_servers, topics.models.name)
+    handler = MergeHandler(
+        spec_of=registry.get,
+        ingest_topic=topics.ingest.name,
+        dead_letter_topic=topics.dead_letters.name,
+        max_event_bytes=settings.max_event_bytes,
+        parked_updates_per_event=settings.parked_updates_per_event,
+        parked_update_timeout_s=settings.parked_update_timeout_s,
+    )
+    config = RunnerConfig(
+        name="merge",
+        bootstrap_servers=settings.bootstrap_servers,
+        group_id=f"{topics.app_id}-merge",
+        input_topic=topics.ingest.name,
+        changelog_topic=topics.merge_changelog.name,
+        data_dir=settings.data_dir,
+        batch_max_messages=settings.batch_max_messages,
+        batch_within_s=settings.batch_within_s,
+        session_timeout_ms=settings.session_timeout_ms,
+    )
+    owners = PartitionOwners(
+        redis.Redis.from_url(settings.redis),
+        settings.topic_prefix,
+        f"http://{settings.worker_host}:{settings.worker_port}",
+    )
+    merge = PartitionedRunner(config, handler, on_assignment=owners.publish)
+    worker = Worker(settings, topics, app, merge, owners)
+
+    @app.service
+    class Agents(RunnerThreads):
+        runners = (merge,)
+
+    register_views(worker)
+    return worker

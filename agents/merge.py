@@ -1,0 +1,193 @@
+"""The merge agent: ingest messages in, merged events out (events table, dead letters).
+
+It only moves data between the topic, the pure merge rules (``state.events``) and the
+partition store; every decision is made in ``state``.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Callable, Sequence
+
+import orjson
+from confluent_kafka import Message
+
+from agents.runtime import BatchResult, Outgoing
+from state.commands import Command, event_key
+from state.counters import ModelCounters, counters_update
+from state.events import (
+    ExpiredUpdate,
+    MergeOutcome,
+    ParkedUpdate,
+    StoredEvent,
+    expire_parked,
+    merge_batch,
+)
+from state.models import ModelSpec
+from state.store import PartitionStore, Write
+from topics.dead_letters import DeadLetter
+from topics.messages import decode_ingest
+
+EVENTS = "events"
+PARKED = "parked"
+COUNTERS = "counters"
+
+UNATTRIBUTED = "-"
+
+
+class StoreView:
+    """The ``EventStore`` the merge rules read: one multi-get for the whole batch."""
+
+    def __init__(self, store: PartitionStore, keys: list[str]) -> None:
+        encoded = [key.encode() for key in keys]
+        self._events = dict(zip(keys, store.get_many(EVENTS, encoded), strict=True))
+        self._parked = dict(zip(keys, store.get_many(PARKED, encoded), strict=True))
+
+    def get_event(self, key: str) -> StoredEvent | None:
+        raw = self._events.get(key)
+        return None if raw is None else decode_event(raw)
+
+    def get_parked(self, key: str) -> tuple[ParkedUpdate, ...]:
+        raw = self._parked.get(key)
+        if raw is None:
+            return ()
+        return tuple(ParkedUpdate.from_dict(item) for item in orjson.loads(raw))
+
+
+def decode_event(raw: bytes) -> StoredEvent:
+    return StoredEvent.from_dict(orjson.loads(raw))
+
+
+class MergeHandler:
+    def __init__(
+        self,
+        spec_of: Callable[[str], ModelSpec | None],
+        ingest_topic: str,
+        dead_letter_topic: str,
+        max_event_bytes: int,
+        parked_updates_per_event: int,
+        parked_update_timeout_s: float,
+    ) -> None:
+        self._spec_of = spec_of
+        self._ingest_topic = ingest_topic
+        self._dead_letter_topic = dead_letter_topic
+        self._max_event_bytes = max_event_bytes
+        self._parked_limit = parked_updates_per_event
+        self._parked_timeout_ms = int(parked_update_timeout_s * 1000)
+
+    def handle(
+        self, partition: int, messages: Sequence[Message], store: PartitionStore
+    ) -> BatchResult:
+        commands: list[Command] = []
+        raw_values: list[bytes] = []
+        dead: list[DeadLetter] = []
+        for ref, message in enumerate(messages):
+            value = message.value()
+            raw_values.append(value or b"")
+            decoded = decode_ingest(
+                message.key(),
+                value,
+                received_ms=message.timestamp()[1],
+                offset=message.offset(),
+                ref=ref,
+                max_bytes=self._max_event_bytes,
+            )
+            if isinstance(decoded, str):
+                dead.append(self._dead_letter(message, decoded))
+            else:
+                commands.append(decoded)
+        keys = list({event_key(c.model_key, c.event_id) for c in commands})
+        outcome = merge_batch(
+            commands, raw_values, StoreView(store, keys), self._spec_of, self._parked_limit
+        )
+        dead.extend(self._dead_letter(messages[r.ref], r.reason) for r in outcome.rejections)
+        writes = _table_writes(outcome)
+        writes.extend(self._counter_writes(store, outcome, dead))
+        return BatchResult(writes, [self._outgoing(letter) for letter in dead])
+
+    def tick(self, partition: int, store: PartitionStore, now_ms: int) -> BatchResult:
+        """Dead-letter updates whose insert did not come within the timeout."""
+        writes: list[Write] = []
+        expired: list[ExpiredUpdate] = []
+        for raw_key, raw in store.items(PARKED):
+            parked = tuple(ParkedUpdate.from_dict(item) for item in orjson.loads(raw))
+            kept, gone = expire_parked(raw_key.decode(), parked, now_ms, self._parked_timeout_ms)
+            if gone:
+                expired.extend(gone)
+                writes.append(Write(PARKED, raw_key, _encode_parked(kept)))
+        letters = [self._expired_letter(partition, item) for item in expired]
+        return BatchResult(writes, [self._outgoing(letter) for letter in letters])
+
+    # --- dead letters and counters ------------------------------------------------------
+
+    def _dead_letter(self, message: Message, reason: str) -> DeadLetter:
+        return DeadLetter(
+            key=message.key(),
+            value=message.value(),
+            reason=reason,
+            source_topic=message.topic(),
+            source_partition=message.partition(),
+            source_offset=message.offset(),
+        )
+
+    def _expired_letter(self, partition: int, item: ExpiredUpdate) -> DeadLetter:
+        update = item.parked.update
+        return DeadLetter(
+            key=item.key.encode(),
+            value=item.parked.raw_value.encode(),
+            reason=(
+                f"update of event {update.event_id!r} waited {self._parked_timeout_ms // 1000}s "
+                "and its insert never arrived (DRIFTLINE_PARKED_UPDATE_TIMEOUT_S)"
+            ),
+            source_topic=self._ingest_topic,
+            source_partition=partition,
+            source_offset=update.offset,
+        )
+
+    def _outgoing(self, letter: DeadLetter) -> Outgoing:
+        return Outgoing(self._dead_letter_topic, letter.key, letter.value, letter.headers())
+
+    def _counter_writes(
+        self,
+        store: PartitionStore,
+        outcome: MergeOutcome,
+        dead: list[DeadLetter],
+    ) -> list[Write]:
+        if not dead and not outcome.dropped_fields:
+            return []
+        dead_by_model = Counter(_model_of_letter(letter) for letter in dead)
+        writes = []
+        for model, delta in counters_update(dead_by_model, outcome.dropped_fields).items():
+            raw = store.get(COUNTERS, model.encode())
+            current = ModelCounters() if raw is None else ModelCounters.from_dict(orjson.loads(raw))
+            total = current.plus(delta)
+            writes.append(Write(COUNTERS, model.encode(), orjson.dumps(total.to_dict())))
+        return writes
+
+
+def _model_of_letter(letter: DeadLetter) -> str:
+    """Attribute a dead letter to its model when its key names one."""
+    if letter.key is None:
+        return UNATTRIBUTED
+    parts = letter.key.split(b"/")
+    if len(parts) < 3:
+        return UNATTRIBUTED
+    return (parts[0] + b"/" + parts[1]).decode(errors="replace")
+
+
+def _table_writes(outcome: MergeOutcome) -> list[Write]:
+    writes = [
+        Write(EVENTS, key.encode(), None if event is None else orjson.dumps(event.to_dict()))
+        for key, event in outcome.events.items()
+    ]
+    writes.extend(
+        Write(PARKED, key.encode(), _encode_parked(parked))
+        for key, parked in outcome.parked.items()
+    )
+    return writes
+
+
+def _encode_parked(parked: tuple[ParkedUpdate, ...]) -> bytes | None:
+    if not parked:
+        return None
+    return orjson.dumps([item.to_dict() for item in parked])

@@ -1,0 +1,89 @@
+"""HTTP views of the worker: read an event back, per-model counters, health and readiness."""
+
+from __future__ import annotations
+
+from collections import Counter
+from typing import TYPE_CHECKING, Any
+
+import orjson
+from faust.web import Request, Response, View
+
+from agents.merge import COUNTERS, EVENTS, decode_event
+from state.commands import event_key
+from state.counters import ModelCounters
+from state.models import model_key
+from topics.partitioning import partition_for
+
+if TYPE_CHECKING:
+    from agents.app import Worker
+
+
+def register_views(worker: Worker) -> None:
+    app = worker.app
+    partitions = worker.settings.ingest_partitions
+
+    @app.page("/v1/events/{project_id}/{model_id}/{event_id}")
+    async def get_event(
+        view: View, request: Request, project_id: str, model_id: str, event_id: str
+    ) -> Response:
+        key = event_key(model_key(project_id, model_id), event_id)
+        partition = partition_for(key.encode(), partitions)
+        store = worker.merge.stores.get(partition)
+        if store is None:
+            owner = worker.owners.owner_of(partition)
+            if owner is not None and owner != worker.owners.own_url:
+                location = f"{owner}/v1/events/{project_id}/{model_id}/{event_id}"
+                return _json(view, {"owner": owner}, 307, headers={"Location": location})
+            return _error(view, 503, f"partition {partition} is not assigned to any worker yet")
+        raw = store.get(EVENTS, key.encode())
+        if raw is None:
+            return _error(view, 404, f"no event {event_id!r} in model {project_id}/{model_id}")
+        event = decode_event(raw)
+        return _json(
+            view,
+            {
+                "project_id": project_id,
+                "model_id": model_id,
+                "event_id": event.event_id,
+                "event_timestamp": event.timestamp_ms,
+                "event": event.columns,
+            },
+        )
+
+    @app.page("/v1/models/{project_id}/{model_id}/counters")
+    async def get_counters(
+        view: View, request: Request, project_id: str, model_id: str
+    ) -> Response:
+        """This worker's share: dead letters and dropped fields of its partitions."""
+        name = model_key(project_id, model_id).encode()
+        total = ModelCounters()
+        for store in list(worker.merge.stores.values()):
+            raw = store.get(COUNTERS, name)
+            if raw is not None:
+                total = total.plus(ModelCounters.from_dict(orjson.loads(raw)))
+        body = total.to_dict()
+        body["dropped_fields"] = dict(Counter(body["dropped_fields"]).most_common())
+        body["partitions"] = sorted(worker.merge.stores)
+        return _json(view, body)
+
+    @app.page("/health")
+    async def health(view: View, request: Request) -> Response:
+        return _json(view, {"status": "ok"})
+
+    @app.page("/ready")
+    async def ready(view: View, request: Request) -> Response:
+        if not worker.merge.ready.is_set():
+            return _error(view, 503, "the merge agent has no partitions assigned yet")
+        return _json(view, {"status": "ready", "partitions": sorted(worker.merge.stores)})
+
+
+def _json(
+    view: View, body: Any, status: int = 200, headers: dict[str, str] | None = None
+) -> Response:
+    return view.bytes(
+        orjson.dumps(body), content_type="application/json", status=status, headers=headers
+    )
+
+
+def _error(view: View, status: int, message: str) -> Response:
+    return _json(view, {"error": message}, status)

@@ -1,0 +1,202 @@
+"""`driftline`: run the local stack and workers, register models, publish, delete, inspect."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+import orjson
+
+from driftline.settings import Settings
+
+
+@click.group()
+@click.pass_context
+def main(ctx: click.Context) -> None:
+    """Driftline: ML model monitoring on Kafka."""
+    ctx.obj = Settings.from_env()
+
+
+# --- the local stack -------------------------------------------------------------------
+
+
+@main.group()
+def stack() -> None:
+    """The embedded Kafka broker and Redis server."""
+
+
+@stack.command("prepare")
+@click.pass_obj
+def stack_prepare(settings: Settings) -> None:
+    """Install what the stack needs (Kafka jars via Maven, redis-server) without starting it."""
+    from driftline import stack as local
+
+    local.prepare(settings)
+    click.echo("stack prepared")
+
+
+@stack.command("up")
+@click.pass_obj
+def stack_up(settings: Settings) -> None:
+    """Start Kafka and Redis (unless KAFKA_BOOTSTRAP_SERVERS / REDIS_URL name running ones)."""
+    from driftline import stack as local
+
+    endpoints = local.up(settings)
+    click.echo(f"kafka: {endpoints.bootstrap_servers}")
+    click.echo(f"redis: {endpoints.redis_url}")
+
+
+@stack.command("down")
+@click.pass_obj
+def stack_down(settings: Settings) -> None:
+    """Stop the Kafka broker and Redis server this stack started."""
+    from driftline import stack as local
+
+    local.down(settings)
+    click.echo("stack stopped")
+
+
+# --- the worker --------------------------------------------------------------------------
+
+
+@main.command()
+@click.option("--port", type=int, help="HTTP port of this worker (DRIFTLINE_WORKER_PORT).")
+@click.option("--data-dir", type=click.Path(path_type=Path), help="Local state directory.")
+@click.option("--loglevel", default="warning", show_default=True)
+@click.pass_obj
+def worker(settings: Settings, port: int | None, data_dir: Path | None, loglevel: str) -> None:
+    """Run a worker (merge agent + HTTP views) until interrupted."""
+    import faust
+
+    from agents.app import create_app
+
+    if port is not None:
+        settings = settings.with_overrides(worker_port=port)
+    if data_dir is not None:
+        settings = settings.with_overrides(data_dir=data_dir)
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    built = create_app(settings)
+    faust.Worker(built.app, loglevel=loglevel, quiet=True).execute_from_commandline()
+
+
+# --- models and events ---------------------------------------------------------------------
+
+
+@main.command()
+@click.argument("spec_file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.pass_obj
+def register(settings: Settings, spec_file: Path) -> None:
+    """Register a model from a JSON spec file."""
+    from driftline.client import Driftline
+
+    raw = json.loads(spec_file.read_text())
+    with Driftline(settings) as client:
+        spec = _or_exit(lambda: client.register_model(raw))
+    click.echo(f"registered {spec.key}")
+
+
+@main.command()
+@click.argument("project_id")
+@click.argument("model_id")
+@click.argument("source", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--update", is_flag=True, help="Partial updates (targets and metadata only).")
+@click.pass_obj
+def publish(settings: Settings, project_id: str, model_id: str, source: Path, update: bool) -> None:
+    """Publish events from a .csv or .parquet file."""
+    from driftline.client import Driftline
+
+    with Driftline(settings) as client:
+        ids = _or_exit(
+            lambda: client.publish_events_batch(
+                project_id, model_id, source, update_event=update, progress=True
+            )
+        )
+    click.echo(f"published {len(ids)} {'updates' if update else 'events'}")
+
+
+@main.command()
+@click.argument("project_id")
+@click.argument("model_id")
+@click.argument("event_ids", nargs=-1)
+@click.option(
+    "--ids-file",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="A file with one event id per line.",
+)
+@click.pass_obj
+def delete(
+    settings: Settings,
+    project_id: str,
+    model_id: str,
+    event_ids: tuple[str, ...],
+    ids_file: Path | None,
+) -> None:
+    """Delete events by id."""
+    from driftline.client import Driftline
+
+    ids = list(event_ids)
+    if ids_file is not None:
+        ids.extend(line.strip() for line in ids_file.read_text().splitlines() if line.strip())
+    if not ids:
+        raise click.UsageError("give event ids as arguments or with --ids-file")
+    with Driftline(settings) as client:
+        sent = _or_exit(lambda: client.delete_events(project_id, model_id, ids))
+    click.echo(f"deleted {sent} event ids")
+
+
+@main.command()
+@click.argument("project_id")
+@click.argument("model_id")
+@click.argument("event_id")
+@click.pass_obj
+def show(settings: Settings, project_id: str, model_id: str, event_id: str) -> None:
+    """Print one stored event as JSON."""
+    from driftline.client import Driftline
+
+    with Driftline(settings) as client:
+        event = client.get_event(project_id, model_id, event_id)
+    if event is None:
+        click.echo(f"no event {event_id} in {project_id}/{model_id}", err=True)
+        sys.exit(1)
+    click.echo(orjson.dumps(event, option=orjson.OPT_INDENT_2).decode())
+
+
+@main.command("dead-letters")
+@click.option("--limit", default=20, show_default=True)
+@click.pass_obj
+def dead_letters(settings: Settings, limit: int) -> None:
+    """Print the most recent dead letters with their reasons."""
+    from topics.dead_letters import read_dead_letters
+    from topics.registry import Topics
+
+    topic = Topics.for_settings(settings).dead_letters.name
+    for letter in read_dead_letters(settings.bootstrap_servers, topic, limit):
+        value = (letter.value or b"")[:200].decode(errors="replace")
+        click.echo(
+            f"[{letter.source_partition}:{letter.source_offset}] {letter.reason}\n    {value}"
+        )
+
+
+@main.command()
+@click.option("--events", default=2000, show_default=True, help="Events the demo model serves.")
+@click.option("--label-delay", default=3.0, show_default=True, help="Seconds before labels come.")
+@click.pass_obj
+def demo(settings: Settings, events: int, label_delay: float) -> None:
+    """Start the stack and a worker, run a demo model with delayed labels, show the result."""
+    from driftline.demo import run_demo
+
+    run_demo(settings, events=events, label_delay_s=label_delay)
+
+
+def _or_exit(action: Any) -> Any:
+    """Run a client action; bad input ends the command with its message, not a traceback."""
+    from driftline.client import InvalidEventError, UnknownModelError
+    from state.models import InvalidSpecError
+
+    try:
+        return action()
+    except (InvalidEventError, UnknownModelError, InvalidSpecError, FileNotFoundError) as error:
+        raise click.ClickException(str(error)) from error

@@ -1,0 +1,226 @@
+"""The Python client: register models, publish, update and delete events, read them back.
+
+A convenience over the documented topic format (``topics/SCHEMAS.md``): any Kafka
+producer that follows it works the same. The client refuses bad input before anything is
+sent (clear errors), and raises when the broker did not accept a message.
+"""
+
+from __future__ import annotations
+
+import urllib.error
+import urllib.request
+import warnings
+from collections import Counter
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+import orjson
+from tqdm import tqdm
+
+from driftline.settings import Settings
+from state.events import dropped_update_fields
+from state.models import ModelSpec, model_key
+from topics.admin import ensure_topics
+from topics.messages import encode_ingest, ingest_key
+from topics.models import ModelRegistry, publish_spec
+from topics.producer import CheckedProducer
+from topics.registry import Topics
+from topics.sources import (
+    InvalidEventError,
+    OutgoingEvent,
+    Source,
+    count_rows,
+    iter_rows,
+    outgoing_event,
+)
+
+__all__ = ["Driftline", "DroppedFieldsWarning", "InvalidEventError", "UnknownModelError"]
+
+
+class UnknownModelError(LookupError):
+    """Publishing to a model that was never registered."""
+
+
+class DroppedFieldsWarning(UserWarning):
+    """An update carried inputs, outputs or decisions; they are not updatable and were dropped."""
+
+
+class EventId(str):
+    """The id of a published event; ``dropped_fields`` lists what an update could not change."""
+
+    dropped_fields: tuple[str, ...] = ()
+
+
+class Driftline:
+    def __init__(self, settings: Settings | None = None) -> None:
+        self.settings = settings or Settings.from_env()
+        self.topics = Topics.for_settings(self.settings)
+        self._producer = CheckedProducer(self.settings.bootstrap_servers)
+        self._registry: ModelRegistry | None = None
+
+    # --- models -------------------------------------------------------------------
+
+    def create_topics(self) -> None:
+        ensure_topics(self.settings.bootstrap_servers, self.topics.owned)
+
+    def register_model(self, spec: ModelSpec | Mapping[str, Any]) -> ModelSpec:
+        """Register (or replace) a model spec; every worker learns it from the registry topic."""
+        if not isinstance(spec, ModelSpec):
+            spec = ModelSpec.from_dict(spec)
+        self.create_topics()
+        publish_spec(self._producer, self.topics.models.name, spec)
+        return spec
+
+    def model(self, project_id: str, model_id: str) -> ModelSpec:
+        spec = self._models().get(model_key(project_id, model_id))
+        if spec is None:
+            raise UnknownModelError(
+                f"model {project_id}/{model_id} is not registered; register it first "
+                "(Driftline.register_model or `driftline register`)"
+            )
+        return spec
+
+    # --- publishing ---------------------------------------------------------------
+
+    def publish_event(
+        self,
+        project_id: str,
+        model_id: str,
+        event: Mapping[str, Any],
+        event_id: str | int | None = None,
+        update_event: bool = False,
+        event_timestamp: int | Any = None,
+        wait: bool = True,
+    ) -> EventId:
+        """Publish one event (or a partial update) and return its id.
+
+        With ``wait`` (the default) this returns once the broker has the message, and
+        raises ``DeliveryError`` if it refused it; without, call ``flush()`` later.
+        """
+        if not isinstance(event, Mapping):
+            raise InvalidEventError(f"event must be a dict of column values, got {event!r}")
+        spec = self.model(project_id, model_id)
+        outgoing = outgoing_event(
+            spec, event, update=update_event, event_id=event_id, event_timestamp=event_timestamp
+        )
+        published = self._send(spec, outgoing, update_event)
+        if wait:
+            self._producer.flush()
+        return published
+
+    def publish_events_batch(
+        self,
+        project_id: str,
+        model_id: str,
+        source: Source,
+        update_event: bool = False,
+        progress: bool = False,
+    ) -> list[str]:
+        """Publish many events (dicts, a DataFrame, a .csv or .parquet path); return their ids.
+
+        Every row is checked before it is sent; a bad row raises with its row number, and
+        rows before it that were sent are flushed first so that nothing valid is lost.
+        """
+        spec = self.model(project_id, model_id)
+        ids: list[str] = []
+        dropped: Counter[str] = Counter()
+        rows = iter_rows(source)
+        bar = tqdm(total=count_rows(source), unit="event", disable=not progress)
+        try:
+            for number, row in enumerate(rows):
+                outgoing = outgoing_event(spec, row, update=update_event, where=f"row {number}")
+                published = self._send(spec, outgoing, update_event, warn=False)
+                dropped.update(published.dropped_fields)
+                ids.append(published)
+                if number % 1000 == 999:
+                    self._producer.poll()
+                    bar.update(1000)
+        finally:
+            self._producer.flush()
+            bar.update(len(ids) - bar.n)
+            bar.close()
+        if dropped:
+            _warn_dropped(sorted(dropped))
+        return ids
+
+    def delete_events(self, project_id: str, model_id: str, event_ids: Iterable[str]) -> int:
+        """Delete events by id (a tombstone per id); returns how many ids were sent."""
+        self.model(project_id, model_id)
+        sent = 0
+        for event_id in event_ids:
+            text = str(event_id)
+            value = encode_ingest("delete", project_id, model_id, text)
+            self._producer.produce(
+                self.topics.ingest.name, ingest_key(project_id, model_id, text), value
+            )
+            sent += 1
+        self._producer.flush()
+        return sent
+
+    def flush(self) -> None:
+        self._producer.flush()
+
+    # --- reading back ---------------------------------------------------------------
+
+    def get_event(self, project_id: str, model_id: str, event_id: str) -> dict[str, Any] | None:
+        """The stored event as the worker holds it, or None if there is none."""
+        url = (
+            f"http://{self.settings.worker_host}:{self.settings.worker_port}"
+            f"/v1/events/{project_id}/{model_id}/{event_id}"
+        )
+        try:
+            with urllib.request.urlopen(url, timeout=10) as response:
+                found: dict[str, Any] = orjson.loads(response.read())
+                return found
+        except urllib.error.HTTPError as error:
+            if error.code == 404:
+                return None
+            raise
+
+    def close(self) -> None:
+        self._producer.flush()
+        if self._registry is not None:
+            self._registry.close()
+
+    def __enter__(self) -> Driftline:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.close()
+
+    # --- internals ----------------------------------------------------------------
+
+    def _models(self) -> ModelRegistry:
+        if self._registry is None:
+            self.create_topics()
+            self._registry = ModelRegistry(self.settings.bootstrap_servers, self.topics.models.name)
+        return self._registry
+
+    def _send(
+        self, spec: ModelSpec, outgoing: OutgoingEvent, update: bool, warn: bool = True
+    ) -> EventId:
+        op = "update" if update else "insert"
+        value = encode_ingest(
+            op,
+            spec.project_id,
+            spec.model_id,
+            outgoing.event_id,
+            outgoing.columns,
+            outgoing.timestamp_ms,
+        )
+        key = ingest_key(spec.project_id, spec.model_id, outgoing.event_id)
+        self._producer.produce(self.topics.ingest.name, key, value)
+        published = EventId(outgoing.event_id)
+        if update:
+            published.dropped_fields = tuple(dropped_update_fields(spec, outgoing.columns))
+            if warn and published.dropped_fields:
+                _warn_dropped(published.dropped_fields)
+        return published
+
+
+def _warn_dropped(fields: Iterable[str]) -> None:
+    warnings.warn(
+        f"only targets and metadata can be updated; dropped: {', '.join(fields)}",
+        DroppedFieldsWarning,
+        stacklevel=3,
+    )

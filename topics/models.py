@@ -1,0 +1,98 @@
+"""The model registry: a compacted topic of specs keyed ``project_id/model_id``.
+
+Every worker and client reads the whole topic (no consumer group, all partitions from
+the start), so each process knows every model. A lookup that misses reads on up to the
+topic's current end before answering "unknown": a model registered a moment ago is
+therefore always found, and no valid event is dead-lettered for racing its registration.
+"""
+
+from __future__ import annotations
+
+import threading
+import uuid
+
+import orjson
+from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
+
+from state.models import ModelSpec
+from topics.producer import CheckedProducer
+
+
+def encode_spec(spec: ModelSpec) -> tuple[bytes, bytes]:
+    return spec.key.encode(), orjson.dumps(spec.to_dict())
+
+
+def publish_spec(producer: CheckedProducer, topic: str, spec: ModelSpec) -> None:
+    key, value = encode_spec(spec)
+    producer.produce(topic, key, value)
+    producer.flush()
+
+
+class ModelRegistry:
+    """An in-memory view of the registry topic, caught up on demand."""
+
+    def __init__(self, bootstrap_servers: str, topic: str) -> None:
+        self._topic = topic
+        self._consumer = Consumer(
+            {
+                "bootstrap.servers": bootstrap_servers,
+                # Never used to commit: the registry is always read from the beginning.
+                "group.id": f"driftline-registry-{uuid.uuid4()}",
+                "enable.auto.commit": False,
+                "enable.partition.eof": False,
+            }
+        )
+        metadata = self._consumer.list_topics(topic, timeout=10)
+        if topic not in metadata.topics or metadata.topics[topic].error is not None:
+            raise RuntimeError(f"model registry topic {topic} does not exist")
+        self._partitions = [
+            TopicPartition(topic, p, OFFSET_BEGINNING) for p in metadata.topics[topic].partitions
+        ]
+        self._consumer.assign(self._partitions)
+        self._specs: dict[str, ModelSpec] = {}
+        self._lock = threading.Lock()
+        self.catch_up()
+
+    def get(self, model_key: str) -> ModelSpec | None:
+        spec = self._specs.get(model_key)
+        if spec is None:
+            self.catch_up()
+            spec = self._specs.get(model_key)
+        return spec
+
+    def known(self) -> dict[str, ModelSpec]:
+        self.catch_up()
+        return dict(self._specs)
+
+    def catch_up(self, timeout_s: float = 10.0) -> None:
+        """Read until every partition's position reaches the end it had when we asked."""
+        with self._lock:
+            targets = {
+                tp.partition: self._consumer.get_watermark_offsets(tp, timeout=timeout_s)[1]
+                for tp in self._partitions
+            }
+            while any(self._position(p) < end for p, end in targets.items()):
+                for message in self._consumer.consume(num_messages=1000, timeout=0.2):
+                    if message.error() is None:
+                        self._apply(message.key(), message.value())
+
+    def close(self) -> None:
+        self._consumer.close()
+
+    def _position(self, partition: int) -> int:
+        (position,) = self._consumer.position([TopicPartition(self._topic, partition)])
+        offset: int = position.offset
+        return offset if offset >= 0 else 0
+
+    def _apply(self, key: bytes | None, value: bytes | None) -> None:
+        if key is None:
+            return
+        name = key.decode()
+        if value is None:
+            self._specs.pop(name, None)
+            return
+        try:
+            self._specs[name] = ModelSpec.from_dict(orjson.loads(value))
+        except (orjson.JSONDecodeError, ValueError):
+            # Specs are validated before they are published; a foreign record is ignored.
+            return

@@ -1,0 +1,171 @@
+"""Turning user data (dicts, DataFrames, CSV and Parquet files) into ingest messages.
+
+Files are read in chunks so that a large backfill never sits in memory whole. Pandas'
+missing values (NaN, NaT, None) become JSON null: an event without ground truth carries
+an empty target, never a dummy value.
+"""
+
+from __future__ import annotations
+
+import math
+import uuid
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from state.models import ModelSpec
+
+Source = Iterable[Mapping[str, Any]] | pd.DataFrame | str | Path
+
+_CHUNK_ROWS = 50_000
+
+
+class InvalidEventError(ValueError):
+    """An event the client refuses to send; the message names the row and the problem."""
+
+
+@dataclass(frozen=True, slots=True)
+class OutgoingEvent:
+    event_id: str
+    columns: dict[str, Any]
+    timestamp_ms: int | None
+
+
+def count_rows(source: Source) -> int | None:
+    """Rows in a source, when cheap to know (for the progress bar)."""
+    if isinstance(source, pd.DataFrame):
+        return len(source)
+    if isinstance(source, list | tuple):
+        return len(source)
+    path = Path(source) if isinstance(source, str | Path) else None
+    if path is not None and path.suffix == ".parquet":
+        import pyarrow.parquet as pq
+
+        return int(pq.ParquetFile(path).metadata.num_rows)
+    return None
+
+
+def iter_rows(source: Source) -> Iterator[Mapping[str, Any]]:
+    if isinstance(source, pd.DataFrame):
+        yield from _frame_rows(source)
+    elif isinstance(source, str | Path):
+        yield from _file_rows(Path(source))
+    elif isinstance(source, Mapping):
+        raise InvalidEventError("publish_events_batch takes many events; use publish_event")
+    else:
+        for row in source:
+            if not isinstance(row, Mapping):
+                raise InvalidEventError(f"each event must be a dict, got {type(row).__name__}")
+            yield row
+
+
+def _file_rows(path: Path) -> Iterator[Mapping[str, Any]]:
+    if not path.exists():
+        raise FileNotFoundError(f"no such file: {path}")
+    if path.suffix == ".csv":
+        for chunk in pd.read_csv(path, chunksize=_CHUNK_ROWS):
+            yield from _frame_rows(chunk)
+    elif path.suffix == ".parquet":
+        import pyarrow.parquet as pq
+
+        for batch in pq.ParquetFile(path).iter_batches(batch_size=_CHUNK_ROWS):
+            yield from _frame_rows(batch.to_pandas())
+    else:
+        raise InvalidEventError(f"unsupported file type {path.suffix!r}: use .csv or .parquet")
+
+
+def _frame_rows(frame: pd.DataFrame) -> Iterator[Mapping[str, Any]]:
+    columns = [str(c) for c in frame.columns]
+    for values in frame.itertuples(index=False, name=None):
+        yield dict(zip(columns, values, strict=True))
+
+
+def outgoing_event(
+    spec: ModelSpec,
+    row: Mapping[str, Any],
+    *,
+    update: bool,
+    event_id: Any = None,
+    event_timestamp: Any = None,
+    where: str = "event",
+) -> OutgoingEvent:
+    """Split a row into id, time and column values, checking what the wire format needs."""
+    columns = {str(name): json_value(value, where, str(name)) for name, value in row.items()}
+    raw_id = columns.pop(spec.event_id_col, None) if event_id is None else event_id
+    columns.pop(spec.event_id_col, None)
+    raw_ts = columns.pop(spec.event_ts_col, None)
+    if event_timestamp is not None:
+        raw_ts = event_timestamp
+    if raw_id is None:
+        if update:
+            raise InvalidEventError(
+                f"{where}: an update needs an event id (argument event_id or column "
+                f"{spec.event_id_col!r}) to find the event it changes"
+            )
+        raw_id = str(uuid.uuid4())
+    return OutgoingEvent(_event_id(raw_id, where), columns, timestamp_ms(raw_ts, where))
+
+
+def _event_id(value: Any, where: str) -> str:
+    if isinstance(value, bool) or not isinstance(value, str | int):
+        raise InvalidEventError(f"{where}: event id must be a string or integer, got {value!r}")
+    text = str(value)
+    if not text or "/" in text:
+        raise InvalidEventError(f"{where}: event id must be non-empty and without '/': {text!r}")
+    return text
+
+
+def timestamp_ms(value: Any, where: str) -> int | None:
+    """UTC milliseconds from an int, an aware datetime or an ISO-8601 string with offset."""
+    if value is None:
+        return None
+    if isinstance(value, bool):
+        raise InvalidEventError(f"{where}: event timestamp must not be a boolean")
+    if isinstance(value, int):
+        if value < 0:
+            raise InvalidEventError(f"{where}: event timestamp must be >= 0, got {value}")
+        return value
+    if isinstance(value, float) and value.is_integer():
+        return timestamp_ms(int(value), where)
+    if isinstance(value, str):
+        try:
+            value = pd.Timestamp(value)
+        except ValueError:
+            raise InvalidEventError(f"{where}: cannot read {value!r} as a timestamp") from None
+    if isinstance(value, datetime):
+        if value.tzinfo is None:
+            raise InvalidEventError(
+                f"{where}: timestamp {value} has no time zone; give UTC milliseconds "
+                "or a timezone-aware time"
+            )
+        return int(pd.Timestamp(value).value // 1_000_000)
+    raise InvalidEventError(
+        f"{where}: event timestamp must be UTC milliseconds (int) or a timezone-aware "
+        f"datetime, got {value!r}"
+    )
+
+
+def json_value(value: Any, where: str, column: str) -> Any:
+    """A column value as JSON sees it; numpy scalars unwrap, NaN/NaT become null."""
+    if value is None or isinstance(value, str | bool | int):
+        return value
+    if isinstance(value, float):
+        return None if math.isnan(value) else value
+    if value is pd.NaT or value is pd.NA:
+        return None
+    if isinstance(value, datetime):
+        return value.isoformat()
+    if hasattr(value, "item") and not isinstance(value, list | dict):
+        return json_value(value.item(), where, column)
+    if isinstance(value, list | tuple):
+        return [json_value(v, where, column) for v in value]
+    if isinstance(value, dict):
+        return {str(k): json_value(v, where, column) for k, v in value.items()}
+    raise InvalidEventError(
+        f"{where}: column {column!r} has a value of type {type(value).__name__}, which has "
+        "no JSON form; send numbers, strings, booleans, lists or null"
+    )

@@ -46,6 +46,10 @@ def create_app(settings: Settings) -> Worker:
         autodiscover=False,
         topic_replication_factor=1,
         topic_partitions=1,
+        # Faust's own consumer group must also notice a dead worker quickly; its default
+        # (60 s) would hold a restarted worker's start-up for that long.
+        broker_session_timeout=settings.session_timeout_ms / 1000,
+        broker_heartbeat_interval=max(0.5, settings.session_timeout_ms / 5000),
     )
     registry = ModelRegistry(settings.bootstrap_servers, topics.models.name)
     handler = MergeHandler(

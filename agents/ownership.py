@@ -11,7 +11,7 @@ import redis
 
 
 class PartitionOwners:
-    def __init__(self, client: "redis.Redis[bytes]", prefix: str, own_url: str) -> None:
+    def __init__(self, client: redis.Redis[bytes], prefix: str, own_url: str) -> None:
         self._client = client
         self._key = f"{prefix}:partition-owners"
         self.own_url = own_url

@@ -200,3 +200,7 @@ def _or_exit(action: Any) -> Any:
         return action()
     except (InvalidEventError, UnknownModelError, InvalidSpecError, FileNotFoundError) as error:
         raise click.ClickException(str(error)) from error
+
+
+if __name__ == "__main__":
+    main()

@@ -86,6 +86,32 @@ class Settings:
             data_dir=Path(env.get("DRIFTLINE_DATA_DIR", str(home / "worker-data"))),
         )
 
+    def to_env(self) -> dict[str, str]:
+        """The environment that makes ``from_env`` rebuild these settings (for subprocesses)."""
+        env = {
+            "DRIFTLINE_TOPIC_PREFIX": self.topic_prefix,
+            "DRIFTLINE_INGEST_PARTITIONS": str(self.ingest_partitions),
+            "DRIFTLINE_INGEST_RETENTION_MS": str(self.ingest_retention_ms),
+            "DRIFTLINE_MAX_EVENT_BYTES": str(self.max_event_bytes),
+            "DRIFTLINE_BATCH_MAX_MESSAGES": str(self.batch_max_messages),
+            "DRIFTLINE_BATCH_WITHIN_S": str(self.batch_within_s),
+            "DRIFTLINE_PARKED_UPDATE_TIMEOUT_S": str(self.parked_update_timeout_s),
+            "DRIFTLINE_PARKED_UPDATES_PER_EVENT": str(self.parked_updates_per_event),
+            "DRIFTLINE_SESSION_TIMEOUT_MS": str(self.session_timeout_ms),
+            "DRIFTLINE_WORKER_HOST": self.worker_host,
+            "DRIFTLINE_WORKER_PORT": str(self.worker_port),
+            "DRIFTLINE_HOME": str(self.home),
+            "DRIFTLINE_KAFKA_VERSION": self.kafka_version,
+            "DRIFTLINE_LOCAL_KAFKA_PORT": str(self.local_kafka_port),
+            "DRIFTLINE_LOCAL_REDIS_PORT": str(self.local_redis_port),
+            "DRIFTLINE_DATA_DIR": str(self.data_dir),
+        }
+        if self.kafka_bootstrap_servers is not None:
+            env["KAFKA_BOOTSTRAP_SERVERS"] = self.kafka_bootstrap_servers
+        if self.redis_url is not None:
+            env["REDIS_URL"] = self.redis_url
+        return env
+
     @property
     def bootstrap_servers(self) -> str:
         return self.kafka_bootstrap_servers or f"127.0.0.1:{self.local_kafka_port}"

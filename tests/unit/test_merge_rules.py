@@ -18,6 +18,7 @@ from state.events import (
     merge_batch,
 )
 from state.models import ModelSpec
+from tests.reference_model import ReferenceEvents
 
 SPEC = ModelSpec(
     project_id="p",
@@ -69,42 +70,23 @@ def at_offsets(commands: list[Command]) -> list[Command]:
     return [replace(c, offset=i) for i, c in enumerate(commands)]
 
 
-# --- the reference model: SPEC §2 read literally, one event at a time -----------------
+# --- the reference model: SPEC §2 read literally ---------------------------------------
 
-UPDATABLE = {"label", "uri", "tag"}
 KNOWN = {"age", "city", "score", "label", "approved", "uri", "tag"}
+UPDATABLE = {"label", "uri", "tag"}  # targets and metadata of SPEC
 
 
 def reference(commands: list[Command]) -> dict[str, tuple[int, dict[str, Any]]]:
-    events: dict[str, tuple[int, dict[str, Any]]] = {}
-    waiting: dict[str, list[Update]] = {}
+    model = ReferenceEvents(KNOWN, UPDATABLE, PARK_LIMIT)
     for c in commands:
         if isinstance(c, Insert):
-            columns = {k: v for k, v in c.columns.items() if k in KNOWN}
             ts = c.timestamp_ms if c.timestamp_ms is not None else c.received_ms
-            events[c.event_id] = (ts, columns)
-            for update in waiting.pop(c.event_id, []):
-                events[c.event_id] = _reference_update(events[c.event_id], update)
+            model.insert(c.event_id, c.columns, ts)
         elif isinstance(c, Update):
-            if c.event_id in events:
-                events[c.event_id] = _reference_update(events[c.event_id], c)
-            elif len(waiting.setdefault(c.event_id, [])) < PARK_LIMIT:
-                waiting[c.event_id].append(c)
+            model.update(c.event_id, c.columns, c.timestamp_ms)
         else:
-            events.pop(c.event_id, None)
-            waiting.pop(c.event_id, None)
-    return events
-
-
-def _reference_update(
-    current: tuple[int, dict[str, Any]], update: Update
-) -> tuple[int, dict[str, Any]]:
-    ts, columns = current
-    columns = dict(columns)
-    for name, value in update.columns.items():
-        if name in UPDATABLE:
-            columns[name] = value
-    return (update.timestamp_ms if update.timestamp_ms is not None else ts), columns
+            model.delete(c.event_id)
+    return model.events
 
 
 # --- strategies -------------------------------------------------------------------

@@ -1,0 +1,107 @@
+"""A worker that dies mid-stream resumes without losing or double-applying any message."""
+
+from __future__ import annotations
+
+import random
+import shutil
+import urllib.request
+from typing import Any
+
+import orjson
+import pytest
+from confluent_kafka import Consumer, TopicPartition
+
+from driftline.client import Driftline
+from driftline.settings import Settings
+from driftline.stack.waiting import wait_until
+from tests.integration.conftest import WorkerProcess, wait_for_lag_zero
+from tests.integration.test_pipeline_integration import SPEC, T0, stored_events
+from tests.reference_model import ReferenceEvents
+from topics.messages import encode_ingest, ingest_key
+from topics.producer import CheckedProducer
+from topics.registry import Topics
+
+pytestmark = pytest.mark.integration
+
+KNOWN = {"age", "amount", "country", "score", "is_fraud", "blocked", "uri"}
+UPDATABLE = {"is_fraud", "uri"}
+EVENTS = 60_000
+
+
+def publish_workload(settings: Settings) -> tuple[ReferenceEvents, int]:
+    """Inserts, then label updates that also carry a read-only field (counted as dropped)."""
+    rng = random.Random(11)
+    model = ReferenceEvents(KNOWN, UPDATABLE, settings.parked_updates_per_event)
+    producer = CheckedProducer(settings.bootstrap_servers)
+    topic = Topics.for_settings(settings).ingest.name
+    dropped = 0
+    for i in range(EVENTS):
+        event_id = f"e{i}"
+        if i % 3 == 2:
+            columns: dict[str, Any] = {"is_fraud": rng.randint(0, 1), "score": 0.0}
+            target = f"e{i - 1}"
+            producer.produce(
+                topic,
+                ingest_key("shop", "fraud", target),
+                encode_ingest("update", "shop", "fraud", target, columns),
+            )
+            model.update(target, columns, None)
+            dropped += 1
+        else:
+            columns = {"age": rng.randint(1, 99), "score": rng.random(), "is_fraud": None}
+            producer.produce(
+                topic,
+                ingest_key("shop", "fraud", event_id),
+                encode_ingest("insert", "shop", "fraud", event_id, columns, T0 + i),
+            )
+            model.insert(event_id, columns, T0 + i)
+    producer.flush()
+    return model, dropped
+
+
+def committed_total(settings: Settings) -> int:
+    topics = Topics.for_settings(settings)
+    consumer = Consumer(
+        {"bootstrap.servers": settings.bootstrap_servers, "group.id": f"{topics.app_id}-merge"}
+    )
+    try:
+        partitions = [
+            TopicPartition(topics.ingest.name, p) for p in range(settings.ingest_partitions)
+        ]
+        return sum(max(tp.offset, 0) for tp in consumer.committed(partitions, timeout=10))
+    finally:
+        consumer.close()
+
+
+def counters(worker: WorkerProcess) -> dict[str, Any]:
+    with urllib.request.urlopen(f"{worker.url}/v1/models/shop/fraud/counters") as response:
+        body: dict[str, Any] = orjson.loads(response.read())
+        return body
+
+
+@pytest.mark.parametrize("lose_local_state", [False, True], ids=["same-disk", "new-disk"])
+def test_sigkill_mid_stream_then_restart_applies_every_message_once(
+    settings: Settings, start_worker: Any, lose_local_state: bool
+) -> None:
+    with Driftline(settings) as client:
+        client.register_model(SPEC)
+    model, dropped = publish_workload(settings)
+
+    first = start_worker()
+    wait_until(
+        lambda: committed_total(settings) > 0, timeout_s=60, what="some progress", interval_s=0.02
+    )
+    first.kill()
+    assert committed_total(settings) < EVENTS, "the worker finished before it could be killed"
+    if lose_local_state:
+        shutil.rmtree(settings.data_dir)
+
+    second = start_worker()
+    wait_for_lag_zero(settings)
+
+    assert stored_events(settings) == model.events
+    assert counters(second) == {
+        "dead_letters": 0,
+        "dropped_fields": {"score": dropped},
+        "partitions": list(range(settings.ingest_partitions)),
+    }

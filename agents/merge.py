@@ -24,7 +24,7 @@ from state.events import (
     merge_batch,
 )
 from state.models import ModelSpec
-from state.store import PartitionStore, Write
+from state.store import PartitionStore, Write, table_write
 from topics.dead_letters import DeadLetter
 from topics.messages import decode_ingest
 
@@ -114,7 +114,7 @@ class MergeHandler:
             kept, gone = expire_parked(raw_key.decode(), parked, now_ms, self._parked_timeout_ms)
             if gone:
                 expired.extend(gone)
-                writes.append(Write(PARKED, raw_key, _encode_parked(kept)))
+                writes.append(table_write(PARKED, raw_key, _encode_parked(kept)))
         letters = [self._expired_letter(partition, item) for item in expired]
         return BatchResult(writes, [self._outgoing(letter) for letter in letters])
 
@@ -161,7 +161,7 @@ class MergeHandler:
             raw = store.get(COUNTERS, model.encode())
             current = ModelCounters() if raw is None else ModelCounters.from_dict(orjson.loads(raw))
             total = current.plus(delta)
-            writes.append(Write(COUNTERS, model.encode(), orjson.dumps(total.to_dict())))
+            writes.append(table_write(COUNTERS, model.encode(), orjson.dumps(total.to_dict())))
         return writes
 
 
@@ -177,11 +177,11 @@ def _model_of_letter(letter: DeadLetter) -> str:
 
 def _table_writes(outcome: MergeOutcome) -> list[Write]:
     writes = [
-        Write(EVENTS, key.encode(), None if event is None else orjson.dumps(event.to_dict()))
+        table_write(EVENTS, key.encode(), None if event is None else orjson.dumps(event.to_dict()))
         for key, event in outcome.events.items()
     ]
     writes.extend(
-        Write(PARKED, key.encode(), _encode_parked(parked))
+        table_write(PARKED, key.encode(), _encode_parked(parked))
         for key, parked in outcome.parked.items()
     )
     return writes

@@ -178,14 +178,27 @@ class PartitionedRunner:
             self._persist(results)
 
     def _persist(self, results: dict[int, tuple[BatchResult, int]]) -> None:
+        produced: dict[int, int] = {}
         for partition, (result, next_input) in results.items():
             for write in result.writes:
-                self._send_changelog(partition, write.store_key, write.value)
-            self._send_changelog(partition, INPUT_CHECKPOINT_KEY, str(next_input).encode())
+                self._producer.produce_to_partition(
+                    self.config.changelog_topic, partition, write.key, write.value
+                )
+            self._producer.produce_to_partition(
+                self.config.changelog_topic,
+                partition,
+                INPUT_CHECKPOINT_KEY,
+                str(next_input).encode(),
+            )
+            produced[partition] = len(result.writes) + 1
             for out in result.outgoing:
                 self._producer.produce(out.topic, out.key, out.value, out.headers)
         self._producer.flush()
         for partition, (result, next_input) in results.items():
+            # This process is the partition's only writer, so its changelog grows by exactly
+            # what was produced. Were that ever wrong, the next assignment would see a
+            # mismatch with the broker's end offset and restore in full: safe either way.
+            self._changelog_ends[partition] += produced[partition]
             checkpoint = Checkpoint(next_input, self._changelog_ends[partition])
             self.stores[partition].write(result.writes, checkpoint)
         offsets = [
@@ -195,18 +208,6 @@ class PartitionedRunner:
         ]
         if offsets:
             self._consumer.commit(offsets=offsets, asynchronous=True)
-
-    def _send_changelog(self, partition: int, key: bytes, value: bytes | None) -> None:
-        self._producer.produce_to_partition(
-            self.config.changelog_topic, partition, key, value, self._on_changelog_delivery
-        )
-
-    def _on_changelog_delivery(self, error: KafkaError | None, message: Message) -> None:
-        if error is None:
-            partition = message.partition()
-            self._changelog_ends[partition] = max(
-                self._changelog_ends.get(partition, 0), message.offset() + 1
-            )
 
     # --- assignment -----------------------------------------------------------------
 

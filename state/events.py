@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from state.commands import Command, Delete, Insert, JSONValue, Update, event_key
@@ -121,7 +121,7 @@ def updated_event(
             dropped.append(name)
     timestamp = current.timestamp_ms if update.timestamp_ms is None else update.timestamp_ms
     applied = max(current.applied_offset, update.offset)
-    updated = replace(current, columns=columns, timestamp_ms=timestamp, applied_offset=applied)
+    updated = StoredEvent(current.event_id, timestamp, columns, current.ingested_ms, applied)
     return updated, dropped
 
 

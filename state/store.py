@@ -23,15 +23,14 @@ _CHECKPOINT_KEY = b"\x00checkpoint"
 
 @dataclass(frozen=True, slots=True)
 class Write:
-    """One table write; ``value`` None deletes the key."""
+    """One table write; ``value`` None deletes the key. ``key`` is ``store_key(table, key)``."""
 
-    table: str
     key: bytes
     value: bytes | None
 
-    @property
-    def store_key(self) -> bytes:
-        return store_key(self.table, self.key)
+
+def table_write(table: str, key: bytes, value: bytes | None) -> Write:
+    return Write(store_key(table, key), value)
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,9 +92,9 @@ class PartitionStore:
         batch = WriteBatch(raw_mode=True)
         for write in writes:
             if write.value is None:
-                batch.delete(write.store_key)
+                batch.delete(write.key)
             else:
-                batch.put(write.store_key, write.value)
+                batch.put(write.key, write.value)
         batch.put(_CHECKPOINT_KEY, checkpoint.to_bytes())
         self._db.write(batch)
 

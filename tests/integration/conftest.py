@@ -9,12 +9,8 @@ Every test gets its own topic prefix, consumer group and state directory.
 
 from __future__ import annotations
 
-import os
-import signal
-import subprocess
-import sys
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -23,7 +19,9 @@ from driftline.settings import Settings
 from driftline.stack import LocalKafka, LocalRedis
 from driftline.stack.kafka import free_port
 from driftline.stack.redis import redis_answers
-from driftline.stack.waiting import wait_until
+from driftline.stack.worker import WorkerProcess
+from topics.progress import GroupProgress
+from topics.registry import Topics
 
 pytestmark = pytest.mark.integration
 
@@ -96,62 +94,9 @@ def settings(kafka_bootstrap: str, redis_url: str, tmp_path: Path) -> Settings:
     )
 
 
-class WorkerProcess:
-    """`driftline worker` as a real OS process, so that a test can SIGKILL it."""
-
-    def __init__(self, settings: Settings, log_path: Path) -> None:
-        self.settings = settings
-        self.log_path = log_path
-        self.process: subprocess.Popen[bytes] | None = None
-
-    @property
-    def url(self) -> str:
-        return f"http://{self.settings.worker_host}:{self.settings.worker_port}"
-
-    def start(self, timeout_s: float = 90) -> WorkerProcess:
-        env = {**os.environ, **self.settings.to_env()}
-        with self.log_path.open("ab") as log:
-            self.process = subprocess.Popen(
-                [sys.executable, "-m", "driftline.cli", "worker"],
-                env=env,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-            )
-        wait_until(self._ready, timeout_s=timeout_s, what=f"worker ready ({self.log_path})")
-        return self
-
-    def _ready(self) -> bool:
-        import urllib.error
-        import urllib.request
-
-        assert self.process is not None
-        if self.process.poll() is not None:
-            raise RuntimeError(f"worker exited: {self.log_path.read_text()[-3000:]}")
-        try:
-            with urllib.request.urlopen(f"{self.url}/ready", timeout=1) as response:
-                return bool(response.status == 200)
-        except (urllib.error.URLError, ConnectionError, TimeoutError):
-            return False
-
-    def kill(self) -> None:
-        """SIGKILL: no shutdown hooks, no final commit, no flush."""
-        assert self.process is not None
-        self.process.send_signal(signal.SIGKILL)
-        self.process.wait(timeout=30)
-
-    def stop(self) -> None:
-        if self.process is None or self.process.poll() is not None:
-            return
-        self.process.send_signal(signal.SIGTERM)
-        try:
-            self.process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait(timeout=10)
-
-
 @pytest.fixture
-def start_worker(settings: Settings, tmp_path: Path) -> Iterator[type[WorkerProcess]]:
+def start_worker(settings: Settings, tmp_path: Path) -> Iterator[Callable[..., WorkerProcess]]:
+    """Real worker processes (a test may SIGKILL one); all are stopped at the end."""
     started: list[WorkerProcess] = []
 
     def start(worker_settings: Settings | None = None) -> WorkerProcess:
@@ -159,36 +104,25 @@ def start_worker(settings: Settings, tmp_path: Path) -> Iterator[type[WorkerProc
         started.append(worker)
         return worker.start()
 
-    yield start  # type: ignore[misc]
+    yield start
     for worker in started:
         worker.stop()
 
 
 def wait_for_lag_zero(settings: Settings, timeout_s: float = 120) -> None:
     """Until the merge agent's committed offsets reach the ingest topic's end."""
-    from confluent_kafka import Consumer, TopicPartition
-
-    from topics.registry import Topics
-
-    topics = Topics.for_settings(settings)
-    consumer = Consumer(
-        {
-            "bootstrap.servers": settings.bootstrap_servers,
-            "group.id": f"{topics.app_id}-merge",
-            "enable.auto.commit": False,
-        }
-    )
-    partitions = [TopicPartition(topics.ingest.name, p) for p in range(settings.ingest_partitions)]
-
-    def caught_up() -> bool:
-        committed = consumer.committed(partitions, timeout=10)
-        for tp in committed:
-            _, high = consumer.get_watermark_offsets(tp, timeout=10)
-            if high > 0 and tp.offset < high:
-                return False
-        return True
-
+    progress = merge_progress(settings)
     try:
-        wait_until(caught_up, timeout_s=timeout_s, what="merge agent to catch up", interval_s=0.2)
+        progress.wait_caught_up(timeout_s)
     finally:
-        consumer.close()
+        progress.close()
+
+
+def merge_progress(settings: Settings) -> GroupProgress:
+    topics = Topics.for_settings(settings)
+    return GroupProgress(
+        settings.bootstrap_servers,
+        f"{topics.app_id}-merge",
+        topics.ingest.name,
+        settings.ingest_partitions,
+    )

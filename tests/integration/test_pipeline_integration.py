@@ -12,8 +12,9 @@ import pytest
 from agents.merge import EVENTS
 from driftline.client import Driftline
 from driftline.settings import Settings
+from driftline.stack.worker import WorkerProcess
 from state.store import split_store_key
-from tests.integration.conftest import WorkerProcess, wait_for_lag_zero
+from tests.integration.conftest import wait_for_lag_zero
 from tests.reference_model import ReferenceEvents
 from topics.dead_letters import read_dead_letters
 from topics.messages import encode_ingest, ingest_key
@@ -153,7 +154,7 @@ def test_poison_messages_are_dead_lettered_while_valid_ones_are_kept(
                 }
             ),
             "needs 'event', a JSON object",
-        ),  # fmt: skip
+        ),
         (
             b"shop/nope/x5",
             encode_ingest("insert", "shop", "nope", "x5", {"age": 1}),
@@ -170,7 +171,7 @@ def test_poison_messages_are_dead_lettered_while_valid_ones_are_kept(
                 }
             ),
             "an update needs 'event_id'",
-        ),  # fmt: skip
+        ),
         (
             b"shop/fraud/x7",
             encode_ingest("insert", "shop", "fraud", "x7", {"uri": "x" * 70_000}),

@@ -9,12 +9,12 @@ from typing import Any
 
 import orjson
 import pytest
-from confluent_kafka import Consumer, TopicPartition
 
 from driftline.client import Driftline
 from driftline.settings import Settings
 from driftline.stack.waiting import wait_until
-from tests.integration.conftest import WorkerProcess, wait_for_lag_zero
+from driftline.stack.worker import WorkerProcess
+from tests.integration.conftest import merge_progress, wait_for_lag_zero
 from tests.integration.test_pipeline_integration import SPEC, T0, stored_events
 from tests.reference_model import ReferenceEvents
 from topics.messages import encode_ingest, ingest_key
@@ -60,17 +60,11 @@ def publish_workload(settings: Settings) -> tuple[ReferenceEvents, int]:
 
 
 def committed_total(settings: Settings) -> int:
-    topics = Topics.for_settings(settings)
-    consumer = Consumer(
-        {"bootstrap.servers": settings.bootstrap_servers, "group.id": f"{topics.app_id}-merge"}
-    )
+    progress = merge_progress(settings)
     try:
-        partitions = [
-            TopicPartition(topics.ingest.name, p) for p in range(settings.ingest_partitions)
-        ]
-        return sum(max(tp.offset, 0) for tp in consumer.committed(partitions, timeout=10))
+        return progress.committed()
     finally:
-        consumer.close()
+        progress.close()
 
 
 def counters(worker: WorkerProcess) -> dict[str, Any]:

@@ -8,7 +8,7 @@ once, when it is registered, so that the hot path can trust it.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from enum import StrEnum
 from typing import Any, TypeVar
 
@@ -57,15 +57,15 @@ class ModelSpec:
     def key(self) -> str:
         return model_key(self.project_id, self.model_id)
 
-    @property
-    def columns(self) -> frozenset[str]:
-        return frozenset((*self.inputs, *self.outputs, *self.targets, *self.decisions,
-                          *self.metadata))  # fmt: skip
+    # Derived once: the merge rules consult them for every event.
+    columns: frozenset[str] = field(init=False, compare=False, repr=False)
+    # Ground truth and metadata arrive late; what the model saw and said does not change.
+    updatable_columns: frozenset[str] = field(init=False, compare=False, repr=False)
 
-    @property
-    def updatable_columns(self) -> frozenset[str]:
-        """Ground truth and metadata arrive late; what the model saw and said does not change."""
-        return frozenset((*self.targets, *self.metadata))
+    def __post_init__(self) -> None:
+        every = (*self.inputs, *self.outputs, *self.targets, *self.decisions, *self.metadata)
+        object.__setattr__(self, "columns", frozenset(every))
+        object.__setattr__(self, "updatable_columns", frozenset((*self.targets, *self.metadata)))
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -89,7 +89,7 @@ class ModelSpec:
     def from_dict(cls, raw: Mapping[str, Any]) -> ModelSpec:
         if not isinstance(raw, Mapping):
             raise InvalidSpecError("a model spec must be a mapping of field names to values")
-        unknown = set(raw) - set(cls.__dataclass_fields__)
+        unknown = set(raw) - {f.name for f in fields(cls) if f.init}
         if unknown:
             raise InvalidSpecError(f"unknown spec fields: {sorted(unknown)}")
         project_id = _name(raw, "project_id")

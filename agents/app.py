@@ -63,7 +63,7 @@ def create_app(settings: Settings) -> Worker:
     config = RunnerConfig(
         name="merge",
         bootstrap_servers=settings.bootstrap_servers,
-        group_id=f"{topics.app_id}-merge",
+        group_id=topics.merge_group,
         input_topic=topics.ingest.name,
         changelog_topic=topics.merge_changelog.name,
         data_dir=settings.data_dir,

@@ -93,7 +93,7 @@ def merge_rate(settings: Settings, events: int, workdir: Path) -> float:
     topics = Topics.for_settings(settings)
     progress = GroupProgress(
         settings.bootstrap_servers,
-        f"{topics.app_id}-merge",
+        topics.merge_group,
         topics.ingest.name,
         settings.ingest_partitions,
     )

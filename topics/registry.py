@@ -52,6 +52,11 @@ class Topics:
         )
 
     @property
+    def merge_group(self) -> str:
+        """Consumer group of the merge agent (its committed offsets show its lag)."""
+        return f"{self.app_id}-merge"
+
+    @property
     def owned(self) -> tuple[TopicSpec, ...]:
         """Every topic Driftline creates (Faust adds its own internal ones)."""
         return (self.ingest, self.models, self.dead_letters, self.merge_changelog)

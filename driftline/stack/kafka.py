@@ -20,6 +20,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from driftline.stack.packages import ensure_command
 from driftline.stack.waiting import wait_until
 
 _POM = """<project xmlns="http://maven.apache.org/POM/4.0.0">
@@ -89,15 +90,14 @@ def kafka_libs(home: Path, version: str) -> Path:
     done = root / ".complete"
     if done.exists():
         return libs
-    if shutil.which("mvn") is None:
-        raise RuntimeError("Maven (mvn) is needed to fetch the Kafka broker jars; install maven")
+    mvn = ensure_command("mvn", "maven")
     root.mkdir(parents=True, exist_ok=True)
     (root / "pom.xml").write_text(_POM.format(kafka_version=version))
     if libs.exists():
         shutil.rmtree(libs)
     subprocess.run(
         [
-            "mvn", "-q", "-B", "-f", str(root / "pom.xml"),
+            mvn, "-q", "-B", "-f", str(root / "pom.xml"),
             "dependency:copy-dependencies",
             f"-DoutputDirectory={libs}", "-DincludeScope=runtime",
         ],
@@ -222,10 +222,7 @@ class LocalKafka:
 
 
 def _java() -> str:
-    java = shutil.which("java")
-    if java is None:
-        raise RuntimeError("Java 17+ is needed for the embedded Kafka broker; install a JRE")
-    return java
+    return ensure_command("java", "openjdk-17-jre-headless")
 
 
 def _alive(pid: int) -> bool:

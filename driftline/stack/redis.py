@@ -8,7 +8,6 @@ and runs as root) and started on loopback, writing its pid where ``stop`` finds 
 from __future__ import annotations
 
 import os
-import shutil
 import signal
 import subprocess
 from dataclasses import dataclass
@@ -16,6 +15,7 @@ from pathlib import Path
 
 import redis
 
+from driftline.stack.packages import ensure_command
 from driftline.stack.waiting import wait_until
 
 
@@ -30,25 +30,7 @@ def redis_answers(url: str) -> bool:
 
 
 def ensure_redis_server_binary() -> str:
-    binary = shutil.which("redis-server")
-    if binary is not None:
-        return binary
-    if shutil.which("apt-get") is None or os.geteuid() != 0:
-        raise RuntimeError(
-            "redis-server is not installed and cannot be installed automatically "
-            "(needs root and apt-get); install Redis or set REDIS_URL"
-        )
-    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-    subprocess.run(["apt-get", "update", "-qq"], check=True, env=env)
-    subprocess.run(
-        ["apt-get", "install", "-y", "-qq", "--no-install-recommends", "redis-server"],
-        check=True,
-        env=env,
-    )
-    binary = shutil.which("redis-server")
-    if binary is None:
-        raise RuntimeError("apt-get installed redis-server but it is not on PATH")
-    return binary
+    return ensure_command("redis-server", "redis-server")
 
 
 @dataclass

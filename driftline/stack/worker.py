@@ -11,6 +11,7 @@ import urllib.request
 from pathlib import Path
 
 from driftline.settings import Settings
+from driftline.stack.kafka import port_answers
 from driftline.stack.waiting import wait_until
 
 
@@ -25,6 +26,11 @@ class WorkerProcess:
         return f"http://{self.settings.worker_host}:{self.settings.worker_port}"
 
     def start(self, timeout_s: float = 90) -> WorkerProcess:
+        if port_answers(self.settings.worker_host, self.settings.worker_port):
+            raise RuntimeError(
+                f"port {self.settings.worker_port} is taken (another worker?); stop it or "
+                "set DRIFTLINE_WORKER_PORT"
+            )
         env = {**os.environ, **self.settings.to_env()}
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         with self.log_path.open("ab") as log:

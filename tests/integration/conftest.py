@@ -122,7 +122,7 @@ def merge_progress(settings: Settings) -> GroupProgress:
     topics = Topics.for_settings(settings)
     return GroupProgress(
         settings.bootstrap_servers,
-        f"{topics.app_id}-merge",
+        topics.merge_group,
         topics.ingest.name,
         settings.ingest_partitions,
     )

@@ -1,0 +1,54 @@
+# Driftline task runner. `make help` lists the targets; CI runs `make test` (.ci/run).
+.DEFAULT_GOAL := help
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+help: ## List the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e ".[dev]"
+	touch $(STAMP)
+
+install: $(STAMP) ## Create .venv and install Driftline with its dev tools
+
+prepare: install ## Fetch the Kafka broker jars (Maven) and install redis-server if missing
+	$(BIN)/driftline stack prepare
+
+demo: prepare ## Start Kafka, Redis and a worker; run the demo model with delayed labels
+	$(BIN)/driftline demo
+
+test: prepare lint typecheck ## Everything CI runs: lint, types, unit and integration tests
+	$(BIN)/python -m pytest
+
+unit: install ## Unit tests only (pure logic, seconds)
+	$(BIN)/python -m pytest tests/unit
+
+integration: prepare ## Integration tests on the real broker and Redis
+	$(BIN)/python -m pytest tests/integration
+
+lint: install ## ruff check and format check
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+format: install ## Apply ruff's fixes and formatting
+	$(BIN)/ruff check --fix .
+	$(BIN)/ruff format .
+
+typecheck: install ## mypy (strict) on the packages
+	$(BIN)/mypy
+
+bench: prepare ## Benchmarks (on demand, not in CI): merge agent vs raw passthrough
+	$(BIN)/python benchmarks/ingest.py
+
+stack-up: prepare ## Start the embedded Kafka broker and Redis server
+	$(BIN)/driftline stack up
+
+stack-down: install ## Stop them
+	$(BIN)/driftline stack down
+
+.PHONY: help install prepare demo test unit integration lint format typecheck bench stack-up stack-down

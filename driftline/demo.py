@@ -1,0 +1,189 @@
+"""The quick-start demo: a fraud model serves traffic, its labels arrive later.
+
+Starts the embedded stack and a worker, registers a model, publishes a few hours of
+events without ground truth (and a few malformed messages), publishes the labels after a
+delay, then prints what Driftline holds: events before and after their labels, the
+time from a label to its visible effect, the per-model counters and the dead letters.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+import uuid
+import warnings
+from datetime import UTC, datetime
+from typing import Any
+
+import click
+
+from driftline import stack
+from driftline.client import Driftline, DroppedFieldsWarning
+from driftline.settings import Settings
+from driftline.stack.kafka import free_port
+from driftline.stack.worker import WorkerProcess
+from topics.dead_letters import read_dead_letters
+from topics.messages import encode_ingest, ingest_key
+from topics.producer import CheckedProducer
+from topics.progress import GroupProgress
+from topics.registry import Topics
+
+PROJECT, MODEL = "demo", "fraud"
+SPEC = {
+    "project_id": PROJECT,
+    "model_id": MODEL,
+    "inputs": ["age", "amount", "country"],
+    "outputs": ["score"],
+    "targets": ["is_fraud"],
+    "metadata": ["channel"],
+    "task": "binary_classification",
+}
+HOUR_MS = 3_600_000
+
+
+def run_demo(settings: Settings, events: int, label_delay_s: float) -> None:
+    endpoints = stack.up(settings)
+    settings = settings.with_overrides(
+        kafka_bootstrap_servers=endpoints.bootstrap_servers,
+        redis_url=endpoints.redis_url,
+        topic_prefix=f"demo-{uuid.uuid4().hex[:6]}",
+        data_dir=settings.home / "demo-worker",
+        worker_port=free_port(),
+    )
+    _say(f"Kafka {endpoints.bootstrap_servers}, Redis {endpoints.redis_url}")
+    worker = WorkerProcess(settings, settings.home / "demo-worker.log").start()
+    _say(f"worker ready at {worker.url} (log: {worker.log_path})")
+    try:
+        with Driftline(settings) as client:
+            client.register_model(SPEC)
+            _say(f"registered model {PROJECT}/{MODEL}")
+            rows = _traffic(events)
+            client.publish_events_batch(PROJECT, MODEL, rows, progress=True)
+            _publish_malformed(settings, client)
+            _wait_merged(settings)
+            sample = [row["event_id"] for row in rows[:3]]
+            _show_events(client, sample, "before labels")
+            _say(f"labels arrive {label_delay_s:.0f}s later ...")
+            time.sleep(label_delay_s)
+            _publish_labels(client, rows)
+            _wait_merged(settings)
+            _show_events(client, sample, "after labels")
+            _show_label_latency(client, rows[0]["event_id"])
+            _show_counters(worker)
+            _show_dead_letters(settings)
+    finally:
+        worker.stop()
+    _say("done. The stack keeps running: `driftline stack down` stops it.")
+
+
+def _traffic(events: int) -> list[dict[str, Any]]:
+    rng = random.Random(42)
+    now = int(time.time() * 1000)
+    rows = []
+    for i in range(events):
+        amount = round(rng.lognormvariate(3.5, 1.0), 2)
+        rows.append(
+            {
+                "event_id": f"tx-{i:05d}",
+                "timestamp": now - rng.randrange(6 * HOUR_MS),
+                "age": rng.randint(18, 85),
+                "amount": amount,
+                "country": rng.choice(["fr", "de", "es", "us"]),
+                "score": round(min(1.0, amount / 400 + rng.random() * 0.3), 3),
+                "is_fraud": None,  # ground truth is not known at inference time
+                "channel": "web",
+            }
+        )
+    return rows
+
+
+def _publish_malformed(settings: Settings, client: Driftline) -> None:
+    producer = CheckedProducer(settings.bootstrap_servers)
+    topic = client.topics.ingest.name
+    producer.produce(topic, b"demo/fraud/bad-1", b"{this is not json")
+    producer.produce(
+        topic,
+        ingest_key(PROJECT, "no-such-model", "bad-2"),
+        encode_ingest("insert", PROJECT, "no-such-model", "bad-2", {"age": 3}),
+    )
+    producer.flush()
+    _say("published 2 malformed messages (they go to the dead-letter topic)")
+
+
+def _publish_labels(client: Driftline, rows: list[dict[str, Any]]) -> None:
+    rng = random.Random(7)
+    labels = [
+        {"event_id": row["event_id"], "is_fraud": int(rng.random() < row["score"])}
+        for row in rows
+        if rng.random() < 0.8
+    ]
+    labels[0]["amount"] = 1.0  # an input: not updatable, dropped and counted
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", DroppedFieldsWarning)
+        client.publish_events_batch(PROJECT, MODEL, labels, update_event=True, progress=True)
+    for warning in caught:
+        _say(f"client warning: {warning.message}")
+    _say(f"published {len(labels)} labels for {len(rows)} events")
+
+
+def _wait_merged(settings: Settings) -> None:
+    topics = Topics.for_settings(settings)
+    progress = GroupProgress(
+        settings.bootstrap_servers,
+        topics.merge_group,
+        topics.ingest.name,
+        settings.ingest_partitions,
+    )
+    try:
+        progress.wait_caught_up(timeout_s=60)
+    finally:
+        progress.close()
+
+
+def _show_events(client: Driftline, event_ids: list[str], when: str) -> None:
+    click.secho(f"\nStored events {when}:", bold=True)
+    click.echo(f"  {'event_id':<10} {'time (UTC)':<17} {'amount':>8} {'score':>6} is_fraud")
+    for event_id in event_ids:
+        found = client.get_event(PROJECT, MODEL, event_id)
+        if found is None:
+            click.echo(f"  {event_id:<10} (not found)")
+            continue
+        event = found["event"]
+        at = datetime.fromtimestamp(found["event_timestamp"] / 1000, UTC)
+        click.echo(
+            f"  {event_id:<10} {at:%Y-%m-%d %H:%M} {event['amount']:>8} "
+            f"{event['score']:>6} {event['is_fraud']}"
+        )
+
+
+def _show_label_latency(client: Driftline, event_id: str) -> None:
+    started = time.perf_counter()
+    client.publish_event(PROJECT, MODEL, {"is_fraud": 1}, event_id=event_id, update_event=True)
+    while (client.get_event(PROJECT, MODEL, event_id) or {}).get("event", {}).get("is_fraud") != 1:
+        time.sleep(0.005)
+    elapsed_ms = (time.perf_counter() - started) * 1000
+    _say(f"one more label: published -> visible in the events table in {elapsed_ms:.0f} ms")
+
+
+def _show_counters(worker: WorkerProcess) -> None:
+    import urllib.request
+
+    import orjson
+
+    url = f"{worker.url}/v1/models/{PROJECT}/{MODEL}/counters"
+    with urllib.request.urlopen(url, timeout=10) as response:
+        counters = orjson.loads(response.read())
+    click.secho("\nCounters of demo/fraud:", bold=True)
+    click.echo(f"  dead letters:   {counters['dead_letters']}")
+    click.echo(f"  dropped fields: {counters['dropped_fields']}")
+
+
+def _show_dead_letters(settings: Settings) -> None:
+    click.secho("\nDead letters (original bytes kept, reason in headers):", bold=True)
+    topic = Topics.for_settings(settings).dead_letters.name
+    for letter in read_dead_letters(settings.bootstrap_servers, topic):
+        click.echo(f"  {(letter.key or b'').decode(errors='replace'):<28} {letter.reason}")
+
+
+def _say(message: str) -> None:
+    click.echo(f"driftline demo: {message}")

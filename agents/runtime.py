@@ -276,6 +276,10 @@ class ChangelogRestorer:
         # Missing or stale (another worker wrote since, or a crash came between the
         # changelog flush and the local write): rebuild from the whole changelog, since
         # compaction may have dropped tombstones that a partial replay would need.
+        log.info(
+            "%s[%d]: local store at changelog offset %d, changelog ends at %d: restoring",
+            self._topic, partition, store.checkpoint().next_changelog_offset, high,
+        )  # fmt: skip
         store.close()
         shutil.rmtree(path, ignore_errors=True)
         store = PartitionStore(path)

@@ -11,7 +11,7 @@ import redis
 
 
 class PartitionOwners:
-    def __init__(self, client: redis.Redis[bytes], prefix: str, own_url: str) -> None:
+    def __init__(self, client: redis.Redis, prefix: str, own_url: str) -> None:
         self._client = client
         self._key = f"{prefix}:partition-owners"
         self.own_url = own_url
@@ -22,4 +22,6 @@ class PartitionOwners:
 
     def owner_of(self, partition: int) -> str | None:
         raw = self._client.hget(self._key, str(partition))
-        return None if raw is None else bytes(raw).decode()
+        if raw is None:
+            return None
+        return raw.decode() if isinstance(raw, bytes) else str(raw)

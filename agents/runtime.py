@@ -283,17 +283,25 @@ class ChangelogRestorer:
         store.close()
         shutil.rmtree(path, ignore_errors=True)
         store = PartitionStore(path)
-        store.write_raw([], Checkpoint(-1, high))
-        if high > low:
-            self._replay(partition, low, high, store)
+        next_input = self._replay(partition, low, high, store) if high > low else -1
+        # Only now does the store claim to match the changelog's end: a restore cut
+        # short leaves a checkpoint that forces the next assignment to restore again.
+        store.write_raw([], Checkpoint(next_input, high))
         return store, high
 
-    def _replay(self, partition: int, low: int, high: int, store: PartitionStore) -> None:
+    def _replay(self, partition: int, low: int, high: int, store: PartitionStore) -> int:
+        """Apply whole batches only: each ends with its checkpoint record.
+
+        Records after the last checkpoint belong to a batch whose flush a crash cut short;
+        its input is processed again after the restore, so they are dropped here. Later
+        batches rewrite every key such a batch touched, so the leftovers are superseded.
+        Compaction keeps this true: it keeps the newest checkpoint and everything after it.
+        """
         self._consumer.assign([TopicPartition(self._topic, partition, low)])
+        pending: list[tuple[bytes, bytes | None]] = []
         next_input = -1
         position = low
         while position < high:
-            pairs: list[tuple[bytes, bytes | None]] = []
             for message in self._consumer.consume(10_000, 1.0):
                 error = message.error()
                 if error is not None:
@@ -304,10 +312,17 @@ class ChangelogRestorer:
                 key = message.key()
                 if key == INPUT_CHECKPOINT_KEY:
                     next_input = int(message.value())
+                    store.write_raw(pending, Checkpoint(next_input, -1))
+                    pending = []
                 elif key is not None:
-                    pairs.append((key, message.value()))
-            store.write_raw(pairs, Checkpoint(next_input, high if position >= high else position))
+                    pending.append((key, message.value()))
+        if pending:
+            log.warning(
+                "%s[%d]: dropped %d changelog records of a batch that never completed",
+                self._topic, partition, len(pending),
+            )  # fmt: skip
         self._consumer.unassign()
+        return next_input
 
     def close(self) -> None:
         self._consumer.close()

@@ -32,7 +32,7 @@ from driftline.stack.worker import WorkerProcess
 from topics.admin import ensure_topics
 from topics.messages import encode_ingest, ingest_key
 from topics.producer import CheckedProducer
-from topics.progress import GroupProgress
+from topics.progress import merge_progress
 from topics.registry import Topics, TopicSpec
 
 SPEC = {
@@ -90,13 +90,7 @@ def publish(settings: Settings, events: int) -> float:
 
 
 def merge_rate(settings: Settings, events: int, workdir: Path) -> float:
-    topics = Topics.for_settings(settings)
-    progress = GroupProgress(
-        settings.bootstrap_servers,
-        topics.merge_group,
-        topics.ingest.name,
-        settings.ingest_partitions,
-    )
+    progress = merge_progress(settings)
     worker = WorkerProcess(settings, workdir / "worker.log").start()
     try:
         first_at, first_count = None, 0

@@ -25,7 +25,7 @@ from driftline.stack.worker import WorkerProcess
 from topics.dead_letters import read_dead_letters
 from topics.messages import encode_ingest, ingest_key
 from topics.producer import CheckedProducer
-from topics.progress import GroupProgress
+from topics.progress import merge_progress
 from topics.registry import Topics
 
 PROJECT, MODEL = "demo", "fraud"
@@ -127,13 +127,7 @@ def _publish_labels(client: Driftline, rows: list[dict[str, Any]]) -> None:
 
 
 def _wait_merged(settings: Settings) -> None:
-    topics = Topics.for_settings(settings)
-    progress = GroupProgress(
-        settings.bootstrap_servers,
-        topics.merge_group,
-        topics.ingest.name,
-        settings.ingest_partitions,
-    )
+    progress = merge_progress(settings)
     try:
         progress.wait_caught_up(timeout_s=60)
     finally:

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from confluent_kafka import Consumer, TopicPartition
 
+from driftline.settings import Settings
 from driftline.stack.waiting import wait_until
+from topics.registry import Topics
 
 
 class GroupProgress:
@@ -38,3 +40,14 @@ class GroupProgress:
 
     def close(self) -> None:
         self._consumer.close()
+
+
+def merge_progress(settings: Settings) -> GroupProgress:
+    """Progress of the merge agent through the ingest topic."""
+    topics = Topics.for_settings(settings)
+    return GroupProgress(
+        settings.bootstrap_servers,
+        topics.merge_group,
+        topics.ingest.name,
+        settings.ingest_partitions,
+    )

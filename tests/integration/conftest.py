@@ -20,8 +20,7 @@ from driftline.stack import LocalKafka, LocalRedis
 from driftline.stack.kafka import free_port
 from driftline.stack.redis import redis_answers
 from driftline.stack.worker import WorkerProcess
-from topics.progress import GroupProgress
-from topics.registry import Topics
+from topics.progress import merge_progress
 
 pytestmark = pytest.mark.integration
 
@@ -116,13 +115,3 @@ def wait_for_lag_zero(settings: Settings, timeout_s: float = 120) -> None:
         progress.wait_caught_up(timeout_s)
     finally:
         progress.close()
-
-
-def merge_progress(settings: Settings) -> GroupProgress:
-    topics = Topics.for_settings(settings)
-    return GroupProgress(
-        settings.bootstrap_servers,
-        topics.merge_group,
-        topics.ingest.name,
-        settings.ingest_partitions,
-    )

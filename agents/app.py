@@ -1,7 +1,11 @@
-"""The worker: a Faust app hosting the merge agent's batch engine and the HTTP views.
+"""The worker: a Faust app hosting the agents' batch engines and the HTTP views.
 
 ``create_app(settings)`` builds everything from explicit settings, so tests build
 fresh apps against their own topics; nothing happens at import time.
+
+    ingest ─► merge agent ─► bin-partials ─► bins agent ─► metrics ─► Redis projection
+              (events,                        (sums shares,  (compacted)
+               partial bins)                   metrics)
 """
 
 from __future__ import annotations
@@ -11,9 +15,11 @@ from dataclasses import dataclass
 import faust
 import redis
 
+from agents.bins import BinsHandler
 from agents.merge import MergeHandler
 from agents.ownership import PartitionOwners
 from agents.runtime import PartitionedRunner, RunnerConfig
+from agents.serving import RedisBins, RedisProjection
 from agents.threads import RunnerThreads
 from agents.web import register_views
 from driftline.settings import Settings
@@ -30,7 +36,9 @@ class Worker:
     topics: Topics
     app: faust.App
     merge: PartitionedRunner
+    bins: PartitionedRunner
     owners: PartitionOwners
+    redis_bins: RedisBins
 
 
 def create_app(settings: Settings) -> Worker:
@@ -51,14 +59,39 @@ def create_app(settings: Settings) -> Worker:
         broker_session_timeout=settings.session_timeout_ms / 1000,
         broker_heartbeat_interval=max(0.5, settings.session_timeout_ms / 5000),
     )
+    redis_client = redis.Redis.from_url(settings.redis)
+    owners = PartitionOwners(
+        redis_client,
+        settings.topic_prefix,
+        f"http://{settings.worker_host}:{settings.worker_port}",
+    )
+    redis_bins = RedisBins(redis_client, settings.topic_prefix)
+    merge = _merge_runner(settings, topics, owners)
+    bins = _bins_runner(settings, topics)
+    projection = RedisProjection(
+        "serving", settings.bootstrap_servers, topics.metrics.name, topics.serving_group,
+        redis_bins,
+    )  # fmt: skip
+    worker = Worker(settings, topics, app, merge, bins, owners, redis_bins)
+
+    @app.service
+    class Agents(RunnerThreads):
+        runners = (merge, bins, projection)
+
+    register_views(worker)
+    return worker
+
+
+def _merge_runner(settings: Settings, topics: Topics, owners: PartitionOwners) -> PartitionedRunner:
     registry = ModelRegistry(settings.bootstrap_servers, topics.models.name)
     handler = MergeHandler(
-        spec_of=registry.get,
+        model_of=registry.get,
         ingest_topic=topics.ingest.name,
         dead_letter_topic=topics.dead_letters.name,
         max_event_bytes=settings.max_event_bytes,
         parked_updates_per_event=settings.parked_updates_per_event,
         parked_update_timeout_s=settings.parked_update_timeout_s,
+        bin_partials_topic=topics.bin_partials.name,
     )
     config = RunnerConfig(
         name="merge",
@@ -71,17 +104,24 @@ def create_app(settings: Settings) -> Worker:
         batch_within_s=settings.batch_within_s,
         session_timeout_ms=settings.session_timeout_ms,
     )
-    owners = PartitionOwners(
-        redis.Redis.from_url(settings.redis),
-        settings.topic_prefix,
-        f"http://{settings.worker_host}:{settings.worker_port}",
+    return PartitionedRunner(config, handler, on_assignment=owners.publish)
+
+
+def _bins_runner(settings: Settings, topics: Topics) -> PartitionedRunner:
+    # Its own registry reader: each runner thread owns the consumer it reads with.
+    registry = ModelRegistry(settings.bootstrap_servers, topics.models.name)
+    handler = BinsHandler(registry.get, topics.metrics.name, settings.emit_interval_s)
+    config = RunnerConfig(
+        name="bins",
+        bootstrap_servers=settings.bootstrap_servers,
+        group_id=topics.bins_group,
+        input_topic=topics.bin_partials.name,
+        changelog_topic=topics.bins_changelog.name,
+        data_dir=settings.data_dir,
+        batch_max_messages=settings.batch_max_messages,
+        batch_within_s=0.02,
+        # Emission is tick-driven: dirty bins go out within a tick of the coalescing window.
+        tick_interval_s=min(0.1, settings.emit_interval_s),
+        session_timeout_ms=settings.session_timeout_ms,
     )
-    merge = PartitionedRunner(config, handler, on_assignment=owners.publish)
-    worker = Worker(settings, topics, app, merge, owners)
-
-    @app.service
-    class Agents(RunnerThreads):
-        runners = (merge,)
-
-    register_views(worker)
-    return worker
+    return PartitionedRunner(config, handler)

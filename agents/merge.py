@@ -12,6 +12,7 @@ from collections.abc import Callable, Sequence
 import orjson
 from confluent_kafka import Message
 
+from agents.partials import PartialBins
 from agents.runtime import BatchResult, Outgoing
 from state.commands import Command, event_key
 from state.counters import ModelCounters, counters_update
@@ -24,6 +25,7 @@ from state.events import (
     merge_batch,
 )
 from state.models import ModelSpec
+from state.registered import RegisteredModel
 from state.store import PartitionStore, Write, table_write
 from topics.dead_letters import DeadLetter
 from topics.messages import decode_ingest
@@ -61,14 +63,16 @@ def decode_event(raw: bytes) -> StoredEvent:
 class MergeHandler:
     def __init__(
         self,
-        spec_of: Callable[[str], ModelSpec | None],
+        model_of: Callable[[str], RegisteredModel | None],
         ingest_topic: str,
         dead_letter_topic: str,
         max_event_bytes: int,
         parked_updates_per_event: int,
         parked_update_timeout_s: float,
+        bin_partials_topic: str,
     ) -> None:
-        self._spec_of = spec_of
+        self._model_of = model_of
+        self._partials = PartialBins(model_of, bin_partials_topic)
         self._ingest_topic = ingest_topic
         self._dead_letter_topic = dead_letter_topic
         self._max_event_bytes = max_event_bytes
@@ -98,12 +102,19 @@ class MergeHandler:
                 commands.append(decoded)
         keys = list({event_key(c.model_key, c.event_id) for c in commands})
         outcome = merge_batch(
-            commands, raw_values, StoreView(store, keys), self._spec_of, self._parked_limit
+            commands, raw_values, StoreView(store, keys), self._spec, self._parked_limit
         )
         dead.extend(self._dead_letter(messages[r.ref], r.reason) for r in outcome.rejections)
         writes = _table_writes(outcome)
         writes.extend(self._counter_writes(store, outcome, dead))
-        return BatchResult(writes, [self._outgoing(letter) for letter in dead])
+        version = messages[-1].offset() + 1
+        bin_writes, snapshots = self._partials.apply(partition, version, outcome.changes, store)
+        writes.extend(bin_writes)
+        return BatchResult(writes, [*snapshots, *(self._outgoing(letter) for letter in dead)])
+
+    def _spec(self, model: str) -> ModelSpec | None:
+        registered = self._model_of(model)
+        return None if registered is None else registered.spec
 
     def tick(self, partition: int, store: PartitionStore, now_ms: int) -> BatchResult:
         """Dead-letter updates whose insert did not come within the timeout."""

@@ -43,6 +43,7 @@ from confluent_kafka import (
 )
 
 from state.store import Checkpoint, PartitionStore, Write
+from topics.offsets import watermarks
 from topics.producer import CheckedProducer
 
 log = logging.getLogger(__name__)
@@ -100,6 +101,7 @@ class PartitionedRunner:
         on_assignment: Callable[[set[int]], None] | None = None,
     ) -> None:
         self.config = config
+        self.name = config.name
         self.handler = handler
         self._on_assignment = on_assignment
         self.stores: dict[int, PartitionStore] = {}
@@ -269,7 +271,7 @@ class ChangelogRestorer:
     def restore(self, partition: int, path: Path) -> tuple[PartitionStore, int]:
         """Open the partition's store, restoring it as needed; also return the changelog end."""
         tp = TopicPartition(self._topic, partition)
-        low, high = self._consumer.get_watermark_offsets(tp, timeout=10)
+        low, high = watermarks(self._consumer, tp)
         store = PartitionStore(path)
         if store.checkpoint().next_changelog_offset == high:
             return store, high

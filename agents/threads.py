@@ -11,17 +11,23 @@ import asyncio
 import logging
 import threading
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, Protocol
 
 from mode import Service
-
-from agents.runtime import PartitionedRunner
 
 log = logging.getLogger(__name__)
 
 
+class Runner(Protocol):
+    name: str
+
+    def run(self) -> None: ...
+
+    def stop(self) -> None: ...
+
+
 class RunnerThreads(Service):
-    runners: Sequence[PartitionedRunner] = ()
+    runners: Sequence[Runner] = ()
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -31,7 +37,7 @@ class RunnerThreads(Service):
         loop = asyncio.get_running_loop()
         for runner in self.runners:
             thread = threading.Thread(
-                target=self._run, args=(runner, loop), name=runner.config.name, daemon=True
+                target=self._run, args=(runner, loop), name=runner.name, daemon=True
             )
             thread.start()
             self._threads.append(thread)
@@ -43,9 +49,9 @@ class RunnerThreads(Service):
         for thread in self._threads:
             await loop.run_in_executor(None, thread.join, 30)
 
-    def _run(self, runner: PartitionedRunner, loop: asyncio.AbstractEventLoop) -> None:
+    def _run(self, runner: Runner, loop: asyncio.AbstractEventLoop) -> None:
         try:
             runner.run()
         except BaseException as error:
-            log.exception("agent %s failed; stopping the worker", runner.config.name)
+            log.exception("agent %s failed; stopping the worker", runner.name)
             asyncio.run_coroutine_threadsafe(self.crash(error), loop)

@@ -1,8 +1,9 @@
-"""HTTP views of the worker: read an event back, per-model counters, health and readiness."""
+"""HTTP views of the worker: events, metric bins, per-model counters, health, readiness."""
 
 from __future__ import annotations
 
 from collections import Counter
+from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 import orjson
@@ -66,15 +67,42 @@ def register_views(worker: Worker) -> None:
         body["partitions"] = sorted(worker.merge.stores)
         return _json(view, body)
 
+    @app.page("/v1/metrics/{project_id}/{model_id}")
+    async def get_metrics(view: View, request: Request, project_id: str, model_id: str) -> Response:
+        """Bins whose hour starts in [start, end); times as UTC ms or ISO-8601 with offset."""
+        try:
+            start = parse_time(request.query.get("start"), "start")
+            end = parse_time(request.query.get("end"), "end")
+        except ValueError as error:
+            return _error(view, 400, str(error))
+        if start >= end:
+            return _error(view, 400, "start must be before end")
+        bins = worker.redis_bins.read_range(model_key(project_id, model_id), start, end)
+        return _json(view, {"project_id": project_id, "model_id": model_id, "bins": bins})
+
     @app.page("/health")
     async def health(view: View, request: Request) -> Response:
         return _json(view, {"status": "ok"})
 
     @app.page("/ready")
     async def ready(view: View, request: Request) -> Response:
-        if not worker.merge.ready.is_set():
-            return _error(view, 503, "the merge agent has no partitions assigned yet")
+        if not (worker.merge.ready.is_set() and worker.bins.ready.is_set()):
+            return _error(view, 503, "the agents have no partitions assigned yet")
         return _json(view, {"status": "ready", "partitions": sorted(worker.merge.stores)})
+
+
+def parse_time(raw: str | None, name: str) -> int:
+    if raw is None or raw == "":
+        raise ValueError(f"query parameter {name!r} is required (UTC ms or ISO-8601)")
+    if raw.lstrip("-").isdigit():
+        return int(raw)
+    try:
+        parsed = datetime.fromisoformat(raw)
+    except ValueError:
+        raise ValueError(f"{name}={raw!r} is neither UTC milliseconds nor ISO-8601") from None
+    if parsed.tzinfo is None:
+        raise ValueError(f"{name}={raw!r} has no time zone; add one (e.g. +00:00 or Z)")
+    return int(parsed.timestamp() * 1000)
 
 
 def _json(

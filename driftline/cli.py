@@ -87,15 +87,21 @@ def worker(settings: Settings, port: int | None, data_dir: Path | None, loglevel
 
 @main.command()
 @click.argument("spec_file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option(
+    "--baseline",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="A .csv or .parquet baseline to profile (drift and range checks compare to it).",
+)
 @click.pass_obj
-def register(settings: Settings, spec_file: Path) -> None:
+def register(settings: Settings, spec_file: Path, baseline: Path | None) -> None:
     """Register a model from a JSON spec file."""
     from driftline.client import Driftline
 
     raw = json.loads(spec_file.read_text())
     with Driftline(settings) as client:
-        spec = _or_exit(lambda: client.register_model(raw))
-    click.echo(f"registered {spec.key}")
+        model = _or_exit(lambda: client.register_model(raw, baseline))
+    profiled = " with its baseline profile" if model.baseline is not None else ""
+    click.echo(f"registered {model.key}{profiled}")
 
 
 @main.command()
@@ -162,6 +168,29 @@ def show(settings: Settings, project_id: str, model_id: str, event_id: str) -> N
         click.echo(f"no event {event_id} in {project_id}/{model_id}", err=True)
         sys.exit(1)
     click.echo(orjson.dumps(event, option=orjson.OPT_INDENT_2).decode())
+
+
+@main.command()
+@click.argument("model")
+@click.option("--start", required=True, help="UTC ms or ISO-8601 with offset, inclusive.")
+@click.option("--end", required=True, help="UTC ms or ISO-8601 with offset, exclusive.")
+@click.pass_obj
+def metrics(settings: Settings, model: str, start: str, end: str) -> None:
+    """Print the hourly bins of MODEL (project_id/model_id) between START and END."""
+    import urllib.error
+    import urllib.parse
+    import urllib.request
+
+    if model.count("/") != 1:
+        raise click.UsageError("MODEL is project_id/model_id")
+    query = urllib.parse.urlencode({"start": start, "end": end})
+    url = f"http://{settings.worker_host}:{settings.worker_port}/v1/metrics/{model}?{query}"
+    try:
+        with urllib.request.urlopen(url, timeout=10) as response:
+            body = orjson.loads(response.read())
+    except urllib.error.HTTPError as error:
+        raise click.ClickException(orjson.loads(error.read()).get("error", str(error))) from None
+    click.echo(orjson.dumps(body["bins"], option=orjson.OPT_INDENT_2).decode())
 
 
 @main.command("dead-letters")

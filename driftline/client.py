@@ -18,11 +18,13 @@ import orjson
 from tqdm import tqdm
 
 from driftline.settings import Settings
+from state.baseline import profile_baseline, spec_from_data
 from state.events import dropped_update_fields
 from state.models import ModelSpec, model_key
+from state.registered import RegisteredModel
 from topics.admin import ensure_topics
 from topics.messages import encode_ingest, ingest_key
-from topics.models import ModelRegistry, publish_spec
+from topics.models import ModelRegistry, publish_model
 from topics.producer import CheckedProducer
 from topics.registry import Topics
 from topics.sources import (
@@ -63,16 +65,33 @@ class Driftline:
     def create_topics(self) -> None:
         ensure_topics(self.settings.bootstrap_servers, self.topics.owned)
 
-    def register_model(self, spec: ModelSpec | Mapping[str, Any]) -> ModelSpec:
-        """Register (or replace) a model spec; every worker learns it from the registry topic."""
+    def register_model(
+        self, spec: ModelSpec | Mapping[str, Any], baseline: Source | None = None
+    ) -> RegisteredModel:
+        """Register (or replace) a model; every worker learns it from the registry topic.
+
+        ``baseline`` (dicts, a DataFrame, a .csv or .parquet path) is profiled once here:
+        its bin edges, categories and histograms are what drift and range checks compare
+        production against. The rows themselves are not kept.
+        """
         if not isinstance(spec, ModelSpec):
             spec = ModelSpec.from_dict(spec)
+        profile = None if baseline is None else profile_baseline(spec, iter_rows(baseline))
+        model = RegisteredModel(spec, profile)
         self.create_topics()
-        publish_spec(self._producer, self.topics.models.name, spec)
-        return spec
+        publish_model(self._producer, self.topics.models.name, model)
+        return model
+
+    def register_model_from_data(
+        self, project_id: str, model_id: str, baseline: Source, **roles: Any
+    ) -> RegisteredModel:
+        """Infer the column types from the baseline (``from_data``), then register."""
+        rows = list(iter_rows(baseline))
+        spec = spec_from_data(project_id, model_id, rows, **roles)
+        return self.register_model(spec, rows)
 
     def model(self, project_id: str, model_id: str) -> ModelSpec:
-        spec = self._models().get(model_key(project_id, model_id))
+        spec = self._models().spec(model_key(project_id, model_id))
         if spec is None:
             raise UnknownModelError(
                 f"model {project_id}/{model_id} is not registered; register it first "

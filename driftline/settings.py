@@ -34,6 +34,10 @@ class Settings:
     # Merge agent batching: up to this many messages, or whatever arrived within this time.
     batch_max_messages: int = 10_000
     batch_within_s: float = 0.05
+    # Partitions of the bin topics (partials, metrics), keyed by model and hour.
+    bins_partitions: int = 4
+    # A bin is re-emitted at most once per this interval, however often it changes.
+    emit_interval_s: float = 0.5
     # An update that arrives before its insert waits this long / this many per event.
     parked_update_timeout_s: float = 600.0
     parked_updates_per_event: int = 100
@@ -64,6 +68,8 @@ class Settings:
                 env, "DRIFTLINE_INGEST_RETENTION_MS", defaults.ingest_retention_ms
             ),
             max_event_bytes=_int(env, "DRIFTLINE_MAX_EVENT_BYTES", defaults.max_event_bytes),
+            bins_partitions=_int(env, "DRIFTLINE_BINS_PARTITIONS", defaults.bins_partitions),
+            emit_interval_s=_float(env, "DRIFTLINE_EMIT_INTERVAL_S", defaults.emit_interval_s),
             batch_max_messages=_int(
                 env, "DRIFTLINE_BATCH_MAX_MESSAGES", defaults.batch_max_messages
             ),
@@ -93,6 +99,8 @@ class Settings:
             "DRIFTLINE_INGEST_PARTITIONS": str(self.ingest_partitions),
             "DRIFTLINE_INGEST_RETENTION_MS": str(self.ingest_retention_ms),
             "DRIFTLINE_MAX_EVENT_BYTES": str(self.max_event_bytes),
+            "DRIFTLINE_BINS_PARTITIONS": str(self.bins_partitions),
+            "DRIFTLINE_EMIT_INTERVAL_S": str(self.emit_interval_s),
             "DRIFTLINE_BATCH_MAX_MESSAGES": str(self.batch_max_messages),
             "DRIFTLINE_BATCH_WITHIN_S": str(self.batch_within_s),
             "DRIFTLINE_PARKED_UPDATE_TIMEOUT_S": str(self.parked_update_timeout_s),

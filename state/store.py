@@ -76,12 +76,14 @@ class PartitionStore:
         values: list[bytes | None] = self._db.get([store_key(table, key) for key in keys])
         return values
 
-    def items(self, table: str) -> Iterator[tuple[bytes, bytes]]:
-        prefix = table.encode() + _SEPARATOR
-        for raw_key, value in self._db.items(from_key=prefix):
-            if not raw_key.startswith(prefix):
+    def items(self, table: str, prefix: bytes = b"") -> Iterator[tuple[bytes, bytes]]:
+        """The table's (key, value) pairs in key order, optionally those under ``prefix``."""
+        table_prefix = table.encode() + _SEPARATOR
+        start = table_prefix + prefix
+        for raw_key, value in self._db.items(from_key=start):
+            if not raw_key.startswith(start):
                 return
-            yield raw_key[len(prefix) :], value
+            yield raw_key[len(table_prefix) :], value
 
     def checkpoint(self) -> Checkpoint:
         raw = self._db.get(_CHECKPOINT_KEY)

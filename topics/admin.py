@@ -7,6 +7,7 @@ from collections.abc import Iterable
 from confluent_kafka import KafkaError, KafkaException
 from confluent_kafka.admin import AdminClient, NewTopic
 
+from driftline.stack.waiting import wait_until
 from topics.registry import TopicSpec
 
 
@@ -28,6 +29,21 @@ def ensure_topics(
         except KafkaException as error:
             if error.args[0].code() != KafkaError.TOPIC_ALREADY_EXISTS:
                 raise RuntimeError(f"could not create topic {name}: {error}") from error
+    # Creation returns before every partition has a leader; reads and writes right
+    # after it would fail with NOT_LEADER_FOR_PARTITION.
+    names = [topic.topic for topic in new]
+    wait_until(lambda: _all_led(admin, names), timeout_s=timeout_s, what=f"leaders for {names}")
+
+
+def _all_led(admin: AdminClient, names: list[str]) -> bool:
+    metadata = admin.list_topics(timeout=5)
+    for name in names:
+        topic = metadata.topics.get(name)
+        if topic is None or topic.error is not None or not topic.partitions:
+            return False
+        if any(p.leader < 0 or p.error is not None for p in topic.partitions.values()):
+            return False
+    return True
 
 
 def partition_count(bootstrap_servers: str, topic: str, timeout_s: float = 10) -> int:

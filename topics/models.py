@@ -15,16 +15,13 @@ import orjson
 from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
 
 from state.models import ModelSpec
+from state.registered import RegisteredModel
+from topics.offsets import watermarks
 from topics.producer import CheckedProducer
 
 
-def encode_spec(spec: ModelSpec) -> tuple[bytes, bytes]:
-    return spec.key.encode(), orjson.dumps(spec.to_dict())
-
-
-def publish_spec(producer: CheckedProducer, topic: str, spec: ModelSpec) -> None:
-    key, value = encode_spec(spec)
-    producer.produce(topic, key, value)
+def publish_model(producer: CheckedProducer, topic: str, model: RegisteredModel) -> None:
+    producer.produce(topic, model.key.encode(), orjson.dumps(model.to_dict()))
     producer.flush()
 
 
@@ -49,26 +46,26 @@ class ModelRegistry:
             TopicPartition(topic, p, OFFSET_BEGINNING) for p in metadata.topics[topic].partitions
         ]
         self._consumer.assign(self._partitions)
-        self._specs: dict[str, ModelSpec] = {}
+        self._models: dict[str, RegisteredModel] = {}
         self._lock = threading.Lock()
         self.catch_up()
 
-    def get(self, model_key: str) -> ModelSpec | None:
-        spec = self._specs.get(model_key)
-        if spec is None:
+    def get(self, model_key: str) -> RegisteredModel | None:
+        model = self._models.get(model_key)
+        if model is None:
             self.catch_up()
-            spec = self._specs.get(model_key)
-        return spec
+            model = self._models.get(model_key)
+        return model
 
-    def known(self) -> dict[str, ModelSpec]:
-        self.catch_up()
-        return dict(self._specs)
+    def spec(self, model_key: str) -> ModelSpec | None:
+        model = self.get(model_key)
+        return None if model is None else model.spec
 
     def catch_up(self, timeout_s: float = 10.0) -> None:
         """Read until every partition's position reaches the end it had when we asked."""
         with self._lock:
             targets = {
-                tp.partition: self._consumer.get_watermark_offsets(tp, timeout=timeout_s)[1]
+                tp.partition: watermarks(self._consumer, tp, timeout_s)[1]
                 for tp in self._partitions
             }
             while any(self._position(p) < end for p, end in targets.items()):
@@ -89,10 +86,10 @@ class ModelRegistry:
             return
         name = key.decode()
         if value is None:
-            self._specs.pop(name, None)
+            self._models.pop(name, None)
             return
         try:
-            self._specs[name] = ModelSpec.from_dict(orjson.loads(value))
+            self._models[name] = RegisteredModel.from_dict(orjson.loads(value))
         except (orjson.JSONDecodeError, ValueError):
             # Specs are validated before they are published; a foreign record is ignored.
             return

@@ -6,6 +6,7 @@ from confluent_kafka import Consumer, TopicPartition
 
 from driftline.settings import Settings
 from driftline.stack.waiting import wait_until
+from topics.offsets import watermarks
 from topics.registry import Topics
 
 
@@ -27,9 +28,7 @@ class GroupProgress:
         return sum(max(tp.offset, 0) for tp in found)
 
     def end(self) -> int:
-        return sum(
-            self._consumer.get_watermark_offsets(tp, timeout=10)[1] for tp in self._partitions
-        )
+        return sum(watermarks(self._consumer, tp)[1] for tp in self._partitions)
 
     def lag(self) -> int:
         return self.end() - self.committed()

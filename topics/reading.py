@@ -7,6 +7,8 @@ from collections.abc import Iterator
 
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, Message, TopicPartition
 
+from topics.offsets import watermarks
+
 
 def read_topic(bootstrap_servers: str, topic: str, timeout_s: float = 30) -> Iterator[Message]:
     """Every message now in ``topic``, partition by partition, in offset order."""
@@ -24,7 +26,7 @@ def read_topic(bootstrap_servers: str, topic: str, timeout_s: float = 30) -> Ite
             raise RuntimeError(f"topic {topic} does not exist")
         for partition in sorted(metadata.partitions):
             tp = TopicPartition(topic, partition)
-            low, high = consumer.get_watermark_offsets(tp, timeout=timeout_s)
+            low, high = watermarks(consumer, tp, timeout_s)
             if high <= low:
                 continue
             consumer.assign([TopicPartition(topic, partition, OFFSET_BEGINNING)])

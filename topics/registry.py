@@ -31,6 +31,12 @@ class Topics:
     dead_letters: TopicSpec
     # The merge agent's table writes, one partition per ingest partition; compacted.
     merge_changelog: TopicSpec
+    # Partial bin snapshots, one per (model, hour, ingest partition), keyed model/hour.
+    bin_partials: TopicSpec
+    # The bins agent's table writes; compacted.
+    bins_changelog: TopicSpec
+    # Every changed bin, whole (counts, metrics, version), keyed model/hour; compacted.
+    metrics: TopicSpec
     # Faust app id and consumer group of the workers.
     app_id: str
 
@@ -48,6 +54,15 @@ class Topics:
             merge_changelog=TopicSpec(
                 f"{prefix}.merge-changelog", settings.ingest_partitions, _COMPACTED
             ),
+            # Snapshots are superseded within seconds; a day covers any consumer outage
+            # that the bins agent's own changelog does not.
+            bin_partials=TopicSpec(
+                f"{prefix}.bin-partials", settings.bins_partitions, {"retention.ms": "86400000"}
+            ),
+            bins_changelog=TopicSpec(
+                f"{prefix}.bins-changelog", settings.bins_partitions, _COMPACTED
+            ),
+            metrics=TopicSpec(f"{prefix}.metrics", settings.bins_partitions, _COMPACTED),
             app_id=f"{prefix}-worker",
         )
 
@@ -57,6 +72,22 @@ class Topics:
         return f"{self.app_id}-merge"
 
     @property
+    def bins_group(self) -> str:
+        return f"{self.app_id}-bins"
+
+    @property
+    def serving_group(self) -> str:
+        return f"{self.app_id}-serving"
+
+    @property
     def owned(self) -> tuple[TopicSpec, ...]:
         """Every topic Driftline creates (Faust adds its own internal ones)."""
-        return (self.ingest, self.models, self.dead_letters, self.merge_changelog)
+        return (
+            self.ingest,
+            self.models,
+            self.dead_letters,
+            self.merge_changelog,
+            self.bin_partials,
+            self.bins_changelog,
+            self.metrics,
+        )

@@ -1,0 +1,104 @@
+"""Stage 2 of the metric bins: sum the partitions' shares, compute metrics, re-emit.
+
+Input: partial snapshots keyed ``model/hour`` (see ``agents/partials.py``). For each bin
+the agent keeps the newest snapshot of every ingest partition (an older or repeated one
+changes nothing) and marks the bin dirty. On its tick it emits each dirty bin whole -
+counts, metrics and a version - to the compacted metrics topic, at most once per
+``DRIFTLINE_EMIT_INTERVAL_S`` per bin, so a burst of changes gives few emissions. A bin
+whose shares are all empty is emitted as a tombstone.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import orjson
+from confluent_kafka import Message
+
+from agents.runtime import BatchResult, Outgoing
+from state.bins import HOUR_MS, Counters, add_into
+from state.metrics import bin_metrics
+from state.registered import RegisteredModel
+from state.store import PartitionStore, Write, table_write
+
+SHARES = "shares"  # model/hour/partition -> {"v": version, "c": counters}
+DIRTY = "dirty"  # model/hour -> b""
+
+
+class BinsHandler:
+    def __init__(
+        self,
+        model_of: Callable[[str], RegisteredModel | None],
+        metrics_topic: str,
+        emit_interval_s: float,
+    ) -> None:
+        self._model_of = model_of
+        self._metrics_topic = metrics_topic
+        self._emit_interval_ms = int(emit_interval_s * 1000)
+        self._last_emitted: dict[bytes, int] = {}
+
+    def handle(
+        self, partition: int, messages: Sequence[Message], store: PartitionStore
+    ) -> BatchResult:
+        newest: dict[bytes, tuple[int, bytes]] = {}
+        for message in messages:
+            bin_key, value = message.key(), message.value()
+            if bin_key is None or value is None:
+                continue
+            snapshot = orjson.loads(value)
+            share_key = bin_key + b"/" + str(snapshot["p"]).encode()
+            if share_key not in newest or newest[share_key][0] < snapshot["v"]:
+                newest[share_key] = (snapshot["v"], value)
+        writes: list[Write] = []
+        for share_key, (version, value) in newest.items():
+            current = store.get(SHARES, share_key)
+            if current is not None and orjson.loads(current)["v"] >= version:
+                continue  # redelivered or older than what we have
+            writes.append(table_write(SHARES, share_key, value))
+            writes.append(table_write(DIRTY, share_key.rsplit(b"/", 1)[0], b""))
+        return BatchResult(writes, [])
+
+    def tick(self, partition: int, store: PartitionStore, now_ms: int) -> BatchResult:
+        writes: list[Write] = []
+        outgoing: list[Outgoing] = []
+        for bin_key, _ in list(store.items(DIRTY)):
+            if now_ms - self._last_emitted.get(bin_key, 0) < self._emit_interval_ms:
+                continue
+            outgoing.append(Outgoing(self._metrics_topic, bin_key, self._bin_value(bin_key, store)))
+            writes.append(table_write(DIRTY, bin_key, None))
+            self._last_emitted[bin_key] = now_ms
+        return BatchResult(writes, outgoing)
+
+    def _bin_value(self, bin_key: bytes, store: PartitionStore) -> bytes | None:
+        counters: Counters = {}
+        version = 0
+        for _, raw in store.items(SHARES, bin_key + b"/"):
+            share = orjson.loads(raw)
+            version += share["v"]
+            if share["c"]:
+                add_into(counters, share["c"])
+        if not counters:
+            return None
+        model, hour = bin_key.decode().rsplit("/", 1)
+        return orjson.dumps(emitted_bin(self._model_of(model), model, int(hour), version, counters))
+
+
+def emitted_bin(
+    registered: RegisteredModel | None, model: str, hour: int, version: int, counters: Counters
+) -> dict[str, Any]:
+    """The whole bin as the metrics topic and Redis carry it."""
+    project_id, model_id = model.split("/", 1)
+    value: dict[str, Any] = {
+        "project_id": project_id,
+        "model_id": model_id,
+        "hour_start_ms": hour * HOUR_MS,
+        "hour_end_ms": (hour + 1) * HOUR_MS,
+        "version": version,
+        "emitted_at_ms": int(time.time() * 1000),
+        "counts": counters,
+    }
+    if registered is not None:
+        value["metrics"] = bin_metrics(registered.spec, registered.baseline, counters)
+    return value

@@ -1,0 +1,73 @@
+"""Stage 1 of the metric bins: each ingest partition's share of every hour bin.
+
+The shares live in the same partition store as the events that feed them and are written
+in the same atomic batch, so a bin share always equals the contributions of the
+partition's current events, whatever crashes and redeliveries happened. Each changed
+share is then sent whole, as a snapshot versioned by the batch's input offset, to the
+bin-partials topic; the bins agent keeps the newest snapshot per partition and sums them.
+A snapshot, unlike a delta, can be applied twice.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import orjson
+
+from agents.runtime import Outgoing
+from state.bins import BinKey, ContributionRules, Counters, add_into, change_deltas
+from state.events import EventChange
+from state.registered import RegisteredModel
+from state.store import PartitionStore, Write, table_write
+
+PARTIALS = "partials"
+
+
+def bin_key(key: BinKey) -> bytes:
+    model, hour = key
+    return f"{model}/{hour}".encode()
+
+
+class PartialBins:
+    def __init__(self, model_of: Callable[[str], RegisteredModel | None], topic: str) -> None:
+        self._model_of = model_of
+        self._topic = topic
+        self._rules: dict[str, tuple[RegisteredModel, ContributionRules]] = {}
+
+    def apply(
+        self, partition: int, version: int, changes: list[EventChange], store: PartitionStore
+    ) -> tuple[list[Write], list[Outgoing]]:
+        deltas: dict[BinKey, Counters] = {}
+        for change in changes:
+            rules = self.rules(change.model_key)
+            if rules is None:
+                continue
+            for key, delta in change_deltas(rules, change.model_key, change).items():
+                add_into(deltas.setdefault(key, {}), delta)
+        changed = [key for key, delta in deltas.items() if delta]
+        if not changed:
+            return [], []
+        raw_keys = [bin_key(key) for key in changed]
+        writes: list[Write] = []
+        outgoing: list[Outgoing] = []
+        for key, raw_key, current in zip(
+            changed, raw_keys, store.get_many(PARTIALS, raw_keys), strict=True
+        ):
+            share: Counters = {} if current is None else orjson.loads(current)
+            add_into(share, deltas[key])
+            value = orjson.dumps(share) if share else None
+            writes.append(table_write(PARTIALS, raw_key, value))
+            snapshot = {"p": partition, "v": version, "c": share or None}
+            outgoing.append(Outgoing(self._topic, raw_key, orjson.dumps(snapshot)))
+        return writes, outgoing
+
+    def rules(self, model: str) -> ContributionRules | None:
+        """The model's contribution rules, rebuilt when its registration changes."""
+        registered = self._model_of(model)
+        if registered is None:
+            return None
+        cached = self._rules.get(model)
+        if cached is None or cached[0] is not registered:
+            cached = (registered, ContributionRules(registered.spec, registered.baseline))
+            self._rules[model] = cached
+        return cached[1]

@@ -1,0 +1,196 @@
+"""Hourly metric bins as sums of per-event contributions that can be subtracted again.
+
+A bin's accumulator is a sparse map of integer counters. Every event contributes a small
+map (one count here, one histogram cell there); a late label, a moved timestamp, a
+replaced insert or a delete retracts the event's old contribution and adds its new one.
+Because every counter is an integer, including float sums kept in fixed point
+(``SCALE`` units per 1.0, rounded once per event), add-then-retract is exactly the
+identity and a bin built by any sequence of changes equals the sum over its final events.
+
+Counter names (the accumulator schema, read by ``state.metrics``):
+
+======================  =====================================================
+``n``                   events in the bin
+``labelled``            events whose target is present
+``delay_ms``            sum of ingest delays (arrival minus event time), ms
+``miss:<col>``          null values of an input/output column
+``type:<col>``          values whose type does not match the column's type
+``range:<col>``         values outside the baseline's min/max or categories
+``h:<col>:<i>``         values in baseline bin ``i`` of the column (drift)
+``perf_n``              events with both output and target (performance denominator)
+binary                  ``tp`` ``fp`` ``tn`` ``fn`` at the threshold; ``ll`` log-loss
+                        sum (fixed point); ``s1:<i>`` / ``s0:<i>`` score histogram of
+                        positives / negatives over ``SCORE_BINS`` cells (AUC)
+multiclass              ``cm:<true>:<pred>`` confusion cells (class indexes); ``ll``;
+                        ``bad_class`` targets that are not one of the classes
+regression              ``err`` ``abs_err`` ``y`` (fixed point), ``sq_err`` ``y2``
+                        (fixed point squared), ``ape`` (fixed point) sum of
+                        abs error / max(abs y, eps), as scikit-learn's MAPE
+======================  =====================================================
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any, TypeGuard
+
+from state.baseline import BaselineProfile, ColumnProfile
+from state.events import EventChange, StoredEvent
+from state.models import ModelSpec, Task
+
+HOUR_MS = 3_600_000
+SCALE = 10**9
+SCORE_BINS = 1000
+# scikit-learn clips probabilities to [eps, 1 - eps] with the float64 machine epsilon.
+EPS = 2.220446049250313e-16
+
+Counters = dict[str, int]
+BinKey = tuple[str, int]  # (model key, hour number since the epoch)
+
+
+def hour_of(timestamp_ms: int) -> int:
+    return timestamp_ms // HOUR_MS
+
+
+def fixed(value: float) -> int:
+    return round(value * SCALE)
+
+
+def add_into(target: Counters, delta: Mapping[str, int], sign: int = 1) -> None:
+    """``target += sign * delta``, keeping the map sparse (no zero counters)."""
+    for name, count in delta.items():
+        total = target.get(name, 0) + sign * count
+        if total:
+            target[name] = total
+        else:
+            target.pop(name, None)
+
+
+@dataclass(frozen=True)
+class ContributionRules:
+    """How one model's events turn into counters; built once per model, used per event."""
+
+    spec: ModelSpec
+    baseline: BaselineProfile | None
+
+    def of(self, event: StoredEvent) -> Counters:
+        counters: Counters = {"n": 1, "delay_ms": event.ingested_ms - event.timestamp_ms}
+        values = event.columns
+        for name in (*self.spec.inputs, *self.spec.outputs):
+            self._integrity(counters, name, values.get(name))
+        target = self._target(values)
+        if target is not None:
+            counters["labelled"] = 1
+            self._performance(counters, values, target)
+        return counters
+
+    def _integrity(self, counters: Counters, name: str, value: Any) -> None:
+        if _is_null(value):
+            counters[f"miss:{name}"] = 1
+            return
+        profile = self._profile(name)
+        if profile is None:
+            return
+        if not profile.type_matches(value):
+            counters[f"type:{name}"] = 1
+            return
+        counters[f"h:{name}:{profile.bin_of(value)}"] = 1
+        if profile.out_of_range(value):
+            counters[f"range:{name}"] = 1
+
+    def _profile(self, name: str) -> ColumnProfile | None:
+        if self.baseline is None:
+            return None
+        return self.baseline.columns.get(name)
+
+    def _target(self, values: Mapping[str, Any]) -> Any:
+        if not self.spec.targets:
+            return None
+        value = values.get(self.spec.targets[0])
+        return None if _is_null(value) else value
+
+    def _performance(self, counters: Counters, values: Mapping[str, Any], target: Any) -> None:
+        outputs: list[float] = []
+        for name in self.spec.outputs:
+            value = values.get(name)
+            if _is_null(value) or not _is_number(value):
+                return
+            outputs.append(float(value))
+        if self.spec.task is Task.BINARY_CLASSIFICATION:
+            positive = target == self.spec.positive_class
+            _binary(counters, outputs[0], positive, self.spec.threshold)
+        elif self.spec.task is Task.MULTICLASS_CLASSIFICATION:
+            _multiclass(counters, outputs, target, self.spec.classes)
+        elif _is_number(target):
+            _regression(counters, outputs[0], float(target))
+
+
+def _binary(counters: Counters, score: float, positive: bool, threshold: float) -> None:
+    counters["perf_n"] = 1
+    predicted = score >= threshold
+    cell = ("t" if predicted == positive else "f") + ("p" if predicted else "n")
+    counters[cell] = 1
+    p = min(max(score if positive else 1.0 - score, EPS), 1.0 - EPS)
+    counters["ll"] = fixed(-math.log(p))
+    index = min(max(int(score * SCORE_BINS), 0), SCORE_BINS - 1)
+    counters[f"{'s1' if positive else 's0'}:{index}"] = 1
+
+
+def _multiclass(
+    counters: Counters, scores: list[float], target: Any, classes: tuple[Any, ...]
+) -> None:
+    if target not in classes:
+        counters["bad_class"] = 1
+        return
+    counters["perf_n"] = 1
+    truth = classes.index(target)
+    predicted = max(range(len(scores)), key=scores.__getitem__)
+    counters[f"cm:{truth}:{predicted}"] = 1
+    p = min(max(scores[truth] / (sum(scores) or 1.0), EPS), 1.0 - EPS)
+    counters["ll"] = fixed(-math.log(p))
+
+
+def _regression(counters: Counters, prediction: float, truth: float) -> None:
+    counters["perf_n"] = 1
+    error = fixed(prediction) - fixed(truth)
+    y = fixed(truth)
+    counters["err"] = error
+    counters["abs_err"] = abs(error)
+    counters["sq_err"] = error * error
+    counters["y"] = y
+    counters["y2"] = y * y
+    counters["ape"] = fixed(abs(prediction - truth) / max(abs(truth), EPS))
+
+
+def _is_null(value: Any) -> bool:
+    return value is None or (isinstance(value, float) and math.isnan(value))
+
+
+def _is_number(value: Any) -> TypeGuard[int | float]:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def change_deltas(
+    rules: ContributionRules, model: str, change: EventChange
+) -> dict[BinKey, Counters]:
+    """What one event change does to the bins: retract from the old hour, add to the new."""
+    deltas: dict[BinKey, Counters] = {}
+    if change.before is not None:
+        add_into(deltas.setdefault((model, hour_of(change.before.timestamp_ms)), {}),
+                 rules.of(change.before), -1)  # fmt: skip
+    if change.after is not None:
+        add_into(deltas.setdefault((model, hour_of(change.after.timestamp_ms)), {}),
+                 rules.of(change.after))  # fmt: skip
+    return {key: delta for key, delta in deltas.items() if delta}
+
+
+def bins_of(
+    rules: Mapping[str, ContributionRules], events: Iterable[tuple[str, StoredEvent]]
+) -> dict[BinKey, Counters]:
+    """Batch recomputation: the bins of a set of (model, event), from scratch."""
+    bins: dict[BinKey, Counters] = {}
+    for model, event in events:
+        add_into(bins.setdefault((model, hour_of(event.timestamp_ms)), {}), rules[model].of(event))
+    return {key: counters for key, counters in bins.items() if counters}

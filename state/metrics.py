@@ -1,0 +1,181 @@
+"""Metric formulas (SPEC §3) computed from a bin's counters (schema in ``state.bins``).
+
+Everything is derived from sums, so a metric is as exact as its bin: after any sequence
+of late labels and deletions it equals the same formula over the bin's final events.
+Performance metrics are absent, not zero, when the bin has no event with both an output
+and a target.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from typing import Any
+
+from state.baseline import BaselineProfile, ColumnProfile
+from state.bins import SCALE, SCORE_BINS
+from state.models import ModelSpec, Task
+
+Counters = Mapping[str, int]
+
+
+def bin_metrics(
+    spec: ModelSpec, baseline: BaselineProfile | None, counters: Counters
+) -> dict[str, Any]:
+    metrics: dict[str, Any] = {
+        "traffic": traffic(counters),
+        "integrity": integrity(spec, counters),
+    }
+    if baseline is not None:
+        metrics["drift"] = drift(spec, baseline, counters)
+    performance_metrics = performance(spec, counters)
+    if performance_metrics is not None:
+        metrics["performance"] = performance_metrics
+    return metrics
+
+
+def traffic(counters: Counters) -> dict[str, Any]:
+    events = counters.get("n", 0)
+    return {
+        "events": events,
+        "labelled": counters.get("labelled", 0),
+        "mean_ingest_delay_ms": counters.get("delay_ms", 0) / events if events else None,
+    }
+
+
+def integrity(spec: ModelSpec, counters: Counters) -> dict[str, dict[str, int]]:
+    return {
+        name: {
+            "missing": counters.get(f"miss:{name}", 0),
+            "type_mismatch": counters.get(f"type:{name}", 0),
+            "range_violation": counters.get(f"range:{name}", 0),
+        }
+        for name in (*spec.inputs, *spec.outputs)
+    }
+
+
+def drift(
+    spec: ModelSpec, baseline: BaselineProfile, counters: Counters
+) -> dict[str, dict[str, float]]:
+    """Per column with values in the bin: JS distance (base 2) and PSI, both +1-smoothed."""
+    found: dict[str, dict[str, float]] = {}
+    for name in (*spec.inputs, *spec.outputs):
+        profile = baseline.columns.get(name)
+        if profile is None:
+            continue
+        observed = production_histogram(profile, counters)
+        if sum(observed) == 0:
+            continue
+        expected = list(profile.histogram)
+        found[name] = {
+            "js_distance": js_distance(observed, expected),
+            "psi": psi(observed, expected),
+        }
+    return found
+
+
+def production_histogram(profile: ColumnProfile, counters: Counters) -> list[int]:
+    return [counters.get(f"h:{profile.name}:{i}", 0) for i in range(profile.bin_count)]
+
+
+def _smoothed(counts: list[int]) -> list[float]:
+    total = sum(counts) + len(counts)
+    return [(c + 1) / total for c in counts]
+
+
+def js_distance(observed: list[int], expected: list[int]) -> float:
+    p, q = _smoothed(observed), _smoothed(expected)
+    m = [(a + b) / 2 for a, b in zip(p, q, strict=True)]
+    divergence = (_kl2(p, m) + _kl2(q, m)) / 2
+    return math.sqrt(max(divergence, 0.0))
+
+
+def _kl2(p: list[float], q: list[float]) -> float:
+    return sum(a * math.log2(a / b) for a, b in zip(p, q, strict=True) if a > 0)
+
+
+def psi(observed: list[int], expected: list[int]) -> float:
+    """Population stability index of production (observed) against the baseline."""
+    p, q = _smoothed(observed), _smoothed(expected)
+    return sum((a - b) * math.log(a / b) for a, b in zip(p, q, strict=True))
+
+
+def performance(spec: ModelSpec, counters: Counters) -> dict[str, float] | None:
+    n = counters.get("perf_n", 0)
+    if n == 0:
+        return None
+    if spec.task is Task.BINARY_CLASSIFICATION:
+        return _binary(counters, n)
+    if spec.task is Task.MULTICLASS_CLASSIFICATION:
+        return _multiclass(counters, n, len(spec.classes))
+    return _regression(counters, n)
+
+
+def _ratio(numerator: float, denominator: float) -> float:
+    """scikit-learn's zero_division=0 convention."""
+    return numerator / denominator if denominator else 0.0
+
+
+def _binary(counters: Counters, n: int) -> dict[str, float]:
+    tp, fp, tn, fn = (counters.get(k, 0) for k in ("tp", "fp", "tn", "fn"))
+    result = {
+        "accuracy": (tp + tn) / n,
+        "precision": _ratio(tp, tp + fp),
+        "recall": _ratio(tp, tp + fn),
+        "f1": _ratio(2 * tp, 2 * tp + fp + fn),
+        "false_positive_rate": _ratio(fp, fp + tn),
+        "log_loss": counters.get("ll", 0) / SCALE / n,
+    }
+    auc = _auc(counters)
+    if auc is not None:
+        result["auc"] = auc
+    return result
+
+
+def _auc(counters: Counters) -> float | None:
+    """Mann-Whitney over the score histograms; a shared cell counts as half a win."""
+    positives = [counters.get(f"s1:{i}", 0) for i in range(SCORE_BINS)]
+    negatives = [counters.get(f"s0:{i}", 0) for i in range(SCORE_BINS)]
+    total_pos, total_neg = sum(positives), sum(negatives)
+    if total_pos == 0 or total_neg == 0:
+        return None  # undefined with one class only
+    wins = 0.0
+    below = 0
+    for pos, neg in zip(positives, negatives, strict=True):
+        wins += pos * (below + neg / 2)
+        below += neg
+    return wins / (total_pos * total_neg)
+
+
+def _multiclass(counters: Counters, n: int, classes: int) -> dict[str, float]:
+    matrix = [[counters.get(f"cm:{t}:{p}", 0) for p in range(classes)] for t in range(classes)]
+    support = [sum(row) for row in matrix]
+    predicted = [sum(matrix[t][p] for t in range(classes)) for p in range(classes)]
+    f1 = [_ratio(2 * matrix[k][k], support[k] + predicted[k]) for k in range(classes)]
+    present = [k for k in range(classes) if support[k] + predicted[k] > 0]
+    return {
+        "accuracy": sum(matrix[k][k] for k in range(classes)) / n,
+        "macro_f1": sum(f1[k] for k in present) / len(present),
+        "weighted_f1": sum(f1[k] * support[k] for k in range(classes)) / n,
+        "log_loss": counters.get("ll", 0) / SCALE / n,
+    }
+
+
+def _regression(counters: Counters, n: int) -> dict[str, float]:
+    sq_err = counters.get("sq_err", 0)
+    y, y2 = counters.get("y", 0), counters.get("y2", 0)
+    mse = sq_err / SCALE**2 / n
+    return {
+        "mae": counters.get("abs_err", 0) / SCALE / n,
+        "mse": mse,
+        "rmse": math.sqrt(mse),
+        "r2": _r2(n, sq_err, y, y2),
+        "mape": counters.get("ape", 0) / SCALE / n,
+    }
+
+
+def _r2(n: int, sq_err: int, y: int, y2: int) -> float:
+    total = n * y2 - y * y  # n times the total sum of squares, exact in integers
+    if total <= 0:
+        return 1.0 if sq_err == 0 else 0.0  # scikit-learn's force_finite convention
+    return 1 - n * sq_err / total

@@ -1,0 +1,144 @@
+"""Bin accumulators: subtractable exactly, and streaming equals a batch recomputation."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from typing import Any
+
+from hypothesis import given
+from hypothesis import strategies as st
+from state.baseline import profile_baseline
+
+from state.bins import (
+    HOUR_MS,
+    BinKey,
+    ContributionRules,
+    Counters,
+    add_into,
+    bins_of,
+    change_deltas,
+)
+from state.commands import Command, Delete, Insert, Update
+from state.events import StoredEvent, merge_batch
+from state.models import ColumnType, ModelSpec, Task
+from tests.unit.test_merge_rules import DictStore
+
+BINARY = ModelSpec(
+    project_id="p",
+    model_id="bin",
+    inputs=("age", "city"),
+    outputs=("score",),
+    targets=("label",),
+    metadata=("uri",),
+    task=Task.BINARY_CLASSIFICATION,
+    column_types={"age": ColumnType.INT, "city": ColumnType.CATEGORY, "score": ColumnType.FLOAT},
+)
+REGRESSION = replace(
+    BINARY,
+    model_id="reg",
+    task=Task.REGRESSION,
+    column_types={**BINARY.column_types, "label": ColumnType.FLOAT},
+)
+MULTICLASS = ModelSpec(
+    project_id="p",
+    model_id="multi",
+    inputs=("age",),
+    outputs=("pa", "pb", "pc"),
+    targets=("label",),
+    task=Task.MULTICLASS_CLASSIFICATION,
+    classes=("a", "b", "c"),
+    column_types={"age": ColumnType.INT},
+)
+BASELINE_ROWS = [
+    {"age": 20 + i % 50, "city": ["paris", "lyon", "nice"][i % 3], "score": (i % 97) / 97,
+     "pa": 0.2, "pb": 0.3, "pc": 0.5}
+    for i in range(300)
+]  # fmt: skip
+RULES = {
+    spec.key: ContributionRules(spec, profile_baseline(spec, BASELINE_ROWS))
+    for spec in (BINARY, REGRESSION, MULTICLASS)
+}
+SPECS = {spec.key: spec for spec in (BINARY, REGRESSION, MULTICLASS)}
+
+maybe = st.one_of  # readability below
+ages = maybe(st.none(), st.integers(0, 120), st.just("old"), st.floats(allow_nan=True))
+cities = maybe(st.none(), st.sampled_from(["paris", "lyon", "nice", "rome"]), st.integers(0, 3))
+scores = maybe(st.none(), st.floats(0, 1), st.just(1.0), st.just(0.0), st.just("high"))
+labels = maybe(
+    st.none(), st.integers(0, 1), st.floats(-100, 100), st.sampled_from(["a", "b", "c", "z"])
+)
+event_columns = st.fixed_dictionaries(
+    {"age": ages, "city": cities, "score": scores, "label": labels,
+     "pa": st.floats(0, 1), "pb": st.floats(0, 1), "pc": st.floats(0.01, 1)},
+    optional={"uri": st.text(max_size=3)},
+)  # fmt: skip
+stored_events = st.builds(
+    StoredEvent,
+    st.just("e"),
+    st.integers(0, 5 * HOUR_MS),
+    event_columns,
+    st.integers(0, 6 * HOUR_MS),
+    st.just(0),
+)
+
+
+@given(st.sampled_from(sorted(RULES)), st.lists(stored_events, max_size=10), stored_events)
+def test_adding_then_retracting_an_event_is_the_identity(
+    model: str, background: list[StoredEvent], event: StoredEvent
+) -> None:
+    rules = RULES[model]
+    bin_: Counters = {}
+    for other in background:
+        add_into(bin_, rules.of(other))
+    before = dict(bin_)
+    add_into(bin_, rules.of(event))
+    add_into(bin_, rules.of(event), -1)
+    assert bin_ == before
+
+
+@given(st.sampled_from(sorted(RULES)), stored_events)
+def test_an_event_alone_makes_a_bin_that_retracts_to_nothing(
+    model: str, event: StoredEvent
+) -> None:
+    bin_: Counters = {}
+    add_into(bin_, RULES[model].of(event))
+    assert bin_["n"] == 1
+    add_into(bin_, RULES[model].of(event), -1)
+    assert bin_ == {}
+
+
+ids = st.sampled_from(["a", "b", "c", "d", "e"])
+timestamps = st.one_of(st.none(), st.integers(0, 4 * HOUR_MS))
+update_columns = st.dictionaries(st.sampled_from(["label", "uri", "age", "score"]), labels)
+commands = st.one_of(
+    st.builds(Insert, st.sampled_from(sorted(RULES)), ids, event_columns, timestamps,
+              st.integers(0, 4 * HOUR_MS), st.just(0)),
+    st.builds(Update, st.sampled_from(sorted(RULES)), ids, update_columns, timestamps,
+              st.integers(0, 4 * HOUR_MS), st.just(0)),
+    st.builds(Delete, st.sampled_from(sorted(RULES)), ids, st.integers(0, 4 * HOUR_MS), st.just(0)),
+)  # fmt: skip
+
+
+@given(st.lists(commands, max_size=60), st.data())
+def test_streaming_bins_equal_a_batch_recomputation_from_the_final_events(
+    sequence: list[Command], data: Any
+) -> None:
+    """Inserts, labels, metadata updates, moves, re-inserts and deletes, in random batches."""
+    sequence = [replace(c, offset=i) for i, c in enumerate(sequence)]
+    cuts = sorted(data.draw(st.sets(st.integers(0, len(sequence)), max_size=5)))
+    store = DictStore()
+    streamed: dict[BinKey, Counters] = {}
+    start = 0
+    for cut in [*cuts, len(sequence)]:
+        batch = [replace(c, ref=i) for i, c in enumerate(sequence[start:cut])]
+        outcome = merge_batch(batch, [b"{}"] * len(batch), store, SPECS.get, 10)
+        store.write(outcome)
+        for change in outcome.changes:
+            for key, delta in change_deltas(
+                RULES[change.model_key], change.model_key, change
+            ).items():
+                add_into(streamed.setdefault(key, {}), delta)
+        start = cut
+    streamed = {key: counters for key, counters in streamed.items() if counters}
+    final = [(key.rsplit("/", 1)[0], event) for key, event in store.events.items()]
+    assert streamed == bins_of(RULES, final)

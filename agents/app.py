@@ -70,7 +70,7 @@ def create_app(settings: Settings) -> Worker:
     bins = _bins_runner(settings, topics)
     projection = RedisProjection(
         "serving", settings.bootstrap_servers, topics.metrics.name, topics.serving_group,
-        redis_bins,
+        redis_bins, settings.session_timeout_ms,
     )  # fmt: skip
     worker = Worker(settings, topics, app, merge, bins, owners, redis_bins)
 

@@ -14,11 +14,10 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
-import orjson
 from confluent_kafka import Message
 
 from agents.runtime import BatchResult, Outgoing
-from state.bins import HOUR_MS, Counters, add_into
+from state.bins import HOUR_MS, Counters, add_into, decode_counters, encode_counters
 from state.metrics import bin_metrics
 from state.registered import RegisteredModel
 from state.store import PartitionStore, Write, table_write
@@ -47,14 +46,14 @@ class BinsHandler:
             bin_key, value = message.key(), message.value()
             if bin_key is None or value is None:
                 continue
-            snapshot = orjson.loads(value)
+            snapshot = decode_counters(value)
             share_key = bin_key + b"/" + str(snapshot["p"]).encode()
             if share_key not in newest or newest[share_key][0] < snapshot["v"]:
                 newest[share_key] = (snapshot["v"], value)
         writes: list[Write] = []
         for share_key, (version, value) in newest.items():
             current = store.get(SHARES, share_key)
-            if current is not None and orjson.loads(current)["v"] >= version:
+            if current is not None and decode_counters(current)["v"] >= version:
                 continue  # redelivered or older than what we have
             writes.append(table_write(SHARES, share_key, value))
             writes.append(table_write(DIRTY, share_key.rsplit(b"/", 1)[0], b""))
@@ -75,14 +74,15 @@ class BinsHandler:
         counters: Counters = {}
         version = 0
         for _, raw in store.items(SHARES, bin_key + b"/"):
-            share = orjson.loads(raw)
+            share = decode_counters(raw)
             version += share["v"]
             if share["c"]:
                 add_into(counters, share["c"])
         if not counters:
             return None
         model, hour = bin_key.decode().rsplit("/", 1)
-        return orjson.dumps(emitted_bin(self._model_of(model), model, int(hour), version, counters))
+        registered = self._model_of(model)
+        return encode_counters(emitted_bin(registered, model, int(hour), version, counters))
 
 
 def emitted_bin(

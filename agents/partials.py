@@ -12,10 +12,16 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-import orjson
-
 from agents.runtime import Outgoing
-from state.bins import BinKey, ContributionRules, Counters, add_into, change_deltas
+from state.bins import (
+    BinKey,
+    ContributionRules,
+    Counters,
+    add_into,
+    change_deltas,
+    decode_counters,
+    encode_counters,
+)
 from state.events import EventChange
 from state.registered import RegisteredModel
 from state.store import PartitionStore, Write, table_write
@@ -53,12 +59,12 @@ class PartialBins:
         for key, raw_key, current in zip(
             changed, raw_keys, store.get_many(PARTIALS, raw_keys), strict=True
         ):
-            share: Counters = {} if current is None else orjson.loads(current)
+            share: Counters = {} if current is None else decode_counters(current)
             add_into(share, deltas[key])
-            value = orjson.dumps(share) if share else None
+            value = encode_counters(share) if share else None
             writes.append(table_write(PARTIALS, raw_key, value))
             snapshot = {"p": partition, "v": version, "c": share or None}
-            outgoing.append(Outgoing(self._topic, raw_key, orjson.dumps(snapshot)))
+            outgoing.append(Outgoing(self._topic, raw_key, encode_counters(snapshot)))
         return writes, outgoing
 
     def rules(self, model: str) -> ContributionRules | None:

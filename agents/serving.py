@@ -12,11 +12,10 @@ import logging
 import threading
 from typing import Any
 
-import orjson
 import redis
 from confluent_kafka import Consumer, KafkaException
 
-from state.bins import HOUR_MS
+from state.bins import HOUR_MS, decode_counters
 
 log = logging.getLogger(__name__)
 
@@ -49,14 +48,20 @@ class RedisBins:
         if not hours:
             return []
         keys = [self.bin_key(model, int(hour)) for hour in hours]  # type: ignore[arg-type]
-        return [orjson.loads(raw) for raw in self.client.mget(keys) if raw is not None]
+        return [decode_counters(raw) for raw in self.client.mget(keys) if raw is not None]
 
 
 class RedisProjection:
     """Consumes the metrics topic and mirrors it into Redis; commits after each write."""
 
     def __init__(
-        self, name: str, bootstrap_servers: str, topic: str, group_id: str, bins: RedisBins
+        self,
+        name: str,
+        bootstrap_servers: str,
+        topic: str,
+        group_id: str,
+        bins: RedisBins,
+        session_timeout_ms: int,
     ) -> None:
         self.name = name
         self._topic = topic
@@ -68,6 +73,10 @@ class RedisProjection:
                 "enable.auto.commit": False,
                 "auto.offset.reset": "earliest",
                 "fetch.wait.max.ms": 10,
+                # librdkafka's default (45 s) would leave a dead worker's partitions
+                # unserved that long after a crash.
+                "session.timeout.ms": session_timeout_ms,
+                "heartbeat.interval.ms": max(500, session_timeout_ms // 5),
             }
         )
         self._stop = threading.Event()

@@ -87,6 +87,8 @@ class Driftline:
     ) -> RegisteredModel:
         """Infer the column types from the baseline (``from_data``), then register."""
         rows = list(iter_rows(baseline))
+        if not all(isinstance(row, Mapping) for row in rows):
+            raise InvalidEventError("every baseline row must be a dict of column values")
         spec = spec_from_data(project_id, model_id, rows, **roles)
         return self.register_model(spec, rows)
 
@@ -143,7 +145,7 @@ class Driftline:
         spec = self.model(project_id, model_id)
         ids: list[str] = []
         dropped: Counter[str] = Counter()
-        rows = iter_rows(source)
+        rows = iter_rows(source, text_columns=[spec.event_id_col])
         bar = tqdm(total=count_rows(source), unit="event", disable=not progress)
         try:
             for number, row in enumerate(rows):

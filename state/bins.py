@@ -31,6 +31,7 @@ regression              ``err`` ``abs_err`` ``y`` (fixed point), ``sq_err`` ``y2
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -46,8 +47,21 @@ SCORE_BINS = 1000
 # scikit-learn clips probabilities to [eps, 1 - eps] with the float64 machine epsilon.
 EPS = 2.220446049250313e-16
 
+# Larger values would overflow a float once scaled; they are left out of performance.
+_LARGEST = 1e290
+
 Counters = dict[str, int]
 BinKey = tuple[str, int]  # (model key, hour number since the epoch)
+
+
+def encode_counters(value: Any) -> bytes:
+    """JSON for anything holding counters: the standard library's, whose integers have no
+    size limit (sums of squares in fixed point pass 2**64; orjson stops there)."""
+    return json.dumps(value, separators=(",", ":")).encode()
+
+
+def decode_counters(raw: bytes | str) -> Any:
+    return json.loads(raw)
 
 
 def hour_of(timestamp_ms: int) -> int:
@@ -169,7 +183,13 @@ def _is_null(value: Any) -> bool:
 
 
 def _is_number(value: Any) -> TypeGuard[int | float]:
-    return isinstance(value, int | float) and not isinstance(value, bool)
+    """A finite number small enough to keep in fixed point."""
+    return (
+        isinstance(value, int | float)
+        and not isinstance(value, bool)
+        and math.isfinite(value)
+        and abs(value) < _LARGEST
+    )
 
 
 def change_deltas(

@@ -165,13 +165,15 @@ def _regression(counters: Counters, n: int) -> dict[str, float]:
     sq_err = counters.get("sq_err", 0)
     y, y2 = counters.get("y", 0), counters.get("y2", 0)
     mse = sq_err / SCALE**2 / n
-    return {
+    result = {
         "mae": counters.get("abs_err", 0) / SCALE / n,
         "mse": mse,
         "rmse": math.sqrt(mse),
-        "r2": _r2(n, sq_err, y, y2),
         "mape": counters.get("ape", 0) / SCALE / n,
     }
+    if n >= 2:  # R² of a single event is undefined (scikit-learn: nan)
+        result["r2"] = _r2(n, sq_err, y, y2)
+    return result
 
 
 def _r2(n: int, sq_err: int, y: int, y2: int) -> float:

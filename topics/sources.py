@@ -22,6 +22,7 @@ from state.models import ModelSpec
 Source = Iterable[Mapping[str, Any]] | pd.DataFrame | str | Path
 
 _CHUNK_ROWS = 50_000
+_INT64_LIMIT = 2**63
 
 
 class InvalidEventError(ValueError):
@@ -45,37 +46,46 @@ def count_rows(source: Source) -> int | None:
     if path is not None and path.suffix == ".parquet":
         import pyarrow.parquet as pq
 
-        return int(pq.ParquetFile(path).metadata.num_rows)
+        try:
+            return int(pq.ParquetFile(path).metadata.num_rows)
+        except (ValueError, OSError):
+            return None  # unreadable: reading it reports why
     return None
 
 
-def iter_rows(source: Source) -> Iterator[Mapping[str, Any]]:
+def iter_rows(source: Source, text_columns: Iterable[str] = ()) -> Iterator[Any]:
+    """The rows of a source, as read (a row that is not a dict is the caller's to refuse).
+
+    ``text_columns`` are read from CSV as text: ids such as ``007`` must not become 7.
+    """
     if isinstance(source, pd.DataFrame):
         yield from _frame_rows(source)
     elif isinstance(source, str | Path):
-        yield from _file_rows(Path(source))
+        yield from _file_rows(Path(source), list(text_columns))
     elif isinstance(source, Mapping):
         raise InvalidEventError("publish_events_batch takes many events; use publish_event")
     else:
-        for row in source:
-            if not isinstance(row, Mapping):
-                raise InvalidEventError(f"each event must be a dict, got {type(row).__name__}")
-            yield row
+        yield from source
 
 
-def _file_rows(path: Path) -> Iterator[Mapping[str, Any]]:
+def _file_rows(path: Path, text_columns: list[str]) -> Iterator[Mapping[str, Any]]:
     if not path.exists():
         raise FileNotFoundError(f"no such file: {path}")
-    if path.suffix == ".csv":
-        for chunk in pd.read_csv(path, chunksize=_CHUNK_ROWS):
-            yield from _frame_rows(chunk)
-    elif path.suffix == ".parquet":
-        import pyarrow.parquet as pq
-
-        for batch in pq.ParquetFile(path).iter_batches(batch_size=_CHUNK_ROWS):
-            yield from _frame_rows(batch.to_pandas())
-    else:
+    if path.suffix not in {".csv", ".parquet"}:
         raise InvalidEventError(f"unsupported file type {path.suffix!r}: use .csv or .parquet")
+    try:
+        if path.suffix == ".csv":
+            text = dict.fromkeys(text_columns, str)
+            for chunk in pd.read_csv(path, chunksize=_CHUNK_ROWS, dtype=text):
+                yield from _frame_rows(chunk)
+        else:
+            import pyarrow.parquet as pq
+
+            for batch in pq.ParquetFile(path).iter_batches(batch_size=_CHUNK_ROWS):
+                yield from _frame_rows(batch.to_pandas())
+    except (ValueError, OSError, UnicodeDecodeError) as error:
+        # pandas' ParserError/EmptyDataError and pyarrow's ArrowInvalid are ValueErrors.
+        raise InvalidEventError(f"cannot read {path}: {error}") from error
 
 
 def _frame_rows(frame: pd.DataFrame) -> Iterator[Mapping[str, Any]]:
@@ -94,6 +104,8 @@ def outgoing_event(
     where: str = "event",
 ) -> OutgoingEvent:
     """Split a row into id, time and column values, checking what the wire format needs."""
+    if not isinstance(row, Mapping):
+        raise InvalidEventError(f"{where}: an event must be a dict, got {type(row).__name__}")
     columns = {str(name): json_value(value, where, str(name)) for name, value in row.items()}
     raw_id = columns.pop(spec.event_id_col, None) if event_id is None else event_id
     columns.pop(spec.event_id_col, None)
@@ -111,6 +123,7 @@ def outgoing_event(
 
 
 def _event_id(value: Any, where: str) -> str:
+    value = _unwrapped(value)
     if isinstance(value, bool) or not isinstance(value, str | int):
         raise InvalidEventError(f"{where}: event id must be a string or integer, got {value!r}")
     text = str(value)
@@ -121,13 +134,16 @@ def _event_id(value: Any, where: str) -> str:
 
 def timestamp_ms(value: Any, where: str) -> int | None:
     """UTC milliseconds from an int, an aware datetime or an ISO-8601 string with offset."""
+    value = _unwrapped(value)
     if value is None:
         return None
     if isinstance(value, bool):
         raise InvalidEventError(f"{where}: event timestamp must not be a boolean")
     if isinstance(value, int):
-        if value < 0:
-            raise InvalidEventError(f"{where}: event timestamp must be >= 0, got {value}")
+        if not 0 <= value < _INT64_LIMIT:
+            raise InvalidEventError(
+                f"{where}: event timestamp must be UTC milliseconds from 1970 on, got {value}"
+            )
         return value
     if isinstance(value, float) and value.is_integer():
         return timestamp_ms(int(value), where)
@@ -142,7 +158,7 @@ def timestamp_ms(value: Any, where: str) -> int | None:
                 f"{where}: timestamp {value} has no time zone; give UTC milliseconds "
                 "or a timezone-aware time"
             )
-        return int(pd.Timestamp(value).value // 1_000_000)
+        return timestamp_ms(int(pd.Timestamp(value).value // 1_000_000), where)
     raise InvalidEventError(
         f"{where}: event timestamp must be UTC milliseconds (int) or a timezone-aware "
         f"datetime, got {value!r}"
@@ -151,9 +167,15 @@ def timestamp_ms(value: Any, where: str) -> int | None:
 
 def json_value(value: Any, where: str, column: str) -> Any:
     """A column value as JSON sees it; numpy scalars unwrap, NaN/NaT become null."""
-    if value is None or isinstance(value, str | bool | int):
+    if value is None or isinstance(value, str | bool):
+        return value
+    if isinstance(value, int):
+        if not -_INT64_LIMIT <= value < 2 * _INT64_LIMIT:
+            raise InvalidEventError(f"{where}: column {column!r} has {value}, beyond 64 bits")
         return value
     if isinstance(value, float):
+        if math.isinf(value):
+            raise InvalidEventError(f"{where}: column {column!r} is {value}; JSON has no infinity")
         return None if math.isnan(value) else value
     if value is pd.NaT or value is pd.NA:
         return None
@@ -169,3 +191,10 @@ def json_value(value: Any, where: str, column: str) -> Any:
         f"{where}: column {column!r} has a value of type {type(value).__name__}, which has "
         "no JSON form; send numbers, strings, booleans, lists or null"
     )
+
+
+def _unwrapped(value: Any) -> Any:
+    """numpy scalars (from DataFrames) as the Python values they hold."""
+    if hasattr(value, "item") and not isinstance(value, str | bytes | list | dict):
+        return value.item()
+    return value

@@ -5,7 +5,6 @@ from __future__ import annotations
 import random
 from typing import Any
 
-import orjson
 import pytest
 import redis
 
@@ -14,12 +13,13 @@ from driftline.client import Driftline
 from driftline.settings import Settings
 from driftline.stack.waiting import wait_until
 from state.baseline import profile_baseline
-from state.bins import HOUR_MS, ContributionRules, bins_of
+from state.bins import HOUR_MS, ContributionRules, bins_of, decode_counters
 from state.events import StoredEvent
 from state.metrics import bin_metrics
 from state.models import ModelSpec
 from tests.integration.conftest import wait_for_lag_zero
 from tests.integration.test_pipeline_integration import stored_events
+from topics.progress import GroupProgress, merge_progress
 from topics.reading import read_topic
 from topics.registry import Topics
 
@@ -57,7 +57,7 @@ def bins_in_topic(settings: Settings) -> dict[int, dict[str, Any] | None]:
     topic = Topics.for_settings(settings).metrics.name
     for message in read_topic(settings.bootstrap_servers, topic):
         hour = int(message.key().decode().rsplit("/", 1)[1])
-        latest[hour] = None if message.value() is None else orjson.loads(message.value())
+        latest[hour] = None if message.value() is None else decode_counters(message.value())
     return latest
 
 
@@ -158,3 +158,64 @@ def _accuracy(settings: Settings, hour: int) -> float:
     events = [columns for ts, columns in stored_events(settings).values() if ts // HOUR_MS == hour]
     right = sum((c["score"] >= 0.5) == (c["churned"] == 1) for c in events)
     return right / len(events)
+
+
+def test_bins_equal_the_batch_recomputation_after_a_sigkill_mid_stream(
+    settings: Settings, start_worker: Any
+) -> None:
+    rng = random.Random(5)
+    with Driftline(settings) as client:
+        client.register_model(SPEC, BASELINE)
+        rows = [
+            {"event_id": f"e{i}", "timestamp": HOUR0 + rng.randrange(4 * HOUR_MS),
+             "age": rng.randint(18, 90), "plan": rng.choice(["free", "pro", "team"]),
+             "score": rng.random(), "churned": None}
+            for i in range(30_000)
+        ]  # fmt: skip
+        publish(client, rows)
+        labels = [
+            {"event_id": f"e{i}", "churned": rng.randint(0, 1)}
+            | ({"timestamp": HOUR0 + rng.randrange(4 * HOUR_MS)} if i % 10 == 0 else {})
+            for i in rng.sample(range(30_000), 12_000)
+        ]
+        publish(client, labels, update=True)
+        client.delete_events("shop", "churn", [f"e{i}" for i in range(0, 30_000, 17)])
+
+    first = start_worker()
+    progress = merge_progress(settings)
+    try:
+        wait_until(lambda: progress.committed() > 0, timeout_s=60, what="progress",
+                   interval_s=0.02)  # fmt: skip
+        first.kill()
+        assert progress.lag() > 0, "the worker finished before it could be killed"
+    finally:
+        progress.close()
+    start_worker()
+    wait_for_lag_zero(settings)
+    expected = recomputed(settings)
+    try:
+        wait_until(lambda: _counts(bins_in_redis(settings)) == expected, timeout_s=30,
+                   what="Redis bins to equal the batch recomputation")  # fmt: skip
+    except TimeoutError:
+        assert _counts(bins_in_redis(settings)) == expected, pipeline_state(settings)
+
+
+def pipeline_state(settings: Settings) -> str:
+    """Where the bins pipeline stands, for a failure message."""
+    topics = Topics.for_settings(settings)
+    stages = {
+        "bins": (topics.bins_group, topics.bin_partials),
+        "serving": (topics.serving_group, topics.metrics),
+    }
+    lines = []
+    for name, (group, topic) in stages.items():
+        progress = GroupProgress(settings.bootstrap_servers, group, topic.name, topic.partitions)
+        try:
+            lines.append(f"{name}: end {progress.end()}, committed {progress.committed()}")
+        finally:
+            progress.close()
+    last = {
+        hour: None if b is None else b["counts"]["n"] for hour, b in bins_in_topic(settings).items()
+    }
+    lines.append(f"metrics topic, last events count per hour: {last}")
+    return "; ".join(lines)

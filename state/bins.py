@@ -33,13 +33,13 @@ from __future__ import annotations
 
 import json
 import math
+from bisect import bisect_right
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
 from typing import Any, TypeGuard
 
 from state.baseline import BaselineProfile, ColumnProfile
 from state.events import EventChange, StoredEvent
-from state.models import ModelSpec, Task
+from state.models import ColumnType, ModelSpec, Task
 
 HOUR_MS = 3_600_000
 SCALE = 10**9
@@ -82,42 +82,43 @@ def add_into(target: Counters, delta: Mapping[str, int], sign: int = 1) -> None:
             target.pop(name, None)
 
 
-@dataclass(frozen=True)
 class ContributionRules:
     """How one model's events turn into counters; built once per model, used per event."""
 
-    spec: ModelSpec
-    baseline: BaselineProfile | None
+    def __init__(self, spec: ModelSpec, baseline: BaselineProfile | None) -> None:
+        self.spec = spec
+        self.baseline = baseline
+        profiles = {} if baseline is None else baseline.columns
+        self._columns = [
+            (name, ColumnRule(name, profiles.get(name))) for name in (*spec.inputs, *spec.outputs)
+        ]
 
     def of(self, event: StoredEvent) -> Counters:
         counters: Counters = {"n": 1, "delay_ms": event.ingested_ms - event.timestamp_ms}
         values = event.columns
-        for name in (*self.spec.inputs, *self.spec.outputs):
-            self._integrity(counters, name, values.get(name))
+        for name, rule in self._columns:
+            rule.count(counters, values.get(name))
+        self._count_label(counters, values)
+        return counters
+
+    def label_part(self, event: StoredEvent) -> Counters:
+        """The counters that depend on the target: all a late label can change."""
+        counters: Counters = {}
+        self._count_label(counters, event.columns)
+        return counters
+
+    def same_but_label(self, before: StoredEvent, after: StoredEvent) -> bool:
+        """Whether only the label part can differ between two versions of an event."""
+        if before.timestamp_ms != after.timestamp_ms or before.ingested_ms != after.ingested_ms:
+            return False
+        old, new = before.columns, after.columns
+        return all(_identical(old.get(name), new.get(name)) for name, _ in self._columns)
+
+    def _count_label(self, counters: Counters, values: Mapping[str, Any]) -> None:
         target = self._target(values)
         if target is not None:
             counters["labelled"] = 1
             self._performance(counters, values, target)
-        return counters
-
-    def _integrity(self, counters: Counters, name: str, value: Any) -> None:
-        if _is_null(value):
-            counters[f"miss:{name}"] = 1
-            return
-        profile = self._profile(name)
-        if profile is None:
-            return
-        if not profile.type_matches(value):
-            counters[f"type:{name}"] = 1
-            return
-        counters[f"h:{name}:{profile.bin_of(value)}"] = 1
-        if profile.out_of_range(value):
-            counters[f"range:{name}"] = 1
-
-    def _profile(self, name: str) -> ColumnProfile | None:
-        if self.baseline is None:
-            return None
-        return self.baseline.columns.get(name)
 
     def _target(self, values: Mapping[str, Any]) -> Any:
         if not self.spec.targets:
@@ -139,6 +140,81 @@ class ContributionRules:
             _multiclass(counters, outputs, target, self.spec.classes)
         elif _is_number(target):
             _regression(counters, outputs[0], float(target))
+
+
+class ColumnRule:
+    """One column's integrity and drift counting, compiled from its baseline profile.
+
+    Decides exactly what ``ColumnProfile.type_matches``, ``bin_of`` and ``out_of_range``
+    decide (a test holds them equal), with the counter names built once: the general
+    methods cost a third of the merge agent's time on a 20-input model. Values here come
+    from JSON, so they are None, bool, int, float, str, list or dict.
+    """
+
+    __slots__ = ("_categories", "_edges", "_hist", "_kind", "_max", "_min", "_miss",
+                 "_other", "_range", "_type")  # fmt: skip
+
+    def __init__(self, name: str, profile: ColumnProfile | None) -> None:
+        self._miss = f"miss:{name}"
+        self._type = f"type:{name}"
+        self._range = f"range:{name}"
+        self._kind = None if profile is None else profile.kind
+        if profile is None:
+            return
+        self._hist = [f"h:{name}:{i}" for i in range(profile.bin_count)]
+        self._edges = profile.edges
+        self._min, self._max = profile.minimum, profile.maximum
+        self._categories = {c: i for i, c in enumerate(profile.categories)}
+        self._other = len(profile.categories)
+
+    def count(self, counters: Counters, value: Any) -> None:
+        if value is None or (type(value) is float and math.isnan(value)):
+            counters[self._miss] = 1
+            return
+        kind = self._kind
+        if kind is None:
+            return
+        if kind is ColumnType.INT or kind is ColumnType.FLOAT:
+            self._count_number(counters, value, kind)
+        elif kind is ColumnType.BOOL:
+            self._count_category(counters, value, type(value) is bool, check_range=True)
+        else:
+            self._count_category(counters, value, type(value) is str,
+                                 check_range=kind is ColumnType.CATEGORY)  # fmt: skip
+
+    def _count_number(self, counters: Counters, value: Any, kind: ColumnType) -> None:
+        kind_of_value = type(value)
+        if kind_of_value is float:
+            fits = value.is_integer() if kind is ColumnType.INT else math.isfinite(value)
+        else:
+            fits = kind_of_value is int
+        if not fits:
+            counters[self._type] = 1
+            return
+        number = float(value)
+        counters[self._hist[bisect_right(self._edges, number)]] = 1
+        if (
+            self._min is not None
+            and self._max is not None
+            and not (self._min <= number <= self._max)
+        ):
+            counters[self._range] = 1
+
+    def _count_category(
+        self, counters: Counters, value: Any, fits: bool, check_range: bool
+    ) -> None:
+        if not fits:
+            counters[self._type] = 1
+            return
+        index = self._categories.get(str(value), self._other)
+        counters[self._hist[index]] = 1
+        if check_range and self._categories and index == self._other:
+            counters[self._range] = 1
+
+
+def _identical(a: Any, b: Any) -> bool:
+    """Equal and of one type: ``True == 1`` in Python, yet a bool column counts them apart."""
+    return type(a) is type(b) and a == b
 
 
 def _binary(counters: Counters, score: float, positive: bool, threshold: float) -> None:
@@ -196,6 +272,13 @@ def change_deltas(
     rules: ContributionRules, model: str, change: EventChange
 ) -> dict[BinKey, Counters]:
     """What one event change does to the bins: retract from the old hour, add to the new."""
+    before, after = change.before, change.after
+    if before is not None and after is not None and rules.same_but_label(before, after):
+        # A late label: inputs, outputs and time are as they were, so their counters
+        # cancel exactly and only the label part needs computing (half the work or less).
+        delta = rules.label_part(after)
+        add_into(delta, rules.label_part(before), -1)
+        return {(model, hour_of(after.timestamp_ms)): delta} if delta else {}
     deltas: dict[BinKey, Counters] = {}
     if change.before is not None:
         add_into(deltas.setdefault((model, hour_of(change.before.timestamp_ms)), {}),

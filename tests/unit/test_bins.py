@@ -7,11 +7,12 @@ from typing import Any
 
 from hypothesis import given
 from hypothesis import strategies as st
-from state.baseline import profile_baseline
 
+from state.baseline import profile_baseline, profile_column
 from state.bins import (
     HOUR_MS,
     BinKey,
+    ColumnRule,
     ContributionRules,
     Counters,
     add_into,
@@ -61,8 +62,12 @@ RULES = {
 SPECS = {spec.key: spec for spec in (BINARY, REGRESSION, MULTICLASS)}
 
 maybe = st.one_of  # readability below
-ages = maybe(st.none(), st.integers(0, 120), st.just("old"), st.floats(allow_nan=True))
-cities = maybe(st.none(), st.sampled_from(["paris", "lyon", "nice", "rome"]), st.integers(0, 3))
+ages = maybe(
+    st.none(), st.integers(0, 120), st.just("old"), st.floats(allow_nan=True), st.booleans()
+)
+cities = maybe(
+    st.none(), st.sampled_from(["paris", "lyon", "nice", "rome"]), st.integers(0, 3), st.booleans()
+)
 scores = maybe(st.none(), st.floats(0, 1), st.just(1.0), st.just(0.0), st.just("high"))
 labels = maybe(
     st.none(), st.integers(0, 1), st.floats(-100, 100), st.sampled_from(["a", "b", "c", "z"])
@@ -142,3 +147,39 @@ def test_streaming_bins_equal_a_batch_recomputation_from_the_final_events(
     streamed = {key: counters for key, counters in streamed.items() if counters}
     final = [(key.rsplit("/", 1)[0], event) for key, event in store.events.items()]
     assert streamed == bins_of(RULES, final)
+
+
+COLUMN_PROFILES = [
+    profile_column("n_int", ColumnType.INT, [i % 37 for i in range(200)]),
+    profile_column("n_float", ColumnType.FLOAT, [i / 7 - 3 for i in range(200)]),
+    profile_column("flag", ColumnType.BOOL, [i % 3 == 0 for i in range(200)]),
+    profile_column("cat", ColumnType.CATEGORY, [f"c{i % 5}" for i in range(200)]),
+    profile_column("text", ColumnType.STR, [f"t{i}" for i in range(200)]),
+    profile_column("empty", ColumnType.FLOAT, [None] * 10),
+]
+json_values = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(-(2**63), 2**63),
+    st.floats(allow_infinity=False),
+    st.sampled_from([0.0, 3.0, 2.5, -1e300, 1e300]),
+    st.text(max_size=4),
+    st.sampled_from(["c0", "c4", "c9", "t3", "True", "False"]),
+    st.lists(st.integers(), max_size=2),
+)
+
+
+@given(st.sampled_from(COLUMN_PROFILES), json_values)
+def test_the_compiled_column_rule_decides_as_the_profile_does(profile: Any, value: Any) -> None:
+    counted: Counters = {}
+    ColumnRule(profile.name, profile).count(counted, value)
+    expected: Counters = {}
+    if value is None or (isinstance(value, float) and value != value):
+        expected[f"miss:{profile.name}"] = 1
+    elif not profile.type_matches(value):
+        expected[f"type:{profile.name}"] = 1
+    else:
+        expected[f"h:{profile.name}:{profile.bin_of(value)}"] = 1
+        if profile.out_of_range(value):
+            expected[f"range:{profile.name}"] = 1
+    assert counted == expected

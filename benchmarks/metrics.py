@@ -1,0 +1,240 @@
+"""Throughput through merge and bins, and label-to-Redis latency under load.
+
+    python benchmarks/metrics.py [--events 200000] [--probes 200] [--background-rate 10000]
+
+A binary model with 20 float inputs and a baseline. Part 1 publishes the events (a
+third of the messages are label updates) while no worker runs, starts a worker, and
+measures the sustained rate from the merge agent's first committed batch until the
+Redis bins hold every event and every label. Part 2 keeps ~10k events/s of background
+inserts flowing and, one at a time, publishes a label for an event in a quiet hour and
+times how long until that hour's bin in Redis counts it. Uses KAFKA_BOOTSTRAP_SERVERS /
+REDIS_URL when set, else starts the embedded broker and Redis in a temporary directory.
+"""
+
+from __future__ import annotations
+
+import argparse
+import random
+import statistics
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from functools import partial
+from pathlib import Path
+
+import redis
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from agents.serving import RedisBins
+from benchmarks.ingest import infrastructure
+from driftline.client import Driftline
+from driftline.settings import Settings
+from driftline.stack.kafka import free_port
+from driftline.stack.worker import WorkerProcess
+from state.bins import HOUR_MS
+from topics.messages import encode_ingest, ingest_key
+from topics.producer import CheckedProducer
+from topics.progress import merge_progress
+from topics.registry import Topics
+
+INPUTS = [f"f{i}" for i in range(20)]
+SPEC = {
+    "project_id": "bench",
+    "model_id": "wide",
+    "inputs": INPUTS,
+    "outputs": ["score"],
+    "targets": ["label"],
+    "task": "binary_classification",
+    "column_types": {**dict.fromkeys(INPUTS, "float"), "score": "float"},
+}
+MODEL = "bench/wide"
+
+
+def baseline(rng: random.Random) -> list[dict[str, float]]:
+    return [{**{f: rng.gauss(0, 1) for f in INPUTS}, "score": rng.random()} for _ in range(2000)]
+
+
+def event_value(rng: random.Random, event_id: str, timestamp: int) -> bytes:
+    columns: dict[str, float | None] = {f: rng.gauss(0.1, 1.1) for f in INPUTS}
+    columns.update(score=rng.random(), label=None)
+    return encode_ingest("insert", "bench", "wide", event_id, columns, timestamp)
+
+
+def label_value(rng: random.Random, event_id: str) -> bytes:
+    return encode_ingest("update", "bench", "wide", event_id, {"label": rng.randint(0, 1)})
+
+
+def redis_totals(bins: RedisBins) -> tuple[int, int]:
+    found = bins.read_range(MODEL, 0, 2**62)
+    return sum(b["counts"]["n"] for b in found), sum(b["counts"].get("labelled", 0) for b in found)
+
+
+def throughput(settings: Settings, events: int, workdir: Path) -> tuple[float, float]:
+    """(merge events/s, merge+bins+Redis events/s), both from the first committed batch."""
+    rng = random.Random(1)
+    producer = CheckedProducer(settings.bootstrap_servers)
+    topic = Topics.for_settings(settings).ingest.name
+    start_ms = int(time.time() * 1000) - 6 * HOUR_MS
+    inserts = labels = 0
+    for i in range(events):
+        if i % 3 == 2:
+            event_id, value = f"e{i - 1}", label_value(rng, f"e{i - 1}")
+            labels += 1
+        else:
+            event_id = f"e{i}"
+            value = event_value(rng, event_id, start_ms + rng.randrange(6 * HOUR_MS))
+            inserts += 1
+        producer.produce(topic, ingest_key("bench", "wide", event_id), value)
+        if i % 10_000 == 0:
+            producer.poll()
+    producer.flush()
+
+    progress = merge_progress(settings)
+    bins = RedisBins(redis.Redis.from_url(settings.redis), settings.topic_prefix)
+    worker = WorkerProcess(settings, workdir / "worker-throughput.log").start()
+    try:
+        first_at = first_count = merged_at = None
+        while True:
+            now = time.perf_counter()
+            done = progress.committed()
+            if first_at is None and done > 0:
+                first_at, first_count = now, done
+            if merged_at is None and done >= events:
+                merged_at = now
+            if merged_at is not None and redis_totals(bins) == (inserts, labels):
+                assert first_at is not None
+                assert first_count is not None
+                return (
+                    (events - first_count) / (merged_at - first_at),
+                    (events - first_count) / (now - first_at),
+                )
+            time.sleep(0.01)
+    finally:
+        worker.stop()
+        progress.close()
+
+
+def latency(settings: Settings, probes: int, rate: int, workdir: Path) -> list[float]:
+    """Seconds from publishing a label to its bin in Redis counting it, per probe."""
+    rng = random.Random(2)
+    producer = CheckedProducer(settings.bootstrap_servers)
+    topic = Topics.for_settings(settings).ingest.name
+    quiet_hour_ms = (int(time.time() * 1000) // HOUR_MS - 48) * HOUR_MS
+    for i in range(probes):
+        event_id = f"probe{i}"
+        value = event_value(rng, event_id, quiet_hour_ms + i)
+        producer.produce(topic, ingest_key("bench", "wide", event_id), value)
+    producer.flush()
+    bins = RedisBins(redis.Redis.from_url(settings.redis), settings.topic_prefix)
+    worker = WorkerProcess(settings, workdir / "worker-latency.log").start()
+    stop = threading.Event()
+    background = threading.Thread(target=_background_load, args=(settings, rate, stop))
+    try:
+        _wait_for(lambda: _quiet_bin(bins, quiet_hour_ms)[0] == probes, 120)
+        background.start()
+        time.sleep(2)  # let the background load settle
+        timings = []
+        for i in range(probes):
+            event_id = f"probe{i}"
+            sent = time.perf_counter()
+            producer.produce(
+                topic, ingest_key("bench", "wide", event_id), label_value(rng, event_id)
+            )
+            producer.flush()
+            _wait_for(partial(_labelled_at_least, bins, quiet_hour_ms, i + 1), 30, interval=0.002)
+            timings.append(time.perf_counter() - sent)
+            # Past the coalescing window: a bin that changes continuously is re-emitted
+            # every DRIFTLINE_EMIT_INTERVAL_S (0.5 s) by design; this measures the rest.
+            time.sleep(rng.uniform(0.6, 1.0))
+        return timings
+    finally:
+        stop.set()
+        if background.is_alive():
+            background.join()
+        worker.stop()
+
+
+def _labelled_at_least(bins: RedisBins, hour_ms: int, count: int) -> bool:
+    return _quiet_bin(bins, hour_ms)[1] >= count
+
+
+def _quiet_bin(bins: RedisBins, hour_ms: int) -> tuple[int, int]:
+    found = bins.read_range(MODEL, hour_ms, hour_ms + HOUR_MS)
+    if not found:
+        return 0, 0
+    counts = found[0]["counts"]
+    return counts["n"], counts.get("labelled", 0)
+
+
+def _background_load(settings: Settings, rate: int, stop: threading.Event) -> None:
+    rng = random.Random(3)
+    producer = CheckedProducer(settings.bootstrap_servers)
+    topic = Topics.for_settings(settings).ingest.name
+    now_ms = int(time.time() * 1000)
+    sent = 0
+    started = time.perf_counter()
+    while not stop.is_set():
+        target = int((time.perf_counter() - started) * rate)
+        while sent < target:
+            event_id = f"bg{sent}"
+            value = event_value(rng, event_id, now_ms - rng.randrange(2 * HOUR_MS))
+            producer.produce(topic, ingest_key("bench", "wide", event_id), value)
+            sent += 1
+        producer.poll()
+        time.sleep(0.005)
+    producer.flush()
+
+
+def _wait_for(condition: object, timeout_s: float, interval: float = 0.01) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not condition():  # type: ignore[operator]
+        if time.monotonic() > deadline:
+            raise TimeoutError("benchmark condition not reached")
+        time.sleep(interval)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n")[0])
+    parser.add_argument("--events", type=int, default=200_000)
+    parser.add_argument("--probes", type=int, default=200)
+    parser.add_argument("--background-rate", type=int, default=10_000)
+    parser.add_argument("--partitions", type=int, default=8)
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory(prefix="driftline-bench-") as tmp:
+        workdir = Path(tmp)
+        base = Settings.from_env().with_overrides(
+            ingest_partitions=args.partitions,
+            worker_port=free_port(),
+            data_dir=workdir / "state",
+        )
+        print("model:                    20 float inputs, binary, baseline of 2000 rows")
+        print(f"events:                   {args.events} ({args.partitions} partitions, 1 worker)")
+        with infrastructure(base, workdir) as settings:
+            runs = []
+            for name in ("throughput", "latency"):
+                run = settings.with_overrides(
+                    topic_prefix=f"bench{uuid.uuid4().hex[:8]}",
+                    data_dir=workdir / f"state-{name}",
+                )
+                with Driftline(run) as client:
+                    client.register_model(SPEC, baseline(random.Random(0)))
+                runs.append(run)
+            merged, end_to_end = throughput(runs[0], args.events, workdir)
+            print(f"merge agent:              {merged:10,.0f} events/s (sustained)")
+            print(f"merge + bins + Redis:     {end_to_end:10,.0f} events/s (until Redis holds all)")
+            timings = latency(runs[1], args.probes, args.background_rate, workdir)
+    timings.sort()
+    p50 = statistics.median(timings)
+    p99 = timings[min(len(timings) - 1, int(len(timings) * 0.99))]
+    print("model:                    20 float inputs, binary, baseline of 2000 rows")
+    print(f"events:                   {args.events} ({args.partitions} partitions, 1 worker)")
+    print(f"label -> bin in Redis:    p50 {p50 * 1000:6.0f} ms, p99 {p99 * 1000:6.0f} ms, "
+          f"max {timings[-1] * 1000:6.0f} ms ({len(timings)} probes, "
+          f"{args.background_rate}/s background inserts)")  # fmt: skip
+
+
+if __name__ == "__main__":
+    main()

@@ -198,6 +198,18 @@ class Driftline:
                 return None
             raise
 
+    def get_metrics(
+        self, project_id: str, model_id: str, start_ms: int, end_ms: int
+    ) -> list[dict[str, Any]]:
+        """The model's hourly bins whose hour starts in [start_ms, end_ms), oldest first."""
+        url = (
+            f"http://{self.settings.worker_host}:{self.settings.worker_port}"
+            f"/v1/metrics/{project_id}/{model_id}?start={start_ms}&end={end_ms}"
+        )
+        with urllib.request.urlopen(url, timeout=10) as response:
+            bins: list[dict[str, Any]] = orjson.loads(response.read())["bins"]
+            return bins
+
     def close(self) -> None:
         self._producer.flush()
         if self._registry is not None:

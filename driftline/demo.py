@@ -22,6 +22,7 @@ from driftline.client import Driftline, DroppedFieldsWarning
 from driftline.settings import Settings
 from driftline.stack.kafka import free_port
 from driftline.stack.worker import WorkerProcess
+from state.bins import HOUR_MS
 from topics.dead_letters import read_dead_letters
 from topics.messages import encode_ingest, ingest_key
 from topics.producer import CheckedProducer
@@ -38,7 +39,6 @@ SPEC = {
     "metadata": ["channel"],
     "task": "binary_classification",
 }
-HOUR_MS = 3_600_000
 
 
 def run_demo(settings: Settings, events: int, label_delay_s: float) -> None:
@@ -55,25 +55,41 @@ def run_demo(settings: Settings, events: int, label_delay_s: float) -> None:
     _say(f"worker ready at {worker.url} (log: {worker.log_path})")
     try:
         with Driftline(settings) as client:
-            client.register_model(SPEC)
-            _say(f"registered model {PROJECT}/{MODEL}")
+            client.register_model(SPEC, _baseline())
+            _say(f"registered model {PROJECT}/{MODEL} with a baseline of 2000 rows")
             rows = _traffic(events)
             client.publish_events_batch(PROJECT, MODEL, rows, progress=True)
             _publish_malformed(settings, client)
             _wait_merged(settings)
             sample = [row["event_id"] for row in rows[:3]]
             _show_events(client, sample, "before labels")
+            _show_bins(client, "before labels: no performance metrics yet")
             _say(f"labels arrive {label_delay_s:.0f}s later ...")
             time.sleep(label_delay_s)
             _publish_labels(client, rows)
             _wait_merged(settings)
             _show_events(client, sample, "after labels")
+            _show_bins(client, "after labels: performance appears")
             _show_label_latency(client, rows[0]["event_id"])
             _show_counters(worker)
             _show_dead_letters(settings)
     finally:
         worker.stop()
     _say("done. The stack keeps running: `driftline stack down` stops it.")
+
+
+def _baseline() -> list[dict[str, Any]]:
+    """Pre-production data: amounts a little lower than production's, so drift shows."""
+    rng = random.Random(1)
+    return [
+        {
+            "age": rng.randint(18, 85),
+            "amount": round(rng.lognormvariate(3.2, 1.0), 2),
+            "country": rng.choice(["fr", "de", "es"]),
+            "score": round(rng.random(), 3),
+        }
+        for _ in range(2000)
+    ]
 
 
 def _traffic(events: int) -> list[dict[str, Any]]:
@@ -150,13 +166,64 @@ def _show_events(client: Driftline, event_ids: list[str], when: str) -> None:
         )
 
 
+def _show_bins(client: Driftline, when: str) -> None:
+    now = int(time.time() * 1000)
+    bins = _settled_bins(client, now - 7 * HOUR_MS, now + HOUR_MS)
+    click.secho(f"\nHourly bins, {when}:", bold=True)
+    click.echo(
+        f"  {'hour (UTC)':<17} {'events':>6} {'labelled':>8} {'JS(amount)':>10} "
+        f"{'PSI(amount)':>11} {'accuracy':>8} {'auc':>6}"
+    )
+    for found in bins:
+        hour = datetime.fromtimestamp(found["hour_start_ms"] / 1000, UTC)
+        metrics = found["metrics"]
+        drift = metrics.get("drift", {}).get("amount", {})
+        performance = metrics.get("performance")
+        accuracy = f"{performance['accuracy']:.3f}" if performance else "-"
+        auc = f"{performance['auc']:.3f}" if performance and "auc" in performance else "-"
+        click.echo(
+            f"  {hour:%Y-%m-%d %H:%M} {metrics['traffic']['events']:>6} "
+            f"{metrics['traffic']['labelled']:>8} {drift.get('js_distance', 0):>10.3f} "
+            f"{drift.get('psi', 0):>11.3f} {accuracy:>8} {auc:>6}"
+        )
+
+
+def _settled_bins(client: Driftline, start_ms: int, end_ms: int) -> list[dict[str, Any]]:
+    """The bins once two reads in a row agree (re-emission is coalesced over ~0.5 s)."""
+    previous: list[dict[str, Any]] | None = None
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        bins = client.get_metrics(PROJECT, MODEL, start_ms, end_ms)
+        versions = [b["version"] for b in bins]
+        if previous is not None and versions == [b["version"] for b in previous] and bins:
+            return bins
+        previous = bins
+        time.sleep(0.7)
+    return previous or []
+
+
 def _show_label_latency(client: Driftline, event_id: str) -> None:
+    found = client.get_event(PROJECT, MODEL, event_id) or {}
+    hour_ms = found["event_timestamp"] // HOUR_MS * HOUR_MS
+    (before,) = client.get_metrics(PROJECT, MODEL, hour_ms, hour_ms + HOUR_MS)
+    flipped = 1 - (found["event"].get("is_fraud") or 0)
     started = time.perf_counter()
-    client.publish_event(PROJECT, MODEL, {"is_fraud": 1}, event_id=event_id, update_event=True)
-    while (client.get_event(PROJECT, MODEL, event_id) or {}).get("event", {}).get("is_fraud") != 1:
-        time.sleep(0.005)
-    elapsed_ms = (time.perf_counter() - started) * 1000
-    _say(f"one more label: published -> visible in the events table in {elapsed_ms:.0f} ms")
+    client.publish_event(PROJECT, MODEL, {"is_fraud": flipped}, event_id=event_id,
+                         update_event=True)  # fmt: skip
+    stored_ms = bin_ms = None
+    while stored_ms is None or bin_ms is None:
+        elapsed_ms = (time.perf_counter() - started) * 1000
+        event = client.get_event(PROJECT, MODEL, event_id) or {}
+        if stored_ms is None and event.get("event", {}).get("is_fraud") == flipped:
+            stored_ms = elapsed_ms
+        (now,) = client.get_metrics(PROJECT, MODEL, hour_ms, hour_ms + HOUR_MS)
+        if bin_ms is None and now["version"] > before["version"]:
+            bin_ms = elapsed_ms
+        time.sleep(0.002)
+    _say(
+        f"one more label: visible in the events table after {stored_ms:.0f} ms, "
+        f"its hour bin re-emitted to Redis after {bin_ms:.0f} ms"
+    )
 
 
 def _show_counters(worker: WorkerProcess) -> None:

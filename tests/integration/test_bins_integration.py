@@ -219,3 +219,25 @@ def pipeline_state(settings: Settings) -> str:
     }
     lines.append(f"metrics topic, last events count per hour: {last}")
     return "; ".join(lines)
+
+
+def test_a_bin_whose_events_are_all_deleted_is_removed(
+    settings: Settings, start_worker: Any
+) -> None:
+    start_worker()
+    with Driftline(settings) as client:
+        client.register_model(SPEC, BASELINE)
+        rows = [
+            {"event_id": f"e{i}", "timestamp": HOUR0 + (i % 2) * HOUR_MS + i, "age": 30,
+             "plan": "pro", "score": 0.5, "churned": 1}
+            for i in range(40)
+        ]  # fmt: skip
+        publish(client, rows)
+        wait_until(lambda: sorted(bins_in_redis(settings)) == [490_000, 490_001], timeout_s=30,
+                   what="two bins in Redis")  # fmt: skip
+        first_hour = [row["event_id"] for i, row in enumerate(rows) if i % 2 == 0]
+        client.delete_events("shop", "churn", first_hour)
+        wait_until(lambda: sorted(bins_in_redis(settings)) == [490_001], timeout_s=30,
+                   what="the emptied bin to leave Redis")  # fmt: skip
+    assert bins_in_topic(settings)[490_000] is None  # a tombstone, for compaction to drop
+    assert bins_in_redis(settings)[490_001]["counts"]["n"] == 20

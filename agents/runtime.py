@@ -48,6 +48,9 @@ from topics.producer import CheckedProducer
 
 log = logging.getLogger(__name__)
 
+# A batch slower than this is logged: it delays every message behind it.
+SLOW_BATCH_S = 0.5
+
 # Changelog key of the record that carries the next input offset.
 INPUT_CHECKPOINT_KEY = b"\x00input"
 
@@ -159,6 +162,7 @@ class PartitionedRunner:
                     log.warning("%s: consume error: %s", self.config.name, error)
                 continue
             by_partition[message.partition()].append(message)
+        started = time.perf_counter()
         results: dict[int, tuple[BatchResult, int]] = {}
         for partition, batch in by_partition.items():
             store = self.stores.get(partition)
@@ -166,10 +170,18 @@ class PartitionedRunner:
                 continue
             result = self.handler.handle(partition, batch, store)
             results[partition] = (result, batch[-1].offset() + 1)
+        handled = time.perf_counter()
         self._persist(results)
         self.processed += len(messages)
+        done = time.perf_counter()
+        if done - started > SLOW_BATCH_S:
+            log.warning(
+                "%s: slow batch of %d messages: handling %.0f ms, persisting %.0f ms",
+                self.name, len(messages), (handled - started) * 1000, (done - handled) * 1000,
+            )  # fmt: skip
 
     def _tick(self) -> None:
+        started = time.perf_counter()
         now_ms = int(time.time() * 1000)
         results: dict[int, tuple[BatchResult, int]] = {}
         for partition, store in list(self.stores.items()):
@@ -178,6 +190,8 @@ class PartitionedRunner:
                 results[partition] = (result, store.checkpoint().next_input_offset)
         if results:
             self._persist(results)
+        if time.perf_counter() - started > SLOW_BATCH_S:
+            log.warning("%s: slow tick: %.0f ms", self.name, (time.perf_counter() - started) * 1000)
 
     def _persist(self, results: dict[int, tuple[BatchResult, int]]) -> None:
         produced: dict[int, int] = {}

@@ -1,7 +1,8 @@
-"""The merge agent: ingest messages in, merged events out (events table, dead letters).
+"""The merge agent: ingest messages in; events, bin shares and dead letters out.
 
-It only moves data between the topic, the pure merge rules (``state.events``) and the
-partition store; every decision is made in ``state``.
+It only moves data between the topic, the pure merge rules (``state.events``), the bin
+accumulators (through ``agents.partials``) and the partition store; every decision is
+made in ``state``.
 """
 
 from __future__ import annotations

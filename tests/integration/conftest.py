@@ -12,15 +12,21 @@ from __future__ import annotations
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
+import orjson
 import pytest
 
+from agents.merge import EVENTS
 from driftline.settings import Settings
 from driftline.stack import LocalKafka, LocalRedis
 from driftline.stack.kafka import free_port
 from driftline.stack.redis import redis_answers
 from driftline.stack.worker import WorkerProcess
+from state.store import split_store_key
 from topics.progress import merge_progress
+from topics.reading import read_topic
+from topics.registry import Topics
 
 pytestmark = pytest.mark.integration
 
@@ -115,3 +121,18 @@ def wait_for_lag_zero(settings: Settings, timeout_s: float = 120) -> None:
         progress.wait_caught_up(timeout_s)
     finally:
         progress.close()
+
+
+def stored_events(settings: Settings) -> dict[str, tuple[int, dict[str, Any]]]:
+    """The events table as its compacted changelog holds it: last write per key wins."""
+    topic = Topics.for_settings(settings).merge_changelog.name
+    table: dict[bytes, bytes | None] = {}
+    for message in read_topic(settings.bootstrap_servers, topic):
+        table[message.key()] = message.value()
+    events = {}
+    for raw_key, value in table.items():
+        name, _ = split_store_key(raw_key)
+        if name == EVENTS and value is not None:
+            stored = orjson.loads(value)
+            events[stored["id"]] = (stored["ts"], stored["cols"])
+    return events

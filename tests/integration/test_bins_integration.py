@@ -2,7 +2,15 @@
 
 from __future__ import annotations
 
+import json
+import os
 import random
+import subprocess
+import sys
+import urllib.error
+import urllib.parse
+import urllib.request
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
@@ -17,8 +25,7 @@ from state.bins import HOUR_MS, ContributionRules, bins_of, decode_counters
 from state.events import StoredEvent
 from state.metrics import bin_metrics
 from state.models import ModelSpec
-from tests.integration.conftest import wait_for_lag_zero
-from tests.integration.test_pipeline_integration import stored_events
+from tests.integration.conftest import stored_events, wait_for_lag_zero
 from topics.progress import GroupProgress, merge_progress
 from topics.reading import read_topic
 from topics.registry import Topics
@@ -124,13 +131,7 @@ def test_late_labels_bring_performance_and_a_move_re_emits_both_bins(
             timeout_s=30,
             what="both bins re-emitted after the move",
         )
-    wait_for_lag_zero(settings)
-    expected = recomputed(settings)
-    try:
-        wait_until(lambda: _counts(bins_in_redis(settings)) == expected, timeout_s=15,
-                   what="Redis bins to equal the batch recomputation")  # fmt: skip
-    except TimeoutError:
-        assert _counts(bins_in_redis(settings)) == expected
+    assert_redis_equals_recomputation(settings)
     in_topic = bins_in_topic(settings)
     assert {hour: b["counts"] for hour, b in in_topic.items() if b} == _counts_with_delay(
         bins_in_redis(settings)
@@ -191,6 +192,11 @@ def test_bins_equal_the_batch_recomputation_after_a_sigkill_mid_stream(
     finally:
         progress.close()
     start_worker()
+    assert_redis_equals_recomputation(settings)
+
+
+def assert_redis_equals_recomputation(settings: Settings) -> None:
+    """Once merged, the Redis bins settle on the batch recomputation from the final events."""
     wait_for_lag_zero(settings)
     expected = recomputed(settings)
     try:
@@ -241,3 +247,44 @@ def test_a_bin_whose_events_are_all_deleted_is_removed(
                    what="the emptied bin to leave Redis")  # fmt: skip
     assert bins_in_topic(settings)[490_000] is None  # a tombstone, for compaction to drop
     assert bins_in_redis(settings)[490_001]["counts"]["n"] == 20
+
+
+def test_bins_are_queried_by_time_range_over_http_and_the_cli(
+    settings: Settings, start_worker: Any
+) -> None:
+    worker = start_worker()
+    with Driftline(settings) as client:
+        client.register_model(SPEC, BASELINE)
+        rows = [
+            {"event_id": f"e{i}", "timestamp": HOUR0 + (i % 3) * HOUR_MS, "age": 40,
+             "plan": "team", "score": 0.9, "churned": None}
+            for i in range(30)
+        ]  # fmt: skip
+        publish(client, rows)
+        wait_until(lambda: len(bins_in_redis(settings)) == 3, timeout_s=30, what="three bins")
+        middle = client.get_metrics("shop", "churn", HOUR0 + HOUR_MS, HOUR0 + 2 * HOUR_MS)
+        assert [b["hour_start_ms"] for b in middle] == [HOUR0 + HOUR_MS]
+
+    def status(query: str) -> tuple[int, dict[str, Any]]:
+        try:
+            with urllib.request.urlopen(f"{worker.url}/v1/metrics/shop/churn?{query}") as r:
+                return r.status, json.loads(r.read())
+        except urllib.error.HTTPError as error:
+            return error.code, json.loads(error.read())
+
+    start = datetime.fromtimestamp(HOUR0 / 1000, UTC).isoformat()
+    code, body = status(f"start={urllib.parse.quote(start)}&end={HOUR0 + 3 * HOUR_MS}")
+    assert code == 200
+    assert len(body["bins"]) == 3
+    assert status("start=yesterday&end=1")[0] == 400
+    assert "has no time zone" in status("start=2025-01-01T00:00&end=1")[1]["error"]
+    assert "before end" in status(f"start={HOUR0}&end={HOUR0}")[1]["error"]
+
+    cli = subprocess.run(
+        [sys.executable, "-m", "driftline.cli", "metrics", "shop/churn",
+         "--start", str(HOUR0), "--end", str(HOUR0 + HOUR_MS)],
+        env={**os.environ, **settings.to_env()}, capture_output=True, text=True, check=True,
+    )  # fmt: skip
+    (only,) = json.loads(cli.stdout)
+    assert only["counts"]["n"] == 10
+    assert "performance" not in only["metrics"]

@@ -15,11 +15,9 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import orjson
 import pandas as pd
 import pytest
 
-from agents.merge import EVENTS
 from driftline.client import (
     Driftline,
     DroppedFieldsWarning,
@@ -29,8 +27,7 @@ from driftline.client import (
 from driftline.settings import Settings
 from driftline.stack.kafka import free_port
 from state.models import InvalidSpecError
-from state.store import split_store_key
-from tests.integration.conftest import wait_for_lag_zero
+from tests.integration.conftest import stored_events, wait_for_lag_zero
 from topics.producer import CheckedProducer, DeliveryError
 from topics.reading import read_topic
 from topics.registry import Topics
@@ -71,21 +68,6 @@ AWARE_TIMES = [
     ("2025-06-15T03:00:00-05:00", utc_ms(2025, 6, 15, 8, 0, 0)),
     ("2025-06-16T00:15:00Z", utc_ms(2025, 6, 16, 0, 15, 0)),
 ]
-
-
-def stored_events(settings: Settings) -> dict[str, tuple[int, dict[str, Any]]]:
-    """The events table as its compacted changelog holds it: last write per key wins."""
-    topic = Topics.for_settings(settings).merge_changelog.name
-    table: dict[bytes, bytes | None] = {}
-    for message in read_topic(settings.bootstrap_servers, topic):
-        table[message.key()] = message.value()
-    events = {}
-    for raw_key, value in table.items():
-        name, _ = split_store_key(raw_key)
-        if name == EVENTS and value is not None:
-            stored = orjson.loads(value)
-            events[stored["id"]] = (stored["ts"], stored["cols"])
-    return events
 
 
 def stored_after_lag_zero(settings: Settings) -> dict[str, tuple[int, dict[str, Any]]]:

@@ -9,17 +9,14 @@ from typing import Any
 import orjson
 import pytest
 
-from agents.merge import EVENTS
 from driftline.client import Driftline
 from driftline.settings import Settings
 from driftline.stack.worker import WorkerProcess
-from state.store import split_store_key
-from tests.integration.conftest import wait_for_lag_zero
+from tests.integration.conftest import stored_events, wait_for_lag_zero
 from tests.reference_model import ReferenceEvents
 from topics.dead_letters import read_dead_letters
 from topics.messages import encode_ingest, ingest_key
 from topics.producer import CheckedProducer
-from topics.reading import read_topic
 from topics.registry import Topics
 
 pytestmark = pytest.mark.integration
@@ -37,21 +34,6 @@ KNOWN = {"age", "amount", "country", "score", "is_fraud", "blocked", "uri"}
 UPDATABLE = {"is_fraud", "uri"}
 HOUR = 3_600_000
 T0 = 1_750_000_000_000
-
-
-def stored_events(settings: Settings) -> dict[str, tuple[int, dict[str, Any]]]:
-    """The events table as its compacted changelog holds it: last write per key wins."""
-    topic = Topics.for_settings(settings).merge_changelog.name
-    table: dict[bytes, bytes | None] = {}
-    for message in read_topic(settings.bootstrap_servers, topic):
-        table[message.key()] = message.value()
-    events = {}
-    for raw_key, value in table.items():
-        name, _ = split_store_key(raw_key)
-        if name == EVENTS and value is not None:
-            stored = orjson.loads(value)
-            events[stored["id"]] = (stored["ts"], stored["cols"])
-    return events
 
 
 def read_back(worker: WorkerProcess, event_id: str) -> dict[str, Any]:

@@ -60,6 +60,7 @@ class BinsHandler:
         return BatchResult(writes, [])
 
     def tick(self, partition: int, store: PartitionStore, now_ms: int) -> BatchResult:
+        self._forget_emissions_before(now_ms - self._emit_interval_ms)
         writes: list[Write] = []
         outgoing: list[Outgoing] = []
         for bin_key, _ in list(store.items(DIRTY)):
@@ -69,6 +70,11 @@ class BinsHandler:
             writes.append(table_write(DIRTY, bin_key, None))
             self._last_emitted[bin_key] = now_ms
         return BatchResult(writes, outgoing)
+
+    def _forget_emissions_before(self, cutoff_ms: int) -> None:
+        """Past the coalescing window an emission time no longer matters; keep the map small."""
+        if len(self._last_emitted) > 1000:
+            self._last_emitted = {k: t for k, t in self._last_emitted.items() if t >= cutoff_ms}
 
     def _bin_value(self, bin_key: bytes, store: PartitionStore) -> bytes | None:
         counters: Counters = {}

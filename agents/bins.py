@@ -17,7 +17,7 @@ from typing import Any
 from confluent_kafka import Message
 
 from agents.runtime import BatchResult, Outgoing
-from state.bins import HOUR_MS, Counters, add_into, decode_counters, encode_counters
+from state.bins import HOUR_MS, Counters, add_into, decode_counters, encode_public
 from state.metrics import bin_metrics
 from state.registered import RegisteredModel
 from state.store import PartitionStore, Write, table_write
@@ -88,7 +88,7 @@ class BinsHandler:
             return None
         model, hour = bin_key.decode().rsplit("/", 1)
         registered = self._model_of(model)
-        return encode_counters(emitted_bin(registered, model, int(hour), version, counters))
+        return encode_public(emitted_bin(registered, model, int(hour), version, counters))
 
 
 def emitted_bin(

@@ -15,7 +15,7 @@ from typing import Any
 import redis
 from confluent_kafka import Consumer, KafkaException
 
-from state.bins import HOUR_MS, decode_counters
+from state.bins import HOUR_MS, decode_public
 
 log = logging.getLogger(__name__)
 
@@ -48,7 +48,7 @@ class RedisBins:
         if not hours:
             return []
         keys = [self.bin_key(model, int(hour)) for hour in hours]  # type: ignore[arg-type]
-        return [decode_counters(raw) for raw in self.client.mget(keys) if raw is not None]
+        return [decode_public(raw) for raw in self.client.mget(keys) if raw is not None]
 
 
 class RedisProjection:

@@ -37,6 +37,8 @@ from bisect import bisect_right
 from collections.abc import Iterable, Mapping
 from typing import Any, TypeGuard
 
+import orjson
+
 from state.baseline import BaselineProfile, ColumnProfile
 from state.events import EventChange, StoredEvent
 from state.models import ColumnType, ModelSpec, Task
@@ -54,13 +56,36 @@ Counters = dict[str, int]
 BinKey = tuple[str, int]  # (model key, hour number since the epoch)
 
 
+# Marks an internal value written by the standard library (it holds an integer beyond
+# 64 bits). orjson refuses such integers when writing and reads them back as floats, so
+# the marker tells the reader which parser is exact.
+_BIG_INTEGERS = b"J"
+
+
 def encode_counters(value: Any) -> bytes:
-    """JSON for anything holding counters: the standard library's, whose integers have no
-    size limit (sums of squares in fixed point pass 2**64; orjson stops there)."""
-    return json.dumps(value, separators=(",", ":")).encode()
+    """Counters for Driftline's own tables and topics: fast, and exact at any size."""
+    try:
+        return orjson.dumps(value)
+    except TypeError:
+        return _BIG_INTEGERS + json.dumps(value, separators=(",", ":")).encode()
 
 
-def decode_counters(raw: bytes | str) -> Any:
+def decode_counters(raw: bytes) -> Any:
+    if raw[:1] == _BIG_INTEGERS:
+        return json.loads(raw[1:])
+    return orjson.loads(raw)
+
+
+def encode_public(value: Any) -> bytes:
+    """Plain JSON for consumers (the metrics topic, Redis), integers of any size."""
+    try:
+        return orjson.dumps(value)
+    except TypeError:
+        return json.dumps(value, separators=(",", ":")).encode()
+
+
+def decode_public(raw: bytes | str) -> Any:
+    """The standard library's reader: orjson would turn integers beyond 64 bits to floats."""
     return json.loads(raw)
 
 

@@ -21,7 +21,7 @@ from driftline.client import Driftline
 from driftline.settings import Settings
 from driftline.stack.waiting import wait_until
 from state.baseline import profile_baseline
-from state.bins import HOUR_MS, ContributionRules, bins_of, decode_counters
+from state.bins import HOUR_MS, ContributionRules, bins_of, decode_public
 from state.events import StoredEvent
 from state.metrics import bin_metrics
 from state.models import ModelSpec
@@ -64,7 +64,7 @@ def bins_in_topic(settings: Settings) -> dict[int, dict[str, Any] | None]:
     topic = Topics.for_settings(settings).metrics.name
     for message in read_topic(settings.bootstrap_servers, topic):
         hour = int(message.key().decode().rsplit("/", 1)[1])
-        latest[hour] = None if message.value() is None else decode_counters(message.value())
+        latest[hour] = None if message.value() is None else decode_public(message.value())
     return latest
 
 

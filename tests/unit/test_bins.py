@@ -18,6 +18,10 @@ from state.bins import (
     add_into,
     bins_of,
     change_deltas,
+    decode_counters,
+    decode_public,
+    encode_counters,
+    encode_public,
 )
 from state.commands import Command, Delete, Insert, Update
 from state.events import StoredEvent, merge_batch
@@ -183,3 +187,9 @@ def test_the_compiled_column_rule_decides_as_the_profile_does(profile: Any, valu
         if profile.out_of_range(value):
             expected[f"range:{profile.name}"] = 1
     assert counted == expected
+
+
+@given(st.dictionaries(st.text(max_size=5), st.integers(-(2**80), 2**80), max_size=8))
+def test_counters_survive_their_encodings_exactly_at_any_size(counters: Counters) -> None:
+    assert decode_counters(encode_counters(counters)) == counters
+    assert decode_public(encode_public(counters)) == counters

@@ -50,7 +50,9 @@ from state.bins import (
     Counters,
     add_into,
     decode_counters,
+    decode_public,
     encode_counters,
+    encode_public,
 )
 from state.events import StoredEvent
 from state.metrics import bin_metrics, drift, js_distance, performance, psi
@@ -538,6 +540,7 @@ def test_regression_bin_counters_survive_the_encoding_of_bin_shares() -> None:
     counters = bin_of(REGRESSION, regression_table(y.tolist(), (y + 1).tolist()))
     assert max(counters.values()) > 2**64
     assert decode_counters(encode_counters(counters)) == counters
+    assert decode_public(encode_public({"counts": counters})) == {"counts": counters}
 
 
 # ---------------------------------------------------------------------------------------

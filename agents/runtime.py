@@ -197,14 +197,14 @@ class PartitionedRunner:
         produced: dict[int, int] = {}
         for partition, (result, next_input) in results.items():
             for write in result.writes:
-                self._producer.produce_to_partition(
-                    self.config.changelog_topic, partition, write.key, write.value
+                self._producer.produce(
+                    self.config.changelog_topic, write.key, write.value, partition=partition
                 )
-            self._producer.produce_to_partition(
+            self._producer.produce(
                 self.config.changelog_topic,
-                partition,
                 INPUT_CHECKPOINT_KEY,
                 str(next_input).encode(),
+                partition=partition,
             )
             produced[partition] = len(result.writes) + 1
             for out in result.outgoing:

@@ -58,24 +58,16 @@ class CheckedProducer:
         key: bytes | None,
         value: bytes | None,
         headers: list[tuple[str, bytes]] | None = None,
+        partition: int = -1,
     ) -> None:
+        """Produce asynchronously; ``partition`` -1 lets the partitioner choose (changelogs
+        name theirs: they mirror their input's partitions)."""
         while True:
             try:
-                self._producer.produce(topic, value, key, headers=headers)
+                self._producer.produce(topic, value, key, partition=partition, headers=headers)
                 return
             except BufferError:
                 # Local queue full: serve delivery reports to make room, then retry.
-                self._producer.poll(0.05)
-
-    def produce_to_partition(
-        self, topic: str, partition: int, key: bytes | None, value: bytes | None
-    ) -> None:
-        """Produce to an explicit partition (changelogs mirror their input's partitions)."""
-        while True:
-            try:
-                self._producer.produce(topic, value, key, partition=partition)
-                return
-            except BufferError:
                 self._producer.poll(0.05)
 
     def poll(self) -> None:

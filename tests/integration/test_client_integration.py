@@ -28,21 +28,13 @@ from driftline.settings import Settings
 from driftline.stack.kafka import free_port
 from state.models import InvalidSpecError
 from tests.integration.conftest import stored_events, wait_for_lag_zero
+from tests.integration.test_pipeline_integration import SPEC
 from topics.producer import CheckedProducer, DeliveryError
 from topics.reading import read_topic
 from topics.registry import Topics
 
 pytestmark = pytest.mark.integration
 
-SPEC = {
-    "project_id": "shop",
-    "model_id": "fraud",
-    "inputs": ["age", "amount", "country"],
-    "outputs": ["score"],
-    "targets": ["is_fraud"],
-    "decisions": ["blocked"],
-    "metadata": ["uri"],
-}
 HOUR = 3_600_000
 T0 = 1_750_000_000_000  # 2025-06-15 15:06:40 UTC
 

@@ -22,7 +22,7 @@ def test_a_batch_cut_short_by_a_crash_is_not_restored(settings: Settings, tmp_pa
     producer = CheckedProducer(settings.bootstrap_servers)
 
     def send(key: bytes, value: bytes | None) -> None:
-        producer.produce_to_partition(topic.name, 0, key, value)
+        producer.produce(topic.name, key, value, partition=0)
 
     send(store_key("events", b"a"), b"1")
     send(store_key("events", b"b"), b"1")
@@ -53,8 +53,8 @@ def test_a_store_level_with_its_changelog_is_kept_as_it_is(
     topic = TopicSpec(f"{settings.topic_prefix}.changelog", 1, {"cleanup.policy": "compact"})
     ensure_topics(settings.bootstrap_servers, [topic])
     producer = CheckedProducer(settings.bootstrap_servers)
-    producer.produce_to_partition(topic.name, 0, store_key("events", b"a"), b"1")
-    producer.produce_to_partition(topic.name, 0, INPUT_CHECKPOINT_KEY, b"5")
+    producer.produce(topic.name, store_key("events", b"a"), b"1", partition=0)
+    producer.produce(topic.name, INPUT_CHECKPOINT_KEY, b"5", partition=0)
     producer.flush()
     local = PartitionStore(tmp_path / "p0")
     local.write_raw([(store_key("events", b"only-local"), b"x")], Checkpoint(5, 2))

@@ -63,7 +63,7 @@ def create_app(settings: Settings) -> Worker:
     owners = PartitionOwners(
         redis_client,
         settings.topic_prefix,
-        f"http://{settings.worker_host}:{settings.worker_port}",
+        settings.worker_url,
     )
     redis_bins = RedisBins(redis_client, settings.topic_prefix)
     merge = _merge_runner(settings, topics, owners)

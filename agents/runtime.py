@@ -1,10 +1,10 @@
 """The batch engine under every stateful agent: consume a batch, apply it, persist, commit.
 
 Why not Faust's own stream and Table: on this 2-core machine a Faust agent that only
-decodes messages ran at ~10k events/s, against ~140k/s for a confluent-kafka
-passthrough (``benchmarks/ingest.py`` shows both). So the hot path consumes batches with
-librdkafka and keeps per-partition state in RocksDB the way Kafka Streams does, while
-Faust hosts the worker (lifecycle, web views).
+decodes messages ran at ~8-14k events/s, and ~2-4k/s with a Table write per event,
+against 100k+/s for a confluent-kafka passthrough (``benchmarks/faust_baseline.py``).
+So the hot path consumes batches with librdkafka and keeps per-partition state in
+RocksDB the way Kafka Streams does, while Faust hosts the worker (lifecycle, web views).
 
 Per batch, in this order:
 1. the handler (pure logic) turns one partition's messages into table writes and
@@ -31,7 +31,7 @@ from collections import defaultdict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Protocol
 
 from confluent_kafka import (
     OFFSET_BEGINNING,
@@ -91,7 +91,6 @@ class RunnerConfig:
     batch_within_s: float = 0.05
     tick_interval_s: float = 1.0
     session_timeout_ms: int = 10_000
-    consumer_overrides: dict[str, Any] = field(default_factory=dict)
 
 
 class PartitionedRunner:
@@ -118,11 +117,9 @@ class PartitionedRunner:
                 "session.timeout.ms": config.session_timeout_ms,
                 "heartbeat.interval.ms": max(500, config.session_timeout_ms // 5),
                 "fetch.wait.max.ms": 10,
-                **config.consumer_overrides,
             }
         )
         self._changelog_ends: dict[int, int] = {}
-        self.processed = 0
         self.ready = threading.Event()
         self._stop = threading.Event()
 
@@ -172,7 +169,6 @@ class PartitionedRunner:
             results[partition] = (result, batch[-1].offset() + 1)
         handled = time.perf_counter()
         self._persist(results)
-        self.processed += len(messages)
         done = time.perf_counter()
         if done - started > SLOW_BATCH_S:
             log.warning(
@@ -228,11 +224,16 @@ class PartitionedRunner:
     # --- assignment -----------------------------------------------------------------
 
     def _assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
-        for tp in partitions:
-            store = self._restored_store(tp.partition)
-            self.stores[tp.partition] = store
-            next_input = store.checkpoint().next_input_offset
-            tp.offset = next_input if next_input >= 0 else OFFSET_BEGINNING
+        restorer = ChangelogRestorer(self.config.bootstrap_servers, self.config.changelog_topic)
+        try:
+            for tp in partitions:
+                path = self.config.data_dir / self.config.name / str(tp.partition)
+                store, self._changelog_ends[tp.partition] = restorer.restore(tp.partition, path)
+                self.stores[tp.partition] = store
+                next_input = store.checkpoint().next_input_offset
+                tp.offset = next_input if next_input >= 0 else OFFSET_BEGINNING
+        finally:
+            restorer.close()
         consumer.assign(partitions)
         self._notify_assignment()
         self.ready.set()
@@ -247,16 +248,6 @@ class PartitionedRunner:
     def _notify_assignment(self) -> None:
         if self._on_assignment is not None:
             self._on_assignment(set(self.stores))
-
-    def _restored_store(self, partition: int) -> PartitionStore:
-        path = self.config.data_dir / self.config.name / str(partition)
-        restorer = ChangelogRestorer(self.config.bootstrap_servers, self.config.changelog_topic)
-        try:
-            store, end = restorer.restore(partition, path)
-        finally:
-            restorer.close()
-        self._changelog_ends[partition] = end
-        return store
 
     def _close(self) -> None:
         try:

@@ -184,7 +184,7 @@ def metrics(settings: Settings, model: str, start: str, end: str) -> None:
     if model.count("/") != 1:
         raise click.UsageError("MODEL is project_id/model_id")
     query = urllib.parse.urlencode({"start": start, "end": end})
-    url = f"http://{settings.worker_host}:{settings.worker_port}/v1/metrics/{model}?{query}"
+    url = f"{settings.worker_url}/v1/metrics/{model}?{query}"
     try:
         with urllib.request.urlopen(url, timeout=10) as response:
             body = orjson.loads(response.read())

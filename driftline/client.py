@@ -185,10 +185,7 @@ class Driftline:
 
     def get_event(self, project_id: str, model_id: str, event_id: str) -> dict[str, Any] | None:
         """The stored event as the worker holds it, or None if there is none."""
-        url = (
-            f"http://{self.settings.worker_host}:{self.settings.worker_port}"
-            f"/v1/events/{project_id}/{model_id}/{event_id}"
-        )
+        url = f"{self.settings.worker_url}/v1/events/{project_id}/{model_id}/{event_id}"
         try:
             with urllib.request.urlopen(url, timeout=10) as response:
                 found: dict[str, Any] = orjson.loads(response.read())
@@ -203,8 +200,8 @@ class Driftline:
     ) -> list[dict[str, Any]]:
         """The model's hourly bins whose hour starts in [start_ms, end_ms), oldest first."""
         url = (
-            f"http://{self.settings.worker_host}:{self.settings.worker_port}"
-            f"/v1/metrics/{project_id}/{model_id}?start={start_ms}&end={end_ms}"
+            f"{self.settings.worker_url}/v1/metrics/{project_id}/{model_id}"
+            f"?start={start_ms}&end={end_ms}"
         )
         with urllib.request.urlopen(url, timeout=10) as response:
             bins: list[dict[str, Any]] = orjson.loads(response.read())["bins"]

@@ -121,6 +121,10 @@ class Settings:
         return env
 
     @property
+    def worker_url(self) -> str:
+        return f"http://{self.worker_host}:{self.worker_port}"
+
+    @property
     def bootstrap_servers(self) -> str:
         return self.kafka_bootstrap_servers or f"127.0.0.1:{self.local_kafka_port}"
 

@@ -181,8 +181,9 @@ def json_value(value: Any, where: str, column: str) -> Any:
         return None
     if isinstance(value, datetime):
         return value.isoformat()
-    if hasattr(value, "item") and not isinstance(value, list | dict):
-        return json_value(value.item(), where, column)
+    plain = _unwrapped(value)
+    if plain is not value:
+        return json_value(plain, where, column)
     if isinstance(value, list | tuple):
         return [json_value(v, where, column) for v in value]
     if isinstance(value, dict):

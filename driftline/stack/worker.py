@@ -23,7 +23,7 @@ class WorkerProcess:
 
     @property
     def url(self) -> str:
-        return f"http://{self.settings.worker_host}:{self.settings.worker_port}"
+        return self.settings.worker_url
 
     def start(self, timeout_s: float = 90) -> WorkerProcess:
         if port_answers(self.settings.worker_host, self.settings.worker_port):

@@ -128,6 +128,7 @@ class MergeHandler:
                 expired.extend(gone)
                 writes.append(table_write(PARKED, raw_key, _encode_parked(kept)))
         letters = [self._expired_letter(partition, item) for item in expired]
+        writes.extend(self._counter_writes(store, MergeOutcome(), letters))
         return BatchResult(writes, [self._outgoing(letter) for letter in letters])
 
     # --- dead letters and counters ------------------------------------------------------

@@ -190,7 +190,7 @@ def test_an_update_whose_insert_never_comes_is_dead_lettered_after_the_timeout(
     settings: Settings, start_worker: Any
 ) -> None:
     settings = settings.with_overrides(parked_update_timeout_s=1.0)
-    start_worker(settings)
+    worker = start_worker(settings)
     with Driftline(settings) as client:
         client.register_model(SPEC)
         client.publish_event("shop", "fraud", {"is_fraud": 1}, event_id="ghost", update_event=True)
@@ -205,3 +205,6 @@ def test_an_update_whose_insert_never_comes_is_dead_lettered_after_the_timeout(
     (letter,) = expired()
     assert "its insert never arrived" in letter.reason
     assert orjson.loads(letter.value or b"")["event_id"] == "ghost"
+    url = f"{worker.url}/v1/models/shop/fraud/counters"
+    with urllib.request.urlopen(url, timeout=10) as response:
+        assert orjson.loads(response.read())["dead_letters"] == 1

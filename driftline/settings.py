@@ -53,6 +53,26 @@ class Settings:
     local_redis_port: int = 16379
     # RocksDB table data of the worker.
     data_dir: Path = field(default_factory=lambda: _default_home() / "worker-data")
+    # Compacted topics roll a segment at least this often and compact it within this lag,
+    # and keep a tombstone this long: together they bound how long a deleted event's
+    # last value (then its tombstone) stays readable in a changelog.
+    compaction_lag_ms: int = 3600 * 1000
+    tombstone_retention_ms: int = 3600 * 1000
+    # Time-range deletions: events removed per step (ingestion goes on between steps),
+    # and at most this many events deleted per model per UTC day.
+    event_deletion_batch_size: int = 100_000
+    deletion_daily_cap: int = 100_000_000
+    # Delete requests accepted per model per UTC day (kept in Redis, across API processes).
+    delete_requests_per_day: int = 30
+    # The REST API process.
+    api_host: str = "127.0.0.1"
+    api_port: int = 8080
+    # Bearer tokens: SHA-256 hashes with their projects, written by `driftline api token`.
+    api_tokens_file: Path = field(default_factory=lambda: _default_home() / "api-tokens.json")
+    api_max_body_bytes: int = 16 * 1024 * 1024
+    # What clients (the Python client, the CLI) use to reach the API.
+    api_url: str | None = None
+    api_token: str | None = None
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -90,6 +110,30 @@ class Settings:
             local_kafka_port=_int(env, "DRIFTLINE_LOCAL_KAFKA_PORT", defaults.local_kafka_port),
             local_redis_port=_int(env, "DRIFTLINE_LOCAL_REDIS_PORT", defaults.local_redis_port),
             data_dir=Path(env.get("DRIFTLINE_DATA_DIR", str(home / "worker-data"))),
+            compaction_lag_ms=_int(env, "DRIFTLINE_COMPACTION_LAG_MS", defaults.compaction_lag_ms),
+            tombstone_retention_ms=_int(
+                env, "DRIFTLINE_TOMBSTONE_RETENTION_MS", defaults.tombstone_retention_ms
+            ),
+            # The name the product documentation gives this knob.
+            event_deletion_batch_size=_int(
+                env, "EVENT_DELETION_BATCH_SIZE", defaults.event_deletion_batch_size
+            ),
+            deletion_daily_cap=_int(
+                env, "DRIFTLINE_DELETION_DAILY_CAP", defaults.deletion_daily_cap
+            ),
+            delete_requests_per_day=_int(
+                env, "DRIFTLINE_DELETE_REQUESTS_PER_DAY", defaults.delete_requests_per_day
+            ),
+            api_host=env.get("DRIFTLINE_API_HOST", defaults.api_host),
+            api_port=_int(env, "DRIFTLINE_API_PORT", defaults.api_port),
+            api_tokens_file=Path(
+                env.get("DRIFTLINE_API_TOKENS_FILE", str(home / "api-tokens.json"))
+            ),
+            api_max_body_bytes=_int(
+                env, "DRIFTLINE_API_MAX_BODY_BYTES", defaults.api_max_body_bytes
+            ),
+            api_url=env.get("DRIFTLINE_API_URL") or None,
+            api_token=env.get("DRIFTLINE_API_TOKEN") or None,
         )
 
     def to_env(self) -> dict[str, str]:
@@ -113,7 +157,20 @@ class Settings:
             "DRIFTLINE_LOCAL_KAFKA_PORT": str(self.local_kafka_port),
             "DRIFTLINE_LOCAL_REDIS_PORT": str(self.local_redis_port),
             "DRIFTLINE_DATA_DIR": str(self.data_dir),
+            "DRIFTLINE_COMPACTION_LAG_MS": str(self.compaction_lag_ms),
+            "DRIFTLINE_TOMBSTONE_RETENTION_MS": str(self.tombstone_retention_ms),
+            "EVENT_DELETION_BATCH_SIZE": str(self.event_deletion_batch_size),
+            "DRIFTLINE_DELETION_DAILY_CAP": str(self.deletion_daily_cap),
+            "DRIFTLINE_DELETE_REQUESTS_PER_DAY": str(self.delete_requests_per_day),
+            "DRIFTLINE_API_HOST": self.api_host,
+            "DRIFTLINE_API_PORT": str(self.api_port),
+            "DRIFTLINE_API_TOKENS_FILE": str(self.api_tokens_file),
+            "DRIFTLINE_API_MAX_BODY_BYTES": str(self.api_max_body_bytes),
         }
+        if self.api_url is not None:
+            env["DRIFTLINE_API_URL"] = self.api_url
+        if self.api_token is not None:
+            env["DRIFTLINE_API_TOKEN"] = self.api_token
         if self.kafka_bootstrap_servers is not None:
             env["KAFKA_BOOTSTRAP_SERVERS"] = self.kafka_bootstrap_servers
         if self.redis_url is not None:
@@ -123,6 +180,11 @@ class Settings:
     @property
     def worker_url(self) -> str:
         return f"http://{self.worker_host}:{self.worker_port}"
+
+    @property
+    def api_base_url(self) -> str:
+        """Where clients find the API: DRIFTLINE_API_URL, else the local API's address."""
+        return self.api_url or f"http://{self.api_host}:{self.api_port}"
 
     @property
     def bootstrap_servers(self) -> str:

@@ -45,9 +45,54 @@ class Delete:
     received_ms: int
     offset: int
     ref: int = 0
+    # False (the default, SPEC §2): the metric bins keep the event's contribution.
+    update_metrics: bool = False
+    # The deletion request this delete belongs to, when it came from the API.
+    deletion_id: str | None = None
 
 
 Command = Insert | Update | Delete
+
+
+@dataclass(frozen=True, slots=True)
+class DeleteIds:
+    """One partition's share of a delete-by-ids request (its ids hash to that partition)."""
+
+    model_key: str
+    deletion_id: str
+    event_ids: tuple[str, ...]
+    update_metrics: bool
+    offset: int
+
+
+@dataclass(frozen=True, slots=True)
+class DeleteRange:
+    """A time-range deletion, sent to every partition: ``start_ms <= timestamp < end_ms``."""
+
+    model_key: str
+    deletion_id: str
+    start_ms: int
+    end_ms: int
+    update_metrics: bool
+    offset: int
+
+
+@dataclass(frozen=True, slots=True)
+class ContinueDeletion:
+    """Asks the partition for the next step of a time-range deletion.
+
+    A range deletion runs in steps of ``EVENT_DELETION_BATCH_SIZE`` events; after each
+    step with work left the merge agent sends itself this message on the same partition,
+    so the steps take turns with ingestion in the partition's own order, and a replay
+    after a crash repeats exactly the steps it did.
+    """
+
+    model_key: str
+    deletion_id: str
+    offset: int
+
+
+DeletionCommand = DeleteIds | DeleteRange | ContinueDeletion
 
 
 def event_key(model_key: str, event_id: str) -> str:

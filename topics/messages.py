@@ -11,10 +11,23 @@ from typing import Any
 
 import orjson
 
-from state.commands import Command, Delete, Insert, JSONValue, Update, event_key
+from state.commands import (
+    Command,
+    ContinueDeletion,
+    Delete,
+    DeleteIds,
+    DeleteRange,
+    DeletionCommand,
+    Insert,
+    JSONValue,
+    Update,
+    event_key,
+)
 from state.models import model_key
 
 OPS = ("insert", "update", "delete")
+# Commands about many events of one model, sent by the API to chosen partitions.
+DELETION_OPS = ("delete_ids", "delete_range", "delete_continue")
 
 
 def ingest_key(project_id: str, model_id: str, event_id: str) -> bytes:
@@ -39,6 +52,69 @@ def encode_ingest(
     return orjson.dumps(message, option=orjson.OPT_SERIALIZE_NUMPY | orjson.OPT_NON_STR_KEYS)
 
 
+def encode_delete(
+    project_id: str, model_id: str, event_id: str, *, update_metrics: bool = False
+) -> bytes:
+    message = {"op": "delete", "project_id": project_id, "model_id": model_id,
+               "event_id": event_id, "update_metrics": update_metrics}  # fmt: skip
+    return orjson.dumps(message)
+
+
+def deletion_key(project_id: str, model_id: str) -> bytes:
+    """Key of the commands about many events: the model (their partition is chosen)."""
+    return model_key(project_id, model_id).encode()
+
+
+def encode_delete_ids(
+    project_id: str, model_id: str, deletion_id: str, event_ids: list[str], update_metrics: bool
+) -> bytes:
+    return orjson.dumps(
+        {"op": "delete_ids", "project_id": project_id, "model_id": model_id,
+         "deletion_id": deletion_id, "event_ids": event_ids, "update_metrics": update_metrics}
+    )  # fmt: skip
+
+
+def id_chunks(event_ids: list[str], max_bytes: int) -> list[list[str]]:
+    """Split ids into lists whose delete_ids message stays within ``max_bytes``.
+
+    Half the limit leaves room for the envelope and for JSON escapes.
+    """
+    budget = max_bytes // 2
+    chunks: list[list[str]] = [[]]
+    size = 0
+    for event_id in event_ids:
+        cost = len(event_id.encode()) + 4
+        if chunks[-1] and size + cost > budget:
+            chunks.append([])
+            size = 0
+        chunks[-1].append(event_id)
+        size += cost
+    return [chunk for chunk in chunks if chunk]
+
+
+def encode_delete_range(
+    project_id: str,
+    model_id: str,
+    deletion_id: str,
+    start_ms: int,
+    end_ms: int,
+    update_metrics: bool,
+) -> bytes:
+    return orjson.dumps(
+        {"op": "delete_range", "project_id": project_id, "model_id": model_id,
+         "deletion_id": deletion_id, "start_time": start_ms, "end_time": end_ms,
+         "update_metrics": update_metrics}
+    )  # fmt: skip
+
+
+def encode_continue_deletion(model: str, deletion_id: str) -> bytes:
+    project_id, model_id = model.split("/", 1)
+    return orjson.dumps(
+        {"op": "delete_continue", "project_id": project_id, "model_id": model_id,
+         "deletion_id": deletion_id}
+    )  # fmt: skip
+
+
 def decode_ingest(
     key: bytes | None,
     value: bytes | None,
@@ -47,7 +123,7 @@ def decode_ingest(
     offset: int,
     ref: int,
     max_bytes: int,
-) -> Command | str:
+) -> Command | DeletionCommand | str:
     """The command a message asks for, or why it cannot be applied."""
     if value is None:
         return "empty message value (a tombstone is not an ingest operation)"
@@ -60,8 +136,10 @@ def decode_ingest(
     if not isinstance(message, dict):
         return f"value must be a JSON object, got {type(message).__name__}"
     op = message.get("op")
+    if op in DELETION_OPS:
+        return _deletion_command(key, message, offset)
     if op not in OPS:
-        return f"'op' must be one of {', '.join(OPS)}; got {op!r}"
+        return f"'op' must be one of {', '.join(OPS + DELETION_OPS)}; got {op!r}"
     envelope = _envelope(message)
     if isinstance(envelope, str):
         return envelope
@@ -73,7 +151,10 @@ def decode_ingest(
             f"so that all operations on one event share a partition; got {key!r}"
         )
     if op == "delete":
-        return Delete(model, event_id, received_ms, offset, ref)
+        update_metrics = message.get("update_metrics", False)
+        if not isinstance(update_metrics, bool):
+            return f"'update_metrics' must be true or false; got {update_metrics!r}"
+        return Delete(model, event_id, received_ms, offset, ref, update_metrics)
     event = message.get("event")
     if not isinstance(event, dict):
         return f"{op} needs 'event', a JSON object of column values; got {event!r}"
@@ -102,6 +183,37 @@ def _envelope(message: dict[str, Any]) -> tuple[str, str] | str:
         what = "an update" if message.get("op") == "update" else "every message"
         return f"{what} needs 'event_id', a non-empty string; got {event_id!r}"
     return model_key(message["project_id"], message["model_id"]), event_id
+
+
+def _deletion_command(
+    key: bytes | None, message: dict[str, Any], offset: int
+) -> DeletionCommand | str:
+    for field_name in ("project_id", "model_id"):
+        value = message.get(field_name)
+        if not isinstance(value, str) or not value or "/" in value:
+            return f"{field_name!r} must be a non-empty string without '/'; got {value!r}"
+    model = model_key(message["project_id"], message["model_id"])
+    if key != model.encode():
+        return f"a {message['op']} message must be keyed {model!r} (project_id/model_id)"
+    deletion_id = message.get("deletion_id")
+    if not isinstance(deletion_id, str) or not deletion_id:
+        return f"{message['op']} needs 'deletion_id', a non-empty string; got {deletion_id!r}"
+    if message["op"] == "delete_continue":
+        return ContinueDeletion(model, deletion_id, offset)
+    update_metrics = message.get("update_metrics", False)
+    if not isinstance(update_metrics, bool):
+        return f"'update_metrics' must be true or false; got {update_metrics!r}"
+    if message["op"] == "delete_ids":
+        ids = message.get("event_ids")
+        if not isinstance(ids, list) or not all(isinstance(i, str) and i for i in ids):
+            return "delete_ids needs 'event_ids', a list of non-empty strings"
+        return DeleteIds(model, deletion_id, tuple(ids), update_metrics, offset)
+    start, end = message.get("start_time"), message.get("end_time")
+    if not all(isinstance(t, int) and not isinstance(t, bool) and t >= 0 for t in (start, end)):
+        return "delete_range needs 'start_time' and 'end_time', UTC ms since the epoch"
+    if start >= end:
+        return f"delete_range needs start_time < end_time; got {start} >= {end}"
+    return DeleteRange(model, deletion_id, start, end, update_metrics, offset)
 
 
 def encode_json(value: Any) -> bytes:

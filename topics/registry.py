@@ -11,7 +11,20 @@ from dataclasses import dataclass, field
 
 from driftline.settings import Settings
 
-_COMPACTED = {"cleanup.policy": "compact"}
+
+
+def _compacted(settings: Settings) -> dict[str, str]:
+    """Compaction that is guaranteed to run within a bound, so erasure has a deadline.
+
+    Without ``max.compaction.lag.ms`` a quiet changelog could keep a deleted event's last
+    value for as long as its segment stays active or the dirty ratio stays low.
+    """
+    return {
+        "cleanup.policy": "compact",
+        "segment.ms": str(settings.compaction_lag_ms),
+        "max.compaction.lag.ms": str(settings.compaction_lag_ms),
+        "delete.retention.ms": str(settings.tombstone_retention_ms),
+    }
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,16 +56,17 @@ class Topics:
     @classmethod
     def for_settings(cls, settings: Settings) -> Topics:
         prefix = settings.topic_prefix
+        compacted = _compacted(settings)
         return cls(
             ingest=TopicSpec(
                 f"{prefix}.ingest",
                 settings.ingest_partitions,
                 {"retention.ms": str(settings.ingest_retention_ms)},
             ),
-            models=TopicSpec(f"{prefix}.models", 1, _COMPACTED),
+            models=TopicSpec(f"{prefix}.models", 1, compacted),
             dead_letters=TopicSpec(f"{prefix}.dead-letters", 1),
             merge_changelog=TopicSpec(
-                f"{prefix}.merge-changelog", settings.ingest_partitions, _COMPACTED
+                f"{prefix}.merge-changelog", settings.ingest_partitions, compacted
             ),
             # Snapshots are superseded within seconds; a day covers any consumer outage
             # that the bins agent's own changelog does not.
@@ -60,9 +74,9 @@ class Topics:
                 f"{prefix}.bin-partials", settings.bins_partitions, {"retention.ms": "86400000"}
             ),
             bins_changelog=TopicSpec(
-                f"{prefix}.bins-changelog", settings.bins_partitions, _COMPACTED
+                f"{prefix}.bins-changelog", settings.bins_partitions, compacted
             ),
-            metrics=TopicSpec(f"{prefix}.metrics", settings.bins_partitions, _COMPACTED),
+            metrics=TopicSpec(f"{prefix}.metrics", settings.bins_partitions, compacted),
             app_id=f"{prefix}-worker",
         )
 

@@ -209,11 +209,16 @@ def _deletion_command(
             return "delete_ids needs 'event_ids', a list of non-empty strings"
         return DeleteIds(model, deletion_id, tuple(ids), update_metrics, offset)
     start, end = message.get("start_time"), message.get("end_time")
-    if not all(isinstance(t, int) and not isinstance(t, bool) and t >= 0 for t in (start, end)):
+    if not (_epoch_ms(start) and _epoch_ms(end)):
         return "delete_range needs 'start_time' and 'end_time', UTC ms since the epoch"
+    assert isinstance(start, int) and isinstance(end, int)
     if start >= end:
         return f"delete_range needs start_time < end_time; got {start} >= {end}"
     return DeleteRange(model, deletion_id, start, end, update_metrics, offset)
+
+
+def _epoch_ms(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
 
 
 def encode_json(value: Any) -> bytes:

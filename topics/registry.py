@@ -12,7 +12,6 @@ from dataclasses import dataclass, field
 from driftline.settings import Settings
 
 
-
 def _compacted(settings: Settings) -> dict[str, str]:
     """Compaction that is guaranteed to run within a bound, so erasure has a deadline.
 

@@ -16,6 +16,7 @@ import faust
 import redis
 
 from agents.bins import BinsHandler
+from agents.deletion_budget import RedisDeletionBudget
 from agents.merge import MergeHandler
 from agents.ownership import PartitionOwners
 from agents.runtime import PartitionedRunner, RunnerConfig
@@ -66,7 +67,8 @@ def create_app(settings: Settings) -> Worker:
         settings.worker_url,
     )
     redis_bins = RedisBins(redis_client, settings.topic_prefix)
-    merge = _merge_runner(settings, topics, owners)
+    budget = RedisDeletionBudget(redis_client, settings.topic_prefix, settings.deletion_daily_cap)
+    merge = _merge_runner(settings, topics, owners, budget)
     bins = _bins_runner(settings, topics)
     projection = RedisProjection(
         "serving", settings.bootstrap_servers, topics.metrics.name, topics.serving_group,
@@ -82,7 +84,9 @@ def create_app(settings: Settings) -> Worker:
     return worker
 
 
-def _merge_runner(settings: Settings, topics: Topics, owners: PartitionOwners) -> PartitionedRunner:
+def _merge_runner(
+    settings: Settings, topics: Topics, owners: PartitionOwners, budget: RedisDeletionBudget
+) -> PartitionedRunner:
     registry = ModelRegistry(settings.bootstrap_servers, topics.models.name)
     handler = MergeHandler(
         model_of=registry.get,
@@ -92,6 +96,8 @@ def _merge_runner(settings: Settings, topics: Topics, owners: PartitionOwners) -
         parked_updates_per_event=settings.parked_updates_per_event,
         parked_update_timeout_s=settings.parked_update_timeout_s,
         bin_partials_topic=topics.bin_partials.name,
+        deletion_batch_size=settings.event_deletion_batch_size,
+        deletion_budget=budget,
     )
     config = RunnerConfig(
         name="merge",

@@ -7,51 +7,86 @@ made in ``state``.
 
 from __future__ import annotations
 
+import time
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from typing import Protocol, TypeGuard
 
 import orjson
 from confluent_kafka import Message
 
 from agents.partials import PartialBins
 from agents.runtime import BatchResult, Outgoing
-from state.commands import Command, event_key
+from state.bins import HOUR_MS
+from state.commands import (
+    Command,
+    ContinueDeletion,
+    Delete,
+    DeleteIds,
+    DeleteRange,
+    DeletionCommand,
+    event_key,
+)
 from state.counters import ModelCounters, counters_update
+from state.deletions import (
+    DAY_MS,
+    RUNNING,
+    DeletionRecord,
+    after_step,
+    capped,
+    ids_applied,
+    range_registered,
+    resumable,
+    resumed,
+)
 from state.events import (
+    BatchMerge,
     ExpiredUpdate,
     MergeOutcome,
     ParkedUpdate,
     StoredEvent,
     expire_parked,
-    merge_batch,
 )
+from state.hour_index import HOURS, event_id_of, hour_prefix, index_changes
 from state.models import ModelSpec
 from state.registered import RegisteredModel
 from state.store import PartitionStore, Write, table_write
 from topics.dead_letters import DeadLetter
-from topics.messages import decode_ingest
+from topics.messages import decode_ingest, deletion_key, encode_continue_deletion
 
 EVENTS = "events"
 PARKED = "parked"
 COUNTERS = "counters"
+DELETIONS = "deletions"
 
 UNATTRIBUTED = "-"
 
 
+class DeletionBudget(Protocol):
+    """The per-model daily cap on deleted events, shared by every partition."""
+
+    def grant(self, model: str, day: int, wanted: int) -> int:
+        """Take up to ``wanted`` events from the model's allowance for ``day``."""
+
+    def refund(self, model: str, day: int, unused: int) -> None: ...
+
+
 class StoreView:
-    """The ``EventStore`` the merge rules read: one multi-get for the whole batch."""
+    """The ``EventStore`` the merge rules read: one multi-get for the batch's own keys;
+    any other key (found by a time-range deletion) is read when asked for."""
 
     def __init__(self, store: PartitionStore, keys: list[str]) -> None:
+        self._store = store
         encoded = [key.encode() for key in keys]
         self._events = dict(zip(keys, store.get_many(EVENTS, encoded), strict=True))
         self._parked = dict(zip(keys, store.get_many(PARKED, encoded), strict=True))
 
     def get_event(self, key: str) -> StoredEvent | None:
-        raw = self._events.get(key)
+        raw = self._events[key] if key in self._events else self._store.get(EVENTS, key.encode())
         return None if raw is None else decode_event(raw)
 
     def get_parked(self, key: str) -> tuple[ParkedUpdate, ...]:
-        raw = self._parked.get(key)
+        raw = self._parked[key] if key in self._parked else self._store.get(PARKED, key.encode())
         if raw is None:
             return ()
         return tuple(ParkedUpdate.from_dict(item) for item in orjson.loads(raw))
@@ -71,8 +106,12 @@ class MergeHandler:
         parked_updates_per_event: int,
         parked_update_timeout_s: float,
         bin_partials_topic: str,
+        deletion_batch_size: int,
+        deletion_budget: DeletionBudget,
     ) -> None:
         self._model_of = model_of
+        self._deletion_batch_size = deletion_batch_size
+        self._budget = deletion_budget
         self._partials = PartialBins(model_of, bin_partials_topic)
         self._ingest_topic = ingest_topic
         self._dead_letter_topic = dead_letter_topic
@@ -83,7 +122,7 @@ class MergeHandler:
     def handle(
         self, partition: int, messages: Sequence[Message], store: PartitionStore
     ) -> BatchResult:
-        commands: list[Command] = []
+        commands: list[Command | DeletionCommand] = []
         raw_values: list[bytes] = []
         dead: list[DeadLetter] = []
         for ref, message in enumerate(messages):
@@ -101,24 +140,134 @@ class MergeHandler:
                 dead.append(self._dead_letter(message, decoded))
             else:
                 commands.append(decoded)
-        keys = list({event_key(c.model_key, c.event_id) for c in commands})
-        outcome = merge_batch(
-            commands, raw_values, StoreView(store, keys), self._spec, self._parked_limit
-        )
+        keys = list({event_key(c.model_key, c.event_id) for c in commands if _about_one(c)})
+        self._drop_unregistered(commands, messages, dead)
+        merge = BatchMerge(StoreView(store, keys), self._spec, self._parked_limit)
+        deletions = _Deletions(store)
+        continuations: list[Outgoing] = []
+        for command in commands:
+            if isinstance(command, DeleteIds):
+                self._delete_ids(merge, deletions, command)
+            elif isinstance(command, DeleteRange | ContinueDeletion):
+                continuations.extend(
+                    self._range_command(partition, merge, deletions, store, command)
+                )
+            else:
+                merge.apply(command, raw_values[command.ref])
+        outcome = merge.outcome
         dead.extend(self._dead_letter(messages[r.ref], r.reason) for r in outcome.rejections)
         writes = _table_writes(outcome)
+        writes.extend(deletions.writes())
         writes.extend(self._counter_writes(store, outcome, dead))
         version = messages[-1].offset() + 1
         bin_writes, snapshots = self._partials.apply(partition, version, outcome.changes, store)
         writes.extend(bin_writes)
-        return BatchResult(writes, [*snapshots, *(self._outgoing(letter) for letter in dead)])
+        outgoing = [*snapshots, *(self._outgoing(letter) for letter in dead), *continuations]
+        return BatchResult(writes, outgoing)
+
+    # --- deletion requests ----------------------------------------------------------
+
+    def _drop_unregistered(
+        self,
+        commands: list[Command | DeletionCommand],
+        messages: Sequence[Message],
+        dead: list[DeadLetter],
+    ) -> None:
+        """Dead-letter deletion requests for a model nobody registered (once each)."""
+        for command in list(commands):
+            if not _about_one(command) and self._spec(command.model_key) is None:
+                commands.remove(command)
+                reason = f"model {command.model_key!r} is not registered"
+                dead.append(self._dead_letter(messages[command.ref], reason))
+
+    def _delete_ids(self, merge: BatchMerge, deletions: _Deletions, command: DeleteIds) -> None:
+        record = deletions.get(command.deletion_id)
+        if record is not None and command.offset <= record.last_offset:
+            return  # redelivered
+        before = merge.outcome.deleted[command.deletion_id]
+        for event_id in dict.fromkeys(command.event_ids):
+            delete = Delete(command.model_key, event_id, 0, command.offset, command.ref,
+                            command.update_metrics, command.deletion_id)  # fmt: skip
+            merge.apply(delete, b"")
+        deleted = merge.outcome.deleted[command.deletion_id] - before
+        deletions.put(
+            command.deletion_id,
+            ids_applied(record, command.model_key, command.update_metrics, command.offset, deleted),
+        )
+
+    def _range_command(
+        self,
+        partition: int,
+        merge: BatchMerge,
+        deletions: _Deletions,
+        store: PartitionStore,
+        command: DeleteRange | ContinueDeletion,
+    ) -> list[Outgoing]:
+        """Register a range deletion or continue one: one step, and ask for the next."""
+        record = deletions.get(command.deletion_id)
+        if isinstance(command, DeleteRange):
+            if record is not None:
+                return []  # redelivered
+            record = range_registered(command.model_key, command.start_ms, command.end_ms,
+                                      command.update_metrics, command.offset)  # fmt: skip
+        elif record is None or record.state != RUNNING or command.offset <= record.last_offset:
+            return []  # unknown, finished, waiting for its cap, or redelivered
+        else:
+            record = DeletionRecord(**{**record.to_dict(), "last_offset": command.offset})
+        record = self._range_step(merge, store, command.deletion_id, record)
+        deletions.put(command.deletion_id, record)
+        if record.state != RUNNING:
+            return []
+        return [self._continuation(partition, record.model, command.deletion_id)]
+
+    def _range_step(
+        self, merge: BatchMerge, store: PartitionStore, deletion_id: str, record: DeletionRecord
+    ) -> DeletionRecord:
+        """Delete up to one batch of the range's events, within the model's daily cap."""
+        day = int(time.time() * 1000) // DAY_MS
+        budget = self._budget.grant(record.model, day, self._deletion_batch_size)
+        if budget <= 0:
+            return capped(record, day)
+        deleted = 0
+        for key in _range_candidates(store, merge, record):
+            if deleted >= budget:
+                break
+            event = merge.event(key)
+            if event is None or not record.start_ms <= event.timestamp_ms < record.end_ms:
+                continue
+            merge.erase(record.model, key, record.update_metrics, deletion_id)
+            deleted += 1
+        if deleted < budget:
+            self._budget.refund(record.model, day, budget - deleted)
+        return after_step(record, deleted, budget)
+
+    def _continuation(self, partition: int, model: str, deletion_id: str) -> Outgoing:
+        project_id, model_id = model.split("/", 1)
+        return Outgoing(
+            self._ingest_topic,
+            deletion_key(project_id, model_id),
+            encode_continue_deletion(model, deletion_id),
+            partition=partition,
+        )
 
     def _spec(self, model: str) -> ModelSpec | None:
         registered = self._model_of(model)
         return None if registered is None else registered.spec
 
     def tick(self, partition: int, store: PartitionStore, now_ms: int) -> BatchResult:
-        """Dead-letter updates whose insert did not come within the timeout."""
+        """Dead-letter updates whose insert did not come within the timeout; resume range
+        deletions that the daily cap stopped, once a new UTC day has begun."""
+        result = self._expire_parked(partition, store, now_ms)
+        today = now_ms // DAY_MS
+        for raw_key, raw in store.items(DELETIONS):
+            record = DeletionRecord.from_dict(orjson.loads(raw))
+            if resumable(record, today):
+                deletion_id = raw_key.decode()
+                result.writes.append(_deletion_write(deletion_id, resumed(record)))
+                result.outgoing.append(self._continuation(partition, record.model, deletion_id))
+        return result
+
+    def _expire_parked(self, partition: int, store: PartitionStore, now_ms: int) -> BatchResult:
         writes: list[Write] = []
         expired: list[ExpiredUpdate] = []
         for raw_key, raw in store.items(PARKED):
@@ -178,6 +327,56 @@ class MergeHandler:
         return writes
 
 
+class _Deletions:
+    """The batch's view of the deletion records: the store's, overlaid by its own writes."""
+
+    def __init__(self, store: PartitionStore) -> None:
+        self._store = store
+        self._written: dict[str, DeletionRecord] = {}
+
+    def get(self, deletion_id: str) -> DeletionRecord | None:
+        if deletion_id in self._written:
+            return self._written[deletion_id]
+        raw = self._store.get(DELETIONS, deletion_id.encode())
+        return None if raw is None else DeletionRecord.from_dict(orjson.loads(raw))
+
+    def put(self, deletion_id: str, record: DeletionRecord) -> None:
+        self._written[deletion_id] = record
+
+    def writes(self) -> list[Write]:
+        return [_deletion_write(key, record) for key, record in self._written.items()]
+
+
+def _deletion_write(deletion_id: str, record: DeletionRecord) -> Write:
+    return table_write(DELETIONS, deletion_id.encode(), orjson.dumps(record.to_dict()))
+
+
+def _about_one(command: Command | DeletionCommand) -> TypeGuard[Command]:
+    return not isinstance(command, DeleteIds | DeleteRange | ContinueDeletion)
+
+
+def _range_candidates(
+    store: PartitionStore, merge: BatchMerge, record: DeletionRecord
+) -> Iterator[str]:
+    """Events-table keys that may lie in the range: the hour index's, then the batch's own.
+
+    Keys come in index order; the caller re-checks each event's time, since the batch may
+    have moved or deleted it.
+    """
+    model = record.model
+    scope = f"{model}\x00".encode()
+    first = hour_prefix(model, record.start_ms // HOUR_MS)
+    past = hour_prefix(model, (record.end_ms - 1) // HOUR_MS + 1)
+    for index_key, _ in store.items(HOURS, scope, start=first):
+        if index_key >= past:
+            break
+        yield event_key(model, event_id_of(index_key))
+    owned = f"{model}/"
+    for key, event in list(merge.outcome.events.items()):
+        if event is not None and key.startswith(owned):
+            yield key
+
+
 def _model_of_letter(letter: DeadLetter) -> str:
     """Attribute a dead letter to its model when its key names one."""
     if letter.key is None:
@@ -193,6 +392,10 @@ def _table_writes(outcome: MergeOutcome) -> list[Write]:
         table_write(EVENTS, key.encode(), None if event is None else orjson.dumps(event.to_dict()))
         for key, event in outcome.events.items()
     ]
+    writes.extend(
+        table_write(HOURS, index_key, b"" if present else None)
+        for index_key, present in index_changes(outcome.previous, outcome.events)
+    )
     writes.extend(
         table_write(PARKED, key.encode(), _encode_parked(parked))
         for key, parked in outcome.parked.items()

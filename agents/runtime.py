@@ -61,6 +61,8 @@ class Outgoing:
     key: bytes | None
     value: bytes | None
     headers: list[tuple[str, bytes]] | None = None
+    # -1: the key decides (murmur2); a command for one partition names it.
+    partition: int = -1
 
 
 @dataclass
@@ -204,7 +206,9 @@ class PartitionedRunner:
             )
             produced[partition] = len(result.writes) + 1
             for out in result.outgoing:
-                self._producer.produce(out.topic, out.key, out.value, out.headers)
+                self._producer.produce(
+                    out.topic, out.key, out.value, out.headers, partition=out.partition
+                )
         self._producer.flush()
         for partition, (result, next_input) in results.items():
             # This process is the partition's only writer, so its changelog grows by exactly

@@ -63,6 +63,7 @@ class DeleteIds:
     event_ids: tuple[str, ...]
     update_metrics: bool
     offset: int
+    ref: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,6 +76,7 @@ class DeleteRange:
     end_ms: int
     update_metrics: bool
     offset: int
+    ref: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,6 +92,7 @@ class ContinueDeletion:
     model_key: str
     deletion_id: str
     offset: int
+    ref: int = 0
 
 
 DeletionCommand = DeleteIds | DeleteRange | ContinueDeletion

@@ -95,6 +95,11 @@ class MergeOutcome:
     # (model_key, column) -> how many values were dropped (updates of read-only columns,
     # columns the spec does not know).
     dropped_fields: Counter[tuple[str, str]] = field(default_factory=Counter)
+    # Every written key's event as the store held it before the batch: with ``events``,
+    # what the hour index must change.
+    previous: dict[str, StoredEvent | None] = field(default_factory=dict)
+    # deletion_id -> events this batch deleted for that deletion request.
+    deleted: Counter[str] = field(default_factory=Counter)
 
 
 def inserted_event(spec: ModelSpec, insert: Insert) -> tuple[StoredEvent, list[str]]:
@@ -139,7 +144,7 @@ def merge_batch(
     parked_updates_per_event: int,
 ) -> MergeOutcome:
     """Apply ``commands`` in order; ``raw_values[c.ref]`` is the message of command ``c``."""
-    merge = _BatchMerge(store, spec_of, parked_updates_per_event)
+    merge = BatchMerge(store, spec_of, parked_updates_per_event)
     for command in commands:
         merge.apply(command, raw_values[command.ref])
     return merge.outcome
@@ -159,7 +164,7 @@ def _already_applied(current: StoredEvent | None, command: Command) -> bool:
     return current is not None and command.offset <= current.applied_offset
 
 
-class _BatchMerge:
+class BatchMerge:
     """Overlay of the batch's own writes on top of the store, so later commands see them."""
 
     def __init__(
@@ -220,7 +225,38 @@ class _BatchMerge:
         if waited:
             self.outcome.parked[key] = later
         if before is not None:
-            self._write(delete.model_key, key, before, None)
+            self._erase(delete.model_key, key, before, delete.update_metrics, delete.deletion_id)
+
+    def event(self, key: str) -> StoredEvent | None:
+        """The event as the batch left it so far (the store's, unless the batch wrote it)."""
+        return self._event(key)
+
+    def erase(self, model: str, key: str, update_metrics: bool, deletion_id: str) -> bool:
+        """Delete an event found by a time-range deletion; False if it is not there."""
+        before = self._event(key)
+        if before is None:
+            return False
+        if self._parked(key):
+            self.outcome.parked[key] = ()
+        self._erase(model, key, before, update_metrics, deletion_id)
+        return True
+
+    def _erase(
+        self,
+        model: str,
+        key: str,
+        before: StoredEvent,
+        update_metrics: bool,
+        deletion_id: str | None,
+    ) -> None:
+        """Remove the event; its metric contribution is retracted only if asked (SPEC §2)."""
+        if update_metrics:
+            self._write(model, key, before, None)
+        else:
+            self._remember_previous(key, before)
+            self.outcome.events[key] = None
+        if deletion_id is not None:
+            self.outcome.deleted[deletion_id] += 1
 
     def _park(self, update: Update, key: str, raw_value: bytes) -> None:
         waiting = self._parked(key)
@@ -239,9 +275,15 @@ class _BatchMerge:
     def _write(
         self, model: str, key: str, before: StoredEvent | None, after: StoredEvent | None
     ) -> None:
+        self._remember_previous(key, before)
         self.outcome.events[key] = after
         if before != after:
             self.outcome.changes.append(EventChange(model, before, after))
+
+    def _remember_previous(self, key: str, before: StoredEvent | None) -> None:
+        """The first write of a key in the batch sees what the store held."""
+        if key not in self.outcome.previous:
+            self.outcome.previous[key] = before
 
     def _event(self, key: str) -> StoredEvent | None:
         if key in self.outcome.events:

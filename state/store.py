@@ -76,12 +76,15 @@ class PartitionStore:
         values: list[bytes | None] = self._db.get([store_key(table, key) for key in keys])
         return values
 
-    def items(self, table: str, prefix: bytes = b"") -> Iterator[tuple[bytes, bytes]]:
-        """The table's (key, value) pairs in key order, optionally those under ``prefix``."""
+    def items(
+        self, table: str, prefix: bytes = b"", start: bytes = b""
+    ) -> Iterator[tuple[bytes, bytes]]:
+        """The table's (key, value) pairs in key order, optionally those under ``prefix``,
+        from the first key at or after ``start``."""
         table_prefix = table.encode() + _SEPARATOR
-        start = table_prefix + prefix
-        for raw_key, value in self._db.items(from_key=start):
-            if not raw_key.startswith(start):
+        scope = table_prefix + prefix
+        for raw_key, value in self._db.items(from_key=max(scope, table_prefix + start)):
+            if not raw_key.startswith(scope):
                 return
             yield raw_key[len(table_prefix) :], value
 

@@ -137,7 +137,7 @@ def decode_ingest(
         return f"value must be a JSON object, got {type(message).__name__}"
     op = message.get("op")
     if op in DELETION_OPS:
-        return _deletion_command(key, message, offset)
+        return _deletion_command(key, message, offset, ref)
     if op not in OPS:
         return f"'op' must be one of {', '.join(OPS + DELETION_OPS)}; got {op!r}"
     envelope = _envelope(message)
@@ -186,7 +186,7 @@ def _envelope(message: dict[str, Any]) -> tuple[str, str] | str:
 
 
 def _deletion_command(
-    key: bytes | None, message: dict[str, Any], offset: int
+    key: bytes | None, message: dict[str, Any], offset: int, ref: int
 ) -> DeletionCommand | str:
     for field_name in ("project_id", "model_id"):
         value = message.get(field_name)
@@ -199,7 +199,7 @@ def _deletion_command(
     if not isinstance(deletion_id, str) or not deletion_id:
         return f"{message['op']} needs 'deletion_id', a non-empty string; got {deletion_id!r}"
     if message["op"] == "delete_continue":
-        return ContinueDeletion(model, deletion_id, offset)
+        return ContinueDeletion(model, deletion_id, offset, ref)
     update_metrics = message.get("update_metrics", False)
     if not isinstance(update_metrics, bool):
         return f"'update_metrics' must be true or false; got {update_metrics!r}"
@@ -207,18 +207,19 @@ def _deletion_command(
         ids = message.get("event_ids")
         if not isinstance(ids, list) or not all(isinstance(i, str) and i for i in ids):
             return "delete_ids needs 'event_ids', a list of non-empty strings"
-        return DeleteIds(model, deletion_id, tuple(ids), update_metrics, offset)
-    start, end = message.get("start_time"), message.get("end_time")
-    if not (_epoch_ms(start) and _epoch_ms(end)):
+        return DeleteIds(model, deletion_id, tuple(ids), update_metrics, offset, ref)
+    start, end = _epoch_ms(message.get("start_time")), _epoch_ms(message.get("end_time"))
+    if start is None or end is None:
         return "delete_range needs 'start_time' and 'end_time', UTC ms since the epoch"
-    assert isinstance(start, int) and isinstance(end, int)
     if start >= end:
         return f"delete_range needs start_time < end_time; got {start} >= {end}"
-    return DeleteRange(model, deletion_id, start, end, update_metrics, offset)
+    return DeleteRange(model, deletion_id, start, end, update_metrics, offset, ref)
 
 
-def _epoch_ms(value: object) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
+def _epoch_ms(value: object) -> int | None:
+    if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
+        return value
+    return None
 
 
 def encode_json(value: Any) -> bytes:

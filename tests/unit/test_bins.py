@@ -124,7 +124,8 @@ commands = st.one_of(
               st.integers(0, 4 * HOUR_MS), st.just(0)),
     st.builds(Update, st.sampled_from(sorted(RULES)), ids, update_columns, timestamps,
               st.integers(0, 4 * HOUR_MS), st.just(0)),
-    st.builds(Delete, st.sampled_from(sorted(RULES)), ids, st.integers(0, 4 * HOUR_MS), st.just(0)),
+    st.builds(Delete, st.sampled_from(sorted(RULES)), ids, st.integers(0, 4 * HOUR_MS), st.just(0),
+              st.just(0), st.booleans()),
 )  # fmt: skip
 
 
@@ -150,7 +151,21 @@ def test_streaming_bins_equal_a_batch_recomputation_from_the_final_events(
         start = cut
     streamed = {key: counters for key, counters in streamed.items() if counters}
     final = [(key.rsplit("/", 1)[0], event) for key, event in store.events.items()]
-    assert streamed == bins_of(RULES, final)
+    assert streamed == bins_of(RULES, final + kept_by_deletes(sequence))
+
+
+def kept_by_deletes(sequence: list[Command]) -> list[tuple[str, StoredEvent]]:
+    """Events deleted with update_metrics=False, as they were: the bins keep them (SPEC §2)."""
+    store = DictStore()
+    kept = []
+    for command in sequence:
+        before = dict(store.events)
+        store.write(merge_batch([replace(command, ref=0)], [b"{}"], store, SPECS.get, 10))
+        if isinstance(command, Delete) and not command.update_metrics:
+            key = f"{command.model_key}/{command.event_id}"
+            if key in before and key not in store.events:
+                kept.append((command.model_key, before[key]))
+    return kept
 
 
 COLUMN_PROFILES = [

@@ -229,7 +229,22 @@ def test_delete_removes_event_and_its_waiting_updates() -> None:
     store.write(outcome)
     assert store.events == {}
     assert store.parked == {}
+    # update_metrics defaults to false (SPEC §2): the bins keep the event's contribution.
+    assert outcome.changes == []
+
+
+def test_a_delete_with_update_metrics_retracts_the_event_and_counts_for_its_request() -> None:
+    store = run([Insert(MODEL, "e1", {"age": 1}, 10, 10, 0)])
+    outcome = merge_batch(
+        [Delete(MODEL, "e1", 12, 1, 0, True, "d1"), Delete(MODEL, "e1", 12, 2, 1, True, "d1")],
+        [b"{}"] * 2,
+        store,
+        {MODEL: SPEC}.get,
+        3,
+    )
     assert [(c.before is not None, c.after) for c in outcome.changes] == [(True, None)]
+    assert outcome.deleted == {"d1": 1}
+    assert outcome.events == {event_key(MODEL, "e1"): None}
 
 
 def test_unknown_model_is_rejected() -> None:

@@ -1,0 +1,300 @@
+"""Deletion requests in the merge agent: by ids, by time range in steps, under a daily cap.
+
+The handler runs on a real partition store (RocksDB in a temporary directory) with
+messages as the broker would deliver them; its continuation messages are fed back to it
+as the ingest topic would. What is checked is computed apart from the handler: the
+expected survivors from the published rows, the expected bins with ``bins_of``, the hour
+index from the events table.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from agents.merge import DELETIONS, EVENTS, MergeHandler
+from agents.partials import PARTIALS
+from agents.runtime import BatchResult, Outgoing
+from state.baseline import profile_baseline
+from state.bins import HOUR_MS, ContributionRules, Counters, bins_of, decode_counters
+from state.deletions import DAY_MS, DONE, RUNNING, WAITING_FOR_DAILY_CAP, DeletionRecord
+from state.events import StoredEvent
+from state.hour_index import HOURS, index_key
+from state.models import ColumnType, ModelSpec, Task
+from state.registered import RegisteredModel
+from state.store import Checkpoint, PartitionStore
+from topics.messages import (
+    deletion_key,
+    encode_delete_ids,
+    encode_delete_range,
+    encode_ingest,
+    ingest_key,
+)
+
+INGEST = "ingest"
+SPEC = ModelSpec(
+    project_id="shop",
+    model_id="fraud",
+    inputs=("amount",),
+    outputs=("score",),
+    targets=("label",),
+    task=Task.BINARY_CLASSIFICATION,
+    column_types={"amount": ColumnType.FLOAT, "score": ColumnType.FLOAT},
+)
+MODEL = SPEC.key
+REGISTERED = RegisteredModel(
+    SPEC, profile_baseline(SPEC, [{"amount": i, "score": i / 100} for i in range(100)])
+)
+RULES = {MODEL: ContributionRules(SPEC, REGISTERED.baseline)}
+HOUR0 = 1_700_000_000_000 // HOUR_MS * HOUR_MS
+
+
+class FakeMessage:
+    """The part of confluent_kafka.Message that the handler reads."""
+
+    def __init__(self, key: bytes, value: bytes, offset: int) -> None:
+        self._key, self._value, self._offset = key, value, offset
+
+    def key(self) -> bytes:
+        return self._key
+
+    def value(self) -> bytes:
+        return self._value
+
+    def offset(self) -> int:
+        return self._offset
+
+    def timestamp(self) -> tuple[int, int]:
+        return (1, HOUR0)
+
+    def partition(self) -> int:
+        return 0
+
+    def topic(self) -> str:
+        return INGEST
+
+
+class MemoryBudget:
+    def __init__(self, cap: int) -> None:
+        self.cap = cap
+        self.used: dict[tuple[str, int], int] = {}
+
+    def grant(self, model: str, day: int, wanted: int) -> int:
+        used = self.used.get((model, day), 0)
+        granted = max(0, min(wanted, self.cap - used))
+        self.used[(model, day)] = used + granted
+        return granted
+
+    def refund(self, model: str, day: int, unused: int) -> None:
+        self.used[(model, day)] -= unused
+
+
+class Partition:
+    """One ingest partition: its log, the handler and the store, applied batch by batch."""
+
+    def __init__(self, path: Path, batch_size: int = 100_000, cap: int = 10**9) -> None:
+        self.store = PartitionStore(path)
+        self.budget = MemoryBudget(cap)
+        self.handler = MergeHandler(
+            model_of={MODEL: REGISTERED}.get, ingest_topic=INGEST, dead_letter_topic="dlq",
+            max_event_bytes=1 << 20, parked_updates_per_event=10, parked_update_timeout_s=60,
+            bin_partials_topic="partials", deletion_batch_size=batch_size,
+            deletion_budget=self.budget,
+        )  # fmt: skip
+        self.log: list[FakeMessage] = []
+        self.position = 0
+        self.dead_letters: list[Outgoing] = []
+
+    def send(self, key: bytes, value: bytes) -> None:
+        self.log.append(FakeMessage(key, value, len(self.log)))
+
+    def run(self, batch: int = 50) -> None:
+        """Consume the log to its end (continuations included), ``batch`` messages at a time."""
+        while self.position < len(self.log):
+            messages = self.log[self.position : self.position + batch]
+            self.position += len(messages)
+            self.apply(self.handler.handle(0, messages, self.store))
+
+    def tick(self, now_ms: int) -> None:
+        self.apply(self.handler.tick(0, self.store, now_ms))
+
+    def apply(self, result: BatchResult) -> None:
+        self.store.write(result.writes, Checkpoint(self.position, -1))
+        for out in result.outgoing:
+            if out.topic == INGEST:
+                assert out.key is not None
+                assert out.value is not None
+                self.send(out.key, out.value)
+            elif out.topic == "dlq":
+                self.dead_letters.append(out)
+
+    def events(self) -> dict[str, StoredEvent]:
+        return {
+            orjson.loads(raw)["id"]: StoredEvent.from_dict(orjson.loads(raw))
+            for _, raw in self.store.items(EVENTS)
+        }
+
+    def bins(self) -> dict[Any, Counters]:
+        found = {}
+        for raw_key, raw in self.store.items(PARTIALS):
+            model, hour = raw_key.decode().rsplit("/", 1)
+            found[(model, int(hour))] = decode_counters(raw)
+        return found
+
+    def record(self, deletion_id: str) -> DeletionRecord:
+        raw = self.store.get(DELETIONS, deletion_id.encode())
+        assert raw is not None
+        return DeletionRecord.from_dict(orjson.loads(raw))
+
+
+@pytest.fixture
+def partition(tmp_path: Path) -> Iterator[Partition]:
+    created = Partition(tmp_path / "p0", batch_size=7)
+    yield created
+    created.store.close()
+
+
+def publish(partition: Partition, rows: list[tuple[str, int]], label: bool = False) -> None:
+    for event_id, timestamp in rows:
+        columns = {"amount": 5.0, "score": 0.7, "label": 1 if label else None}
+        value = encode_ingest("insert", "shop", "fraud", event_id, columns, timestamp)
+        partition.send(ingest_key("shop", "fraud", event_id), value)
+
+
+def delete_range(
+    partition: Partition, deletion_id: str, start: int, end: int, metrics: bool
+) -> None:
+    value = encode_delete_range("shop", "fraud", deletion_id, start, end, metrics)
+    partition.send(deletion_key("shop", "fraud"), value)
+
+
+def rows_over_hours(count: int, hours: int, seed: int = 1) -> list[tuple[str, int]]:
+    rng = random.Random(seed)
+    return [(f"e{i}", HOUR0 + rng.randrange(hours * HOUR_MS)) for i in range(count)]
+
+
+def test_a_range_deletion_runs_in_steps_and_retracts_exactly(partition: Partition) -> None:
+    rows = rows_over_hours(60, 5)
+    publish(partition, rows)
+    start, end = HOUR0 + HOUR_MS, HOUR0 + 3 * HOUR_MS
+    delete_range(partition, "d1", start, end, metrics=True)
+    partition.run()
+
+    survivors = {i: t for i, t in rows if not start <= t < end}
+    assert {i: e.timestamp_ms for i, e in partition.events().items()} == survivors
+    record = partition.record("d1")
+    assert (record.state, record.deleted) == (DONE, len(rows) - len(survivors))
+    # Steps of 7 events: the continuations the handler sent itself show it went in steps.
+    continuations = [m for m in partition.log if b"delete_continue" in m.value()]
+    assert len(continuations) == (len(rows) - len(survivors)) // 7
+    expected = bins_of(RULES, [(MODEL, e) for e in partition.events().values()])
+    assert partition.bins() == expected
+
+
+def test_without_update_metrics_the_bins_keep_their_values(partition: Partition) -> None:
+    publish(partition, rows_over_hours(40, 3))
+    partition.run()
+    bins_before = partition.bins()
+    delete_range(partition, "d1", HOUR0, HOUR0 + 3 * HOUR_MS, metrics=False)
+    partition.run()
+    assert partition.events() == {}
+    assert partition.bins() == bins_before
+    assert partition.record("d1").deleted == 40
+
+
+def test_ingestion_goes_on_between_the_steps(partition: Partition) -> None:
+    """Inserts published after the request are interleaved with its steps and kept when
+    they fall outside the range."""
+    publish(partition, rows_over_hours(30, 2))
+    delete_range(partition, "d1", HOUR0, HOUR0 + 2 * HOUR_MS, metrics=True)
+    partition.run(batch=5)  # the request and the first step
+    publish(partition, [(f"late{i}", HOUR0 + 2 * HOUR_MS + i) for i in range(10)])
+    partition.run(batch=5)
+    assert sorted(partition.events()) == sorted(f"late{i}" for i in range(10))
+    assert partition.record("d1").deleted == 30
+
+
+def test_the_daily_cap_pauses_a_deletion_until_the_next_utc_day(tmp_path: Path) -> None:
+    partition = Partition(tmp_path / "p", batch_size=4, cap=10)
+    publish(partition, rows_over_hours(18, 2))
+    delete_range(partition, "d1", HOUR0, HOUR0 + 2 * HOUR_MS, metrics=True)
+    partition.run()
+    record = partition.record("d1")
+    assert (record.state, record.deleted, len(partition.events())) == (
+        WAITING_FOR_DAILY_CAP, 10, 8,
+    )  # fmt: skip
+    partition.tick(now_ms=(record.capped_day + 0) * DAY_MS + 1000)  # same day: nothing
+    partition.run()
+    assert partition.record("d1").state == WAITING_FOR_DAILY_CAP
+    partition.tick(now_ms=(record.capped_day + 1) * DAY_MS + 1000)
+    assert partition.record("d1").state == RUNNING
+    partition.budget.used.clear()  # the new day's allowance (the handler's day is today's)
+    partition.run()
+    assert (partition.record("d1").state, partition.record("d1").deleted) == (DONE, 18)
+    assert partition.events() == {}
+    partition.store.close()
+
+
+def test_delete_by_ids_counts_each_event_once_and_ignores_a_redelivery(
+    partition: Partition,
+) -> None:
+    publish(partition, [(f"e{i}", HOUR0 + i) for i in range(10)])
+    ids = ["e1", "e2", "e2", "missing"]
+    message = encode_delete_ids("shop", "fraud", "d1", ids, True)
+    partition.send(deletion_key("shop", "fraud"), message)
+    partition.run()
+    again = FakeMessage(deletion_key("shop", "fraud"), message, partition.log[-1].offset())
+    partition.apply(partition.handler.handle(0, [again], partition.store))
+    assert sorted(partition.events()) == sorted(f"e{i}" for i in range(10) if i not in (1, 2))
+    record = partition.record("d1")
+    assert (record.kind, record.commands, record.deleted, record.state) == ("ids", 1, 2, DONE)
+
+
+def test_a_deletion_for_an_unregistered_model_is_dead_lettered(partition: Partition) -> None:
+    partition.send(b"shop/nope", encode_delete_range("shop", "nope", "d1", 0, HOUR_MS, True))
+    partition.run()
+    assert len(partition.dead_letters) == 1
+    assert partition.store.get(DELETIONS, b"d1") is None
+
+
+operations = st.lists(
+    st.tuples(
+        st.sampled_from(["insert", "move", "label", "delete"]),
+        st.integers(0, 8),
+        st.integers(0, 4 * HOUR_MS),
+    ),
+    max_size=40,
+)
+
+
+@settings(
+    max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(operations, st.integers(1, 10))
+def test_the_hour_index_always_matches_the_events_table(
+    tmp_path_factory: pytest.TempPathFactory, ops: list[tuple[str, int, int]], batch: int
+) -> None:
+    partition = Partition(tmp_path_factory.mktemp("index"))
+    for op, number, offset_ms in ops:
+        event_id, timestamp = f"e{number}", HOUR0 + offset_ms
+        key = ingest_key("shop", "fraud", event_id)
+        if op == "insert":
+            value = encode_ingest("insert", "shop", "fraud", event_id, {"amount": 1.0}, timestamp)
+        elif op == "move":
+            value = encode_ingest("update", "shop", "fraud", event_id, {}, timestamp)
+        elif op == "label":
+            value = encode_ingest("update", "shop", "fraud", event_id, {"label": 1})
+        else:
+            value = encode_ingest("delete", "shop", "fraud", event_id)
+        partition.send(key, value)
+    partition.run(batch)
+    indexed = {raw_key for raw_key, _ in partition.store.items(HOURS)}
+    assert indexed == {index_key(MODEL, event) for event in partition.events().values()}
+    partition.store.close()

@@ -9,10 +9,15 @@ from typing import TYPE_CHECKING, Any
 import orjson
 from faust.web import Request, Response, View
 
-from agents.merge import COUNTERS, EVENTS, decode_event
+from agents.merge import COUNTERS, DELETIONS, EVENTS, decode_event
+from state.bins import HOUR_MS
 from state.commands import event_key
 from state.counters import ModelCounters
+from state.deletions import DeletionRecord
+from state.events import StoredEvent
+from state.hour_index import HOURS, event_id_of, hour_prefix
 from state.models import model_key
+from state.store import PartitionStore
 from topics.partitioning import partition_for
 
 if TYPE_CHECKING:
@@ -80,6 +85,48 @@ def register_views(worker: Worker) -> None:
         bins = worker.redis_bins.read_range(model_key(project_id, model_id), start, end)
         return _json(view, {"project_id": project_id, "model_id": model_id, "bins": bins})
 
+    # --- for the API process: per-partition reads, routed by the owners hash -------
+
+    @app.page("/internal/deletions/{deletion_id}")
+    async def deletion_progress(view: View, request: Request, deletion_id: str) -> Response:
+        """What this worker's partitions know of a deletion request."""
+        found = {}
+        for partition, store in list(worker.merge.stores.items()):
+            raw = store.get(DELETIONS, deletion_id.encode())
+            if raw is not None:
+                found[str(partition)] = DeletionRecord.from_dict(orjson.loads(raw)).public()
+        return _json(view, {"partitions": found})
+
+    @app.page("/internal/partitions/{partition}/events")
+    async def partition_slice(view: View, request: Request, partition: str) -> Response:
+        """A page of one partition's events of a model in [start, end), in hour-index order."""
+        store = worker.merge.stores.get(int(partition))
+        if store is None:
+            return _not_here(view, worker, int(partition))
+        query = request.query
+        try:
+            start, end = int(query["start"]), int(query["end"])
+            limit = int(query.get("limit", "1000"))
+        except (KeyError, ValueError):
+            return _error(view, 400, "start and end (UTC ms) are required; limit is a number")
+        after = bytes.fromhex(query.get("after", ""))
+        events, last = slice_events(store, query.get("model", ""), start, end, after, limit)
+        return _json(view, {"events": events, "next": None if last is None else last.hex()})
+
+    @app.page("/internal/partitions/{partition}/events/lookup")
+    class PartitionLookup(View):
+        """Events of one partition by id: POST {"model": "project/model", "event_ids": [...]}."""
+
+        async def post(self, request: Request, partition: str) -> Response:
+            store = worker.merge.stores.get(int(partition))
+            if store is None:
+                return _not_here(self, worker, int(partition))
+            body = orjson.loads(await request.read())
+            model = body["model"]
+            keys = [event_key(model, str(event_id)).encode() for event_id in body["event_ids"]]
+            found = [decode_event(raw) for raw in store.get_many(EVENTS, keys) if raw is not None]
+            return _json(self, {"events": [_row(event) for event in found]})
+
     @app.page("/health")
     async def health(view: View, request: Request) -> Response:
         return _json(view, {"status": "ok"})
@@ -89,6 +136,39 @@ def register_views(worker: Worker) -> None:
         if not (worker.merge.ready.is_set() and worker.bins.ready.is_set()):
             return _error(view, 503, "the agents have no partitions assigned yet")
         return _json(view, {"status": "ready", "partitions": sorted(worker.merge.stores)})
+
+
+def slice_events(
+    store: PartitionStore, model: str, start_ms: int, end_ms: int, after: bytes, limit: int
+) -> tuple[list[dict[str, Any]], bytes | None]:
+    """Up to ``limit`` events and the index key to continue after (None: no more)."""
+    scope = f"{model}\x00".encode()
+    first = max(hour_prefix(model, start_ms // HOUR_MS), after + b"\x00" if after else b"")
+    past = hour_prefix(model, (end_ms - 1) // HOUR_MS + 1)
+    rows: list[dict[str, Any]] = []
+    for index_key, _ in store.items(HOURS, scope, start=first):
+        if index_key >= past:
+            return rows, None
+        raw = store.get(EVENTS, event_key(model, event_id_of(index_key)).encode())
+        if raw is None:
+            continue
+        event = decode_event(raw)
+        if start_ms <= event.timestamp_ms < end_ms:
+            rows.append(_row(event))
+            if len(rows) >= limit:
+                return rows, index_key
+    return rows, None
+
+
+def _row(event: StoredEvent) -> dict[str, Any]:
+    return {"event_id": event.event_id, "event_timestamp": event.timestamp_ms,
+            "event": event.columns}  # fmt: skip
+
+
+def _not_here(view: View, worker: Worker, partition: int) -> Response:
+    owner = worker.owners.owner_of(partition)
+    body = {"error": f"partition {partition} is not held by this worker", "owner": owner}
+    return _json(view, body, 409)
 
 
 def parse_time(raw: str | None, name: str) -> int:

@@ -25,6 +25,7 @@ from state.bins import HOUR_MS, ContributionRules, bins_of, decode_public
 from state.events import StoredEvent
 from state.metrics import bin_metrics
 from state.models import ModelSpec
+from tests.integration.commands import send_deletes
 from tests.integration.conftest import stored_events, wait_for_lag_zero
 from topics.progress import GroupProgress, merge_progress
 from topics.reading import read_topic
@@ -180,7 +181,8 @@ def test_bins_equal_the_batch_recomputation_after_a_sigkill_mid_stream(
             for i in rng.sample(range(30_000), 12_000)
         ]
         publish(client, labels, update=True)
-        client.delete_events("shop", "churn", [f"e{i}" for i in range(0, 30_000, 17)])
+        doomed = [f"e{i}" for i in range(0, 30_000, 17)]
+        send_deletes(settings, "shop", "churn", doomed, update_metrics=True)
 
     first = start_worker()
     progress = merge_progress(settings)
@@ -242,7 +244,7 @@ def test_a_bin_whose_events_are_all_deleted_is_removed(
         wait_until(lambda: sorted(bins_in_redis(settings)) == [490_000, 490_001], timeout_s=30,
                    what="two bins in Redis")  # fmt: skip
         first_hour = [row["event_id"] for i, row in enumerate(rows) if i % 2 == 0]
-        client.delete_events("shop", "churn", first_hour)
+        send_deletes(settings, "shop", "churn", first_hour, update_metrics=True)
         wait_until(lambda: sorted(bins_in_redis(settings)) == [490_001], timeout_s=30,
                    what="the emptied bin to leave Redis")  # fmt: skip
     assert bins_in_topic(settings)[490_000] is None  # a tombstone, for compaction to drop

@@ -1,0 +1,182 @@
+"""Deletion on the real broker and Redis: exact retraction, progress, and erasure.
+
+The commands go straight to the ingest topic here (``tests/integration/commands.py``);
+the REST API that sends them in production has its own tests.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import urllib.request
+import uuid
+from typing import Any
+
+import pytest
+import redis
+from confluent_kafka.admin import AdminClient
+
+from driftline.client import Driftline
+from driftline.settings import Settings
+from driftline.stack.waiting import wait_until
+from state.bins import HOUR_MS
+from tests.integration.commands import send_id_deletion, send_range_deletion
+from tests.integration.conftest import stored_events, wait_for_lag_zero
+from tests.integration.test_bins_integration import (
+    BASELINE,
+    HOUR0,
+    SPEC,
+    bins_in_redis,
+    publish,
+    recomputed,
+)
+from topics.reading import read_topic
+from topics.registry import Topics
+
+pytestmark = pytest.mark.integration
+
+
+def progress(settings: Settings, deletion_id: str) -> dict[str, dict[str, Any]]:
+    url = f"{settings.worker_url}/internal/deletions/{deletion_id}"
+    with urllib.request.urlopen(url, timeout=5) as response:
+        found: dict[str, dict[str, Any]] = json.loads(response.read())["partitions"]
+        return found
+
+
+def finished(settings: Settings, deletion_id: str, partitions: int) -> bool:
+    records = progress(settings, deletion_id)
+    return len(records) == partitions and all(r["state"] == "done" for r in records.values())
+
+
+def rows(prefix: str, count: int, first_hour: int, hours: int) -> list[dict[str, Any]]:
+    return [
+        {"event_id": f"{prefix}-{i:05d}-x", "timestamp": HOUR0 + (first_hour + i % hours) * HOUR_MS
+         + i, "age": 20 + i % 50, "plan": ["free", "pro"][i % 2], "score": (i % 10) / 10,
+         "churned": i % 2}
+        for i in range(count)
+    ]  # fmt: skip
+
+
+def test_a_range_deletion_with_update_metrics_leaves_bins_equal_to_the_recomputation(
+    settings: Settings, start_worker: Any
+) -> None:
+    settings = settings.with_overrides(event_deletion_batch_size=50)
+    start_worker(settings)
+    with Driftline(settings) as client:
+        client.register_model(SPEC, BASELINE)
+        publish(client, rows("e", 900, 0, 3))
+    wait_until(lambda: sum(b["counts"]["n"] for b in bins_in_redis(settings).values()) == 900,
+               timeout_s=30, what="900 events in the bins")  # fmt: skip
+
+    send_range_deletion(settings, "shop", "churn", "d1", HOUR0 + HOUR_MS, HOUR0 + 2 * HOUR_MS,
+                        update_metrics=True)  # fmt: skip
+    wait_until(lambda: finished(settings, "d1", settings.ingest_partitions), timeout_s=30,
+               what="the deletion to finish on every partition")  # fmt: skip
+    assert sum(r["deleted"] for r in progress(settings, "d1").values()) == 300
+    wait_for_lag_zero(settings)
+    assert {ts // HOUR_MS - HOUR0 // HOUR_MS for ts, _ in stored_events(settings).values()} == {
+        0, 2,
+    }  # fmt: skip
+
+    def settled() -> bool:
+        found = {h: {k: v for k, v in b["counts"].items() if k != "delay_ms"}
+                 for h, b in bins_in_redis(settings).items()}  # fmt: skip
+        return found == recomputed(settings)
+
+    wait_until(settled, timeout_s=30, what="Redis bins equal to the batch recomputation")
+
+
+def test_deletion_without_update_metrics_keeps_the_bins(
+    settings: Settings, start_worker: Any
+) -> None:
+    start_worker()
+    with Driftline(settings) as client:
+        client.register_model(SPEC, BASELINE)
+        publish(client, rows("e", 200, 0, 2))
+    wait_until(lambda: sum(b["counts"]["n"] for b in bins_in_redis(settings).values()) == 200,
+               timeout_s=30, what="200 events in the bins")  # fmt: skip
+    before = {h: b["counts"] for h, b in bins_in_redis(settings).items()}
+    doomed = [f"e-{i:05d}-x" for i in range(0, 200, 3)]
+    send_id_deletion(settings, "shop", "churn", "d2", doomed, update_metrics=False)
+    wait_until(lambda: sum(r["deleted"] for r in progress(settings, "d2").values()) == len(doomed),
+               timeout_s=30, what="the ids to be deleted")  # fmt: skip
+    wait_for_lag_zero(settings)
+    assert len(stored_events(settings)) == 200 - len(doomed)
+    time.sleep(2 * settings.emit_interval_s)
+    assert {h: b["counts"] for h, b in bins_in_redis(settings).items()} == before
+
+
+def test_erasure_leaves_no_trace_in_any_topic_but_the_raw_ingest_one(
+    settings: Settings, start_worker: Any
+) -> None:
+    """Deleted ids vanish from every changelog once compaction has run (small segments and
+    tombstone retention here), and from Redis and the worker's reads at once."""
+    settings = settings.with_overrides(compaction_lag_ms=1000, tombstone_retention_ms=1000)
+    start_worker(settings)
+    kept, gone = rows("keep", 100, 0, 2), rows("gone", 60, 0, 2)
+    doomed_by_range = rows("span", 40, 3, 1)
+    with Driftline(settings) as client:
+        client.register_model(SPEC, BASELINE)
+        publish(client, kept + gone + doomed_by_range)
+        labels = [{"event_id": r["event_id"], "churned": 0} for r in gone[:20]]
+        publish(client, labels, update=True)
+        wait_for_lag_zero(settings)
+        gone_ids = [r["event_id"] for r in gone]
+        send_id_deletion(settings, "shop", "churn", "d3", gone_ids, update_metrics=True)
+        send_range_deletion(settings, "shop", "churn", "d4", HOUR0 + 3 * HOUR_MS,
+                            HOUR0 + 4 * HOUR_MS, update_metrics=True)  # fmt: skip
+        wait_until(lambda: finished(settings, "d4", settings.ingest_partitions), timeout_s=30,
+                   what="the range deletion")  # fmt: skip
+        wait_for_lag_zero(settings)
+        erased = [*gone_ids, *(r["event_id"] for r in doomed_by_range)]
+        assert all(client.get_event("shop", "churn", event_id) is None for event_id in erased)
+        assert len(stored_events(settings)) == len(kept)
+        traces = _redis_traces(settings, erased)
+        assert traces == [], traces
+
+        # Compaction needs newer records behind the deleted ones: keep the model busy.
+        def clean() -> bool:
+            publish(client, [{**row, "event_id": f"filler-{uuid.uuid4().hex}"} for row in kept[:5]])
+            return not _topic_traces(settings, erased)
+
+        wait_until(clean, timeout_s=120, interval_s=2, what="compaction to erase every trace")
+
+
+def _topic_traces(settings: Settings, erased: list[str]) -> list[str]:
+    """Where a deleted id still appears: every topic of this prefix but the raw ingest."""
+    ingest = Topics.for_settings(settings).ingest.name
+    names = AdminClient({"bootstrap.servers": settings.bootstrap_servers}).list_topics(timeout=10)
+    needles = [event_id.encode() for event_id in erased]
+    found = []
+    for topic in sorted(names.topics):
+        if not topic.startswith(settings.topic_prefix) or topic == ingest:
+            continue
+        for message in read_topic(settings.bootstrap_servers, topic):
+            blob = (message.key() or b"") + b"|" + (message.value() or b"")
+            found.extend(f"{topic}@{message.offset()}" for n in needles if n in blob)
+    return found
+
+
+def _redis_traces(settings: Settings, erased: list[str]) -> list[str]:
+    """Keys of this prefix whose name or content mentions a deleted id."""
+    client = redis.Redis.from_url(settings.redis)
+    found = []
+    for key in client.scan_iter(f"{settings.topic_prefix}*"):
+        blob = key + b"|" + _content(client, key)
+        found.extend(key.decode() for event_id in erased if event_id.encode() in blob)
+    return found
+
+
+def _content(client: redis.Redis, key: bytes) -> bytes:
+    kind = client.type(key)
+    if kind == b"string":
+        return bytes(client.get(key) or b"")
+    if kind == b"hash":
+        return b"|".join(k + b"=" + v for k, v in client.hgetall(key).items())
+    if kind == b"zset":
+        return b"|".join(client.zrange(key, 0, -1))
+    if kind == b"set":
+        return b"|".join(client.smembers(key))
+    if kind == b"list":
+        return b"|".join(client.lrange(key, 0, -1))
+    return b""

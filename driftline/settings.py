@@ -46,6 +46,8 @@ class Settings:
     # Worker HTTP server (event read-back, health).
     worker_host: str = "127.0.0.1"
     worker_port: int = 6066
+    # How the API and other workers reach this worker, when not at host:port (containers).
+    worker_advertised_url: str | None = None
     # Embedded stack.
     home: Path = field(default_factory=_default_home)
     kafka_version: str = "4.1.1"
@@ -105,6 +107,7 @@ class Settings:
             ),
             worker_host=env.get("DRIFTLINE_WORKER_HOST", defaults.worker_host),
             worker_port=_int(env, "DRIFTLINE_WORKER_PORT", defaults.worker_port),
+            worker_advertised_url=env.get("DRIFTLINE_WORKER_ADVERTISED_URL") or None,
             home=home,
             kafka_version=env.get("DRIFTLINE_KAFKA_VERSION", defaults.kafka_version),
             local_kafka_port=_int(env, "DRIFTLINE_LOCAL_KAFKA_PORT", defaults.local_kafka_port),
@@ -167,6 +170,8 @@ class Settings:
             "DRIFTLINE_API_TOKENS_FILE": str(self.api_tokens_file),
             "DRIFTLINE_API_MAX_BODY_BYTES": str(self.api_max_body_bytes),
         }
+        if self.worker_advertised_url is not None:
+            env["DRIFTLINE_WORKER_ADVERTISED_URL"] = self.worker_advertised_url
         if self.api_url is not None:
             env["DRIFTLINE_API_URL"] = self.api_url
         if self.api_token is not None:
@@ -179,7 +184,7 @@ class Settings:
 
     @property
     def worker_url(self) -> str:
-        return f"http://{self.worker_host}:{self.worker_port}"
+        return self.worker_advertised_url or f"http://{self.worker_host}:{self.worker_port}"
 
     @property
     def api_base_url(self) -> str:

@@ -15,8 +15,23 @@ def test_to_env_round_trips_every_field() -> None:
         parked_update_timeout_s=2.5,
         home=Path("/h"),
         data_dir=Path("/d"),
+        worker_advertised_url="http://w:6066",
+        compaction_lag_ms=5,
+        tombstone_retention_ms=6,
+        event_deletion_batch_size=7,
+        deletion_daily_cap=8,
+        delete_requests_per_day=9,
+        api_host="0.0.0.0",
+        api_port=8181,
+        api_tokens_file=Path("/t.json"),
+        api_max_body_bytes=10,
+        api_url="http://api:8181",
+        api_token="secret",
     )
-    assert Settings.from_env(settings.to_env()) == settings
+    env = settings.to_env()
+    assert Settings.from_env(env) == settings
+    assert "DRIFTLINE_API_TOKEN" in env  # only to pass it to a child process
+    assert env["EVENT_DELETION_BATCH_SIZE"] == "7"  # the name the product documents
 
 
 def test_defaults_describe_the_embedded_stack() -> None:

@@ -1,0 +1,531 @@
+"""The API's aiohttp application: routes, auth, and the wiring to Kafka, Redis and workers.
+
+``create_app(settings)`` builds a fresh application (tests build one per test with
+their own topics). Handlers stay thin: the checks are in ``api.requests``, the shaping of
+answers in ``api.responses``, the messages of a deletion in ``api.deletions``.
+
+Routes (the OpenAPI document ``api/openapi.yaml`` describes each):
+
+- ``POST /v1/events/delete`` and ``DELETE /v1/events``: delete by ids or time range
+- ``GET /v1/deletions/{deletion_id}``: a deletion's progress
+- ``GET /v1/events``: slices by time range and/or ids, JSON or CSV
+- ``POST /v1/events`` / ``PATCH /v1/events``: insert / update events in batches
+- ``GET /v1/metrics``: hourly bins
+- ``GET /health``, ``GET /ready``, ``GET /openapi.yaml``, ``GET /openapi.json``: open
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import uuid
+from collections import Counter
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import orjson
+import redis
+import redis.asyncio as aioredis
+import yaml
+from aiohttp import web
+from confluent_kafka.admin import AdminClient
+
+from agents.ownership import PartitionOwners
+from agents.serving import RedisBins
+from api.auth import Principal, TokenStore
+from api.deletions import DeletionLog, deletion_messages, expected_commands
+from api.rate_limit import DeleteRateLimit
+from api.requests import (
+    Cursor,
+    RequestError,
+    SliceQuery,
+    check_row,
+    model_of,
+    ordered_ids,
+    parse_delete,
+    parse_metrics,
+    parse_publish,
+    parse_slice,
+)
+from api.responses import csv_columns, deletion_status, public_row, to_csv
+from api.workers import Workers, WorkerUnavailableError
+from driftline.settings import Settings
+from state.events import dropped_update_fields
+from state.models import ModelSpec, model_key
+from topics.admin import ensure_topics
+from topics.messages import deletion_key, encode_ingest, ingest_key
+from topics.models import ModelRegistry
+from topics.partitioning import partition_for
+from topics.producer import CheckedProducer, DeliveryError
+from topics.registry import Topics
+from topics.sources import InvalidEventError
+
+log = logging.getLogger(__name__)
+
+OPENAPI_PATH = Path(__file__).with_name("openapi.yaml")
+OPEN_PATHS = frozenset({"/health", "/ready", "/openapi.yaml", "/openapi.json"})
+DELETE_PATHS = frozenset({"/v1/events/delete"})
+_BODY_HEADERS = frozenset({"content-type", "content-length"})
+
+
+@dataclass
+class Services:
+    """Connections of one API process; built at startup, closed at cleanup."""
+
+    settings: Settings
+    topics: Topics
+    producer: CheckedProducer
+    # One request at a time produces and flushes, so that a broker refusal is reported
+    # to the request whose messages it refused.
+    produce_lock: asyncio.Lock
+    admin: AdminClient
+    registry: ModelRegistry
+    redis: redis.Redis
+    aredis: aioredis.Redis
+    tokens: TokenStore
+    rate_limit: DeleteRateLimit
+    deletions: DeletionLog
+    workers: Workers
+    bins: RedisBins
+    session: aiohttp.ClientSession
+
+
+SERVICES = web.AppKey("services", Services)
+SETTINGS = web.AppKey("settings", Settings)
+
+
+def create_app(settings: Settings) -> web.Application:
+    app = web.Application(client_max_size=settings.api_max_body_bytes, middlewares=[_errors, _auth])
+    app[SETTINGS] = settings
+    app.cleanup_ctx.append(_services)
+    document = OPENAPI_PATH.read_text()
+    as_json = orjson.dumps(yaml.safe_load(document))
+
+    async def openapi_yaml(request: web.Request) -> web.Response:
+        return web.Response(text=document, content_type="application/yaml")
+
+    async def openapi_json(request: web.Request) -> web.Response:
+        return web.Response(body=as_json, content_type="application/json")
+
+    app.router.add_get("/health", health, allow_head=False)
+    app.router.add_get("/ready", ready, allow_head=False)
+    app.router.add_get("/openapi.yaml", openapi_yaml, allow_head=False)
+    app.router.add_get("/openapi.json", openapi_json, allow_head=False)
+    app.router.add_post("/v1/events/delete", delete_events)
+    app.router.add_delete("/v1/events", delete_events)
+    app.router.add_get("/v1/deletions/{deletion_id}", get_deletion, allow_head=False)
+    app.router.add_get("/v1/events", get_events, allow_head=False)
+    app.router.add_post("/v1/events", insert_events)
+    app.router.add_patch("/v1/events", update_events)
+    app.router.add_get("/v1/metrics", get_metrics, allow_head=False)
+    return app
+
+
+async def _services(app: web.Application) -> AsyncIterator[None]:
+    settings = app[SETTINGS]
+    topics = Topics.for_settings(settings)
+    # The API may start before any worker: it creates the topics it writes and reads.
+    await asyncio.to_thread(ensure_topics, settings.bootstrap_servers, topics.owned)
+    registry = await asyncio.to_thread(
+        ModelRegistry, settings.bootstrap_servers, topics.models.name
+    )
+    sync_redis = redis.Redis.from_url(settings.redis)
+    async_redis = aioredis.Redis.from_url(settings.redis)
+    session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=15))
+    prefix = settings.topic_prefix
+    app[SERVICES] = Services(
+        settings=settings,
+        topics=topics,
+        producer=CheckedProducer(settings.bootstrap_servers),
+        produce_lock=asyncio.Lock(),
+        admin=AdminClient({"bootstrap.servers": settings.bootstrap_servers}),
+        registry=registry,
+        redis=sync_redis,
+        aredis=async_redis,
+        tokens=TokenStore(settings.api_tokens_file),
+        rate_limit=DeleteRateLimit(async_redis, prefix, settings.delete_requests_per_day),
+        deletions=DeletionLog(async_redis, prefix),
+        workers=Workers(PartitionOwners(sync_redis, prefix, own_url=""), session),
+        bins=RedisBins(sync_redis, prefix),
+        session=session,
+    )
+    yield
+    services = app[SERVICES]
+    await session.close()
+    await async_redis.aclose()
+    sync_redis.close()
+    await asyncio.to_thread(services.producer.flush, 10.0)
+    await asyncio.to_thread(registry.close)
+
+
+# --- middlewares -------------------------------------------------------------------------
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+@web.middleware
+async def _errors(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Every error as JSON ``{"error": ...}`` with a sentence that says what to do."""
+    try:
+        return await handler(request)
+    except RequestError as error:
+        return error_response(error.status, error.message)
+    except WorkerUnavailableError as error:
+        return error_response(503, str(error), {"Retry-After": "1"})
+    except web.HTTPRequestEntityTooLarge:
+        limit = request.app[SETTINGS].api_max_body_bytes
+        return error_response(
+            413, f"the body is larger than {limit:,} bytes; send the events in smaller batches"
+        )
+    except web.HTTPException as error:
+        if error.status < 400:
+            raise
+        kept = {k: v for k, v in error.headers.items() if k.lower() not in _BODY_HEADERS}
+        return error_response(error.status, error.reason, kept)
+    except Exception:
+        log.exception("%s %s failed", request.method, request.path)
+        return error_response(500, "internal error; the API's log has the details")
+
+
+@web.middleware
+async def _auth(request: web.Request, handler: Handler) -> web.StreamResponse:
+    if request.path in OPEN_PATHS:
+        return await handler(request)
+    principal = request.app[SERVICES].tokens.authenticate(request.headers.get("Authorization"))
+    if principal is None:
+        headers = {"WWW-Authenticate": 'Bearer realm="driftline"'}
+        if _is_delete(request):
+            headers.update((await request.app[SERVICES].rate_limit.peek(None)).headers())
+        return error_response(
+            401,
+            "a valid API token is required: send 'Authorization: Bearer <token>' (an "
+            "operator creates one with `driftline api token --project P`)",
+            headers,
+        )
+    request["principal"] = principal
+    return await handler(request)
+
+
+def _is_delete(request: web.Request) -> bool:
+    return request.path in DELETE_PATHS or (
+        request.path == "/v1/events" and request.method == "DELETE"
+    )
+
+
+# --- open endpoints ----------------------------------------------------------------------
+
+
+async def health(request: web.Request) -> web.Response:
+    return json_response({"status": "ok"})
+
+
+async def ready(request: web.Request) -> web.Response:
+    """Ready when the broker answers for the ingest topic and Redis answers a PING."""
+    services = request.app[SERVICES]
+    try:
+        await services.aredis.ping()
+    except (redis.RedisError, OSError) as error:
+        return error_response(503, f"Redis does not answer: {error}")
+    topic = services.topics.ingest.name
+    try:
+        metadata = await asyncio.to_thread(services.admin.list_topics, topic, 3.0)
+    except Exception as error:
+        return error_response(503, f"Kafka does not answer: {error}")
+    found = metadata.topics.get(topic)
+    if found is None or found.error is not None:
+        return error_response(503, f"the ingest topic {topic} is not available yet")
+    return json_response({"status": "ready"})
+
+
+# --- deletion ------------------------------------------------------------------------------
+
+
+async def delete_events(request: web.Request) -> web.Response:
+    services = request.app[SERVICES]
+    principal: Principal = request["principal"]
+    try:
+        body = orjson.loads(await request.read())
+    except orjson.JSONDecodeError as error:
+        window = await services.rate_limit.peek(None)
+        return error_response(400, f"the body is not valid JSON: {error}", window.headers())
+    named = model_of(body)
+    model = None if named is None else model_key(*named)
+    try:
+        deletion = parse_delete(body)
+        if not principal.may_use(deletion.project_id):
+            raise _forbidden(deletion.project_id)
+        await _spec(services, deletion.project_id, deletion.model_id)
+    except RequestError as error:
+        window = await services.rate_limit.peek(model)
+        return error_response(error.status, error.message, window.headers())
+    model = model_key(deletion.project_id, deletion.model_id)
+    window = await services.rate_limit.take(model)
+    if window.exceeded:
+        return error_response(
+            429,
+            f"model {model} has had its {window.limit} delete requests of this UTC day; "
+            f"retry after {window.headers()['Retry-After']} s (at midnight UTC)",
+            window.headers(),
+        )
+    deletion_id = uuid.uuid4().hex
+    settings = services.settings
+    messages = deletion_messages(
+        deletion, deletion_id, settings.ingest_partitions, settings.max_event_bytes
+    )
+    await services.deletions.put(
+        deletion_id,
+        {
+            "deletion_id": deletion_id,
+            "project_id": deletion.project_id,
+            "model_id": deletion.model_id,
+            "model": model,
+            "kind": deletion.kind,
+            "update_metrics": deletion.update_metrics,
+            "expected": expected_commands(messages),
+            "created": datetime.now(UTC).isoformat(timespec="milliseconds"),
+            "events": len(deletion.event_ids or ()),
+            "time_range": list(deletion.time_range) if deletion.time_range else None,
+        },
+    )
+    key = deletion_key(deletion.project_id, deletion.model_id)
+    try:
+        await _produce(services, [(key, value, partition) for partition, value in messages])
+    except DeliveryError as error:
+        await services.deletions.forget(deletion_id)
+        await services.rate_limit.give_back(model)
+        refreshed = await services.rate_limit.peek(model)
+        return error_response(
+            503, f"the broker did not accept the request ({error}); retry", refreshed.headers()
+        )
+    status_url = f"/v1/deletions/{deletion_id}"
+    return json_response(
+        {"deletion_id": deletion_id, "status_url": status_url},
+        202,
+        {**window.headers(), "Location": status_url},
+    )
+
+
+async def get_deletion(request: web.Request) -> web.Response:
+    services = request.app[SERVICES]
+    deletion_id = request.match_info["deletion_id"]
+    record = await services.deletions.get(deletion_id)
+    if record is None:
+        raise RequestError(404, f"no deletion {deletion_id!r} (ids are kept 30 days)")
+    if not request["principal"].may_use(record["project_id"]):
+        raise _forbidden(record["project_id"])
+    expected: dict[str, int] = record["expected"]
+    records = await services.workers.deletion_records(deletion_id, map(int, expected))
+    status = deletion_status(deletion_id, expected, records)
+    status.update(
+        model=record["model"],
+        kind=record["kind"],
+        update_metrics=record["update_metrics"],
+        created=record["created"],
+    )
+    return json_response(status)
+
+
+# --- slices --------------------------------------------------------------------------------
+
+
+async def get_events(request: web.Request) -> web.Response:
+    services = request.app[SERVICES]
+    query = parse_slice(request.query.items())
+    _check_scope(request, query.project_id)
+    spec = await _spec(services, query.project_id, query.model_id)
+    if query.event_ids is not None:
+        events, cursor = await _slice_by_ids(services, query)
+    else:
+        events, cursor = await _slice_by_range(services, query)
+    rows = [public_row(event) for event in events]
+    next_cursor = None if cursor is None else cursor.encode()
+    if query.format == "csv":
+        headers = {"X-Next-Cursor": next_cursor} if next_cursor else {}
+        return web.Response(
+            text=to_csv(csv_columns(spec, rows), rows), content_type="text/csv", headers=headers
+        )
+    return json_response({"rows": rows, "next_cursor": next_cursor})
+
+
+async def _slice_by_range(
+    services: Services, query: SliceQuery
+) -> tuple[list[dict[str, Any]], Cursor | None]:
+    """Partition after partition, each in its hour-index order, from the cursor on."""
+    assert query.time_range is not None
+    start, end = query.time_range
+    model = model_key(query.project_id, query.model_id)
+    partition, after = query.cursor.partition, query.cursor.after
+    events: list[dict[str, Any]] = []
+    while partition < services.settings.ingest_partitions:
+        wanted = query.limit - len(events)
+        page, next_after = await services.workers.page(partition, model, start, end, after, wanted)
+        events.extend(page)
+        if next_after is not None:
+            return events, Cursor(partition, next_after)
+        partition, after = partition + 1, ""
+        if len(events) >= query.limit:
+            break
+    done = partition >= services.settings.ingest_partitions
+    return events, None if done else Cursor(partition, "")
+
+
+async def _slice_by_ids(
+    services: Services, query: SliceQuery
+) -> tuple[list[dict[str, Any]], Cursor | None]:
+    """The ids in (partition, request order), ``limit`` ids a page; missing ids are skipped."""
+    assert query.event_ids is not None
+    partitions = services.settings.ingest_partitions
+    project_id, model_id = query.project_id, query.model_id
+    ordered = ordered_ids(
+        query.event_ids,
+        lambda event_id: partition_for(ingest_key(project_id, model_id, event_id), partitions),
+    )
+    offset = query.cursor.offset
+    page = ordered[offset : offset + query.limit]
+    by_partition: dict[int, list[str]] = {}
+    for partition, event_id in page:
+        by_partition.setdefault(partition, []).append(event_id)
+    model = model_key(project_id, model_id)
+    found = await asyncio.gather(
+        *(services.workers.lookup(p, model, ids) for p, ids in by_partition.items())
+    )
+    events = [event for part in found for event in part]
+    if query.time_range is not None:
+        start, end = query.time_range
+        events = [e for e in events if start <= e["event_timestamp"] < end]
+    rank = {event_id: i for i, (_, event_id) in enumerate(page)}
+    events.sort(key=lambda e: rank.get(e["event_id"], len(rank)))
+    more = offset + query.limit < len(ordered)
+    return events, Cursor(offset=offset + query.limit) if more else None
+
+
+# --- publishing ------------------------------------------------------------------------------
+
+
+async def insert_events(request: web.Request) -> web.Response:
+    return await _publish(request, update=False)
+
+
+async def update_events(request: web.Request) -> web.Response:
+    return await _publish(request, update=True)
+
+
+async def _publish(request: web.Request, update: bool) -> web.Response:
+    """Valid rows are produced; invalid ones are reported by index and cost nothing else."""
+    services = request.app[SERVICES]
+    batch = parse_publish(await _json_body(request))
+    _check_scope(request, batch.project_id)
+    spec = await _spec(services, batch.project_id, batch.model_id)
+    op = "update" if update else "insert"
+    max_bytes = services.settings.max_event_bytes
+    messages: list[tuple[bytes, bytes, int]] = []
+    event_ids: list[str] = []
+    errors: list[dict[str, Any]] = []
+    dropped: Counter[str] = Counter()
+    for index, row in enumerate(batch.rows):
+        try:
+            outgoing = check_row(spec, row, index, update)
+        except InvalidEventError as error:
+            errors.append({"index": index, "error": str(error)})
+            continue
+        value = encode_ingest(
+            op, spec.project_id, spec.model_id, outgoing.event_id, outgoing.columns,
+            outgoing.timestamp_ms,
+        )  # fmt: skip
+        if len(value) > max_bytes:
+            errors.append({"index": index, "error": f"events[{index}] is {len(value):,} bytes "
+                           f"as a message; the limit is {max_bytes:,}"})  # fmt: skip
+            continue
+        if update:
+            dropped.update(dropped_update_fields(spec, outgoing.columns))
+        key = ingest_key(spec.project_id, spec.model_id, outgoing.event_id)
+        messages.append((key, value, -1))
+        event_ids.append(outgoing.event_id)
+    try:
+        await _produce(services, messages)
+    except DeliveryError as error:
+        raise RequestError(503, f"the broker did not accept the events ({error}); retry") from None
+    body = {
+        "accepted": len(event_ids),
+        "errors": errors,
+        "event_ids": event_ids,
+        "dropped_fields": dict(dropped.most_common()),
+    }
+    return json_response(body, 207 if errors else 200)
+
+
+# --- metrics ---------------------------------------------------------------------------------
+
+
+async def get_metrics(request: web.Request) -> web.Response:
+    services = request.app[SERVICES]
+    project_id, model_id, start, end = parse_metrics(request.query)
+    _check_scope(request, project_id)
+    await _spec(services, project_id, model_id)
+    bins = await asyncio.to_thread(
+        services.bins.read_range, model_key(project_id, model_id), start, end
+    )
+    return json_response({"project_id": project_id, "model_id": model_id, "bins": bins})
+
+
+# --- helpers ---------------------------------------------------------------------------------
+
+
+async def _spec(services: Services, project_id: str, model_id: str) -> ModelSpec:
+    spec = await asyncio.to_thread(services.registry.spec, model_key(project_id, model_id))
+    if spec is None:
+        raise RequestError(
+            404, f"model {project_id}/{model_id} is not registered; register it first"
+        )
+    return spec
+
+
+async def _produce(services: Services, messages: list[tuple[bytes, bytes, int]]) -> None:
+    topic = services.topics.ingest.name
+    producer = services.producer
+
+    def send() -> None:
+        for number, (key, value, partition) in enumerate(messages):
+            producer.produce(topic, key, value, partition=partition)
+            if number % 1000 == 999:
+                producer.poll()
+        producer.flush(30.0)
+
+    async with services.produce_lock:
+        await asyncio.to_thread(send)
+
+
+async def _json_body(request: web.Request) -> Any:
+    try:
+        return orjson.loads(await request.read())
+    except orjson.JSONDecodeError as error:
+        raise RequestError(400, f"the body is not valid JSON: {error}") from None
+
+
+def _check_scope(request: web.Request, project_id: str) -> None:
+    if not request["principal"].may_use(project_id):
+        raise _forbidden(project_id)
+
+
+def _forbidden(project_id: str) -> RequestError:
+    return RequestError(
+        403, f"this token is not allowed to use project {project_id!r}; ask for one that is"
+    )
+
+
+def json_response(
+    body: Any, status: int = 200, headers: dict[str, str] | None = None
+) -> web.Response:
+    return web.Response(
+        body=orjson.dumps(body), status=status, content_type="application/json", headers=headers
+    )
+
+
+def error_response(
+    status: int, message: str, headers: dict[str, str] | None = None
+) -> web.Response:
+    return json_response({"error": message}, status, headers)

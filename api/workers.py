@@ -1,0 +1,128 @@
+"""Reads that only the workers can answer, routed to each partition's owner.
+
+The owners hash in Redis (``agents.ownership``) says which worker holds a partition; a
+worker that no longer holds it answers 409 with the new owner, and the read is retried
+there once. A partition with no reachable owner is ``WorkerUnavailableError`` (the API
+answers 503: the read can be retried once the group has settled).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterable
+from typing import Any
+
+import aiohttp
+import orjson
+
+from agents.ownership import PartitionOwners
+
+
+class WorkerUnavailableError(Exception):
+    pass
+
+
+class Workers:
+    def __init__(self, owners: PartitionOwners, session: aiohttp.ClientSession) -> None:
+        self._owners = owners
+        self._session = session
+
+    async def owners_of(self, partitions: Iterable[int]) -> dict[int, str | None]:
+        wanted = list(partitions)
+        found = await asyncio.to_thread(lambda: [self._owners.owner_of(p) for p in wanted])
+        return dict(zip(wanted, found, strict=True))
+
+    async def deletion_records(
+        self, deletion_id: str, partitions: Iterable[int]
+    ) -> dict[str, dict[str, Any]]:
+        """What the owners of ``partitions`` know of a deletion, by partition (as text)."""
+        owners = await self.owners_of(partitions)
+        wanted = {str(p) for p in owners}
+        urls = sorted({url for url in owners.values() if url is not None})
+        answers = await asyncio.gather(
+            *(self._get(f"{url}/internal/deletions/{deletion_id}") for url in urls),
+            return_exceptions=True,
+        )
+        records: dict[str, dict[str, Any]] = {}
+        for answer in answers:
+            # An owner that does not answer leaves its partitions not done, not failed.
+            if isinstance(answer, BaseException) or answer[0] != 200:
+                continue
+            for partition, record in answer[1].get("partitions", {}).items():
+                if partition in wanted:
+                    records[partition] = record
+        return records
+
+    async def page(
+        self, partition: int, model: str, start_ms: int, end_ms: int, after: str, limit: int
+    ) -> tuple[list[dict[str, Any]], str | None]:
+        """Up to ``limit`` events of one partition in [start, end) after the key ``after``."""
+        query = {"model": model, "start": start_ms, "end": end_ms, "after": after, "limit": limit}
+        body = await self._at_owner(partition, "GET", "/events", query=query)
+        next_after: str | None = body.get("next")
+        return list(body.get("events", [])), next_after
+
+    async def lookup(
+        self, partition: int, model: str, event_ids: list[str]
+    ) -> list[dict[str, Any]]:
+        payload = {"model": model, "event_ids": event_ids}
+        body = await self._at_owner(partition, "POST", "/events/lookup", payload=payload)
+        return list(body.get("events", []))
+
+    async def _at_owner(
+        self,
+        partition: int,
+        method: str,
+        path: str,
+        query: dict[str, Any] | None = None,
+        payload: dict[str, Any] | None = None,
+    ) -> dict[str, Any]:
+        owner = (await self.owners_of([partition]))[partition]
+        for _ in range(2):
+            if owner is None:
+                raise WorkerUnavailableError(
+                    f"partition {partition} has no worker yet; retry shortly"
+                )
+            url = f"{owner}/internal/partitions/{partition}{path}"
+            try:
+                status, body = await self._request(method, url, query, payload)
+            except (aiohttp.ClientError, TimeoutError) as error:
+                raise WorkerUnavailableError(
+                    f"the worker holding partition {partition} ({owner}) did not answer: "
+                    f"{error or type(error).__name__}; retry shortly"
+                ) from error
+            if status == 200:
+                return body
+            if status != 409:
+                raise WorkerUnavailableError(
+                    f"the worker holding partition {partition} answered {status}: "
+                    f"{body.get('error', body)}"
+                )
+            moved = body.get("owner")
+            owner = moved if isinstance(moved, str) and moved != owner else None
+        raise WorkerUnavailableError(
+            f"partition {partition} is moving between workers; retry shortly"
+        )
+
+    async def _get(self, url: str) -> tuple[int, dict[str, Any]]:
+        return await self._request("GET", url, None, None)
+
+    async def _request(
+        self,
+        method: str,
+        url: str,
+        query: dict[str, Any] | None,
+        payload: dict[str, Any] | None,
+    ) -> tuple[int, dict[str, Any]]:
+        params = None if query is None else {k: str(v) for k, v in query.items()}
+        data = None if payload is None else orjson.dumps(payload)
+        headers = {"Content-Type": "application/json"} if data is not None else None
+        async with self._session.request(
+            method, url, params=params, data=data, headers=headers
+        ) as response:
+            raw = await response.read()
+        try:
+            body = orjson.loads(raw) if raw else {}
+        except orjson.JSONDecodeError:
+            body = {"error": raw[:200].decode(errors="replace")}
+        return response.status, body if isinstance(body, dict) else {"value": body}

@@ -132,6 +132,12 @@ def publish(settings: Settings, project_id: str, model_id: str, source: Path, up
     type=click.Path(exists=True, dir_okay=False, path_type=Path),
     help="A file with one event id per line.",
 )
+@click.option("--start", help="Delete by time range from this UTC hour, 'YYYY-MM-DD HH:00:00'.")
+@click.option("--end", help="... up to this UTC hour (exclusive), 'YYYY-MM-DD HH:00:00'.")
+@click.option(
+    "--update-metrics", is_flag=True, help="Retract the deleted events from the metric bins."
+)
+@click.option("--no-wait", is_flag=True, help="Print the deletion id and return at once.")
 @click.pass_obj
 def delete(
     settings: Settings,
@@ -139,18 +145,119 @@ def delete(
     model_id: str,
     event_ids: tuple[str, ...],
     ids_file: Path | None,
+    start: str | None,
+    end: str | None,
+    update_metrics: bool,
+    no_wait: bool,
 ) -> None:
-    """Delete events by id."""
+    """Delete events by id or by time range, through the API (DRIFTLINE_API_URL)."""
+    from tqdm import tqdm
+
     from driftline.client import Driftline
 
     ids = list(event_ids)
     if ids_file is not None:
         ids.extend(line.strip() for line in ids_file.read_text().splitlines() if line.strip())
-    if not ids:
-        raise click.UsageError("give event ids as arguments or with --ids-file")
+    if (start is None) != (end is None):
+        raise click.UsageError("a time range needs both --start and --end")
+    time_range = None if start is None or end is None else (start, end)
+    if ids and time_range is not None:
+        raise click.UsageError("delete either by ids or by --start/--end, not both")
+    if not ids and time_range is None:
+        raise click.UsageError("give event ids (arguments or --ids-file), or --start and --end")
     with Driftline(settings) as client:
-        sent = _or_exit(lambda: client.delete_events(project_id, model_id, ids))
-    click.echo(f"deleted {sent} event ids")
+        deletion_id = _or_exit(
+            lambda: client.delete_events(
+                project_id, model_id, ids or None, time_range, update_metrics, wait=False
+            )
+        )
+        click.echo(f"deletion {deletion_id}")
+        if no_wait:
+            return
+        bar = tqdm(unit=" events", desc="deleting", disable=time_range is None)
+
+        def progress(status: dict[str, Any]) -> None:
+            bar.update(status["deleted"] - bar.n)
+            bar.set_postfix_str(
+                f"{status['partitions_done']}/{status['partitions']} partitions done"
+            )
+
+        try:
+            final = _or_exit(lambda: client.wait_for_deletion(deletion_id, on_progress=progress))
+        finally:
+            bar.close()
+    if final["status"] == "waiting_for_daily_cap":
+        click.echo(
+            f"deleted {final['deleted']} events so far; the model reached its daily cap and "
+            f"the rest goes on after midnight UTC (driftline deletion {deletion_id})"
+        )
+    else:
+        click.echo(f"deleted {final['deleted']} events")
+
+
+@main.command()
+@click.argument("deletion_id")
+@click.pass_obj
+def deletion(settings: Settings, deletion_id: str) -> None:
+    """Print the status of a deletion as JSON."""
+    from driftline.client import Driftline
+
+    with Driftline(settings) as client:
+        status = _or_exit(lambda: client.deletion_status(deletion_id))
+    click.echo(orjson.dumps(status, option=orjson.OPT_INDENT_2).decode())
+
+
+# --- the REST API -------------------------------------------------------------------------
+
+
+@main.group(invoke_without_command=True)
+@click.option("--host", help="Address to listen on (DRIFTLINE_API_HOST).")
+@click.option("--port", type=int, help="Port to listen on (DRIFTLINE_API_PORT).")
+@click.pass_context
+def api(ctx: click.Context, host: str | None, port: int | None) -> None:
+    """Run the REST API until interrupted (or manage its tokens: `driftline api token`)."""
+    if ctx.invoked_subcommand is not None:
+        return
+    import logging
+
+    from aiohttp import web
+
+    from api.app import create_app
+
+    settings: Settings = ctx.obj
+    if host is not None:
+        settings = settings.with_overrides(api_host=host)
+    if port is not None:
+        settings = settings.with_overrides(api_port=port)
+    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s %(message)s")
+    web.run_app(
+        create_app(settings),
+        host=settings.api_host,
+        port=settings.api_port,
+        print=lambda _: click.echo(
+            f"driftline api on http://{settings.api_host}:{settings.api_port}"
+        ),
+        access_log=None,
+    )
+
+
+@api.command("token")
+@click.option("--project", "projects", multiple=True, help="A project the token may use.")
+@click.option("--all-projects", is_flag=True, help="The token may use every project.")
+@click.option("--name", default="", help="A name to recognise the token by in the file.")
+@click.pass_obj
+def api_token(settings: Settings, projects: tuple[str, ...], all_projects: bool, name: str) -> None:
+    """Create a bearer token; it is printed once, and only its hash is stored."""
+    from api.auth import create_token
+
+    try:
+        token = create_token(settings.api_tokens_file, projects, all_projects, name)
+    except ValueError as error:
+        raise click.UsageError(str(error)) from None
+    scope = "every project" if all_projects else ", ".join(sorted(set(projects)))
+    click.echo(f"token for {scope} (stored hashed in {settings.api_tokens_file}; shown once):",
+               err=True)  # fmt: skip
+    click.echo(token)
 
 
 @main.command()
@@ -222,12 +329,19 @@ def demo(settings: Settings, events: int, label_delay: float) -> None:
 
 def _or_exit(action: Any) -> Any:
     """Run a client action; bad input ends the command with its message, not a traceback."""
-    from driftline.client import InvalidEventError, UnknownModelError
+    from driftline.client import ApiError, InvalidEventError, UnknownModelError
     from state.models import InvalidSpecError
 
     try:
         return action()
-    except (InvalidEventError, UnknownModelError, InvalidSpecError, FileNotFoundError) as error:
+    except (
+        InvalidEventError,
+        UnknownModelError,
+        InvalidSpecError,
+        FileNotFoundError,
+        ApiError,
+        TimeoutError,
+    ) as error:
         raise click.ClickException(str(error)) from error
 
 

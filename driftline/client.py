@@ -7,11 +7,14 @@ sent (clear errors), and raises when the broker did not accept a message.
 
 from __future__ import annotations
 
+import time
 import urllib.error
+import urllib.parse
 import urllib.request
 import warnings
 from collections import Counter
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
+from datetime import UTC, datetime
 from typing import Any
 
 import orjson
@@ -36,7 +39,26 @@ from topics.sources import (
     outgoing_event,
 )
 
-__all__ = ["Driftline", "DroppedFieldsWarning", "InvalidEventError", "UnknownModelError"]
+__all__ = [
+    "ApiError",
+    "Driftline",
+    "DroppedFieldsWarning",
+    "InvalidEventError",
+    "UnknownModelError",
+]
+
+# (start, end) or {"start_time": ..., "end_time": ...}: "YYYY-MM-DD HH:00:00" UTC or datetimes.
+TimeRange = tuple[str | datetime, str | datetime] | Mapping[str, str | datetime]
+
+
+class ApiError(RuntimeError):
+    """The REST API refused a request; ``status`` is its HTTP status, the text its reason."""
+
+    def __init__(self, status: int, message: str, headers: Mapping[str, str]) -> None:
+        super().__init__(f"{message} (HTTP {status})" if status else message)
+        self.status = status
+        self.message = message
+        self.headers = dict(headers)
 
 
 class UnknownModelError(LookupError):
@@ -164,19 +186,95 @@ class Driftline:
             _warn_dropped(sorted(dropped))
         return ids
 
-    def delete_events(self, project_id: str, model_id: str, event_ids: Iterable[str]) -> int:
-        """Delete events by id (a tombstone per id); returns how many ids were sent."""
+    def delete_events(
+        self,
+        project_id: str,
+        model_id: str,
+        event_ids: Iterable[str | int] | None = None,
+        time_range: TimeRange | None = None,
+        update_metrics: bool = False,
+        wait: bool = True,
+        timeout_s: float = 600.0,
+    ) -> dict[str, Any] | str:
+        """Delete events by ids (up to 10,000) or by hour-aligned UTC time range, via the API.
+
+        ``time_range`` is ``(start, end)`` or ``{"start_time": ..., "end_time": ...}``, each
+        ``"YYYY-MM-DD HH:00:00"`` (UTC) or a timezone-aware datetime on the hour; events
+        with ``start <= t < end`` are deleted. ``update_metrics`` retracts them from the
+        metric bins (by default the bins keep their values). With ``wait`` this returns
+        the final status (``status``, ``deleted``, ...) once every partition is done, or
+        waits for the daily cap; without, the deletion id. Raises ``ApiError`` with the
+        API's message when it refuses the request (400, 404, 429 ...).
+        """
         self.model(project_id, model_id)
-        sent = 0
-        for event_id in event_ids:
-            text = str(event_id)
-            value = encode_ingest("delete", project_id, model_id, text)
-            self._producer.produce(
-                self.topics.ingest.name, ingest_key(project_id, model_id, text), value
-            )
-            sent += 1
-        self._producer.flush()
-        return sent
+        body: dict[str, Any] = {
+            "project_id": project_id,
+            "model_id": model_id,
+            "update_metrics": update_metrics,
+        }
+        if event_ids is not None:
+            body["event_ids"] = [str(event_id) for event_id in event_ids]
+        if time_range is not None:
+            body["time_range"] = _time_range_body(time_range)
+        answer = self._api("POST", "/v1/events/delete", body)
+        deletion_id: str = answer["deletion_id"]
+        if not wait:
+            return deletion_id
+        return self.wait_for_deletion(deletion_id, timeout_s=timeout_s)
+
+    def deletion_status(self, deletion_id: str) -> dict[str, Any]:
+        """``status`` (running, done, waiting_for_daily_cap), ``deleted``, partitions done."""
+        return self._api("GET", f"/v1/deletions/{urllib.parse.quote(deletion_id)}")
+
+    def wait_for_deletion(
+        self,
+        deletion_id: str,
+        timeout_s: float = 600.0,
+        on_progress: Callable[[dict[str, Any]], None] | None = None,
+    ) -> dict[str, Any]:
+        """Poll the status until the deletion is done (or waits for the daily cap)."""
+        deadline = time.monotonic() + timeout_s
+        interval = 0.05
+        while True:
+            status = self.deletion_status(deletion_id)
+            if on_progress is not None:
+                on_progress(status)
+            if status["status"] != "running":
+                return status
+            if time.monotonic() > deadline:
+                raise TimeoutError(
+                    f"deletion {deletion_id} still running after {timeout_s:.0f}s "
+                    f"({status['deleted']} deleted); `driftline deletion {deletion_id}` follows it"
+                )
+            time.sleep(interval)
+            interval = min(1.0, interval * 1.5)
+
+    def get_events_slice(
+        self,
+        project_id: str,
+        model_id: str,
+        start: int | str | None = None,
+        end: int | str | None = None,
+        event_ids: Iterable[str] | None = None,
+        page_size: int = 1000,
+    ) -> list[dict[str, Any]]:
+        """Every stored event of a time range (UTC ms or ISO-8601) and/or of some ids, as
+        rows with ``__event_id`` and ``__event_timestamp``, through the API's slices."""
+        query: list[tuple[str, str]] = [
+            ("project_id", project_id), ("model_id", model_id), ("limit", str(page_size)),
+        ]  # fmt: skip
+        if start is not None or end is not None:
+            query += [("start_time", str(start)), ("end_time", str(end))]
+        query += [("event_id", str(event_id)) for event_id in event_ids or ()]
+        rows: list[dict[str, Any]] = []
+        cursor: str | None = None
+        while True:
+            page_query = query if cursor is None else [*query, ("cursor", cursor)]
+            page = self._api("GET", "/v1/events?" + urllib.parse.urlencode(page_query))
+            rows.extend(page["rows"])
+            cursor = page["next_cursor"]
+            if cursor is None:
+                return rows
 
     def flush(self) -> None:
         self._producer.flush()
@@ -220,6 +318,37 @@ class Driftline:
 
     # --- internals ----------------------------------------------------------------
 
+    def _api(self, method: str, path: str, body: Any = None) -> dict[str, Any]:
+        """One call to the REST API; its refusals become ``ApiError`` with its message."""
+        url = f"{self.settings.api_base_url}{path}"
+        headers = {"Accept": "application/json"}
+        if self.settings.api_token:
+            headers["Authorization"] = f"Bearer {self.settings.api_token}"
+        data = None
+        if body is not None:
+            data = orjson.dumps(body)
+            headers["Content-Type"] = "application/json"
+        request = urllib.request.Request(url, data=data, headers=headers, method=method)
+        try:
+            with urllib.request.urlopen(request, timeout=30) as response:
+                answer: dict[str, Any] = orjson.loads(response.read())
+                return answer
+        except urllib.error.HTTPError as error:
+            raw = error.read()
+            try:
+                message = orjson.loads(raw)["error"]
+            except (orjson.JSONDecodeError, KeyError, TypeError):
+                message = raw[:300].decode(errors="replace") or str(error)
+            raise ApiError(error.code, message, dict(error.headers)) from None
+        except (urllib.error.URLError, ConnectionError, TimeoutError) as error:
+            reason = getattr(error, "reason", error)
+            raise ApiError(
+                0,
+                f"cannot reach the Driftline API at {self.settings.api_base_url} ({reason}); "
+                "start it with `driftline api` or set DRIFTLINE_API_URL",
+                {},
+            ) from None
+
     def _models(self) -> ModelRegistry:
         if self._registry is None:
             self.create_topics()
@@ -246,6 +375,25 @@ class Driftline:
             if warn and published.dropped_fields:
                 _warn_dropped(published.dropped_fields)
         return published
+
+
+def _time_range_body(time_range: TimeRange) -> dict[str, str]:
+    if isinstance(time_range, Mapping):
+        start, end = time_range.get("start_time"), time_range.get("end_time")
+    else:
+        start, end = time_range
+    return {"start_time": _hour_text(start), "end_time": _hour_text(end)}
+
+
+def _hour_text(value: Any) -> Any:
+    """An aware datetime as the API's UTC hour text; anything else is for the API to judge."""
+    if isinstance(value, datetime):
+        if value.tzinfo is None:
+            raise InvalidEventError(
+                f"time_range: {value} has no time zone; give a UTC time on the hour"
+            )
+        return value.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S")
+    return value
 
 
 def _warn_dropped(fields: Iterable[str]) -> None:

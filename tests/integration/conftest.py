@@ -136,3 +136,25 @@ def stored_events(settings: Settings) -> dict[str, tuple[int, dict[str, Any]]]:
             stored = orjson.loads(value)
             events[stored["id"]] = (stored["ts"], stored["cols"])
     return events
+
+
+@pytest.fixture
+def start_api(settings: Settings, tmp_path: Path) -> Iterator[Callable[..., Any]]:
+    """Real `driftline api` processes, each on a free port: rate limits and deletions are
+    shown across processes sharing one Redis. Tokens live in the test's own file."""
+    from driftline.stack.api import ApiProcess
+
+    started: list[ApiProcess] = []
+
+    def start(api_settings: Settings | None = None) -> ApiProcess:
+        chosen = api_settings or settings
+        if chosen.api_tokens_file == _SESSION_SETTINGS.api_tokens_file:
+            chosen = chosen.with_overrides(api_tokens_file=tmp_path / "api-tokens.json")
+        chosen = chosen.with_overrides(api_port=free_port())
+        api = ApiProcess(chosen, tmp_path / f"api-{len(started)}.log")
+        started.append(api)
+        return api.start()
+
+    yield start
+    for api in started:
+        api.stop()

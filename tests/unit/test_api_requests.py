@@ -426,3 +426,30 @@ def test_rows_carry_the_event_id_and_csv_has_a_header() -> None:
         f"a,{T0},3,0.5,,,[1,2]".replace("[1,2]", '"[1,2]"'),
         f'"b,c",{T0 + 1},,,,true,',
     ]
+
+
+# --- the OpenAPI document ----------------------------------------------------------------
+
+
+def test_the_openapi_document_is_valid_and_lists_exactly_the_apps_routes() -> None:
+    import yaml
+    from openapi_spec_validator import validate
+
+    from api.app import OPENAPI_PATH, create_app
+    from driftline.settings import Settings
+
+    document = yaml.safe_load(OPENAPI_PATH.read_text())
+    validate(document)
+    documented = {
+        (path, method.upper())
+        for path, operations in document["paths"].items()
+        for method in operations
+        if method in {"get", "post", "put", "patch", "delete"}
+    }
+    app = create_app(Settings())
+    served = {
+        (route.resource.canonical, route.method)
+        for route in app.router.routes()
+        if route.resource is not None
+    }
+    assert documented == served

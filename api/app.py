@@ -19,7 +19,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import uuid
-from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -43,26 +42,24 @@ from api.requests import (
     Cursor,
     RequestError,
     SliceQuery,
-    check_row,
     model_of,
     ordered_ids,
     parse_delete,
     parse_metrics,
     parse_publish,
     parse_slice,
+    publish_messages,
 )
 from api.responses import csv_columns, deletion_status, public_row, to_csv
 from api.workers import Workers, WorkerUnavailableError
 from driftline.settings import Settings
-from state.events import dropped_update_fields
 from state.models import ModelSpec, model_key
 from topics.admin import ensure_topics
-from topics.messages import deletion_key, encode_ingest, ingest_key
+from topics.messages import deletion_key, ingest_key
 from topics.models import ModelRegistry
 from topics.partitioning import partition_for
 from topics.producer import CheckedProducer, DeliveryError
 from topics.registry import Topics
-from topics.sources import InvalidEventError
 
 log = logging.getLogger(__name__)
 
@@ -420,31 +417,11 @@ async def _publish(request: web.Request, update: bool) -> web.Response:
     batch = parse_publish(await _json_body(request))
     _check_scope(request, batch.project_id)
     spec = await _spec(services, batch.project_id, batch.model_id)
-    op = "update" if update else "insert"
-    max_bytes = services.settings.max_event_bytes
-    messages: list[tuple[bytes, bytes, int]] = []
-    event_ids: list[str] = []
-    errors: list[dict[str, Any]] = []
-    dropped: Counter[str] = Counter()
-    for index, row in enumerate(batch.rows):
-        try:
-            outgoing = check_row(spec, row, index, update)
-        except InvalidEventError as error:
-            errors.append({"index": index, "error": str(error)})
-            continue
-        value = encode_ingest(
-            op, spec.project_id, spec.model_id, outgoing.event_id, outgoing.columns,
-            outgoing.timestamp_ms,
-        )  # fmt: skip
-        if len(value) > max_bytes:
-            errors.append({"index": index, "error": f"events[{index}] is {len(value):,} bytes "
-                           f"as a message; the limit is {max_bytes:,}"})  # fmt: skip
-            continue
-        if update:
-            dropped.update(dropped_update_fields(spec, outgoing.columns))
-        key = ingest_key(spec.project_id, spec.model_id, outgoing.event_id)
-        messages.append((key, value, -1))
-        event_ids.append(outgoing.event_id)
+    # Checking up to api_max_body_bytes of rows is CPU work: off the event loop.
+    checked = await asyncio.to_thread(
+        publish_messages, spec, batch.rows, update, services.settings.max_event_bytes
+    )
+    messages, event_ids, errors, dropped = checked
     try:
         await _produce(services, messages)
     except DeliveryError as error:

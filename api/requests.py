@@ -9,6 +9,7 @@ from __future__ import annotations
 import base64
 import binascii
 import re
+from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -16,7 +17,9 @@ from typing import Any
 
 import orjson
 
+from state.events import dropped_update_fields
 from state.models import ModelSpec
+from topics.messages import encode_ingest, ingest_key
 from topics.sources import InvalidEventError, OutgoingEvent, outgoing_event
 
 MAX_DELETE_IDS = 10_000
@@ -244,6 +247,37 @@ def check_row(spec: ModelSpec, row: object, index: int, update: bool) -> Outgoin
     return outgoing_event(
         spec, event, update=update, event_id=event_id, event_timestamp=timestamp, where=where
     )
+
+
+def publish_messages(
+    spec: ModelSpec, rows: list[Any], update: bool, max_bytes: int
+) -> tuple[list[tuple[bytes, bytes, int]], list[str], list[dict[str, Any]], Counter[str]]:
+    """(messages, their event ids, errors by row index, dropped update fields)."""
+    op = "update" if update else "insert"
+    messages: list[tuple[bytes, bytes, int]] = []
+    event_ids: list[str] = []
+    errors: list[dict[str, Any]] = []
+    dropped: Counter[str] = Counter()
+    for index, row in enumerate(rows):
+        try:
+            outgoing = check_row(spec, row, index, update)
+        except InvalidEventError as error:
+            errors.append({"index": index, "error": str(error)})
+            continue
+        value = encode_ingest(
+            op, spec.project_id, spec.model_id, outgoing.event_id, outgoing.columns,
+            outgoing.timestamp_ms,
+        )  # fmt: skip
+        if len(value) > max_bytes:
+            errors.append({"index": index, "error": f"events[{index}] is {len(value):,} bytes "
+                           f"as a message; the limit is {max_bytes:,}"})  # fmt: skip
+            continue
+        if update:
+            dropped.update(dropped_update_fields(spec, outgoing.columns))
+        key = ingest_key(spec.project_id, spec.model_id, outgoing.event_id)
+        messages.append((key, value, -1))
+        event_ids.append(outgoing.event_id)
+    return messages, event_ids, errors, dropped
 
 
 # --- slices ------------------------------------------------------------------------------

@@ -453,3 +453,18 @@ def test_the_openapi_document_is_valid_and_lists_exactly_the_apps_routes() -> No
         if route.resource is not None
     }
     assert documented == served
+
+
+def test_a_bad_row_never_costs_the_valid_ones() -> None:
+    from api.requests import publish_messages
+
+    rows = [{"event_id": "a", "event": {"is_fraud": 1, "age": 5}}, {"event": {"is_fraud": 0}},
+            {"event_id": "b", "event": {"channel": "x" * 500}}]  # fmt: skip
+    messages, ids, errors, dropped = publish_messages(SPEC, rows, update=True, max_bytes=300)
+    assert ids == ["a"]
+    assert [e["index"] for e in errors] == [1, 2]
+    assert "the limit is 300" in errors[1]["error"]
+    assert dropped == {"age": 1}
+    ((key, value, partition),) = messages
+    assert (key, partition) == (ingest_key("shop", "fraud", "a"), -1)
+    assert json.loads(value)["op"] == "update"

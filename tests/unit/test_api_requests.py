@@ -468,3 +468,24 @@ def test_a_bad_row_never_costs_the_valid_ones() -> None:
     ((key, value, partition),) = messages
     assert (key, partition) == (ingest_key("shop", "fraud", "a"), -1)
     assert json.loads(value)["op"] == "update"
+
+
+def test_the_cli_prints_a_new_token_once_and_stores_its_hash(tmp_path: Path) -> None:
+    from click.testing import CliRunner
+
+    from driftline.cli import main
+
+    path = tmp_path / "tokens.json"
+    env = {"DRIFTLINE_API_TOKENS_FILE": str(path)}
+    result = CliRunner().invoke(
+        main, ["api", "token", "--project", "shop", "--project", "bank", "--name", "ci"], env=env
+    )
+    assert result.exit_code == 0, result.output
+    token = result.stdout.strip().splitlines()[-1]
+    principal = TokenStore(path).authenticate(f"Bearer {token}")
+    assert principal is not None
+    assert principal.projects == {"shop", "bank"}
+    assert token not in path.read_text()
+    refused = CliRunner().invoke(main, ["api", "token"], env=env)
+    assert refused.exit_code == 2
+    assert "at least one --project" in refused.output

@@ -1,9 +1,10 @@
 """The quick-start demo: a fraud model serves traffic, its labels arrive later.
 
-Starts the embedded stack and a worker, registers a model, publishes a few hours of
-events without ground truth (and a few malformed messages), publishes the labels after a
-delay, then prints what Driftline holds: events before and after their labels, the
-time from a label to its visible effect, the per-model counters and the dead letters.
+Starts the embedded stack, a worker and the REST API, registers a model, publishes a
+few hours of events without ground truth (and a few malformed messages), publishes the
+labels after a delay, then prints what Driftline holds: events before and after their
+labels, the time from a label to its visible effect, the per-model counters and the dead
+letters; last it deletes the oldest hour through the API and shows its bin go.
 """
 
 from __future__ import annotations
@@ -17,9 +18,11 @@ from typing import Any
 
 import click
 
+from api.auth import create_token
 from driftline import stack
 from driftline.client import Driftline, DroppedFieldsWarning
 from driftline.settings import Settings
+from driftline.stack.api import ApiProcess
 from driftline.stack.kafka import free_port
 from driftline.stack.worker import WorkerProcess
 from state.bins import HOUR_MS
@@ -49,10 +52,17 @@ def run_demo(settings: Settings, events: int, label_delay_s: float) -> None:
         topic_prefix=f"demo-{uuid.uuid4().hex[:6]}",
         data_dir=settings.home / "demo-worker",
         worker_port=free_port(),
+        api_port=free_port(),
+        api_tokens_file=settings.home / "demo-api-tokens.json",
+    )
+    settings = settings.with_overrides(
+        api_url=None, api_token=create_token(settings.api_tokens_file, [PROJECT], name="demo")
     )
     _say(f"Kafka {endpoints.bootstrap_servers}, Redis {endpoints.redis_url}")
     worker = WorkerProcess(settings, settings.home / "demo-worker.log").start()
     _say(f"worker ready at {worker.url} (log: {worker.log_path})")
+    api = ApiProcess(settings, settings.home / "demo-api.log").start()
+    _say(f"REST API ready at {api.url} (OpenAPI: {api.url}/openapi.yaml)")
     try:
         with Driftline(settings) as client:
             client.register_model(SPEC, _baseline())
@@ -73,7 +83,9 @@ def run_demo(settings: Settings, events: int, label_delay_s: float) -> None:
             _show_label_latency(client, rows[0]["event_id"])
             _show_counters(worker)
             _show_dead_letters(settings)
+            _delete_oldest_hour(client, rows)
     finally:
+        api.stop()
         worker.stop()
     _say("done. The stack keeps running: `driftline stack down` stops it.")
 
@@ -244,6 +256,24 @@ def _show_dead_letters(settings: Settings) -> None:
     topic = Topics.for_settings(settings).dead_letters.name
     for letter in read_dead_letters(settings.bootstrap_servers, topic):
         click.echo(f"  {(letter.key or b'').decode(errors='replace'):<28} {letter.reason}")
+
+
+def _delete_oldest_hour(client: Driftline, rows: list[dict[str, Any]]) -> None:
+    """A time-range deletion through the REST API, retracting the hour from its bin."""
+    hour_ms = min(row["timestamp"] for row in rows) // HOUR_MS * HOUR_MS
+    start = datetime.fromtimestamp(hour_ms / 1000, UTC)
+    end = datetime.fromtimestamp((hour_ms + HOUR_MS) / 1000, UTC)
+    click.secho(f"\nDeleting {start:%Y-%m-%d %H:00} to {end:%H:00} UTC through the API "
+                "(update_metrics=true):", bold=True)  # fmt: skip
+    status = client.delete_events(
+        PROJECT, MODEL, time_range=(f"{start:%Y-%m-%d %H:00:00}", f"{end:%Y-%m-%d %H:00:00}"),
+        update_metrics=True,
+    )  # fmt: skip
+    assert isinstance(status, dict)
+    _say(f"deletion {status['deletion_id']}: {status['status']}, {status['deleted']} deleted")
+    left = client.get_events_slice(PROJECT, MODEL, start=hour_ms, end=hour_ms + HOUR_MS)
+    _say(f"events left in that hour (slice API): {len(left)}")
+    _show_bins(client, "after the deletion: the oldest hour is gone")
 
 
 def _say(message: str) -> None:

@@ -37,6 +37,9 @@ class ModelRegistry:
                 "group.id": f"driftline-registry-{uuid.uuid4()}",
                 "enable.auto.commit": False,
                 "enable.partition.eof": False,
+                # A lookup of an unknown model asks for watermarks, which wait behind the
+                # pending fetch: librdkafka's default 500 ms would be paid per lookup.
+                "fetch.wait.max.ms": 10,
             }
         )
         metadata = self._consumer.list_topics(topic, timeout=10)

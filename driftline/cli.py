@@ -329,12 +329,13 @@ def demo(settings: Settings, events: int, label_delay: float) -> None:
 
 def _or_exit(action: Any) -> Any:
     """Run a client action; bad input ends the command with its message, not a traceback."""
-    from driftline.client import ApiError, InvalidEventError, UnknownModelError
+    from driftline.client import ApiError, InvalidEventError, ModelConflictError, UnknownModelError
     from state.models import InvalidSpecError
 
     try:
         return action()
     except (
+        ModelConflictError,
         InvalidEventError,
         UnknownModelError,
         InvalidSpecError,

@@ -44,6 +44,7 @@ __all__ = [
     "Driftline",
     "DroppedFieldsWarning",
     "InvalidEventError",
+    "ModelConflictError",
     "UnknownModelError",
 ]
 
@@ -63,6 +64,10 @@ class ApiError(RuntimeError):
 
 class UnknownModelError(LookupError):
     """Publishing to a model that was never registered."""
+
+
+class ModelConflictError(ValueError):
+    """Registering a model again with a different spec or baseline."""
 
 
 class DroppedFieldsWarning(UserWarning):
@@ -100,7 +105,15 @@ class Driftline:
             spec = ModelSpec.from_dict(spec)
         profile = None if baseline is None else profile_baseline(spec, iter_rows(baseline))
         model = RegisteredModel(spec, profile)
-        self.create_topics()
+        registry = self._models()
+        registry.catch_up()
+        current = registry.get(spec.key)
+        if current is not None and _canonical(current) != _canonical(model):
+            raise ModelConflictError(
+                f"model {spec.key} is already registered with another spec or baseline; a "
+                "model is registered once (its metric bins were computed with that spec and "
+                "baseline): register the new version under a new model_id"
+            )
         publish_model(self._producer, self.topics.models.name, model)
         return model
 
@@ -394,6 +407,11 @@ def _hour_text(value: Any) -> Any:
             )
         return value.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S")
     return value
+
+
+def _canonical(model: RegisteredModel) -> bytes:
+    """The model as the registry stores it, so a registered copy compares equal."""
+    return orjson.dumps(model.to_dict(), option=orjson.OPT_SORT_KEYS | orjson.OPT_SERIALIZE_NUMPY)
 
 
 def _warn_dropped(fields: Iterable[str]) -> None:

@@ -22,11 +22,12 @@ from driftline.client import (
     Driftline,
     DroppedFieldsWarning,
     InvalidEventError,
+    ModelConflictError,
     UnknownModelError,
 )
 from driftline.settings import Settings
 from driftline.stack.kafka import free_port
-from state.models import InvalidSpecError
+from state.models import InvalidSpecError, ModelSpec
 from tests.integration.conftest import stored_events, wait_for_lag_zero
 from tests.integration.test_pipeline_integration import SPEC
 from topics.producer import CheckedProducer, DeliveryError
@@ -335,6 +336,17 @@ def test_an_unknown_model_is_refused(settings: Settings, client: Driftline) -> N
     with pytest.raises(UnknownModelError, match="shop/nope"):
         client.delete_events("shop", "nope", ["a"])
     assert ingest_keys(settings) == []
+
+
+def test_a_model_is_registered_once(client: Driftline) -> None:
+    """The same registration again is harmless; another spec or baseline is refused, since
+    the bins already hold contributions computed with the first (SPEC §1)."""
+    client.register_model(SPEC)
+    with pytest.raises(ModelConflictError, match="already registered with another spec"):
+        client.register_model({**SPEC, "metadata": ["uri", "extra"]})
+    with pytest.raises(ModelConflictError, match="register the new version under a new"):
+        client.register_model(SPEC, [{"age": 30, "amount": 2.0, "country": "fr", "score": 0.5}])
+    assert client.model("shop", "fraud") == ModelSpec.from_dict(SPEC)
 
 
 @pytest.mark.parametrize(

@@ -298,3 +298,14 @@ def test_the_hour_index_always_matches_the_events_table(
     indexed = {raw_key for raw_key, _ in partition.store.items(HOURS)}
     assert indexed == {index_key(MODEL, event) for event in partition.events().values()}
     partition.store.close()
+
+
+def test_a_range_deletes_from_its_start_inclusive_to_its_end_exclusive(
+    partition: Partition,
+) -> None:
+    start, end = HOUR0 + HOUR_MS, HOUR0 + 2 * HOUR_MS
+    edges = {"before": start - 1, "first": start, "last": end - 1, "after": end}
+    publish(partition, list(edges.items()))
+    delete_range(partition, "d1", start, end, metrics=True)
+    partition.run()
+    assert sorted(partition.events()) == ["after", "before"]

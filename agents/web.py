@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections import Counter
-from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 import orjson
@@ -16,6 +15,7 @@ from state.counters import ModelCounters
 from state.deletions import DeletionRecord
 from state.events import StoredEvent
 from state.hour_index import HOURS, event_id_of, hour_prefix
+from state.instants import parse_instant
 from state.models import model_key
 from state.store import PartitionStore
 from topics.partitioning import partition_for
@@ -76,8 +76,8 @@ def register_views(worker: Worker) -> None:
     async def get_metrics(view: View, request: Request, project_id: str, model_id: str) -> Response:
         """Bins whose hour starts in [start, end); times as UTC ms or ISO-8601 with offset."""
         try:
-            start = parse_time(request.query.get("start"), "start")
-            end = parse_time(request.query.get("end"), "end")
+            start = parse_instant(request.query.get("start"), "start")
+            end = parse_instant(request.query.get("end"), "end")
         except ValueError as error:
             return _error(view, 400, str(error))
         if start >= end:
@@ -169,20 +169,6 @@ def _not_here(view: View, worker: Worker, partition: int) -> Response:
     owner = worker.owners.owner_of(partition)
     body = {"error": f"partition {partition} is not held by this worker", "owner": owner}
     return _json(view, body, 409)
-
-
-def parse_time(raw: str | None, name: str) -> int:
-    if raw is None or raw == "":
-        raise ValueError(f"query parameter {name!r} is required (UTC ms or ISO-8601)")
-    if raw.lstrip("-").isdigit():
-        return int(raw)
-    try:
-        parsed = datetime.fromisoformat(raw)
-    except ValueError:
-        raise ValueError(f"{name}={raw!r} is neither UTC milliseconds nor ISO-8601") from None
-    if parsed.tzinfo is None:
-        raise ValueError(f"{name}={raw!r} has no time zone; add one (e.g. +00:00 or Z)")
-    return int(parsed.timestamp() * 1000)
 
 
 def _json(

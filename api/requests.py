@@ -17,6 +17,7 @@ from typing import Any
 
 import orjson
 
+from state import instants
 from state.events import dropped_update_fields
 from state.models import ModelSpec
 from topics.messages import encode_ingest, ingest_key
@@ -373,20 +374,10 @@ def parse_metrics(query: Mapping[str, str]) -> tuple[str, str, int, int]:
 
 def parse_instant(raw: str | None, name: str) -> int:
     """UTC milliseconds, or ISO-8601 with a time zone."""
-    if raw is None or raw == "":
-        raise bad_request(f"query parameter {name!r} is required (UTC ms or ISO-8601)")
-    if raw.isdigit():
-        return int(raw)
     try:
-        parsed = datetime.fromisoformat(raw)
-    except ValueError:
-        raise bad_request(f"{name}={raw!r} is neither UTC milliseconds nor ISO-8601") from None
-    if parsed.tzinfo is None:
-        raise bad_request(f"{name}={raw!r} has no time zone; add one (e.g. +00:00 or Z)")
-    millis = int(parsed.timestamp() * 1000)
-    if millis < 0:
-        raise bad_request(f"{name}={raw!r} is before 1970")
-    return millis
+        return instants.parse_instant(raw, name)
+    except ValueError as error:
+        raise bad_request(str(error)) from None
 
 
 def _int_param(raw: str | None, name: str, default: int) -> int:

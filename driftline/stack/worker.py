@@ -2,69 +2,20 @@
 
 from __future__ import annotations
 
-import os
-import signal
-import subprocess
-import sys
-import urllib.error
-import urllib.request
-from pathlib import Path
-
-from driftline.settings import Settings
-from driftline.stack.kafka import port_answers
-from driftline.stack.waiting import wait_until
+from driftline.stack.process import ServiceProcess
 
 
-class WorkerProcess:
-    def __init__(self, settings: Settings, log_path: Path) -> None:
-        self.settings = settings
-        self.log_path = log_path
-        self.process: subprocess.Popen[bytes] | None = None
+class WorkerProcess(ServiceProcess):
+    name = "worker"
+    command = ("worker",)
+    port_variable = "DRIFTLINE_WORKER_PORT"
+    # A worker restoring its partitions from their changelogs may take a while.
+    start_timeout_s = 90.0
 
     @property
-    def url(self) -> str:
-        return self.settings.worker_url
+    def host(self) -> str:
+        return self.settings.worker_host
 
-    def start(self, timeout_s: float = 90) -> WorkerProcess:
-        if port_answers(self.settings.worker_host, self.settings.worker_port):
-            raise RuntimeError(
-                f"port {self.settings.worker_port} is taken (another worker?); stop it or "
-                "set DRIFTLINE_WORKER_PORT"
-            )
-        env = {**os.environ, **self.settings.to_env()}
-        self.log_path.parent.mkdir(parents=True, exist_ok=True)
-        with self.log_path.open("ab") as log:
-            self.process = subprocess.Popen(
-                [sys.executable, "-m", "driftline.cli", "worker"],
-                env=env,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-            )
-        wait_until(self.ready, timeout_s=timeout_s, what=f"worker ready (log: {self.log_path})")
-        return self
-
-    def ready(self) -> bool:
-        if self.process is not None and self.process.poll() is not None:
-            tail = self.log_path.read_text(errors="replace")[-3000:]
-            raise RuntimeError(f"worker exited with {self.process.returncode}:\n{tail}")
-        try:
-            with urllib.request.urlopen(f"{self.url}/ready", timeout=1) as response:
-                return bool(response.status == 200)
-        except (urllib.error.URLError, ConnectionError, TimeoutError):
-            return False
-
-    def kill(self) -> None:
-        """SIGKILL: no shutdown hooks, no final commit, no flush."""
-        if self.process is not None:
-            self.process.send_signal(signal.SIGKILL)
-            self.process.wait(timeout=30)
-
-    def stop(self) -> None:
-        if self.process is None or self.process.poll() is not None:
-            return
-        self.process.send_signal(signal.SIGTERM)
-        try:
-            self.process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait(timeout=10)
+    @property
+    def port(self) -> int:
+        return self.settings.worker_port

@@ -86,6 +86,43 @@ def test_a_range_deletion_with_update_metrics_leaves_bins_equal_to_the_recomputa
     wait_until(settled, timeout_s=30, what="Redis bins equal to the batch recomputation")
 
 
+def test_a_worker_killed_mid_deletion_finishes_it_exactly_after_a_restart(
+    settings: Settings, start_worker: Any
+) -> None:
+    settings = settings.with_overrides(event_deletion_batch_size=10)
+    first = start_worker(settings)
+    with Driftline(settings) as client:
+        client.register_model(SPEC, BASELINE)
+        publish(client, rows("e", 2400, 0, 3))
+    wait_for_lag_zero(settings)
+    send_range_deletion(settings, "shop", "churn", "d5", HOUR0, HOUR0 + 2 * HOUR_MS,
+                        update_metrics=True)  # fmt: skip
+
+    seen: list[int] = []
+
+    def under_way() -> bool:
+        seen.append(sum(r["deleted"] for r in progress(settings, "d5").values()))
+        return seen[-1] > 0
+
+    wait_until(under_way, timeout_s=30, interval_s=0.01, what="the deletion under way")
+    first.kill()
+    assert seen[-1] < 1600, "the deletion finished before the worker could be killed"
+    start_worker(settings)
+    wait_until(lambda: finished(settings, "d5", settings.ingest_partitions), timeout_s=60,
+               what="the deletion finished after the restart")  # fmt: skip
+    assert sum(r["deleted"] for r in progress(settings, "d5").values()) == 1600
+    wait_for_lag_zero(settings)
+    hours = {ts // HOUR_MS - HOUR0 // HOUR_MS for ts, _ in stored_events(settings).values()}
+    assert (hours, len(stored_events(settings))) == ({2}, 800)
+
+    def settled() -> bool:
+        found = {h: {k: v for k, v in b["counts"].items() if k != "delay_ms"}
+                 for h, b in bins_in_redis(settings).items()}  # fmt: skip
+        return found == recomputed(settings)
+
+    wait_until(settled, timeout_s=30, what="Redis bins equal to the batch recomputation")
+
+
 def test_deletion_without_update_metrics_keeps_the_bins(
     settings: Settings, start_worker: Any
 ) -> None:

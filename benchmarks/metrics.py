@@ -229,9 +229,10 @@ def main() -> None:
     parser.add_argument("--probes", type=int, default=200)
     parser.add_argument("--background-rate", type=int, default=10_000)
     parser.add_argument("--partitions", type=int, default=8)
+    parser.add_argument("--keep", type=Path, help="work in this directory and keep it (logs)")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="driftline-bench-") as tmp:
-        workdir = Path(tmp)
+        workdir = Path(tmp) if args.keep is None else args.keep
         base = Settings.from_env().with_overrides(
             ingest_partitions=args.partitions,
             worker_port=free_port(),
@@ -265,6 +266,7 @@ def main() -> None:
     print(f"label -> bin in Redis:    p50 {p50 * 1000:6.0f} ms, p99 {p99 * 1000:6.0f} ms, "
           f"max {timings[-1] * 1000:6.0f} ms ({len(timings)} probes, "
           f"{args.background_rate}/s background inserts)")  # fmt: skip
+    print(f"slowest probes:           {', '.join(f'{t * 1000:.0f}' for t in timings[-5:])} ms")
 
 
 if __name__ == "__main__":

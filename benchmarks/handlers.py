@@ -30,7 +30,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from agents.bins import BinsHandler
 from agents.merge import MergeHandler
-from agents.runtime import BatchResult
+from agents.runtime import BatchResult, tune_garbage_collector
 from benchmarks.metrics import MODEL, SPEC, baseline, event_value, label_value
 from state.baseline import profile_baseline
 from state.bins import HOUR_MS
@@ -96,6 +96,7 @@ class Timed:
 
 
 def run(events: int, partitions: int, batch: int, workdir: Path) -> None:
+    tune_garbage_collector()  # as the worker's runners do
     registered = registered_model()
     model_of = {MODEL: registered}.get
     merge = MergeHandler(model_of, INGEST, DEAD, 1_000_000, 10, 600.0, PARTIALS)

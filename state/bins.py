@@ -147,30 +147,42 @@ class ContributionRules:
             slot_of.setdefault(hour_of(event.timestamp_ms), len(slot_of)) for event in rows
         ]
         out: list[Counters] = [{} for _ in slot_of]
-        self._count_scalars(rows, signs, slot_list, out)
         slots: Slots = np.array(slot_list, dtype=np.intp)
         weights: Signs = np.array(signs, dtype=np.float64)
+        _tally(out, "n", slots, weights)
+        self._count_delays(rows, signs, slot_list, out)
+        self._count_labels(rows, signs, slot_list, out)
         columns = [event.columns for event in rows]
         for name, rule in self._columns:
             rule.count_many([values.get(name) for values in columns], slots, weights, out)
         return {hour: out[slot] for hour, slot in slot_of.items()}
 
-    def _count_scalars(
+    @staticmethod
+    def _count_delays(
+        rows: Sequence[StoredEvent], signs: Sequence[int], slots: list[int], out: list[Counters]
+    ) -> None:
+        """Per hour, the signed sum of ingest delays: Python integers, exact at any size."""
+        sums = [0] * len(out)
+        for event, sign, slot in zip(rows, signs, slots, strict=True):
+            sums[slot] += sign * (event.ingested_ms - event.timestamp_ms)
+        for counters, total in zip(out, sums, strict=True):
+            counters["delay_ms"] = counters.get("delay_ms", 0) + total
+
+    def _count_labels(
         self, rows: Sequence[StoredEvent], signs: Sequence[int], slots: list[int],
         out: list[Counters],
     ) -> None:  # fmt: skip
-        """The per-event counters that are not per column: count, delay, label part."""
-        labelled = bool(self.spec.targets)
+        """The label part of the rows that have a target; the others are skipped early."""
+        if not self.spec.targets:
+            return
+        target = self.spec.targets[0]
         for event, sign, slot in zip(rows, signs, slots, strict=True):
-            counters = out[slot]
-            counters["n"] = counters.get("n", 0) + sign
-            delay = sign * (event.ingested_ms - event.timestamp_ms)
-            counters["delay_ms"] = counters.get("delay_ms", 0) + delay
-            if labelled:
-                label: Counters = {}
-                self._count_label(label, event.columns)
-                if label:
-                    add_into(counters, label, sign)
+            if event.columns.get(target) is None:
+                continue
+            label: Counters = {}
+            self._count_label(label, event.columns)
+            if label:
+                add_into(out[slot], label, sign)
 
     def label_part(self, event: StoredEvent) -> Counters:
         """The counters that depend on the target: all a late label can change."""

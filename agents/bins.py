@@ -5,7 +5,8 @@ the agent keeps the newest snapshot of every ingest partition (an older or repea
 changes nothing) and marks the bin dirty. On its tick it emits each dirty bin whole -
 counts, metrics and a version - to the compacted metrics topic, at most once per
 ``DRIFTLINE_EMIT_INTERVAL_S`` per bin, so a burst of changes gives few emissions. A bin
-whose shares are all empty is emitted as a tombstone.
+that changes past its window is emitted by the batch that changed it, without waiting for
+the tick. A bin whose shares are all empty is emitted as a tombstone.
 """
 
 from __future__ import annotations
@@ -51,13 +52,38 @@ class BinsHandler:
             if share_key not in newest or newest[share_key][0] < snapshot["v"]:
                 newest[share_key] = (snapshot["v"], value)
         writes: list[Write] = []
+        fresh: dict[bytes, dict[bytes, bytes]] = {}  # bin key -> its shares written now
         for share_key, (version, value) in newest.items():
             current = store.get(SHARES, share_key)
             if current is not None and decode_counters(current)["v"] >= version:
                 continue  # redelivered or older than what we have
             writes.append(table_write(SHARES, share_key, value))
-            writes.append(table_write(DIRTY, share_key.rsplit(b"/", 1)[0], b""))
-        return BatchResult(writes, [])
+            fresh.setdefault(share_key.rsplit(b"/", 1)[0], {})[share_key] = value
+        outgoing = self._emit_due(fresh, store, writes, int(time.time() * 1000))
+        return BatchResult(writes, outgoing)
+
+    def _emit_due(
+        self,
+        fresh: dict[bytes, dict[bytes, bytes]],
+        store: PartitionStore,
+        writes: list[Write],
+        now_ms: int,
+    ) -> list[Outgoing]:
+        """Emit at once the changed bins whose coalescing window is over; mark the rest dirty.
+
+        Leaving every changed bin to the next tick made a label wait up to a tick interval
+        (0.1 s) more on its way to Redis, even in a bin that had not changed for seconds.
+        """
+        outgoing: list[Outgoing] = []
+        for bin_key, shares in fresh.items():
+            if now_ms - self._last_emitted.get(bin_key, 0) < self._emit_interval_ms:
+                writes.append(table_write(DIRTY, bin_key, b""))
+                continue
+            value = self._bin_value(bin_key, store, shares)
+            outgoing.append(Outgoing(self._metrics_topic, bin_key, value))
+            writes.append(table_write(DIRTY, bin_key, None))
+            self._last_emitted[bin_key] = now_ms
+        return outgoing
 
     def tick(self, partition: int, store: PartitionStore, now_ms: int) -> BatchResult:
         self._forget_emissions_before(now_ms - self._emit_interval_ms)
@@ -76,10 +102,16 @@ class BinsHandler:
         if len(self._last_emitted) > 1000:
             self._last_emitted = {k: t for k, t in self._last_emitted.items() if t >= cutoff_ms}
 
-    def _bin_value(self, bin_key: bytes, store: PartitionStore) -> bytes | None:
+    def _bin_value(
+        self, bin_key: bytes, store: PartitionStore, fresh: dict[bytes, bytes] | None = None
+    ) -> bytes | None:
+        """The bin summed from its shares in the store, or in ``fresh`` (share key -> value)
+        for those the current batch writes."""
+        shares = dict(store.items(SHARES, bin_key + b"/"))
+        shares.update(fresh or {})
         counters: Counters = {}
         version = 0
-        for _, raw in store.items(SHARES, bin_key + b"/"):
+        for raw in shares.values():
             share = decode_counters(raw)
             version += share["v"]
             if share["c"]:

@@ -18,7 +18,7 @@ from state.bins import (
     ContributionRules,
     Counters,
     add_into,
-    change_deltas,
+    batch_deltas,
     decode_counters,
     encode_counters,
 )
@@ -43,14 +43,8 @@ class PartialBins:
     def apply(
         self, partition: int, version: int, changes: list[EventChange], store: PartitionStore
     ) -> tuple[list[Write], list[Outgoing]]:
-        deltas: dict[BinKey, Counters] = {}
-        for change in changes:
-            rules = self.rules(change.model_key)
-            if rules is None:
-                continue
-            for key, delta in change_deltas(rules, change.model_key, change).items():
-                add_into(deltas.setdefault(key, {}), delta)
-        changed = [key for key, delta in deltas.items() if delta]
+        deltas = self.deltas(changes)
+        changed = list(deltas)
         if not changed:
             return [], []
         raw_keys = [bin_key(key) for key in changed]
@@ -66,6 +60,18 @@ class PartialBins:
             snapshot = {"p": partition, "v": version, "c": share or None}
             outgoing.append(Outgoing(self._topic, raw_key, encode_counters(snapshot)))
         return writes, outgoing
+
+    def deltas(self, changes: list[EventChange]) -> dict[BinKey, Counters]:
+        """The batch's non-empty bin deltas, each model's changes counted together."""
+        by_model: dict[str, list[EventChange]] = {}
+        for change in changes:
+            by_model.setdefault(change.model_key, []).append(change)
+        deltas: dict[BinKey, Counters] = {}
+        for model, model_changes in by_model.items():
+            rules = self.rules(model)
+            if rules is not None:
+                deltas.update(batch_deltas(rules, model, model_changes))
+        return deltas
 
     def rules(self, model: str) -> ContributionRules | None:
         """The model's contribution rules, rebuilt when its registration changes."""

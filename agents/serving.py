@@ -85,8 +85,11 @@ class RedisProjection:
         self._consumer.subscribe([self._topic])
         try:
             while not self._stop.is_set():
-                messages = self._consumer.consume(1000, 0.05)
+                # The first message ends the wait, and the rest already fetched join it:
+                # consume(1000, 0.05) would hold every bin until its 50 ms were over.
+                messages = self._consumer.consume(1, 0.05)
                 if messages:
+                    messages.extend(self._consumer.consume(999, 0))
                     self._project(messages)
         finally:
             try:

@@ -14,6 +14,7 @@ REDIS_URL when set, else starts the embedded broker and Redis in a temporary dir
 from __future__ import annotations
 
 import argparse
+import os
 import random
 import statistics
 import sys
@@ -72,8 +73,14 @@ def redis_totals(bins: RedisBins) -> tuple[int, int]:
     return sum(b["counts"]["n"] for b in found), sum(b["counts"].get("labelled", 0) for b in found)
 
 
-def throughput(settings: Settings, events: int, workdir: Path) -> tuple[float, float]:
-    """(merge events/s, merge+bins+Redis events/s), both from the first committed batch."""
+def throughput(settings: Settings, events: int, workdir: Path) -> tuple[float, float, float]:
+    """(merge events/s, merge+bins+Redis events/s, worker CPU µs per event), all from the
+    first committed batch.
+
+    The CPU cost per event is the worker process's user + system time over the same
+    window: on a 2-core machine shared with the broker and other work, it moves far less
+    from run to run than the wall-clock rates do.
+    """
     rng = random.Random(1)
     producer = CheckedProducer(settings.bootstrap_servers)
     topic = Topics.for_settings(settings).ingest.name
@@ -95,13 +102,16 @@ def throughput(settings: Settings, events: int, workdir: Path) -> tuple[float, f
     progress = merge_progress(settings)
     bins = RedisBins(redis.Redis.from_url(settings.redis), settings.topic_prefix)
     worker = WorkerProcess(settings, workdir / "worker-throughput.log").start()
+    assert worker.process is not None
+    pid = worker.process.pid
     try:
         first_at = first_count = merged_at = None
+        first_cpu = 0.0
         while True:
             now = time.perf_counter()
             done = progress.committed()
             if first_at is None and done > 0:
-                first_at, first_count = now, done
+                first_at, first_count, first_cpu = now, done, cpu_seconds(pid)
             if merged_at is None and done >= events:
                 merged_at = now
             if merged_at is not None and redis_totals(bins) == (inserts, labels):
@@ -110,11 +120,18 @@ def throughput(settings: Settings, events: int, workdir: Path) -> tuple[float, f
                 return (
                     (events - first_count) / (merged_at - first_at),
                     (events - first_count) / (now - first_at),
+                    (cpu_seconds(pid) - first_cpu) / (events - first_count) * 1e6,
                 )
             time.sleep(0.01)
     finally:
         worker.stop()
         progress.close()
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds of a process so far (Linux ``/proc``)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def latency(settings: Settings, probes: int, rate: int, workdir: Path) -> list[float]:
@@ -212,9 +229,10 @@ def main() -> None:
     parser.add_argument("--probes", type=int, default=200)
     parser.add_argument("--background-rate", type=int, default=10_000)
     parser.add_argument("--partitions", type=int, default=8)
+    parser.add_argument("--keep", type=Path, help="work in this directory and keep it (logs)")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="driftline-bench-") as tmp:
-        workdir = Path(tmp)
+        workdir = Path(tmp) if args.keep is None else args.keep
         base = Settings.from_env().with_overrides(
             ingest_partitions=args.partitions,
             worker_port=free_port(),
@@ -232,9 +250,13 @@ def main() -> None:
                 with Driftline(run) as client:
                     client.register_model(SPEC, baseline(random.Random(0)))
                 runs.append(run)
-            merged, end_to_end = throughput(runs[0], args.events, workdir)
+            merged, end_to_end, cpu_us = throughput(runs[0], args.events, workdir)
             print(f"merge agent:              {merged:10,.0f} events/s (sustained)")
             print(f"merge + bins + Redis:     {end_to_end:10,.0f} events/s (until Redis holds all)")
+            print(f"worker CPU per event:     {cpu_us:10.1f} µs ({1e6 / cpu_us:,.0f} events "
+                  "per CPU-second)")  # fmt: skip
+            if not args.probes:
+                return  # --probes 0: throughput only
             timings = latency(runs[1], args.probes, args.background_rate, workdir)
     timings.sort()
     p50 = statistics.median(timings)
@@ -244,6 +266,7 @@ def main() -> None:
     print(f"label -> bin in Redis:    p50 {p50 * 1000:6.0f} ms, p99 {p99 * 1000:6.0f} ms, "
           f"max {timings[-1] * 1000:6.0f} ms ({len(timings)} probes, "
           f"{args.background_rate}/s background inserts)")  # fmt: skip
+    print(f"slowest probes:           {', '.join(f'{t * 1000:.0f}' for t in timings[-5:])} ms")
 
 
 if __name__ == "__main__":

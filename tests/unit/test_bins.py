@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import Any
 
+import numpy as np
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -16,6 +17,7 @@ from state.bins import (
     ContributionRules,
     Counters,
     add_into,
+    batch_deltas,
     bins_of,
     change_deltas,
     decode_counters,
@@ -168,6 +170,39 @@ def kept_by_deletes(sequence: list[Command]) -> list[tuple[str, StoredEvent]]:
     return kept
 
 
+@given(st.lists(commands, max_size=60), st.data())
+def test_batch_deltas_equal_the_changes_deltas_summed_and_a_batch_recomputation(
+    sequence: list[Command], data: Any
+) -> None:
+    """The merge agent's path: each batch's changes counted together, column by column."""
+    sequence = [replace(c, offset=i) for i, c in enumerate(sequence)]
+    cuts = sorted(data.draw(st.sets(st.integers(0, len(sequence)), max_size=5)))
+    store = DictStore()
+    streamed: dict[BinKey, Counters] = {}
+    start = 0
+    for cut in [*cuts, len(sequence)]:
+        batch = [replace(c, ref=i) for i, c in enumerate(sequence[start:cut])]
+        outcome = merge_batch(batch, [b"{}"] * len(batch), store, SPECS.get, 10)
+        store.write(outcome)
+        one_by_one: dict[BinKey, Counters] = {}
+        for change in outcome.changes:
+            for key, delta in change_deltas(
+                RULES[change.model_key], change.model_key, change
+            ).items():
+                add_into(one_by_one.setdefault(key, {}), delta)
+        together: dict[BinKey, Counters] = {}
+        for model in RULES:
+            changes = [change for change in outcome.changes if change.model_key == model]
+            together.update(batch_deltas(RULES[model], model, changes))
+        assert together == {key: delta for key, delta in one_by_one.items() if delta}
+        for key, delta in together.items():
+            add_into(streamed.setdefault(key, {}), delta)
+        start = cut
+    streamed = {key: counters for key, counters in streamed.items() if counters}
+    final = [(key.rsplit("/", 1)[0], event) for key, event in store.events.items()]
+    assert streamed == bins_of(RULES, final)
+
+
 COLUMN_PROFILES = [
     profile_column("n_int", ColumnType.INT, [i % 37 for i in range(200)]),
     profile_column("n_float", ColumnType.FLOAT, [i / 7 - 3 for i in range(200)]),
@@ -202,6 +237,42 @@ def test_the_compiled_column_rule_decides_as_the_profile_does(profile: Any, valu
         if profile.out_of_range(value):
             expected[f"range:{profile.name}"] = 1
     assert counted == expected
+
+
+plain_numbers = st.one_of(
+    st.none(),
+    st.integers(-(2**70), 2**70),
+    st.floats(),
+    st.sampled_from([0.0, -0.0, 3.0, 2.5, 1e300, float("inf"), float("nan"), 2**53 + 1]),
+)
+
+
+@given(
+    st.sampled_from(COLUMN_PROFILES),
+    st.lists(st.tuples(st.one_of(plain_numbers, json_values), st.integers(0, 2),
+                       st.sampled_from([-1, 1])), max_size=30),
+    st.booleans(),
+)  # fmt: skip
+def test_counting_a_column_at_once_equals_counting_it_value_by_value(
+    profile: Any, rows: list[tuple[Any, int, int]], plain_only: bool
+) -> None:
+    """The array path (plain numbers and None) and the per-value path for any other batch."""
+    if plain_only:
+        rows = [(v, s, g) for v, s, g in rows if type(v) in (int, float, type(None))]
+    rule = ColumnRule(profile.name, profile)
+    expected: list[Counters] = [{}, {}, {}]
+    for value, slot, sign in rows:
+        single: Counters = {}
+        rule.count(single, value)
+        add_into(expected[slot], single, sign)
+    counted: list[Counters] = [{}, {}, {}]
+    rule.count_many(
+        [value for value, _, _ in rows],
+        np.array([slot for _, slot, _ in rows], dtype=np.intp),
+        np.array([sign for _, _, sign in rows], dtype=np.float64),
+        counted,
+    )
+    assert [{k: v for k, v in c.items() if v} for c in counted] == expected
 
 
 @given(st.dictionaries(st.text(max_size=5), st.integers(-(2**80), 2**80), max_size=8))

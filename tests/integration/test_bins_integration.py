@@ -184,7 +184,8 @@ def test_bins_equal_the_batch_recomputation_after_a_sigkill_mid_stream(
         doomed = [f"e{i}" for i in range(0, 30_000, 17)]
         send_deletes(settings, "shop", "churn", doomed, update_metrics=True)
 
-    first = start_worker()
+    # Small batches: the worker merges ~50k events/s and would finish before the kill.
+    first = start_worker(settings.with_overrides(batch_max_messages=100))
     progress = merge_progress(settings)
     try:
         wait_until(lambda: progress.committed() > 0, timeout_s=60, what="progress",

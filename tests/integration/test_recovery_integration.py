@@ -81,7 +81,8 @@ def test_sigkill_mid_stream_then_restart_applies_every_message_once(
         client.register_model(SPEC)
     model, dropped = publish_workload(settings)
 
-    first = start_worker()
+    # Small batches, so that the kill lands mid-stream however fast the worker merges.
+    first = start_worker(settings.with_overrides(batch_max_messages=100))
     wait_until(
         lambda: committed_total(settings) > 0, timeout_s=60, what="some progress", interval_s=0.02
     )

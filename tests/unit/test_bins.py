@@ -200,7 +200,7 @@ def test_batch_deltas_equal_the_changes_deltas_summed_and_a_batch_recomputation(
         start = cut
     streamed = {key: counters for key, counters in streamed.items() if counters}
     final = [(key.rsplit("/", 1)[0], event) for key, event in store.events.items()]
-    assert streamed == bins_of(RULES, final)
+    assert streamed == bins_of(RULES, final + kept_by_deletes(sequence))
 
 
 COLUMN_PROFILES = [

@@ -95,11 +95,23 @@ class Timed:
             self.seconds += time.process_time() - started
 
 
+class NoDeletions:
+    """The daily deletion cap's place: this workload deletes nothing."""
+
+    def grant(self, model: str, day: int, wanted: int) -> int:
+        return 0
+
+    def refund(self, model: str, day: int, unused: int) -> None:
+        return None
+
+
 def run(events: int, partitions: int, batch: int, workdir: Path) -> None:
     tune_garbage_collector()  # as the worker's runners do
     registered = registered_model()
     model_of = {MODEL: registered}.get
-    merge = MergeHandler(model_of, INGEST, DEAD, 1_000_000, 10, 600.0, PARTIALS)
+    merge = MergeHandler(
+        model_of, INGEST, DEAD, 1_000_000, 10, 600.0, PARTIALS, 100_000, NoDeletions()
+    )
     apply = Timed(merge._partials.apply)
     merge._partials.apply = apply  # type: ignore[method-assign]
     bins = BinsHandler(model_of, METRICS, 0.5)

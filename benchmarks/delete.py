@@ -137,14 +137,16 @@ def run_deletion(settings: Settings, args: argparse.Namespace, progress: GroupPr
     background_sent = sent[0] - sent_at_start
     stop.set()
     thread.join()
-    print(
-        f"events published:     {args.events} over 24 h ({settings.ingest_partitions} partitions)"
-    )
+    progress.wait_caught_up(300)
+    caught_up = time.perf_counter() - started - elapsed
+    partitions = settings.ingest_partitions
+    print(f"events published:     {args.events} over 24 h ({partitions} partitions, 1 worker)")
     print(f"deleted (12 h):       {deleted} in {elapsed:.2f} s = {deleted / elapsed:,.0f} events/s")
     print(f"batch size:           {args.batch_size}, update_metrics=true")
     print(f"background inserts:   {background_sent} sent during the deletion "
           f"({args.background_rate}/s target)")  # fmt: skip
-    print(f"merge lag, max:       {max_lag} messages during the deletion")
+    print(f"merge lag, max:       {max_lag} messages during the deletion; "
+          f"caught up {caught_up:.1f} s after it ended")  # fmt: skip
 
 
 if __name__ == "__main__":

@@ -1,44 +1,31 @@
 """The merge agent: ingest messages in; events, bin shares and dead letters out.
 
 It only moves data between the topic, the pure merge rules (``state.events``), the bin
-accumulators (through ``agents.partials``) and the partition store; every decision is
-made in ``state``.
+accumulators (through ``agents.partials``), the deletion requests (``agents.deletions``)
+and the partition store; every decision is made in ``state``.
 """
 
 from __future__ import annotations
 
-import time
 from collections import Counter
-from collections.abc import Callable, Iterator, Sequence
-from typing import Protocol, TypeGuard
+from collections.abc import Callable, Sequence
+from typing import TypeGuard
 
 import orjson
 from confluent_kafka import Message
 
+from agents.deletions import DeletionBudget, DeletionRecords, DeletionRequests
 from agents.partials import PartialBins
 from agents.runtime import BatchResult, Outgoing
-from state.bins import HOUR_MS
 from state.commands import (
     Command,
     ContinueDeletion,
-    Delete,
     DeleteIds,
     DeleteRange,
     DeletionCommand,
     event_key,
 )
 from state.counters import ModelCounters, counters_update
-from state.deletions import (
-    DAY_MS,
-    RUNNING,
-    DeletionRecord,
-    after_step,
-    capped,
-    ids_applied,
-    range_registered,
-    resumable,
-    resumed,
-)
 from state.events import (
     BatchMerge,
     ExpiredUpdate,
@@ -47,28 +34,18 @@ from state.events import (
     StoredEvent,
     expire_parked,
 )
-from state.hour_index import HOURS, event_id_of, hour_prefix, index_changes
+from state.hour_index import HOURS, index_changes
 from state.models import ModelSpec
 from state.registered import RegisteredModel
 from state.store import PartitionStore, Write, table_write
 from topics.dead_letters import DeadLetter
-from topics.messages import decode_ingest, deletion_key, encode_continue_deletion
+from topics.messages import decode_ingest
 
 EVENTS = "events"
 PARKED = "parked"
 COUNTERS = "counters"
-DELETIONS = "deletions"
 
 UNATTRIBUTED = "-"
-
-
-class DeletionBudget(Protocol):
-    """The per-model daily cap on deleted events, shared by every partition."""
-
-    def grant(self, model: str, day: int, wanted: int) -> int:
-        """Take up to ``wanted`` events from the model's allowance for ``day``."""
-
-    def refund(self, model: str, day: int, unused: int) -> None: ...
 
 
 class StoreView:
@@ -110,8 +87,7 @@ class MergeHandler:
         deletion_budget: DeletionBudget,
     ) -> None:
         self._model_of = model_of
-        self._deletion_batch_size = deletion_batch_size
-        self._budget = deletion_budget
+        self._deletions = DeletionRequests(ingest_topic, deletion_batch_size, deletion_budget)
         self._partials = PartialBins(model_of, bin_partials_topic)
         self._ingest_topic = ingest_topic
         self._dead_letter_topic = dead_letter_topic
@@ -143,14 +119,12 @@ class MergeHandler:
         keys = list({event_key(c.model_key, c.event_id) for c in commands if _about_one(c)})
         self._drop_unregistered(commands, messages, dead)
         merge = BatchMerge(StoreView(store, keys), self._spec, self._parked_limit)
-        deletions = _Deletions(store)
+        deletions = DeletionRecords(store)
         continuations: list[Outgoing] = []
         for command in commands:
-            if isinstance(command, DeleteIds):
-                self._delete_ids(merge, deletions, command)
-            elif isinstance(command, DeleteRange | ContinueDeletion):
+            if isinstance(command, DeleteIds | DeleteRange | ContinueDeletion):
                 continuations.extend(
-                    self._range_command(partition, merge, deletions, store, command)
+                    self._deletions.apply(partition, command, merge, deletions, store)
                 )
             else:
                 merge.apply(command, raw_values[command.ref])
@@ -165,8 +139,6 @@ class MergeHandler:
         outgoing = [*snapshots, *(self._outgoing(letter) for letter in dead), *continuations]
         return BatchResult(writes, outgoing)
 
-    # --- deletion requests ----------------------------------------------------------
-
     def _drop_unregistered(
         self,
         commands: list[Command | DeletionCommand],
@@ -180,76 +152,6 @@ class MergeHandler:
                 reason = f"model {command.model_key!r} is not registered"
                 dead.append(self._dead_letter(messages[command.ref], reason))
 
-    def _delete_ids(self, merge: BatchMerge, deletions: _Deletions, command: DeleteIds) -> None:
-        record = deletions.get(command.deletion_id)
-        if record is not None and command.offset <= record.last_offset:
-            return  # redelivered
-        before = merge.outcome.deleted[command.deletion_id]
-        for event_id in dict.fromkeys(command.event_ids):
-            delete = Delete(command.model_key, event_id, 0, command.offset, command.ref,
-                            command.update_metrics, command.deletion_id)  # fmt: skip
-            merge.apply(delete, b"")
-        deleted = merge.outcome.deleted[command.deletion_id] - before
-        deletions.put(
-            command.deletion_id,
-            ids_applied(record, command.model_key, command.update_metrics, command.offset, deleted),
-        )
-
-    def _range_command(
-        self,
-        partition: int,
-        merge: BatchMerge,
-        deletions: _Deletions,
-        store: PartitionStore,
-        command: DeleteRange | ContinueDeletion,
-    ) -> list[Outgoing]:
-        """Register a range deletion or continue one: one step, and ask for the next."""
-        record = deletions.get(command.deletion_id)
-        if isinstance(command, DeleteRange):
-            if record is not None:
-                return []  # redelivered
-            record = range_registered(command.model_key, command.start_ms, command.end_ms,
-                                      command.update_metrics, command.offset)  # fmt: skip
-        elif record is None or record.state != RUNNING or command.offset <= record.last_offset:
-            return []  # unknown, finished, waiting for its cap, or redelivered
-        else:
-            record = DeletionRecord(**{**record.to_dict(), "last_offset": command.offset})
-        record = self._range_step(merge, store, command.deletion_id, record)
-        deletions.put(command.deletion_id, record)
-        if record.state != RUNNING:
-            return []
-        return [self._continuation(partition, record.model, command.deletion_id)]
-
-    def _range_step(
-        self, merge: BatchMerge, store: PartitionStore, deletion_id: str, record: DeletionRecord
-    ) -> DeletionRecord:
-        """Delete up to one batch of the range's events, within the model's daily cap."""
-        day = int(time.time() * 1000) // DAY_MS
-        budget = self._budget.grant(record.model, day, self._deletion_batch_size)
-        if budget <= 0:
-            return capped(record, day)
-        deleted = 0
-        for key in _range_candidates(store, merge, record):
-            if deleted >= budget:
-                break
-            event = merge.event(key)
-            if event is None or not record.start_ms <= event.timestamp_ms < record.end_ms:
-                continue
-            merge.erase(record.model, key, record.update_metrics, deletion_id)
-            deleted += 1
-        if deleted < budget:
-            self._budget.refund(record.model, day, budget - deleted)
-        return after_step(record, deleted, budget)
-
-    def _continuation(self, partition: int, model: str, deletion_id: str) -> Outgoing:
-        project_id, model_id = model.split("/", 1)
-        return Outgoing(
-            self._ingest_topic,
-            deletion_key(project_id, model_id),
-            encode_continue_deletion(model, deletion_id),
-            partition=partition,
-        )
-
     def _spec(self, model: str) -> ModelSpec | None:
         registered = self._model_of(model)
         return None if registered is None else registered.spec
@@ -258,13 +160,9 @@ class MergeHandler:
         """Dead-letter updates whose insert did not come within the timeout; resume range
         deletions that the daily cap stopped, once a new UTC day has begun."""
         result = self._expire_parked(partition, store, now_ms)
-        today = now_ms // DAY_MS
-        for raw_key, raw in store.items(DELETIONS):
-            record = DeletionRecord.from_dict(orjson.loads(raw))
-            if resumable(record, today):
-                deletion_id = raw_key.decode()
-                result.writes.append(_deletion_write(deletion_id, resumed(record)))
-                result.outgoing.append(self._continuation(partition, record.model, deletion_id))
+        resumed = self._deletions.resume(partition, store, now_ms)
+        result.writes.extend(resumed.writes)
+        result.outgoing.extend(resumed.outgoing)
         return result
 
     def _expire_parked(self, partition: int, store: PartitionStore, now_ms: int) -> BatchResult:
@@ -327,54 +225,8 @@ class MergeHandler:
         return writes
 
 
-class _Deletions:
-    """The batch's view of the deletion records: the store's, overlaid by its own writes."""
-
-    def __init__(self, store: PartitionStore) -> None:
-        self._store = store
-        self._written: dict[str, DeletionRecord] = {}
-
-    def get(self, deletion_id: str) -> DeletionRecord | None:
-        if deletion_id in self._written:
-            return self._written[deletion_id]
-        raw = self._store.get(DELETIONS, deletion_id.encode())
-        return None if raw is None else DeletionRecord.from_dict(orjson.loads(raw))
-
-    def put(self, deletion_id: str, record: DeletionRecord) -> None:
-        self._written[deletion_id] = record
-
-    def writes(self) -> list[Write]:
-        return [_deletion_write(key, record) for key, record in self._written.items()]
-
-
-def _deletion_write(deletion_id: str, record: DeletionRecord) -> Write:
-    return table_write(DELETIONS, deletion_id.encode(), orjson.dumps(record.to_dict()))
-
-
 def _about_one(command: Command | DeletionCommand) -> TypeGuard[Command]:
     return not isinstance(command, DeleteIds | DeleteRange | ContinueDeletion)
-
-
-def _range_candidates(
-    store: PartitionStore, merge: BatchMerge, record: DeletionRecord
-) -> Iterator[str]:
-    """Events-table keys that may lie in the range: the hour index's, then the batch's own.
-
-    Keys come in index order; the caller re-checks each event's time, since the batch may
-    have moved or deleted it.
-    """
-    model = record.model
-    scope = f"{model}\x00".encode()
-    first = hour_prefix(model, record.start_ms // HOUR_MS)
-    past = hour_prefix(model, (record.end_ms - 1) // HOUR_MS + 1)
-    for index_key, _ in store.items(HOURS, scope, start=first):
-        if index_key >= past:
-            break
-        yield event_key(model, event_id_of(index_key))
-    owned = f"{model}/"
-    for key, event in list(merge.outcome.events.items()):
-        if event is not None and key.startswith(owned):
-            yield key
 
 
 def _model_of_letter(letter: DeadLetter) -> str:

@@ -8,7 +8,8 @@ from typing import TYPE_CHECKING, Any
 import orjson
 from faust.web import Request, Response, View
 
-from agents.merge import COUNTERS, DELETIONS, EVENTS, decode_event
+from agents.deletions import DELETIONS
+from agents.merge import COUNTERS, EVENTS, decode_event
 from state.bins import HOUR_MS
 from state.commands import event_key
 from state.counters import ModelCounters

@@ -19,7 +19,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from agents.merge import DELETIONS, EVENTS, MergeHandler
+from agents.deletions import DELETIONS
+from agents.merge import EVENTS, MergeHandler
 from agents.partials import PARTIALS
 from agents.runtime import BatchResult, Outgoing
 from state.baseline import profile_baseline

@@ -1,0 +1,203 @@
+"""Deletion requests inside the merge agent: by ids, and by time range in steps.
+
+The merge handler hands every deletion command of a batch here, in order with the other
+commands, together with the batch's ``BatchMerge`` (so a deletion sees the batch's own
+writes) and the partition store (the hour index, the records). Progress per request is a
+``state.deletions.DeletionRecord`` in the partition's ``deletions`` table, written in the
+batch's atomic write like everything else. The rules of progress are pure and live in
+``state.deletions``; this module only finds the events and asks the cap.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from typing import Protocol
+
+import orjson
+
+from agents.runtime import BatchResult, Outgoing
+from state.bins import HOUR_MS
+from state.commands import (
+    ContinueDeletion,
+    Delete,
+    DeleteIds,
+    DeleteRange,
+    DeletionCommand,
+    event_key,
+)
+from state.deletions import (
+    DAY_MS,
+    RUNNING,
+    DeletionRecord,
+    after_step,
+    capped,
+    ids_applied,
+    range_registered,
+    resumable,
+    resumed,
+)
+from state.events import BatchMerge
+from state.hour_index import HOURS, event_id_of, hour_prefix
+from state.store import PartitionStore, Write, table_write
+from topics.messages import deletion_key, encode_continue_deletion
+
+DELETIONS = "deletions"
+
+
+class DeletionBudget(Protocol):
+    """The per-model daily cap on deleted events, shared by every partition."""
+
+    def grant(self, model: str, day: int, wanted: int) -> int:
+        """Take up to ``wanted`` events from the model's allowance for ``day``."""
+
+    def refund(self, model: str, day: int, unused: int) -> None: ...
+
+
+class DeletionRecords:
+    """The batch's view of the deletion records: the store's, overlaid by its own writes."""
+
+    def __init__(self, store: PartitionStore) -> None:
+        self._store = store
+        self._written: dict[str, DeletionRecord] = {}
+
+    def get(self, deletion_id: str) -> DeletionRecord | None:
+        if deletion_id in self._written:
+            return self._written[deletion_id]
+        raw = self._store.get(DELETIONS, deletion_id.encode())
+        return None if raw is None else DeletionRecord.from_dict(orjson.loads(raw))
+
+    def put(self, deletion_id: str, record: DeletionRecord) -> None:
+        self._written[deletion_id] = record
+
+    def writes(self) -> list[Write]:
+        return [_record_write(key, record) for key, record in self._written.items()]
+
+
+class DeletionRequests:
+    def __init__(self, ingest_topic: str, batch_size: int, budget: DeletionBudget) -> None:
+        self._ingest_topic = ingest_topic
+        self._batch_size = batch_size
+        self._budget = budget
+
+    def apply(
+        self,
+        partition: int,
+        command: DeletionCommand,
+        merge: BatchMerge,
+        records: DeletionRecords,
+        store: PartitionStore,
+    ) -> list[Outgoing]:
+        """Apply one deletion command; returns the request for its next step, if any."""
+        if isinstance(command, DeleteIds):
+            self._delete_ids(merge, records, command)
+            return []
+        return self._range_command(partition, merge, records, store, command)
+
+    def resume(self, partition: int, store: PartitionStore, now_ms: int) -> BatchResult:
+        """Range deletions that the daily cap stopped go on once a new UTC day has begun."""
+        result = BatchResult()
+        today = now_ms // DAY_MS
+        for raw_key, raw in store.items(DELETIONS):
+            record = DeletionRecord.from_dict(orjson.loads(raw))
+            if resumable(record, today):
+                deletion_id = raw_key.decode()
+                result.writes.append(_record_write(deletion_id, resumed(record)))
+                result.outgoing.append(self._continuation(partition, record.model, deletion_id))
+        return result
+
+    def _delete_ids(self, merge: BatchMerge, records: DeletionRecords, command: DeleteIds) -> None:
+        record = records.get(command.deletion_id)
+        if record is not None and command.offset <= record.last_offset:
+            return  # redelivered
+        before = merge.outcome.deleted[command.deletion_id]
+        for event_id in dict.fromkeys(command.event_ids):
+            delete = Delete(command.model_key, event_id, 0, command.offset, command.ref,
+                            command.update_metrics, command.deletion_id)  # fmt: skip
+            merge.apply(delete, b"")
+        deleted = merge.outcome.deleted[command.deletion_id] - before
+        records.put(
+            command.deletion_id,
+            ids_applied(record, command.model_key, command.update_metrics, command.offset, deleted),
+        )
+
+    def _range_command(
+        self,
+        partition: int,
+        merge: BatchMerge,
+        records: DeletionRecords,
+        store: PartitionStore,
+        command: DeleteRange | ContinueDeletion,
+    ) -> list[Outgoing]:
+        """Register a range deletion or continue one: one step, and ask for the next."""
+        record = records.get(command.deletion_id)
+        if isinstance(command, DeleteRange):
+            if record is not None:
+                return []  # redelivered
+            record = range_registered(command.model_key, command.start_ms, command.end_ms,
+                                      command.update_metrics, command.offset)  # fmt: skip
+        elif record is None or record.state != RUNNING or command.offset <= record.last_offset:
+            return []  # unknown, finished, waiting for its cap, or redelivered
+        else:
+            record = DeletionRecord(**{**record.to_dict(), "last_offset": command.offset})
+        record = self._range_step(merge, store, command.deletion_id, record)
+        records.put(command.deletion_id, record)
+        if record.state != RUNNING:
+            return []
+        return [self._continuation(partition, record.model, command.deletion_id)]
+
+    def _range_step(
+        self, merge: BatchMerge, store: PartitionStore, deletion_id: str, record: DeletionRecord
+    ) -> DeletionRecord:
+        """Delete up to one batch of the range's events, within the model's daily cap."""
+        day = int(time.time() * 1000) // DAY_MS
+        budget = self._budget.grant(record.model, day, self._batch_size)
+        if budget <= 0:
+            return capped(record, day)
+        deleted = 0
+        for key in _range_candidates(store, merge, record):
+            if deleted >= budget:
+                break
+            event = merge.event(key)
+            if event is None or not record.start_ms <= event.timestamp_ms < record.end_ms:
+                continue
+            merge.erase(record.model, key, record.update_metrics, deletion_id)
+            deleted += 1
+        if deleted < budget:
+            self._budget.refund(record.model, day, budget - deleted)
+        return after_step(record, deleted, budget)
+
+    def _continuation(self, partition: int, model: str, deletion_id: str) -> Outgoing:
+        project_id, model_id = model.split("/", 1)
+        return Outgoing(
+            self._ingest_topic,
+            deletion_key(project_id, model_id),
+            encode_continue_deletion(model, deletion_id),
+            partition=partition,
+        )
+
+
+def _record_write(deletion_id: str, record: DeletionRecord) -> Write:
+    return table_write(DELETIONS, deletion_id.encode(), orjson.dumps(record.to_dict()))
+
+
+def _range_candidates(
+    store: PartitionStore, merge: BatchMerge, record: DeletionRecord
+) -> Iterator[str]:
+    """Events-table keys that may lie in the range: the hour index's, then the batch's own.
+
+    Keys come in index order; the caller re-checks each event's time, since the batch may
+    have moved or deleted it.
+    """
+    model = record.model
+    scope = f"{model}\x00".encode()
+    first = hour_prefix(model, record.start_ms // HOUR_MS)
+    past = hour_prefix(model, (record.end_ms - 1) // HOUR_MS + 1)
+    for index_key, _ in store.items(HOURS, scope, start=first):
+        if index_key >= past:
+            break
+        yield event_key(model, event_id_of(index_key))
+    owned = f"{model}/"
+    for key, event in list(merge.outcome.events.items()):
+        if event is not None and key.startswith(owned):
+            yield key

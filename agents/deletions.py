@@ -29,6 +29,7 @@ from state.commands import (
 from state.deletions import (
     DAY_MS,
     RUNNING,
+    WAITING_FOR_DAILY_CAP,
     DeletionRecord,
     after_step,
     capped,
@@ -43,6 +44,9 @@ from state.store import PartitionStore, Write, table_write
 from topics.messages import deletion_key, encode_continue_deletion
 
 DELETIONS = "deletions"
+# The ids of the deletions waiting for the daily cap: the tick reads this small table,
+# not every deletion the partition ever ran.
+WAITING = "deletions-waiting"
 
 
 class DeletionBudget(Protocol):
@@ -71,7 +75,10 @@ class DeletionRecords:
         self._written[deletion_id] = record
 
     def writes(self) -> list[Write]:
-        return [_record_write(key, record) for key, record in self._written.items()]
+        writes: list[Write] = []
+        for key, record in self._written.items():
+            writes.extend(_record_writes(key, record))
+        return writes
 
 
 class DeletionRequests:
@@ -98,11 +105,12 @@ class DeletionRequests:
         """Range deletions that the daily cap stopped go on once a new UTC day has begun."""
         result = BatchResult()
         today = now_ms // DAY_MS
-        for raw_key, raw in store.items(DELETIONS):
-            record = DeletionRecord.from_dict(orjson.loads(raw))
-            if resumable(record, today):
+        for raw_key, _ in store.items(WAITING):
+            raw = store.get(DELETIONS, raw_key)
+            record = None if raw is None else DeletionRecord.from_dict(orjson.loads(raw))
+            if record is not None and resumable(record, today):
                 deletion_id = raw_key.decode()
-                result.writes.append(_record_write(deletion_id, resumed(record)))
+                result.writes.extend(_record_writes(deletion_id, resumed(record)))
                 result.outgoing.append(self._continuation(partition, record.model, deletion_id))
         return result
 
@@ -177,8 +185,13 @@ class DeletionRequests:
         )
 
 
-def _record_write(deletion_id: str, record: DeletionRecord) -> Write:
-    return table_write(DELETIONS, deletion_id.encode(), orjson.dumps(record.to_dict()))
+def _record_writes(deletion_id: str, record: DeletionRecord) -> list[Write]:
+    key = deletion_id.encode()
+    waiting = b"" if record.state == WAITING_FOR_DAILY_CAP else None
+    return [
+        table_write(DELETIONS, key, orjson.dumps(record.to_dict())),
+        table_write(WAITING, key, waiting),
+    ]
 
 
 def _range_candidates(

@@ -19,7 +19,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from agents.deletions import DELETIONS
+from agents.deletions import DELETIONS, WAITING
 from agents.merge import EVENTS, MergeHandler
 from agents.partials import PARTIALS
 from agents.runtime import BatchResult, Outgoing
@@ -231,6 +231,7 @@ def test_the_daily_cap_pauses_a_deletion_until_the_next_utc_day(tmp_path: Path) 
     assert (record.state, record.deleted, len(partition.events())) == (
         WAITING_FOR_DAILY_CAP, 10, 8,
     )  # fmt: skip
+    assert [key for key, _ in partition.store.items(WAITING)] == [b"d1"]
     partition.tick(now_ms=(record.capped_day + 0) * DAY_MS + 1000)  # same day: nothing
     partition.run()
     assert partition.record("d1").state == WAITING_FOR_DAILY_CAP
@@ -239,6 +240,7 @@ def test_the_daily_cap_pauses_a_deletion_until_the_next_utc_day(tmp_path: Path) 
     partition.budget.used.clear()  # the new day's allowance (the handler's day is today's)
     partition.run()
     assert (partition.record("d1").state, partition.record("d1").deleted) == (DONE, 18)
+    assert list(partition.store.items(WAITING)) == []
     assert partition.events() == {}
     partition.store.close()
 

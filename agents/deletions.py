@@ -17,7 +17,6 @@ from typing import Protocol
 import orjson
 
 from agents.runtime import BatchResult, Outgoing
-from state.bins import HOUR_MS
 from state.commands import (
     ContinueDeletion,
     Delete,
@@ -39,7 +38,7 @@ from state.deletions import (
     resumed,
 )
 from state.events import BatchMerge
-from state.hour_index import HOURS, event_id_of, hour_prefix
+from state.hour_index import indexed_in_range
 from state.store import PartitionStore, Write, table_write
 from topics.messages import deletion_key, encode_continue_deletion
 
@@ -203,13 +202,8 @@ def _range_candidates(
     have moved or deleted it.
     """
     model = record.model
-    scope = f"{model}\x00".encode()
-    first = hour_prefix(model, record.start_ms // HOUR_MS)
-    past = hour_prefix(model, (record.end_ms - 1) // HOUR_MS + 1)
-    for index_key, _ in store.items(HOURS, scope, start=first):
-        if index_key >= past:
-            break
-        yield event_key(model, event_id_of(index_key))
+    for _, event_id in indexed_in_range(store, model, record.start_ms, record.end_ms):
+        yield event_key(model, event_id)
     owned = f"{model}/"
     for key, event in list(merge.outcome.events.items()):
         if event is not None and key.startswith(owned):

@@ -10,12 +10,11 @@ from faust.web import Request, Response, View
 
 from agents.deletions import DELETIONS
 from agents.merge import COUNTERS, EVENTS, decode_event
-from state.bins import HOUR_MS
 from state.commands import event_key
 from state.counters import ModelCounters
 from state.deletions import DeletionRecord
 from state.events import StoredEvent
-from state.hour_index import HOURS, event_id_of, hour_prefix
+from state.hour_index import indexed_in_range
 from state.instants import parse_instant
 from state.models import model_key
 from state.store import PartitionStore
@@ -143,14 +142,9 @@ def slice_events(
     store: PartitionStore, model: str, start_ms: int, end_ms: int, after: bytes, limit: int
 ) -> tuple[list[dict[str, Any]], bytes | None]:
     """Up to ``limit`` events and the index key to continue after (None: no more)."""
-    scope = f"{model}\x00".encode()
-    first = max(hour_prefix(model, start_ms // HOUR_MS), after + b"\x00" if after else b"")
-    past = hour_prefix(model, (end_ms - 1) // HOUR_MS + 1)
     rows: list[dict[str, Any]] = []
-    for index_key, _ in store.items(HOURS, scope, start=first):
-        if index_key >= past:
-            return rows, None
-        raw = store.get(EVENTS, event_key(model, event_id_of(index_key)).encode())
+    for index_key, event_id in indexed_in_range(store, model, start_ms, end_ms, after):
+        raw = store.get(EVENTS, event_key(model, event_id).encode())
         if raw is None:
             continue
         event = decode_event(raw)

@@ -12,6 +12,7 @@ from collections.abc import Iterator, Mapping
 
 from state.bins import HOUR_MS
 from state.events import StoredEvent
+from state.store import PartitionStore
 
 HOURS = "hours"
 _SEP = "\x00"
@@ -31,9 +32,24 @@ def event_id_of(index_key_: bytes) -> str:
     return index_key_.split(_SEP.encode(), 2)[2].decode()
 
 
-def hours_between(start_ms: int, end_ms: int) -> range:
-    """The hours that hold timestamps in ``[start_ms, end_ms)``."""
-    return range(start_ms // HOUR_MS, (end_ms - 1) // HOUR_MS + 1)
+def indexed_in_range(
+    store: PartitionStore, model: str, start_ms: int, end_ms: int, after: bytes = b""
+) -> Iterator[tuple[bytes, str]]:
+    """(index key, event id) of the model's events in the hours that ``[start_ms, end_ms)``
+    touches, in index order, from the first key past ``after``.
+
+    Whole hours: an event near either end may lie outside the range, so the caller checks
+    the event's own time.
+    """
+    scope = f"{model}{_SEP}".encode()
+    first = hour_prefix(model, start_ms // HOUR_MS)
+    if after:
+        first = max(first, after + _SEP.encode())
+    past = hour_prefix(model, (end_ms - 1) // HOUR_MS + 1)
+    for key, _ in store.items(HOURS, scope, start=first):
+        if key >= past:
+            return
+        yield key, event_id_of(key)
 
 
 def index_changes(

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
+from dataclasses import replace
 from typing import Protocol
 
 import orjson
@@ -146,7 +147,7 @@ class DeletionRequests:
         elif record is None or record.state != RUNNING or command.offset <= record.last_offset:
             return []  # unknown, finished, waiting for its cap, or redelivered
         else:
-            record = DeletionRecord(**{**record.to_dict(), "last_offset": command.offset})
+            record = replace(record, last_offset=command.offset)
         record = self._range_step(merge, store, command.deletion_id, record)
         records.put(command.deletion_id, record)
         if record.state != RUNNING:

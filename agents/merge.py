@@ -9,7 +9,6 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Callable, Sequence
-from typing import TypeGuard
 
 import orjson
 from confluent_kafka import Message
@@ -17,14 +16,7 @@ from confluent_kafka import Message
 from agents.deletions import DeletionBudget, DeletionRecords, DeletionRequests
 from agents.partials import PartialBins
 from agents.runtime import BatchResult, Outgoing
-from state.commands import (
-    Command,
-    ContinueDeletion,
-    DeleteIds,
-    DeleteRange,
-    DeletionCommand,
-    event_key,
-)
+from state.commands import Command, Delete, DeletionCommand, Insert, Update, event_key
 from state.counters import ModelCounters, counters_update
 from state.events import (
     BatchMerge,
@@ -116,18 +108,23 @@ class MergeHandler:
                 dead.append(self._dead_letter(message, decoded))
             else:
                 commands.append(decoded)
-        keys = list({event_key(c.model_key, c.event_id) for c in commands if _about_one(c)})
-        self._drop_unregistered(commands, messages, dead)
+        keys = list(
+            {event_key(c.model_key, c.event_id)
+             for c in commands if isinstance(c, Insert | Update | Delete)}
+        )  # fmt: skip
         merge = BatchMerge(StoreView(store, keys), self._spec, self._parked_limit)
         deletions = DeletionRecords(store)
         continuations: list[Outgoing] = []
         for command in commands:
-            if isinstance(command, DeleteIds | DeleteRange | ContinueDeletion):
+            if isinstance(command, Insert | Update | Delete):
+                merge.apply(command, raw_values[command.ref])
+            elif self._spec(command.model_key) is None:
+                reason = f"model {command.model_key!r} is not registered"
+                dead.append(self._dead_letter(messages[command.ref], reason))
+            else:
                 continuations.extend(
                     self._deletions.apply(partition, command, merge, deletions, store)
                 )
-            else:
-                merge.apply(command, raw_values[command.ref])
         outcome = merge.outcome
         dead.extend(self._dead_letter(messages[r.ref], r.reason) for r in outcome.rejections)
         writes = _table_writes(outcome)
@@ -138,19 +135,6 @@ class MergeHandler:
         writes.extend(bin_writes)
         outgoing = [*snapshots, *(self._outgoing(letter) for letter in dead), *continuations]
         return BatchResult(writes, outgoing)
-
-    def _drop_unregistered(
-        self,
-        commands: list[Command | DeletionCommand],
-        messages: Sequence[Message],
-        dead: list[DeadLetter],
-    ) -> None:
-        """Dead-letter deletion requests for a model nobody registered (once each)."""
-        for command in list(commands):
-            if not _about_one(command) and self._spec(command.model_key) is None:
-                commands.remove(command)
-                reason = f"model {command.model_key!r} is not registered"
-                dead.append(self._dead_letter(messages[command.ref], reason))
 
     def _spec(self, model: str) -> ModelSpec | None:
         registered = self._model_of(model)
@@ -223,10 +207,6 @@ class MergeHandler:
             total = current.plus(delta)
             writes.append(table_write(COUNTERS, model.encode(), orjson.dumps(total.to_dict())))
         return writes
-
-
-def _about_one(command: Command | DeletionCommand) -> TypeGuard[Command]:
-    return not isinstance(command, DeleteIds | DeleteRange | ContinueDeletion)
 
 
 def _model_of_letter(letter: DeadLetter) -> str:

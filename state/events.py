@@ -231,15 +231,14 @@ class BatchMerge:
         """The event as the batch left it so far (the store's, unless the batch wrote it)."""
         return self._event(key)
 
-    def erase(self, model: str, key: str, update_metrics: bool, deletion_id: str) -> bool:
-        """Delete an event found by a time-range deletion; False if it is not there."""
+    def erase(self, model: str, key: str, update_metrics: bool, deletion_id: str) -> None:
+        """Delete an event found by a time-range deletion (if it is still there)."""
         before = self._event(key)
         if before is None:
-            return False
+            return
         if self._parked(key):
             self.outcome.parked[key] = ()
         self._erase(model, key, before, update_metrics, deletion_id)
-        return True
 
     def _erase(
         self,
@@ -250,11 +249,7 @@ class BatchMerge:
         deletion_id: str | None,
     ) -> None:
         """Remove the event; its metric contribution is retracted only if asked (SPEC §2)."""
-        if update_metrics:
-            self._write(model, key, before, None)
-        else:
-            self._remember_previous(key, before)
-            self.outcome.events[key] = None
+        self._write(model, key, before, None, counts_in_metrics=update_metrics)
         if deletion_id is not None:
             self.outcome.deleted[deletion_id] += 1
 
@@ -273,11 +268,17 @@ class BatchMerge:
         self.outcome.parked[key] = (*waiting, parked)
 
     def _write(
-        self, model: str, key: str, before: StoredEvent | None, after: StoredEvent | None
+        self,
+        model: str,
+        key: str,
+        before: StoredEvent | None,
+        after: StoredEvent | None,
+        counts_in_metrics: bool = True,
     ) -> None:
+        """Store ``after``; the change goes to the metric bins unless told otherwise."""
         self._remember_previous(key, before)
         self.outcome.events[key] = after
-        if before != after:
+        if counts_in_metrics and before != after:
             self.outcome.changes.append(EventChange(model, before, after))
 
     def _remember_previous(self, key: str, before: StoredEvent | None) -> None:

@@ -85,15 +85,33 @@ class DeleteRequest:
         return "ids" if self.event_ids is not None else "range"
 
 
+def _unknown_names(
+    given: Iterable[str], known: Iterable[str], where: str = "", noun: str = "field"
+) -> str | None:
+    """The message for names a request may not carry, or None; it lists those it may."""
+    allowed = set(known)
+    unknown = sorted(set(given) - allowed)
+    if not unknown:
+        return None
+    subject = f"{where} has unknown" if where else "unknown"
+    return (
+        f"{subject} {noun}(s) {', '.join(map(repr, unknown))}; the {noun}s are "
+        f"{', '.join(sorted(allowed))}"
+    )
+
+
+def _refuse_unknown(
+    given: Iterable[str], known: Iterable[str], where: str = "", noun: str = "field"
+) -> None:
+    problem = _unknown_names(given, known, where, noun)
+    if problem is not None:
+        raise bad_request(problem)
+
+
 def parse_delete(body: object) -> DeleteRequest:
     if not isinstance(body, Mapping):
         raise bad_request("the body must be a JSON object")
-    unknown = sorted(set(body) - _DELETE_FIELDS)
-    if unknown:
-        raise bad_request(
-            f"unknown field(s) {', '.join(map(repr, unknown))}; the fields are "
-            f"{', '.join(sorted(_DELETE_FIELDS))}"
-        )
+    _refuse_unknown(body, _DELETE_FIELDS)
     project_id, model_id = model_name(body, "project_id"), model_name(body, "model_id")
     environment = body.get("environment", "production")
     if environment != "production":
@@ -152,12 +170,7 @@ def parse_time_range(raw: object) -> tuple[int, int]:
             f"'time_range' must be an object {{'start_time': '{HOUR_FORMAT}', 'end_time': "
             f"'{HOUR_FORMAT}'}}; got {_short(raw)}"
         )
-    unknown = sorted(set(raw) - {"start_time", "end_time"})
-    if unknown:
-        raise bad_request(
-            f"'time_range' has unknown field(s) {', '.join(map(repr, unknown))}; "
-            "it takes start_time and end_time"
-        )
+    _refuse_unknown(raw, {"start_time", "end_time"}, where="'time_range'")
     start = parse_hour(raw.get("start_time"), "time_range.start_time")
     end = parse_hour(raw.get("end_time"), "time_range.end_time")
     if start >= end:
@@ -202,12 +215,7 @@ class PublishBatch:
 def parse_publish(body: object) -> PublishBatch:
     if not isinstance(body, Mapping):
         raise bad_request("the body must be a JSON object")
-    unknown = sorted(set(body) - {"project_id", "model_id", "events"})
-    if unknown:
-        raise bad_request(
-            f"unknown field(s) {', '.join(map(repr, unknown))}; the fields are project_id, "
-            "model_id and events"
-        )
+    _refuse_unknown(body, {"project_id", "model_id", "events"})
     project_id, model_id = model_name(body, "project_id"), model_name(body, "model_id")
     rows = body.get("events")
     if not isinstance(rows, list) or not rows:
@@ -223,12 +231,9 @@ def check_row(spec: ModelSpec, row: object, index: int, update: bool) -> Outgoin
     where = f"events[{index}]"
     if not isinstance(row, Mapping):
         raise InvalidEventError(f"{where} must be an object with 'event'; got {_short(row)}")
-    unknown = sorted(set(row) - _ROW_FIELDS)
-    if unknown:
-        raise InvalidEventError(
-            f"{where} has unknown field(s) {', '.join(map(repr, unknown))}; a row has "
-            "event_id, event_timestamp and event"
-        )
+    problem = _unknown_names(row, _ROW_FIELDS, where=where)
+    if problem is not None:
+        raise InvalidEventError(problem)
     event = row.get("event")
     if not isinstance(event, Mapping):
         raise InvalidEventError(
@@ -335,12 +340,7 @@ def parse_slice(items: Iterable[tuple[str, str]]) -> SliceQuery:
         else:
             single[name] = value
     known = {"project_id", "model_id", "start_time", "end_time", "format", "limit", "cursor"}
-    unknown = sorted(set(single) - known)
-    if unknown:
-        raise bad_request(
-            f"unknown query parameter(s) {', '.join(map(repr, unknown))}; they are "
-            f"{', '.join(sorted(known | {'event_id'}))}"
-        )
+    _refuse_unknown(single, known | {"event_id"}, noun="query parameter")
     project_id, model_id = model_name(single, "project_id"), model_name(single, "model_id")
     time_range = None
     if "start_time" in single or "end_time" in single:

@@ -1,22 +1,15 @@
 """Deletion commands produced straight to the ingest topic, as the wire format allows.
 
-Tests of the pipeline use these instead of the REST API, which has tests of its own:
-they show that the merge agent does the right thing with whatever producer sent them.
+Tests of the pipeline use these instead of a running API process (which has tests of its
+own): the same messages the API would send, produced here, so a test needs only workers.
 """
 
 from __future__ import annotations
 
-from collections import defaultdict
-
+from api.deletions import deletion_messages
+from api.requests import DeleteRequest
 from driftline.settings import Settings
-from topics.messages import (
-    deletion_key,
-    encode_delete,
-    encode_delete_ids,
-    encode_delete_range,
-    ingest_key,
-)
-from topics.partitioning import partition_for
+from topics.messages import deletion_key, encode_delete, ingest_key
 from topics.producer import CheckedProducer
 from topics.registry import Topics
 
@@ -41,17 +34,9 @@ def send_id_deletion(
     event_ids: list[str],
     update_metrics: bool,
 ) -> None:
-    """A delete-by-ids request: each partition gets the ids that hash to it."""
-    by_partition: dict[int, list[str]] = defaultdict(list)
-    for event_id in event_ids:
-        key = ingest_key(project_id, model_id, event_id)
-        by_partition[partition_for(key, settings.ingest_partitions)].append(event_id)
-    producer = CheckedProducer(settings.bootstrap_servers)
-    topic = Topics.for_settings(settings).ingest.name
-    for partition, ids in by_partition.items():
-        value = encode_delete_ids(project_id, model_id, deletion_id, ids, update_metrics)
-        producer.produce(topic, deletion_key(project_id, model_id), value, partition=partition)
-    producer.flush()
+    """A delete-by-ids request as the API sends it: each partition gets its own ids."""
+    request = DeleteRequest(project_id, model_id, tuple(event_ids), None, update_metrics)
+    _send(settings, request, deletion_id)
 
 
 def send_range_deletion(
@@ -63,10 +48,18 @@ def send_range_deletion(
     end_ms: int,
     update_metrics: bool,
 ) -> None:
-    """A time-range deletion: the same command to every partition."""
+    """A time-range deletion as the API sends it: the same command to every partition."""
+    request = DeleteRequest(project_id, model_id, None, (start_ms, end_ms), update_metrics)
+    _send(settings, request, deletion_id)
+
+
+def _send(settings: Settings, request: DeleteRequest, deletion_id: str) -> None:
     producer = CheckedProducer(settings.bootstrap_servers)
     topic = Topics.for_settings(settings).ingest.name
-    value = encode_delete_range(project_id, model_id, deletion_id, start_ms, end_ms, update_metrics)
-    for partition in range(settings.ingest_partitions):
-        producer.produce(topic, deletion_key(project_id, model_id), value, partition=partition)
+    key = deletion_key(request.project_id, request.model_id)
+    messages = deletion_messages(
+        request, deletion_id, settings.ingest_partitions, settings.max_event_bytes
+    )
+    for partition, value in messages:
+        producer.produce(topic, key, value, partition=partition)
     producer.flush()

@@ -26,7 +26,7 @@ from state.bins import (
     encode_public,
 )
 from state.commands import Command, Delete, Insert, Update
-from state.events import StoredEvent, merge_batch
+from state.events import MergeOutcome, StoredEvent, merge_batch
 from state.models import ColumnType, ModelSpec, Task
 from tests.unit.test_merge_rules import DictStore
 
@@ -131,29 +131,51 @@ commands = st.one_of(
 )  # fmt: skip
 
 
-@given(st.lists(commands, max_size=60), st.data())
-def test_streaming_bins_equal_a_batch_recomputation_from_the_final_events(
+def merged_in_batches(
     sequence: list[Command], data: Any
-) -> None:
-    """Inserts, labels, metadata updates, moves, re-inserts and deletes, in random batches."""
+) -> tuple[list[MergeOutcome], list[tuple[str, StoredEvent]]]:
+    """The sequence merged in randomly cut batches: each batch's outcome, and the events
+    the bins must hold at the end (the stored ones, and those deleted without retraction)."""
     sequence = [replace(c, offset=i) for i, c in enumerate(sequence)]
     cuts = sorted(data.draw(st.sets(st.integers(0, len(sequence)), max_size=5)))
     store = DictStore()
-    streamed: dict[BinKey, Counters] = {}
+    outcomes = []
     start = 0
     for cut in [*cuts, len(sequence)]:
         batch = [replace(c, ref=i) for i, c in enumerate(sequence[start:cut])]
         outcome = merge_batch(batch, [b"{}"] * len(batch), store, SPECS.get, 10)
         store.write(outcome)
-        for change in outcome.changes:
-            for key, delta in change_deltas(
-                RULES[change.model_key], change.model_key, change
-            ).items():
-                add_into(streamed.setdefault(key, {}), delta)
+        outcomes.append(outcome)
         start = cut
-    streamed = {key: counters for key, counters in streamed.items() if counters}
     final = [(key.rsplit("/", 1)[0], event) for key, event in store.events.items()]
-    assert streamed == bins_of(RULES, final + kept_by_deletes(sequence))
+    return outcomes, final + kept_by_deletes(sequence)
+
+
+def changes_one_by_one(outcome: MergeOutcome) -> dict[BinKey, Counters]:
+    """The batch's bin deltas, ``change_deltas`` of every change added up."""
+    summed: dict[BinKey, Counters] = {}
+    for change in outcome.changes:
+        rules = RULES[change.model_key]
+        for key, delta in change_deltas(rules, change.model_key, change).items():
+            add_into(summed.setdefault(key, {}), delta)
+    return summed
+
+
+def non_empty(bins: dict[BinKey, Counters]) -> dict[BinKey, Counters]:
+    return {key: counters for key, counters in bins.items() if counters}
+
+
+@given(st.lists(commands, max_size=60), st.data())
+def test_streaming_bins_equal_a_batch_recomputation_from_the_final_events(
+    sequence: list[Command], data: Any
+) -> None:
+    """Inserts, labels, metadata updates, moves, re-inserts and deletes, in random batches."""
+    outcomes, final = merged_in_batches(sequence, data)
+    streamed: dict[BinKey, Counters] = {}
+    for outcome in outcomes:
+        for key, delta in changes_one_by_one(outcome).items():
+            add_into(streamed.setdefault(key, {}), delta)
+    assert non_empty(streamed) == bins_of(RULES, final)
 
 
 def kept_by_deletes(sequence: list[Command]) -> list[tuple[str, StoredEvent]]:
@@ -175,32 +197,17 @@ def test_batch_deltas_equal_the_changes_deltas_summed_and_a_batch_recomputation(
     sequence: list[Command], data: Any
 ) -> None:
     """The merge agent's path: each batch's changes counted together, column by column."""
-    sequence = [replace(c, offset=i) for i, c in enumerate(sequence)]
-    cuts = sorted(data.draw(st.sets(st.integers(0, len(sequence)), max_size=5)))
-    store = DictStore()
+    outcomes, final = merged_in_batches(sequence, data)
     streamed: dict[BinKey, Counters] = {}
-    start = 0
-    for cut in [*cuts, len(sequence)]:
-        batch = [replace(c, ref=i) for i, c in enumerate(sequence[start:cut])]
-        outcome = merge_batch(batch, [b"{}"] * len(batch), store, SPECS.get, 10)
-        store.write(outcome)
-        one_by_one: dict[BinKey, Counters] = {}
-        for change in outcome.changes:
-            for key, delta in change_deltas(
-                RULES[change.model_key], change.model_key, change
-            ).items():
-                add_into(one_by_one.setdefault(key, {}), delta)
+    for outcome in outcomes:
         together: dict[BinKey, Counters] = {}
         for model in RULES:
             changes = [change for change in outcome.changes if change.model_key == model]
             together.update(batch_deltas(RULES[model], model, changes))
-        assert together == {key: delta for key, delta in one_by_one.items() if delta}
+        assert together == non_empty(changes_one_by_one(outcome))
         for key, delta in together.items():
             add_into(streamed.setdefault(key, {}), delta)
-        start = cut
-    streamed = {key: counters for key, counters in streamed.items() if counters}
-    final = [(key.rsplit("/", 1)[0], event) for key, event in store.events.items()]
-    assert streamed == bins_of(RULES, final + kept_by_deletes(sequence))
+    assert non_empty(streamed) == bins_of(RULES, final)
 
 
 COLUMN_PROFILES = [

@@ -97,6 +97,16 @@ def rows(count: int, hours: int, prefix: str = "e") -> list[dict[str, Any]]:
     ]  # fmt: skip
 
 
+def serving_shop(
+    settings: Settings, start_worker: Callable[..., Any], start_api: StartApi
+) -> tuple[ApiProcess, str]:
+    """A worker and an API on ``settings``, the test model registered, a token for shop."""
+    start_worker(settings)
+    api = start_api(settings)
+    register(settings)
+    return api, token_for(api, "shop")
+
+
 def client_for(api: ApiProcess, token: str) -> Driftline:
     return Driftline(api.settings.with_overrides(api_url=api.url, api_token=token))
 
@@ -225,10 +235,7 @@ def test_an_unknown_deletion_is_404_and_another_projects_is_403(
 def test_publishing_over_http_keeps_the_valid_rows_and_slices_page_through_them(
     settings: Settings, start_worker: Any, start_api: StartApi
 ) -> None:
-    start_worker()
-    api = start_api()
-    register(settings)
-    token = token_for(api, "shop")
+    api, token = serving_shop(settings, start_worker, start_api)
     events = rows(60, 3)
     bad = [{"event_id": "bad-ts", "event_timestamp": -5, "event": {"age": 1}},
            {"event_id": "bad-event", "event": [1, 2]}]  # fmt: skip
@@ -339,10 +346,7 @@ def bin_counts(settings: Settings) -> dict[int, int]:
 def test_deleting_by_ids_through_the_client_removes_them_from_slices(
     settings: Settings, start_worker: Any, start_api: StartApi
 ) -> None:
-    start_worker()
-    api = start_api()
-    register(settings)
-    token = token_for(api, "shop")
+    api, token = serving_shop(settings, start_worker, start_api)
     published(settings, api, token, rows(40, 2))
     with client_for(api, token) as client:
         status = client.delete_events("shop", "churn", ["e-0000", "e-0001", "e-0000", "none"],
@@ -365,10 +369,7 @@ def test_a_range_deletion_in_batches_with_and_without_updating_the_bins(
     settings: Settings, start_worker: Any, start_api: StartApi
 ) -> None:
     settings = settings.with_overrides(event_deletion_batch_size=7)
-    start_worker(settings)
-    api = start_api(settings)
-    register(settings)
-    token = token_for(api, "shop")
+    api, token = serving_shop(settings, start_worker, start_api)
     published(settings, api, token, rows(90, 3))
     with client_for(api, token) as client:
         kept = client.delete_events("shop", "churn", time_range=(hour(0), hour(1)))
@@ -389,10 +390,7 @@ def test_a_range_deletion_waits_at_the_daily_cap(
     settings: Settings, start_worker: Any, start_api: StartApi
 ) -> None:
     settings = settings.with_overrides(event_deletion_batch_size=5, deletion_daily_cap=12)
-    start_worker(settings)
-    api = start_api(settings)
-    register(settings)
-    token = token_for(api, "shop")
+    api, token = serving_shop(settings, start_worker, start_api)
     published(settings, api, token, rows(40, 1))
     with client_for(api, token) as client:
         status = client.delete_events("shop", "churn", time_range=(hour(0), hour(1)))
@@ -405,10 +403,7 @@ def test_a_range_deletion_waits_at_the_daily_cap(
 def test_the_cli_deletes_a_range_with_a_progress_bar(
     settings: Settings, start_worker: Any, start_api: StartApi, tmp_path: Path
 ) -> None:
-    start_worker()
-    api = start_api()
-    register(settings)
-    token = token_for(api, "shop")
+    api, token = serving_shop(settings, start_worker, start_api)
     published(settings, api, token, rows(20, 2))
     env = {**api.settings.to_env(), "DRIFTLINE_API_URL": api.url, "DRIFTLINE_API_TOKEN": token}
     result = CliRunner().invoke(

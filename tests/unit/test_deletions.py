@@ -312,3 +312,29 @@ def test_a_range_deletes_from_its_start_inclusive_to_its_end_exclusive(
     delete_range(partition, "d1", start, end, metrics=True)
     partition.run()
     assert sorted(partition.events()) == ["after", "before"]
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "reason"),
+    [
+        (b"shop/fraud", b'{"op": "delete_range", "project_id": "shop", "model_id": "fraud", '
+         b'"deletion_id": "d1", "start_time": 7, "end_time": 7}', "start_time < end_time"),
+        (b"shop/fraud", b'{"op": "delete_ids", "project_id": "shop", "model_id": "fraud", '
+         b'"deletion_id": "d1", "event_ids": ["a", 3]}', "a list of non-empty strings"),
+        (b"shop/fraud/a", b'{"op": "delete_continue", "project_id": "shop", '
+         b'"model_id": "fraud", "deletion_id": "d1"}', "must be keyed 'shop/fraud'"),
+        (b"shop/fraud", b'{"op": "delete_range", "project_id": "shop", "model_id": "fraud", '
+         b'"start_time": 0, "end_time": 7}', "needs 'deletion_id'"),
+    ],
+)  # fmt: skip
+def test_a_malformed_deletion_request_is_dead_lettered_with_its_reason(
+    partition: Partition, key: bytes, value: bytes, reason: str
+) -> None:
+    publish(partition, [("kept", HOUR0)])
+    partition.send(key, value)
+    partition.run()
+    (letter,) = partition.dead_letters
+    assert letter.value == value
+    assert reason in dict(letter.headers or [])["driftline.reason"].decode()
+    assert list(partition.events()) == ["kept"]
+    assert partition.store.get(DELETIONS, b"d1") is None

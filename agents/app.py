@@ -10,7 +10,9 @@ fresh apps against their own topics; nothing happens at import time.
 
 from __future__ import annotations
 
+import uuid
 from dataclasses import dataclass
+from pathlib import Path
 
 import faust
 import redis
@@ -98,11 +100,14 @@ def _merge_runner(
         bin_partials_topic=topics.bin_partials.name,
         deletion_batch_size=settings.event_deletion_batch_size,
         deletion_budget=budget,
+        ingest_partitions=settings.ingest_partitions,
     )
     config = RunnerConfig(
         name="merge",
         bootstrap_servers=settings.bootstrap_servers,
         group_id=topics.merge_group,
+        transactional_id=f"{topics.merge_group}-{worker_identity(settings.data_dir)}",
+        dead_letter_topic=topics.dead_letters.name,
         input_topic=topics.ingest.name,
         changelog_topic=topics.merge_changelog.name,
         data_dir=settings.data_dir,
@@ -116,11 +121,15 @@ def _merge_runner(
 def _bins_runner(settings: Settings, topics: Topics) -> PartitionedRunner:
     # Its own registry reader: each runner thread owns the consumer it reads with.
     registry = ModelRegistry(settings.bootstrap_servers, topics.models.name)
-    handler = BinsHandler(registry.get, topics.metrics.name, settings.emit_interval_s)
+    handler = BinsHandler(
+        registry.get, topics.metrics.name, settings.emit_interval_s, topics.dead_letters.name
+    )
     config = RunnerConfig(
         name="bins",
         bootstrap_servers=settings.bootstrap_servers,
         group_id=topics.bins_group,
+        transactional_id=f"{topics.bins_group}-{worker_identity(settings.data_dir)}",
+        dead_letter_topic=topics.dead_letters.name,
         input_topic=topics.bin_partials.name,
         changelog_topic=topics.bins_changelog.name,
         data_dir=settings.data_dir,
@@ -131,3 +140,20 @@ def _bins_runner(settings: Settings, topics: Topics) -> PartitionedRunner:
         session_timeout_ms=settings.session_timeout_ms,
     )
     return PartitionedRunner(config, handler)
+
+
+def worker_identity(data_dir: Path) -> str:
+    """A name that stays with the worker's state directory across restarts.
+
+    The runners' transactional ids derive from it: a worker restarted on the same disk
+    fences its crashed predecessor at once and aborts its open transaction, instead of
+    leaving readers blocked behind it until the broker times it out.
+    """
+    path = data_dir / "worker-id"
+    try:
+        return path.read_text().strip()
+    except FileNotFoundError:
+        data_dir.mkdir(parents=True, exist_ok=True)
+        identity = uuid.uuid4().hex[:12]
+        path.write_text(identity)
+        return identity

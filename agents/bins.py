@@ -18,10 +18,13 @@ from typing import Any
 from confluent_kafka import Message
 
 from agents.runtime import BatchResult, Outgoing
-from state.bins import HOUR_MS, Counters, add_into, decode_counters, encode_public
+from state import exact_json
+from state.bins import HOUR_MS, Counters, add_into
 from state.metrics import bin_metrics
 from state.registered import RegisteredModel
 from state.store import PartitionStore, Write, table_write
+from topics.clients import DEAD_LETTER_MAX_BYTES
+from topics.dead_letters import DeadLetter
 
 SHARES = "shares"  # model/hour/partition -> {"v": version, "c": counters}
 DIRTY = "dirty"  # model/hour -> b""
@@ -33,9 +36,11 @@ class BinsHandler:
         model_of: Callable[[str], RegisteredModel | None],
         metrics_topic: str,
         emit_interval_s: float,
+        dead_letter_topic: str,
     ) -> None:
         self._model_of = model_of
         self._metrics_topic = metrics_topic
+        self._dead_letter_topic = dead_letter_topic
         self._emit_interval_ms = int(emit_interval_s * 1000)
         self._last_emitted: dict[bytes, int] = {}
 
@@ -47,7 +52,7 @@ class BinsHandler:
             bin_key, value = message.key(), message.value()
             if bin_key is None or value is None:
                 continue
-            snapshot = decode_counters(value)
+            snapshot = exact_json.loads_tagged(value)
             share_key = bin_key + b"/" + str(snapshot["p"]).encode()
             if share_key not in newest or newest[share_key][0] < snapshot["v"]:
                 newest[share_key] = (snapshot["v"], value)
@@ -55,7 +60,7 @@ class BinsHandler:
         fresh: dict[bytes, dict[bytes, bytes]] = {}  # bin key -> its shares written now
         for share_key, (version, value) in newest.items():
             current = store.get(SHARES, share_key)
-            if current is not None and decode_counters(current)["v"] >= version:
+            if current is not None and exact_json.loads_tagged(current)["v"] >= version:
                 continue  # redelivered or older than what we have
             writes.append(table_write(SHARES, share_key, value))
             fresh.setdefault(share_key.rsplit(b"/", 1)[0], {})[share_key] = value
@@ -85,6 +90,13 @@ class BinsHandler:
             self._last_emitted[bin_key] = now_ms
         return outgoing
 
+    def dead_letter(
+        self, partition: int, message: Message, reason: str, store: PartitionStore
+    ) -> BatchResult:
+        letter = DeadLetter.of(message, reason).fitted(DEAD_LETTER_MAX_BYTES)
+        topic = self._dead_letter_topic
+        return BatchResult(outgoing=[Outgoing(topic, letter.key, letter.value, letter.headers())])
+
     def tick(self, partition: int, store: PartitionStore, now_ms: int) -> BatchResult:
         self._forget_emissions_before(now_ms - self._emit_interval_ms)
         writes: list[Write] = []
@@ -112,7 +124,7 @@ class BinsHandler:
         counters: Counters = {}
         version = 0
         for raw in shares.values():
-            share = decode_counters(raw)
+            share = exact_json.loads_tagged(raw)
             version += share["v"]
             if share["c"]:
                 add_into(counters, share["c"])
@@ -120,7 +132,7 @@ class BinsHandler:
             return None
         model, hour = bin_key.decode().rsplit("/", 1)
         registered = self._model_of(model)
-        return encode_public(emitted_bin(registered, model, int(hour), version, counters))
+        return exact_json.dumps(emitted_bin(registered, model, int(hour), version, counters))
 
 
 def emitted_bin(

@@ -1,4 +1,4 @@
-"""The batch engine under every stateful agent: consume a batch, apply it, persist, commit.
+"""The batch engine under every stateful agent: consume a batch, apply it, commit it.
 
 Why not Faust's own stream and Table: on this 2-core machine a Faust agent that only
 decodes messages ran at ~8-14k events/s, and ~2-4k/s with a Table write per event,
@@ -7,25 +7,30 @@ So the hot path consumes batches with librdkafka and keeps per-partition state i
 RocksDB the way Kafka Streams does, while Faust hosts the worker (lifecycle, web views).
 
 Per batch, in this order:
-1. the handler (pure logic) turns one partition's messages into table writes and
-   outgoing messages;
-2. the writes go to the partition's changelog topic, with a checkpoint record of the
-   next input offset, and the outgoing messages to their topics; the producer is
-   flushed, so the changelog is never behind the local store;
-3. the writes and the checkpoint are applied to the local RocksDB in one atomic batch;
-4. the input offsets are committed (for lag monitoring; resumption uses the checkpoint).
+1. the handler (pure logic) turns each partition's messages into table writes and
+   outgoing messages; a record the broker would refuse is caught here;
+2. one Kafka transaction (``agents.transactions``) carries each partition's writes to its
+   changelog partition, closed by a checkpoint record, the outgoing messages, and the
+   input offsets — all visible, or none;
+3. the writes and the checkpoint go to the partition's RocksDB in one atomic batch.
 
-A restarted or newly assigned partition restores from its changelog when the local
-store is missing or stale, then resumes at the checkpointed input offset. State thus
-reflects every input message exactly once; outgoing messages (dead letters) are at
-least once.
+A newly assigned partition whose store is not at the committed checkpoint is restored
+from its changelog (``agents.restore``). State thus reflects every input message exactly
+once, and so do the outputs: a dead letter, a bin snapshot, a deletion continuation or a
+forwarded message is written once, with the batch that caused it.
+
+Error policy (SPEC §5). An exception while messages are applied is their fault unless it
+is an infrastructure error: the partition's batch is applied again in halves until the
+poison message is alone, which is dead-lettered with the exception as its reason, and
+the rest goes on. An infrastructure error (the broker, an outage) is waited out: nothing
+of the batch is committed, the input is rewound to the stores' checkpoints and consumed
+again after a backoff. Only a failing local store stops a runner.
 """
 
 from __future__ import annotations
 
 import gc
 import logging
-import shutil
 import threading
 import time
 from collections import defaultdict
@@ -43,17 +48,17 @@ from confluent_kafka import (
     TopicPartition,
 )
 
+from agents.outages import Backoff, OutageLog
+from agents.restore import CHECKPOINT_KEY, ChangelogRestorer, committed_checkpoint
+from agents.transactions import BatchTransactions, NotCommittedError, RecordRefusedError
 from state.store import Checkpoint, PartitionStore, Write
-from topics.offsets import watermarks
-from topics.producer import CheckedProducer
+from topics.clients import DEAD_LETTER_MAX_BYTES, RECORD_MAX_BYTES, consumer_config
+from topics.dead_letters import DeadLetter
 
 log = logging.getLogger(__name__)
 
 # A batch slower than this is logged: it delays every message behind it.
 SLOW_BATCH_S = 0.5
-
-# Changelog key of the record that carries the next input offset.
-INPUT_CHECKPOINT_KEY = b"\x00input"
 
 # Past the batch window, the first message waits this fraction of it for the rest of its
 # burst (10 ms for the merge agent's 50 ms).
@@ -67,6 +72,14 @@ BURST_GRACE = 0.2
 GC_THRESHOLDS = (10_000, 10, 10)
 
 
+class InfrastructureError(Exception):
+    """A dependency failed, not the message: the batch is retried after a backoff."""
+
+
+# What is waited out rather than blamed on a message.
+INFRASTRUCTURE = (KafkaException, InfrastructureError, NotCommittedError)
+
+
 @dataclass(frozen=True, slots=True)
 class Outgoing:
     topic: str
@@ -75,6 +88,8 @@ class Outgoing:
     headers: list[tuple[str, bytes]] | None = None
     # -1: the key decides (murmur2); a command for one partition names it.
     partition: int = -1
+    # Kafka timestamp in ms; 0: the time of producing. A forwarded message keeps its own.
+    timestamp: int = 0
 
 
 @dataclass
@@ -92,19 +107,45 @@ class BatchHandler(Protocol):
     def tick(self, partition: int, store: PartitionStore, now_ms: int) -> BatchResult:
         """Periodic work with no input (timeouts); called about once per tick interval."""
 
+    def dead_letter(
+        self, partition: int, message: Message, reason: str, store: PartitionStore
+    ) -> BatchResult:
+        """What a message that could not be applied leaves: its dead letter, counters."""
+
 
 @dataclass(frozen=True)
 class RunnerConfig:
     name: str
     bootstrap_servers: str
     group_id: str
+    # Stable for one worker's data directory: a restarted worker fences its predecessor.
+    transactional_id: str
     input_topic: str
     changelog_topic: str
+    dead_letter_topic: str
     data_dir: Path
     batch_max_messages: int = 10_000
     batch_within_s: float = 0.05
     tick_interval_s: float = 1.0
     session_timeout_ms: int = 10_000
+
+
+class PoisonError(Exception):
+    """Applying these messages failed because of what they hold."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+class RecordTooLargeError(Exception):
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class _Applied:
+    result: BatchResult
+    checkpoint: Checkpoint
 
 
 def tune_garbage_collector() -> None:
@@ -117,6 +158,11 @@ def tune_garbage_collector() -> None:
     if gc.get_threshold() != GC_THRESHOLDS:
         gc.set_threshold(*GC_THRESHOLDS)
         gc.freeze()
+
+
+def reason_of(error: BaseException) -> str:
+    """A dead letter's reason for an exception raised while applying its message."""
+    return f"could not be applied: {type(error).__name__}: {error}"
 
 
 class PartitionedRunner:
@@ -133,19 +179,22 @@ class PartitionedRunner:
         self.handler = handler
         self._on_assignment = on_assignment
         self.stores: dict[int, PartitionStore] = {}
-        self._producer = CheckedProducer(config.bootstrap_servers, **{"linger.ms": 1})
         self._consumer = Consumer(
-            {
-                "bootstrap.servers": config.bootstrap_servers,
-                "group.id": config.group_id,
-                "enable.auto.commit": False,
-                "auto.offset.reset": "earliest",
-                "session.timeout.ms": config.session_timeout_ms,
-                "heartbeat.interval.ms": max(500, config.session_timeout_ms // 5),
-                "fetch.wait.max.ms": 10,
-            }
+            consumer_config(
+                config.bootstrap_servers,
+                config.group_id,
+                **{
+                    "session.timeout.ms": config.session_timeout_ms,
+                    "heartbeat.interval.ms": max(500, config.session_timeout_ms // 5),
+                    "fetch.wait.max.ms": 10,
+                },
+            )
         )
-        self._changelog_ends: dict[int, int] = {}
+        self._outage = OutageLog(f"{config.name}: Kafka", log)
+        self._transactions = BatchTransactions(
+            config.bootstrap_servers, config.transactional_id, self._outage
+        )
+        self._backoff = Backoff()
         self._batch_started = 0.0  # time.monotonic() when the last batch was consumed
         self.ready = threading.Event()
         self._stop = threading.Event()
@@ -155,24 +204,46 @@ class PartitionedRunner:
     def run(self) -> None:
         """Consume until ``stop()``; meant to run on a thread of its own."""
         tune_garbage_collector()
-        self._consumer.subscribe(
-            [self.config.input_topic], on_assign=self._assign, on_revoke=self._revoke,
-            on_lost=self._revoke,
-        )  # fmt: skip
-        next_tick = time.monotonic() + self.config.tick_interval_s
         try:
-            while not self._stop.is_set():
+            if not self._transactions.start(self._stop):
+                return
+            self._consumer.subscribe(
+                [self.config.input_topic], on_assign=self._assign, on_revoke=self._revoke,
+                on_lost=self._revoke,
+            )  # fmt: skip
+            self._loop()
+        finally:
+            self._close()
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    def _loop(self) -> None:
+        next_tick = time.monotonic() + self.config.tick_interval_s
+        while not self._stop.is_set():
+            try:
                 messages = self._next_batch(next_tick)
                 if messages:
                     self._process(messages)
                 if time.monotonic() >= next_tick:
                     self._tick()
                     next_tick = time.monotonic() + self.config.tick_interval_s
-        finally:
-            self._close()
+                self._backoff.reset()
+            except INFRASTRUCTURE as error:
+                self._wait_out(error)
 
-    def stop(self) -> None:
-        self._stop.set()
+    def _wait_out(self, error: Exception) -> None:
+        """Drop the uncommitted batch: consume it again from the checkpoints, later."""
+        self._outage.failed(error)
+        for partition, store in self.stores.items():
+            offset = store.checkpoint().next_input_offset
+            position = offset if offset >= 0 else OFFSET_BEGINNING
+            try:
+                self._consumer.seek(TopicPartition(self.config.input_topic, partition, position))
+            except KafkaException as seek_error:
+                # Not fetching yet (just assigned): it starts at the checkpoint anyway.
+                log.debug("%s[%d]: seek: %s", self.name, partition, seek_error)
+        self._stop.wait(self._backoff.next_wait())
 
     # --- the batch path -------------------------------------------------------------
 
@@ -207,86 +278,219 @@ class PartitionedRunner:
         return messages
 
     def _process(self, messages: list[Message]) -> None:
-        by_partition: dict[int, list[Message]] = defaultdict(list)
-        for message in messages:
-            error = message.error()
-            if error is not None:
-                if error.code() != KafkaError._PARTITION_EOF:
-                    log.warning("%s: consume error: %s", self.config.name, error)
-                continue
-            by_partition[message.partition()].append(message)
         started = time.perf_counter()
-        results: dict[int, tuple[BatchResult, int]] = {}
-        for partition, batch in by_partition.items():
-            store = self.stores.get(partition)
-            if store is None:  # revoked while the batch was in flight
-                continue
-            result = self.handler.handle(partition, batch, store)
-            results[partition] = (result, batch[-1].offset() + 1)
+        batches = self._by_partition(messages)
+        positions = self._positions(batches)
+        applied: dict[int, _Applied] = {}
+        poisoned: list[int] = []
+        for partition, batch in batches.items():
+            try:
+                applied[partition] = self._apply(partition, batch, positions[partition])
+            except PoisonError:
+                poisoned.append(partition)
         handled = time.perf_counter()
-        self._persist(results)
+        try:
+            self._commit(applied)
+        except PoisonError:
+            poisoned.extend(applied)  # one of their records was refused: find whose
+        for partition in poisoned:
+            self._isolate(partition, batches[partition], positions[partition])
         done = time.perf_counter()
         if done - started > SLOW_BATCH_S:
             log.warning(
-                "%s: slow batch of %d messages: handling %.0f ms, persisting %.0f ms",
+                "%s: slow batch of %d messages: handling %.0f ms, committing %.0f ms",
                 self.name, len(messages), (handled - started) * 1000, (done - handled) * 1000,
             )  # fmt: skip
+
+    def _by_partition(self, messages: list[Message]) -> dict[int, list[Message]]:
+        """The batch's messages of each partition this runner still holds."""
+        batches: dict[int, list[Message]] = defaultdict(list)
+        for message in messages:
+            error = message.error()
+            if error is None:
+                batches[message.partition()].append(message)
+            elif error.code() != KafkaError._PARTITION_EOF:
+                self._outage.failed(error)
+        if batches:
+            self._outage.recovered()
+        return {p: batch for p, batch in batches.items() if p in self.stores}
+
+    def _positions(self, batches: dict[int, list[Message]]) -> dict[int, int]:
+        """Where each partition's input goes on after the batch.
+
+        Past the last message, and past the transaction markers behind it: Driftline's
+        own messages on its input (forwards, continuations) are committed transactions,
+        each followed by a marker that takes an offset. Committing the last message's
+        offset + 1 would leave a lag of one forever.
+        """
+        topic = self.config.input_topic
+        found = self._consumer.position([TopicPartition(topic, p) for p in batches])
+        return {
+            tp.partition: max(tp.offset, batches[tp.partition][-1].offset() + 1) for tp in found
+        }
+
+    def _apply(
+        self, partition: int, batch: Sequence[Message], next_input: int | None = None
+    ) -> _Applied:
+        """The batch's result; ``PoisonError`` if applying it raised for what it holds."""
+        store = self.stores[partition]
+        try:
+            result = self.handler.handle(partition, batch, store)
+            self._check_sizes(result)
+        except INFRASTRUCTURE:
+            raise
+        except Exception as error:
+            raise PoisonError(reason_of(error)) from error
+        next_input = batch[-1].offset() + 1 if next_input is None else next_input
+        return _Applied(result, store.checkpoint().following(next_input))
+
+    def _isolate(self, partition: int, batch: Sequence[Message], end: int) -> None:
+        """Apply the batch in ever smaller parts until each poison message is alone, then
+        dead-letter it: log2(batch) commits for one poison message, not one per message.
+        The last part goes on at ``end``, the batch's position."""
+        pending = [batch]
+        while pending and partition in self.stores:
+            part = pending.pop()
+            next_input = end if part[-1] is batch[-1] else part[-1].offset() + 1
+            try:
+                self._commit({partition: self._apply(partition, part, next_input)})
+                continue
+            except PoisonError as poison:
+                if len(part) > 1:
+                    middle = len(part) // 2
+                    pending += [part[middle:], part[:middle]]
+                    continue
+                reason = poison.reason
+            log.warning(
+                "%s[%d]: offset %d dead-lettered: %s", self.name, partition, part[0].offset(),
+                reason,
+            )  # fmt: skip
+            self._commit_dead_letter(partition, part[0], reason, next_input)
+
+    def _commit_dead_letter(
+        self, partition: int, message: Message, reason: str, next_input: int
+    ) -> None:
+        store = self.stores[partition]
+        checkpoint = store.checkpoint().following(next_input)
+        try:
+            result = self.handler.dead_letter(partition, message, reason, store)
+            self._check_sizes(result)
+            self._commit({partition: _Applied(result, checkpoint)})
+            return
+        except INFRASTRUCTURE:
+            raise
+        except Exception as error:
+            log.error("%s[%d]: the handler's dead letter failed: %s", self.name, partition, error)
+        # The plainest dead letter there is, then (cut to fit if need be).
+        letter = DeadLetter.of(message, reason).fitted(DEAD_LETTER_MAX_BYTES)
+        topic = self.config.dead_letter_topic
+        bare = BatchResult(outgoing=[Outgoing(topic, letter.key, letter.value, letter.headers())])
+        try:
+            self._commit({partition: _Applied(bare, checkpoint)})
+        except PoisonError as refused:
+            log.error(
+                "%s[%d]: offset %d skipped: even its dead letter was refused (%s)",
+                self.name, partition, message.offset(), refused.reason,
+            )  # fmt: skip
+            self._commit({partition: _Applied(BatchResult(), checkpoint)})
+
+    def _check_sizes(self, result: BatchResult) -> None:
+        """Refuse a record the broker would refuse, before anything is produced."""
+        for write in result.writes:
+            size = len(write.key) + (0 if write.value is None else len(write.value))
+            if size > RECORD_MAX_BYTES:
+                raise RecordTooLargeError(
+                    _too_large(size, self.config.changelog_topic, RECORD_MAX_BYTES)
+                )
+        dead_letters = self.config.dead_letter_topic
+        for out in result.outgoing:
+            size = len(out.key or b"") + len(out.value or b"")
+            limit = DEAD_LETTER_MAX_BYTES if out.topic == dead_letters else RECORD_MAX_BYTES
+            if size > limit:
+                raise RecordTooLargeError(_too_large(size, out.topic, limit))
 
     def _tick(self) -> None:
         started = time.perf_counter()
         now_ms = int(time.time() * 1000)
-        results: dict[int, tuple[BatchResult, int]] = {}
+        applied: dict[int, _Applied] = {}
         for partition, store in list(self.stores.items()):
-            result = self.handler.tick(partition, store, now_ms)
+            checkpoint = store.checkpoint()
+            if checkpoint.next_input_offset < 0:
+                continue  # nothing consumed, so nothing to time out
+            try:
+                result = self.handler.tick(partition, store, now_ms)
+                self._check_sizes(result)
+            except INFRASTRUCTURE:
+                raise
+            except Exception:
+                log.exception("%s[%d]: tick failed; retried next tick", self.name, partition)
+                continue
             if result.writes or result.outgoing:
-                results[partition] = (result, store.checkpoint().next_input_offset)
-        if results:
-            self._persist(results)
+                next_input = checkpoint.next_input_offset
+                applied[partition] = _Applied(result, checkpoint.following(next_input))
+        try:
+            self._commit(applied)
+        except PoisonError as refused:
+            log.error("%s: a tick's records were refused; retried next tick: %s", self.name,
+                      refused.reason)  # fmt: skip
         if time.perf_counter() - started > SLOW_BATCH_S:
             log.warning("%s: slow tick: %.0f ms", self.name, (time.perf_counter() - started) * 1000)
 
-    def _persist(self, results: dict[int, tuple[BatchResult, int]]) -> None:
-        produced: dict[int, int] = {}
-        for partition, (result, next_input) in results.items():
-            for write in result.writes:
-                self._producer.produce(
-                    self.config.changelog_topic, write.key, write.value, partition=partition
+    def _commit(self, applied: dict[int, _Applied]) -> None:
+        """One transaction for all of ``applied``, then the local stores.
+
+        ``PoisonError`` if a record was refused for what it holds; ``NotCommittedError`` (an
+        infrastructure error) if the transaction did not commit for any other reason.
+        """
+        if not applied:
+            return
+        transactions = self._transactions
+        if not transactions.ensure_started(self._stop):
+            raise NotCommittedError("stopping")
+        changelog = self.config.changelog_topic
+        try:
+            transactions.begin()
+            for partition, item in applied.items():
+                for write in item.result.writes:
+                    transactions.produce(changelog, write.key, write.value, partition=partition)
+                transactions.produce(
+                    changelog, CHECKPOINT_KEY, item.checkpoint.to_bytes(), partition=partition
                 )
-            self._producer.produce(
-                self.config.changelog_topic,
-                INPUT_CHECKPOINT_KEY,
-                str(next_input).encode(),
-                partition=partition,
+                for out in item.result.outgoing:
+                    transactions.produce(out.topic, out.key, out.value, out.headers,
+                                         out.partition, out.timestamp)  # fmt: skip
+            transactions.commit(self._offsets(applied), self._consumer.consumer_group_metadata())
+        except KafkaException as error:
+            failure = transactions.failed(error)
+            if isinstance(failure, RecordRefusedError):
+                raise PoisonError(f"the broker refused a record it produced: {failure}") from error
+            raise failure from error
+        for partition, item in applied.items():
+            self.stores[partition].write(item.result.writes, item.checkpoint)
+
+    def _offsets(self, applied: dict[int, _Applied]) -> list[TopicPartition]:
+        """The input offsets to commit with the transaction, each with its checkpoint's
+        sequence as metadata: how a store later tells it is current."""
+        return [
+            TopicPartition(
+                self.config.input_topic,
+                partition,
+                item.checkpoint.next_input_offset,
+                metadata=str(item.checkpoint.sequence),
             )
-            produced[partition] = len(result.writes) + 1
-            for out in result.outgoing:
-                self._producer.produce(
-                    out.topic, out.key, out.value, out.headers, partition=out.partition
-                )
-        self._producer.flush()
-        for partition, (result, next_input) in results.items():
-            # This process is the partition's only writer, so its changelog grows by exactly
-            # what was produced. Were that ever wrong, the next assignment would see a
-            # mismatch with the broker's end offset and restore in full: safe either way.
-            self._changelog_ends[partition] += produced[partition]
-            checkpoint = Checkpoint(next_input, self._changelog_ends[partition])
-            self.stores[partition].write(result.writes, checkpoint)
-        offsets = [
-            TopicPartition(self.config.input_topic, partition, next_input)
-            for partition, (_, next_input) in results.items()
-            if next_input >= 0
+            for partition, item in applied.items()
+            if item.checkpoint.next_input_offset >= 0
         ]
-        if offsets:
-            self._consumer.commit(offsets=offsets, asynchronous=True)
 
     # --- assignment -----------------------------------------------------------------
 
     def _assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        committed = {tp.partition: committed_checkpoint(tp) for tp in self._committed(partitions)}
         restorer = ChangelogRestorer(self.config.bootstrap_servers, self.config.changelog_topic)
         try:
             for tp in partitions:
                 path = self.config.data_dir / self.config.name / str(tp.partition)
-                store, self._changelog_ends[tp.partition] = restorer.restore(tp.partition, path)
+                store = restorer.open(tp.partition, path, committed.get(tp.partition))
                 self.stores[tp.partition] = store
                 next_input = store.checkpoint().next_input_offset
                 tp.offset = next_input if next_input >= 0 else OFFSET_BEGINNING
@@ -295,6 +499,20 @@ class PartitionedRunner:
         consumer.assign(partitions)
         self._notify_assignment()
         self.ready.set()
+
+    def _committed(self, partitions: list[TopicPartition]) -> list[TopicPartition]:
+        """The group's committed input offsets; the group just formed, so the broker
+        answers, but a short outage right now is waited out too."""
+        backoff = Backoff()
+        while True:
+            try:
+                found: list[TopicPartition] = self._consumer.committed(partitions, timeout=10)
+                return found
+            except KafkaException as error:
+                if self._stop.is_set():
+                    raise
+                self._outage.failed(error)
+                self._stop.wait(backoff.next_wait())
 
     def _revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         for tp in partitions:
@@ -310,84 +528,16 @@ class PartitionedRunner:
     def _close(self) -> None:
         try:
             self._consumer.close()
-        except KafkaException as error:
+        except (KafkaException, RuntimeError) as error:
             log.warning("%s: closing consumer: %s", self.config.name, error)
         for store in self.stores.values():
             store.close()
         self.stores.clear()
+        self._transactions.close()
 
 
-class ChangelogRestorer:
-    """Brings a partition's local store level with its changelog."""
-
-    def __init__(self, bootstrap_servers: str, topic: str) -> None:
-        self._topic = topic
-        self._consumer = Consumer(
-            {
-                "bootstrap.servers": bootstrap_servers,
-                "group.id": f"{topic}-restorer",
-                "enable.auto.commit": False,
-                "enable.partition.eof": True,
-            }
-        )
-
-    def restore(self, partition: int, path: Path) -> tuple[PartitionStore, int]:
-        """Open the partition's store, restoring it as needed; also return the changelog end."""
-        tp = TopicPartition(self._topic, partition)
-        low, high = watermarks(self._consumer, tp)
-        store = PartitionStore(path)
-        if store.checkpoint().next_changelog_offset == high:
-            return store, high
-        # Missing or stale (another worker wrote since, or a crash came between the
-        # changelog flush and the local write): rebuild from the whole changelog, since
-        # compaction may have dropped tombstones that a partial replay would need.
-        log.info(
-            "%s[%d]: local store at changelog offset %d, changelog ends at %d: restoring",
-            self._topic, partition, store.checkpoint().next_changelog_offset, high,
-        )  # fmt: skip
-        store.close()
-        shutil.rmtree(path, ignore_errors=True)
-        store = PartitionStore(path)
-        next_input = self._replay(partition, low, high, store) if high > low else -1
-        # Only now does the store claim to match the changelog's end: a restore cut
-        # short leaves a checkpoint that forces the next assignment to restore again.
-        store.write_raw([], Checkpoint(next_input, high))
-        return store, high
-
-    def _replay(self, partition: int, low: int, high: int, store: PartitionStore) -> int:
-        """Apply whole batches only: each ends with its checkpoint record.
-
-        Records after the last checkpoint belong to a batch whose flush a crash cut short;
-        its input is processed again after the restore, so they are dropped here. Later
-        batches rewrite every key such a batch touched, so the leftovers are superseded.
-        Compaction keeps this true: it keeps the newest checkpoint and everything after it.
-        """
-        self._consumer.assign([TopicPartition(self._topic, partition, low)])
-        pending: list[tuple[bytes, bytes | None]] = []
-        next_input = -1
-        position = low
-        while position < high:
-            for message in self._consumer.consume(10_000, 1.0):
-                error = message.error()
-                if error is not None:
-                    if error.code() == KafkaError._PARTITION_EOF:
-                        position = high  # compaction may leave gaps before the end
-                    continue
-                position = message.offset() + 1
-                key = message.key()
-                if key == INPUT_CHECKPOINT_KEY:
-                    next_input = int(message.value())
-                    store.write_raw(pending, Checkpoint(next_input, -1))
-                    pending = []
-                elif key is not None:
-                    pending.append((key, message.value()))
-        if pending:
-            log.warning(
-                "%s[%d]: dropped %d changelog records of a batch that never completed",
-                self._topic, partition, len(pending),
-            )  # fmt: skip
-        self._consumer.unassign()
-        return next_input
-
-    def close(self) -> None:
-        self._consumer.close()
+def _too_large(size: int, topic: str, limit: int) -> str:
+    return (
+        f"it would write a record of {size:,} bytes to {topic}, over the limit of "
+        f"{limit:,} bytes per record"
+    )

@@ -20,7 +20,7 @@ import sys
 import tempfile
 import time
 from collections import defaultdict
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -36,7 +36,7 @@ from state.baseline import profile_baseline
 from state.bins import HOUR_MS
 from state.models import ModelSpec
 from state.registered import RegisteredModel
-from state.store import Checkpoint, PartitionStore
+from state.store import PartitionStore
 from topics.messages import ingest_key
 from topics.partitioning import partition_for
 
@@ -98,10 +98,10 @@ class Timed:
 class NoDeletions:
     """The daily deletion cap's place: this workload deletes nothing."""
 
-    def grant(self, model: str, day: int, wanted: int) -> int:
+    def grant(self, model: str, day: int, partition: int, already: int, wanted: int) -> int:
         return 0
 
-    def refund(self, model: str, day: int, unused: int) -> None:
+    def publish(self, partition: int, day: int, deleted: Mapping[str, int]) -> None:
         return None
 
 
@@ -110,11 +110,20 @@ def run(events: int, partitions: int, batch: int, workdir: Path) -> None:
     registered = registered_model()
     model_of = {MODEL: registered}.get
     merge = MergeHandler(
-        model_of, INGEST, DEAD, 1_000_000, 10, 600.0, PARTIALS, 100_000, NoDeletions()
+        model_of,
+        INGEST,
+        DEAD,
+        1_000_000,
+        10,
+        600.0,
+        PARTIALS,
+        100_000,
+        NoDeletions(),
+        partitions,
     )
     apply = Timed(merge._partials.apply)
     merge._partials.apply = apply  # type: ignore[method-assign]
-    bins = BinsHandler(model_of, METRICS, 0.5)
+    bins = BinsHandler(model_of, METRICS, 0.5, DEAD)
     batches = ingest_batches(events, partitions, batch)
     merge_stores = {p: PartitionStore(workdir / "merge" / str(p)) for p in range(partitions)}
     bins_store = PartitionStore(workdir / "bins" / "0")
@@ -157,7 +166,7 @@ def run(events: int, partitions: int, batch: int, workdir: Path) -> None:
 def persist(store: PartitionStore, result: BatchResult, next_input: int) -> float:
     """The store's half of the runner's persist step; returns its CPU seconds."""
     started = time.process_time()
-    store.write(result.writes, Checkpoint(next_input, -1))
+    store.write(result.writes, store.checkpoint().following(next_input))
     return time.process_time() - started
 
 

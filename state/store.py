@@ -35,18 +35,26 @@ def table_write(table: str, key: bytes, value: bytes | None) -> Write:
 
 @dataclass(frozen=True, slots=True)
 class Checkpoint:
+    """Where a partition's state stands: the input it has consumed, and how many batches
+    (with their ticks) it has committed. The same pair is written to the changelog and
+    with the committed input offset, so a store can tell whether it is current."""
+
     # Next input offset to process; -1 when nothing was processed yet.
     next_input_offset: int = -1
-    # Next changelog offset this store has not seen; -1 when it never wrote or restored.
-    next_changelog_offset: int = -1
+    # Batches committed so far; grows by one with every committed batch or tick.
+    sequence: int = 0
+
+    def following(self, next_input_offset: int) -> Checkpoint:
+        """The checkpoint of the next committed batch."""
+        return Checkpoint(next_input_offset, self.sequence + 1)
 
     def to_bytes(self) -> bytes:
-        return orjson.dumps([self.next_input_offset, self.next_changelog_offset])
+        return orjson.dumps([self.next_input_offset, self.sequence])
 
     @classmethod
     def from_bytes(cls, raw: bytes) -> Checkpoint:
-        next_input, next_changelog = orjson.loads(raw)
-        return cls(next_input, next_changelog)
+        next_input, sequence = orjson.loads(raw)
+        return cls(next_input, sequence)
 
 
 def store_key(table: str, key: bytes) -> bytes:

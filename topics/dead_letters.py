@@ -1,18 +1,40 @@
 """Dead letters keep the original key and value bytes untouched; why and where go in headers.
 
 Keeping the payload byte-for-byte lets an operator fix the cause and replay the message
-to the ingest topic as it was.
+to the ingest topic as it was. The one exception: a value too large for the dead-letter
+topic is cut to fit, and ``driftline.truncated`` says how long it was.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from typing import Protocol
 
 REASON = "driftline.reason"
 SOURCE_TOPIC = "driftline.source.topic"
 SOURCE_PARTITION = "driftline.source.partition"
 SOURCE_OFFSET = "driftline.source.offset"
+TRUNCATED = "driftline.truncated"
+
+# A reason quotes what it found wrong; a quote of a huge value is cut to this.
+REASON_MAX_CHARS = 2000
+# Room left for the headers and the record's framing when a value is cut.
+_HEADROOM = 16 * 1024
+
+
+class SourceMessage(Protocol):
+    """What a dead letter needs of a consumed message (confluent-kafka's ``Message``)."""
+
+    def key(self) -> bytes | None: ...
+
+    def value(self) -> bytes | None: ...
+
+    def topic(self) -> str | None: ...
+
+    def partition(self) -> int | None: ...
+
+    def offset(self) -> int | None: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -23,14 +45,41 @@ class DeadLetter:
     source_topic: str
     source_partition: int
     source_offset: int
+    # The original value's length when ``value`` had to be cut; -1: kept whole.
+    truncated_from: int = -1
+
+    @classmethod
+    def of(cls, message: SourceMessage, reason: str) -> DeadLetter:
+        return cls(
+            key=message.key(),
+            value=message.value(),
+            reason=reason,
+            source_topic=message.topic() or "",
+            source_partition=_int(message.partition()),
+            source_offset=_int(message.offset()),
+        )
+
+    def fitted(self, max_bytes: int) -> DeadLetter:
+        """This letter, its value cut if key, value and headers would pass ``max_bytes``."""
+        size = len(self.key or b"") + len(self.value or b"")
+        if self.value is None or size + _HEADROOM <= max_bytes:
+            return self
+        keep = max(0, max_bytes - _HEADROOM - len(self.key or b""))
+        return replace(self, value=self.value[:keep], truncated_from=len(self.value))
 
     def headers(self) -> list[tuple[str, bytes]]:
-        return [
-            (REASON, self.reason.encode()),
+        reason = self.reason
+        if len(reason) > REASON_MAX_CHARS:
+            reason = reason[:REASON_MAX_CHARS] + f"... ({len(reason):,} characters)"
+        headers = [
+            (REASON, reason.encode()),
             (SOURCE_TOPIC, self.source_topic.encode()),
             (SOURCE_PARTITION, str(self.source_partition).encode()),
             (SOURCE_OFFSET, str(self.source_offset).encode()),
         ]
+        if self.truncated_from >= 0:
+            headers.append((TRUNCATED, str(self.truncated_from).encode()))
+        return headers
 
     @classmethod
     def from_message(
@@ -44,7 +93,12 @@ class DeadLetter:
             source_topic=found.get(SOURCE_TOPIC, ""),
             source_partition=int(found.get(SOURCE_PARTITION, "-1")),
             source_offset=int(found.get(SOURCE_OFFSET, "-1")),
+            truncated_from=int(found.get(TRUNCATED, "-1")),
         )
+
+
+def _int(value: int | None) -> int:
+    return -1 if value is None else value
 
 
 def read_dead_letters(

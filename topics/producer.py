@@ -15,6 +15,8 @@ from typing import Any
 
 from confluent_kafka import KafkaError, Message, Producer
 
+from topics.clients import DEAD_LETTER_MAX_BYTES, RECORD_OVERHEAD_BYTES, client_logging
+
 
 class DeliveryError(RuntimeError):
     """Messages the broker did not accept; ``failures`` holds (key, error) pairs."""
@@ -38,6 +40,10 @@ def producer_config(bootstrap_servers: str, **overrides: Any) -> dict[str, Any]:
         "queue.buffering.max.messages": 1_000_000,
         "message.timeout.ms": 30_000,
         "delivery.report.only.error": True,
+        # Large enough for any dead letter (the biggest record Driftline writes); the
+        # smaller limit of every other topic is checked before producing.
+        "message.max.bytes": DEAD_LETTER_MAX_BYTES + RECORD_OVERHEAD_BYTES,
+        **client_logging(),
     }
     config.update(overrides)
     return config

@@ -18,6 +18,9 @@ class GroupProgress:
                 # Only reads the group's commits; never subscribes, so never joins it.
                 "group.id": group_id,
                 "enable.auto.commit": False,
+                # The last stable commit: a read-committed reader would wait out (or time
+                # out on) the open transaction of a worker killed mid-batch.
+                "isolation.level": "read_uncommitted",
             }
         )
         self._partitions = [TopicPartition(topic, p) for p in range(partitions)]

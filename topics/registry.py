@@ -10,6 +10,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from driftline.settings import Settings
+from topics.clients import DEAD_LETTER_MAX_BYTES, RECORD_OVERHEAD_BYTES
 
 
 def _compacted(settings: Settings) -> dict[str, str]:
@@ -63,7 +64,13 @@ class Topics:
                 {"retention.ms": str(settings.ingest_retention_ms)},
             ),
             models=TopicSpec(f"{prefix}.models", 1, compacted),
-            dead_letters=TopicSpec(f"{prefix}.dead-letters", 1),
+            # Room for any message the ingest topic took, with its headers (the broker's
+            # default record limit is ~1 MB; the engine cuts a dead letter beyond this).
+            dead_letters=TopicSpec(
+                f"{prefix}.dead-letters",
+                1,
+                {"max.message.bytes": str(DEAD_LETTER_MAX_BYTES + RECORD_OVERHEAD_BYTES)},
+            ),
             merge_changelog=TopicSpec(
                 f"{prefix}.merge-changelog", settings.ingest_partitions, compacted
             ),

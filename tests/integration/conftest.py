@@ -86,6 +86,25 @@ def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 
 
 @pytest.fixture
+def own_kafka(tmp_path: Path) -> Iterator[LocalKafka]:
+    """A broker this test alone uses, so that it can stop it (an outage) and start it again
+    on the same port and data. Only the embedded broker can be stopped so."""
+    if _SESSION_SETTINGS.kafka_bootstrap_servers is not None or _docker_answers():
+        pytest.skip("outage tests stop and restart the embedded broker")
+    broker = LocalKafka(
+        home=_SESSION_SETTINGS.home,
+        data_dir=tmp_path / "own-kafka",
+        port=free_port(),
+        version=_SESSION_SETTINGS.kafka_version,
+    )
+    broker.start()
+    try:
+        yield broker
+    finally:
+        broker.stop()
+
+
+@pytest.fixture
 def settings(kafka_bootstrap: str, redis_url: str, tmp_path: Path) -> Settings:
     return _SESSION_SETTINGS.with_overrides(
         kafka_bootstrap_servers=kafka_bootstrap,

@@ -20,8 +20,9 @@ from agents.serving import RedisBins
 from driftline.client import Driftline
 from driftline.settings import Settings
 from driftline.stack.waiting import wait_until
+from state import exact_json
 from state.baseline import profile_baseline
-from state.bins import HOUR_MS, ContributionRules, bins_of, decode_public
+from state.bins import HOUR_MS, ContributionRules, bins_of
 from state.events import StoredEvent
 from state.metrics import bin_metrics
 from state.models import ModelSpec
@@ -65,7 +66,7 @@ def bins_in_topic(settings: Settings) -> dict[int, dict[str, Any] | None]:
     topic = Topics.for_settings(settings).metrics.name
     for message in read_topic(settings.bootstrap_servers, topic):
         hour = int(message.key().decode().rsplit("/", 1)[1])
-        latest[hour] = None if message.value() is None else decode_public(message.value())
+        latest[hour] = None if message.value() is None else exact_json.loads(message.value())
     return latest
 
 
@@ -264,7 +265,11 @@ def test_bins_are_queried_by_time_range_over_http_and_the_cli(
             for i in range(30)
         ]  # fmt: skip
         publish(client, rows)
-        wait_until(lambda: len(bins_in_redis(settings)) == 3, timeout_s=30, what="three bins")
+        wait_until(
+            lambda: [b["counts"]["n"] for b in bins_in_redis(settings).values()] == [10] * 3,
+            timeout_s=30,
+            what="three bins of ten events",
+        )
         middle = client.get_metrics("shop", "churn", HOUR0 + HOUR_MS, HOUR0 + 2 * HOUR_MS)
         assert [b["hour_start_ms"] for b in middle] == [HOUR0 + HOUR_MS]
 

@@ -1,70 +1,91 @@
-"""Restoring a partition from its changelog takes whole batches only."""
+"""A partition's store is kept when it is at the committed checkpoint, and otherwise rebuilt
+from the committed changelog only: an aborted batch leaves nothing behind."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 import pytest
+from confluent_kafka import Producer
 
-from agents.runtime import INPUT_CHECKPOINT_KEY, ChangelogRestorer
+from agents.restore import CHECKPOINT_KEY, ChangelogRestorer
 from driftline.settings import Settings
 from state.store import Checkpoint, PartitionStore, store_key
 from topics.admin import ensure_topics
-from topics.producer import CheckedProducer
 from topics.registry import TopicSpec
 
 pytestmark = pytest.mark.integration
 
 
-def test_a_batch_cut_short_by_a_crash_is_not_restored(settings: Settings, tmp_path: Path) -> None:
+def changelog(settings: Settings) -> TopicSpec:
     topic = TopicSpec(f"{settings.topic_prefix}.changelog", 1, {"cleanup.policy": "compact"})
     ensure_topics(settings.bootstrap_servers, [topic])
-    producer = CheckedProducer(settings.bootstrap_servers)
+    return topic
 
-    def send(key: bytes, value: bytes | None) -> None:
-        producer.produce(topic.name, key, value, partition=0)
 
-    send(store_key("events", b"a"), b"1")
-    send(store_key("events", b"b"), b"1")
-    send(INPUT_CHECKPOINT_KEY, b"10")  # batch 1 complete
-    send(store_key("events", b"a"), b"2")
-    send(store_key("events", b"b"), None)
-    send(INPUT_CHECKPOINT_KEY, b"20")  # batch 2 complete
-    send(store_key("events", b"a"), b"3")  # batch 3: the crash came before its checkpoint
-    send(store_key("counters", b"m"), b"3")
-    producer.flush()
+def transaction(
+    producer: Producer, topic: str, records: list[tuple[bytes, bytes | None]], commit: bool
+) -> None:
+    producer.begin_transaction()
+    for key, value in records:
+        producer.produce(topic, value, key, partition=0)
+    if commit:
+        producer.commit_transaction(30)
+    else:
+        producer.flush(30)
+        producer.abort_transaction(30)
 
-    restorer = ChangelogRestorer(settings.bootstrap_servers, topic.name)
+
+def test_a_stale_store_is_rebuilt_from_committed_batches_only(
+    settings: Settings, tmp_path: Path
+) -> None:
+    topic = changelog(settings).name
+    producer = Producer(
+        {"bootstrap.servers": settings.bootstrap_servers, "transactional.id": topic}
+    )
+    producer.init_transactions(30)
+    a, b, m = store_key("events", b"a"), store_key("events", b"b"), store_key("counters", b"m")
+    transaction(producer, topic, [(a, b"1"), (b, b"1"), (CHECKPOINT_KEY, b"[10,1]")], True)
+    transaction(producer, topic, [(a, b"2"), (b, None), (CHECKPOINT_KEY, b"[20,2]")], True)
+    # A batch whose transaction was aborted (an outage, a crash fenced by the next worker).
+    transaction(producer, topic, [(a, b"3"), (m, b"3"), (CHECKPOINT_KEY, b"[30,3]")], False)
+    stale = PartitionStore(tmp_path / "p0")
+    stale.write_raw([(store_key("events", b"only-local"), b"x")], Checkpoint(10, 1))
+    stale.close()
+
+    restorer = ChangelogRestorer(settings.bootstrap_servers, topic)
     try:
-        store, end = restorer.restore(0, tmp_path / "p0")
+        store = restorer.open(0, tmp_path / "p0", Checkpoint(20, 2))
     finally:
         restorer.close()
-    assert end == 8
     assert store.get("events", b"a") == b"2"
     assert store.get("events", b"b") is None
     assert store.get("counters", b"m") is None
-    assert store.checkpoint() == Checkpoint(next_input_offset=20, next_changelog_offset=8)
+    assert store.get("events", b"only-local") is None
+    assert store.checkpoint() == Checkpoint(next_input_offset=20, sequence=2)
     store.close()
 
 
-def test_a_store_level_with_its_changelog_is_kept_as_it_is(
+def test_a_store_at_the_committed_checkpoint_is_kept_as_it_is(
     settings: Settings, tmp_path: Path
 ) -> None:
-    topic = TopicSpec(f"{settings.topic_prefix}.changelog", 1, {"cleanup.policy": "compact"})
-    ensure_topics(settings.bootstrap_servers, [topic])
-    producer = CheckedProducer(settings.bootstrap_servers)
-    producer.produce(topic.name, store_key("events", b"a"), b"1", partition=0)
-    producer.produce(topic.name, INPUT_CHECKPOINT_KEY, b"5", partition=0)
-    producer.flush()
+    topic = changelog(settings).name
+    producer = Producer(
+        {"bootstrap.servers": settings.bootstrap_servers, "transactional.id": topic}
+    )
+    producer.init_transactions(30)
+    transaction(
+        producer, topic, [(store_key("events", b"a"), b"1"), (CHECKPOINT_KEY, b"[5,2]")], True
+    )
     local = PartitionStore(tmp_path / "p0")
     local.write_raw([(store_key("events", b"only-local"), b"x")], Checkpoint(5, 2))
     local.close()
 
-    restorer = ChangelogRestorer(settings.bootstrap_servers, topic.name)
+    restorer = ChangelogRestorer(settings.bootstrap_servers, topic)
     try:
-        store, _ = restorer.restore(0, tmp_path / "p0")
+        store = restorer.open(0, tmp_path / "p0", Checkpoint(5, 2))
     finally:
         restorer.close()
-    # Level with the changelog: no restore, so what only the local copy has is still there.
+    # At the committed checkpoint: no restore, so what only the local copy has is still there.
     assert store.get("events", b"only-local") == b"x"
     store.close()

@@ -41,20 +41,11 @@ class StoredEvent:
 
 @dataclass(frozen=True, slots=True)
 class ParkedUpdate:
-    """An update whose insert has not arrived yet, with its original message for the DLQ."""
+    """An update whose insert has not arrived yet, with its original message (what is
+    stored while it waits, and what its dead letter carries if the insert never comes)."""
 
     update: Update
-    raw_value: str
-
-    def to_dict(self) -> dict[str, Any]:
-        u = self.update
-        return {"m": u.model_key, "id": u.event_id, "cols": u.columns, "ts": u.timestamp_ms,
-                "rx": u.received_ms, "o": u.offset, "raw": self.raw_value}  # fmt: skip
-
-    @classmethod
-    def from_dict(cls, raw: dict[str, Any]) -> ParkedUpdate:
-        update = Update(raw["m"], raw["id"], raw["cols"], raw["ts"], raw["rx"], raw["o"])
-        return cls(update, raw["raw"])
+    raw_value: bytes
 
 
 @dataclass(frozen=True, slots=True)
@@ -264,7 +255,7 @@ class BatchMerge:
                 f"{len(waiting)} updates wait for it (DRIFTLINE_PARKED_UPDATES_PER_EVENT)",
             )
             return
-        parked = ParkedUpdate(update, raw_value.decode("utf-8"))
+        parked = ParkedUpdate(update, raw_value)
         self.outcome.parked[key] = (*waiting, parked)
 
     def _write(

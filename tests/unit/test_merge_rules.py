@@ -208,7 +208,7 @@ def test_parked_updates_expire_after_the_timeout() -> None:
     kept, expired = expire_parked(key, store.parked[key], now_ms=6_000, timeout_ms=2_000)
     assert [p.update.received_ms for p in kept] == [5_000]
     assert [e.parked.update.received_ms for e in expired] == [1_000]
-    assert expired[0].parked.raw_value == '{"raw": 0}'
+    assert expired[0].parked.raw_value == b'{"raw": 0}'
 
 
 def test_delete_removes_event_and_its_waiting_updates() -> None:

@@ -10,8 +10,7 @@ batch's atomic write like everything else. The rules of progress are pure and li
 
 from __future__ import annotations
 
-import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import replace
 from typing import Protocol
 
@@ -29,14 +28,15 @@ from state.commands import (
 from state.deletions import (
     DAY_MS,
     RUNNING,
-    WAITING_FOR_DAILY_CAP,
     DeletionRecord,
     after_step,
     capped,
+    deferred,
     ids_applied,
     range_registered,
     resumable,
     resumed,
+    waiting,
 )
 from state.events import BatchMerge
 from state.hour_index import indexed_in_range
@@ -44,26 +44,33 @@ from state.store import PartitionStore, Write, table_write
 from topics.messages import deletion_key, encode_continue_deletion
 
 DELETIONS = "deletions"
-# The ids of the deletions waiting for the daily cap: the tick reads this small table,
-# not every deletion the partition ever ran.
+# The ids of the deletions waiting for a tick (the daily cap, a deferred step): the tick
+# reads this small table, not every deletion the partition ever ran.
 WAITING = "deletions-waiting"
+# model \0 UTC day -> events this partition deleted by time range that day (the cap's
+# exact count; Redis holds a copy that the partition sets, see agents.deletion_budget).
+DELETED_PER_DAY = "deleted-per-day"
 
 
 class DeletionBudget(Protocol):
     """The per-model daily cap on deleted events, shared by every partition."""
 
-    def grant(self, model: str, day: int, wanted: int) -> int:
-        """Take up to ``wanted`` events from the model's allowance for ``day``."""
+    def grant(self, model: str, day: int, partition: int, already: int, wanted: int) -> int | None:
+        """How many of ``wanted`` events the partition may delete now, having deleted
+        ``already`` that day; None when the cap cannot be checked now."""
 
-    def refund(self, model: str, day: int, unused: int) -> None: ...
+    def publish(self, partition: int, day: int, deleted: Mapping[str, int]) -> None:
+        """The partition's own counts of ``day`` (model -> events deleted)."""
 
 
 class DeletionRecords:
-    """The batch's view of the deletion records: the store's, overlaid by its own writes."""
+    """The batch's view of the deletion records and daily counts: the store's, overlaid
+    by its own writes."""
 
     def __init__(self, store: PartitionStore) -> None:
         self._store = store
         self._written: dict[str, DeletionRecord] = {}
+        self._counted: dict[tuple[str, int], int] = {}
 
     def get(self, deletion_id: str) -> DeletionRecord | None:
         if deletion_id in self._written:
@@ -74,18 +81,38 @@ class DeletionRecords:
     def put(self, deletion_id: str, record: DeletionRecord) -> None:
         self._written[deletion_id] = record
 
+    def deleted_on(self, model: str, day: int) -> int:
+        if (model, day) in self._counted:
+            return self._counted[(model, day)]
+        raw = self._store.get(DELETED_PER_DAY, _day_key(model, day))
+        return 0 if raw is None else int(raw)
+
+    def count_deleted(self, model: str, day: int, deleted: int) -> None:
+        self._counted[(model, day)] = self.deleted_on(model, day) + deleted
+
     def writes(self) -> list[Write]:
         writes: list[Write] = []
         for key, record in self._written.items():
             writes.extend(_record_writes(key, record))
+        writes.extend(
+            table_write(DELETED_PER_DAY, _day_key(model, day), str(count).encode())
+            for (model, day), count in self._counted.items()
+        )
         return writes
 
 
 class DeletionRequests:
-    def __init__(self, ingest_topic: str, batch_size: int, budget: DeletionBudget) -> None:
+    def __init__(
+        self,
+        ingest_topic: str,
+        batch_size: int,
+        budget: DeletionBudget,
+        clock_ms: Callable[[], int],
+    ) -> None:
         self._ingest_topic = ingest_topic
         self._batch_size = batch_size
         self._budget = budget
+        self._clock_ms = clock_ms
 
     def apply(
         self,
@@ -102,7 +129,9 @@ class DeletionRequests:
         return self._range_command(partition, merge, records, store, command)
 
     def resume(self, partition: int, store: PartitionStore, now_ms: int) -> BatchResult:
-        """Range deletions that the daily cap stopped go on once a new UTC day has begun."""
+        """Range deletions that waited go on: past the daily cap once a new UTC day has
+        begun, a deferred step at once. Also sets the partition's daily counts in Redis
+        again (they come back by themselves after Redis is wiped) and forgets old ones."""
         result = BatchResult()
         today = now_ms // DAY_MS
         for raw_key, _ in store.items(WAITING):
@@ -112,6 +141,14 @@ class DeletionRequests:
                 deletion_id = raw_key.decode()
                 result.writes.extend(_record_writes(deletion_id, resumed(record)))
                 result.outgoing.append(self._continuation(partition, record.model, deletion_id))
+        counts: dict[str, int] = {}
+        for raw_key, raw in store.items(DELETED_PER_DAY):
+            model, day = _split_day_key(raw_key)
+            if day == today:
+                counts[model] = int(raw)
+            elif day < today - 1:
+                result.writes.append(table_write(DELETED_PER_DAY, raw_key, None))
+        self._budget.publish(partition, today, counts)
         return result
 
     def _delete_ids(self, merge: BatchMerge, records: DeletionRecords, command: DeleteIds) -> None:
@@ -119,15 +156,17 @@ class DeletionRequests:
         if record is not None and command.offset <= record.last_offset:
             return  # redelivered
         before = merge.outcome.deleted[command.deletion_id]
-        for event_id in dict.fromkeys(command.event_ids):
+        requested = list(dict.fromkeys(command.event_ids))
+        for event_id in requested:
             delete = Delete(command.model_key, event_id, 0, command.offset, command.ref,
                             command.update_metrics, command.deletion_id)  # fmt: skip
             merge.apply(delete, b"")
         deleted = merge.outcome.deleted[command.deletion_id] - before
         records.put(
             command.deletion_id,
-            ids_applied(record, command.model_key, command.update_metrics, command.offset, deleted),
-        )
+            ids_applied(record, command.model_key, command.update_metrics, command.offset,
+                        len(requested), deleted),
+        )  # fmt: skip
 
     def _range_command(
         self,
@@ -148,18 +187,28 @@ class DeletionRequests:
             return []  # unknown, finished, waiting for its cap, or redelivered
         else:
             record = replace(record, last_offset=command.offset)
-        record = self._range_step(merge, store, command.deletion_id, record)
+        record = self._range_step(partition, merge, records, store, command.deletion_id, record)
         records.put(command.deletion_id, record)
-        if record.state != RUNNING:
-            return []
+        if record.state != RUNNING or record.deferred:
+            return []  # done, or waiting for a tick
         return [self._continuation(partition, record.model, command.deletion_id)]
 
     def _range_step(
-        self, merge: BatchMerge, store: PartitionStore, deletion_id: str, record: DeletionRecord
+        self,
+        partition: int,
+        merge: BatchMerge,
+        records: DeletionRecords,
+        store: PartitionStore,
+        deletion_id: str,
+        record: DeletionRecord,
     ) -> DeletionRecord:
         """Delete up to one batch of the range's events, within the model's daily cap."""
-        day = int(time.time() * 1000) // DAY_MS
-        budget = self._budget.grant(record.model, day, self._batch_size)
+        model = record.model
+        day = self._clock_ms() // DAY_MS
+        already = records.deleted_on(model, day)
+        budget = self._budget.grant(model, day, partition, already, self._batch_size)
+        if budget is None:
+            return deferred(record)
         if budget <= 0:
             return capped(record, day)
         deleted = 0
@@ -169,10 +218,11 @@ class DeletionRequests:
             event = merge.event(key)
             if event is None or not record.start_ms <= event.timestamp_ms < record.end_ms:
                 continue
-            merge.erase(record.model, key, record.update_metrics, deletion_id)
+            merge.erase(model, key, record.update_metrics, deletion_id)
             deleted += 1
+        records.count_deleted(model, day, deleted)
         if deleted < budget:
-            self._budget.refund(record.model, day, budget - deleted)
+            self._budget.publish(partition, day, {model: already + deleted})
         return after_step(record, deleted, budget)
 
     def _continuation(self, partition: int, model: str, deletion_id: str) -> Outgoing:
@@ -187,11 +237,19 @@ class DeletionRequests:
 
 def _record_writes(deletion_id: str, record: DeletionRecord) -> list[Write]:
     key = deletion_id.encode()
-    waiting = b"" if record.state == WAITING_FOR_DAILY_CAP else None
     return [
         table_write(DELETIONS, key, orjson.dumps(record.to_dict())),
-        table_write(WAITING, key, waiting),
+        table_write(WAITING, key, b"" if waiting(record) else None),
     ]
+
+
+def _day_key(model: str, day: int) -> bytes:
+    return f"{model}\0{day}".encode()
+
+
+def _split_day_key(raw: bytes) -> tuple[str, int]:
+    model, _, day = raw.decode().rpartition("\0")
+    return model, int(day)
 
 
 def _range_candidates(

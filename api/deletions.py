@@ -34,7 +34,7 @@ def deletion_messages(
         )
         return [(partition, value) for partition in range(partitions)]
     by_partition: dict[int, list[str]] = defaultdict(list)
-    for event_id in request.event_ids or ():
+    for event_id in dict.fromkeys(request.event_ids or ()):  # an id asked twice, once
         key = ingest_key(project_id, model_id, event_id)
         by_partition[partition_for(key, partitions)].append(event_id)
     return [

@@ -7,8 +7,7 @@ import io
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-import orjson
-
+from state import exact_json
 from state.models import ModelSpec
 
 RUNNING = "running"
@@ -26,12 +25,14 @@ def deletion_status(
     makes the whole request wait.
     """
     done = 0
+    requested = 0
     deleted = 0
     waiting = False
     for partition, wanted in expected.items():
         record = records.get(partition)
         if record is None:
             continue
+        requested += int(record.get("requested", 0))
         deleted += int(record.get("deleted", 0))
         waiting = waiting or record.get("state") == WAITING_FOR_DAILY_CAP
         if int(record.get("commands", 0)) >= wanted and record.get("state") == DONE:
@@ -45,6 +46,8 @@ def deletion_status(
     return {
         "deletion_id": deletion_id,
         "status": status,
+        # By ids: the distinct ids asked for, of which ``deleted`` were found (0 for a range).
+        "requested": requested,
         "deleted": deleted,
         "partitions_done": done,
         "partitions": len(expected),
@@ -87,5 +90,5 @@ def _cell(value: Any) -> str:
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, list | dict):
-        return orjson.dumps(value).decode()
+        return exact_json.dumps(value).decode()
     return str(value)

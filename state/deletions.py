@@ -24,6 +24,8 @@ class DeletionRecord:
     kind: str  # "ids" | "range"
     update_metrics: bool
     commands: int = 0
+    # Distinct ids asked for (by ids), and of those, events found and deleted.
+    requested: int = 0
     deleted: int = 0
     state: str = RUNNING
     # Time range of a range deletion, UTC ms, start inclusive, end exclusive.
@@ -33,13 +35,17 @@ class DeletionRecord:
     last_offset: int = -1
     # UTC day (ms since the epoch // DAY_MS) on which the daily cap stopped the work.
     capped_day: int = -1
+    # A step could not check the daily cap (Redis did not answer): it is tried again on
+    # the next tick. The request stays running meanwhile.
+    deferred: bool = False
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "model": self.model, "kind": self.kind, "update_metrics": self.update_metrics,
-            "commands": self.commands, "deleted": self.deleted, "state": self.state,
+            "commands": self.commands, "requested": self.requested, "deleted": self.deleted,
+            "state": self.state,
             "start_ms": self.start_ms, "end_ms": self.end_ms, "last_offset": self.last_offset,
-            "capped_day": self.capped_day,
+            "capped_day": self.capped_day, "deferred": self.deferred,
         }  # fmt: skip
 
     @classmethod
@@ -49,17 +55,24 @@ class DeletionRecord:
     def public(self) -> dict[str, Any]:
         """What the status endpoint shows."""
         return {"model": self.model, "kind": self.kind, "commands": self.commands,
-                "deleted": self.deleted, "state": self.state}  # fmt: skip
+                "requested": self.requested, "deleted": self.deleted,
+                "state": self.state}  # fmt: skip
 
 
 def ids_applied(
-    record: DeletionRecord | None, model: str, update_metrics: bool, offset: int, deleted: int
+    record: DeletionRecord | None,
+    model: str,
+    update_metrics: bool,
+    offset: int,
+    requested: int,
+    deleted: int,
 ) -> DeletionRecord:
     """After one delete_ids message of the request: one more command done."""
     current = record or DeletionRecord(model, "ids", update_metrics)
     return replace(
         current,
         commands=current.commands + 1,
+        requested=current.requested + requested,
         deleted=current.deleted + deleted,
         state=DONE,
         last_offset=offset,
@@ -85,9 +98,20 @@ def capped(record: DeletionRecord, day: int) -> DeletionRecord:
     return replace(record, state=WAITING_FOR_DAILY_CAP, capped_day=day)
 
 
+def deferred(record: DeletionRecord) -> DeletionRecord:
+    return replace(record, deferred=True)
+
+
 def resumed(record: DeletionRecord) -> DeletionRecord:
-    return replace(record, state=RUNNING)
+    return replace(record, state=RUNNING, deferred=False)
+
+
+def waiting(record: DeletionRecord) -> bool:
+    """Whether the request waits for a tick to go on (the daily cap, or a deferred step)."""
+    return record.state == WAITING_FOR_DAILY_CAP or record.deferred
 
 
 def resumable(record: DeletionRecord, today: int) -> bool:
+    if record.deferred:
+        return record.state == RUNNING
     return record.state == WAITING_FOR_DAILY_CAP and record.capped_day < today

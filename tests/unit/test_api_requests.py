@@ -230,7 +230,7 @@ def record(commands: int, deleted: int, state: str) -> dict[str, Any]:
 def test_status_is_done_when_every_partition_applied_all_its_commands() -> None:
     expected = {"0": 1, "1": 2}
     running = deletion_status("d", expected, {"0": record(1, 5, "done"), "1": record(1, 3, "done")})
-    assert running == {"deletion_id": "d", "status": "running", "deleted": 8,
+    assert running == {"deletion_id": "d", "status": "running", "requested": 0, "deleted": 8,
                        "partitions_done": 1, "partitions": 2}  # fmt: skip
     done = deletion_status("d", expected, {"0": record(1, 5, "done"), "1": record(2, 4, "done")})
     assert (done["status"], done["deleted"], done["partitions_done"]) == ("done", 9, 2)

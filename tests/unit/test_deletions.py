@@ -10,7 +10,8 @@ index from the events table.
 from __future__ import annotations
 
 import random
-from collections.abc import Iterator
+import time
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -23,14 +24,16 @@ from agents.deletions import DELETIONS, WAITING
 from agents.merge import EVENTS, MergeHandler
 from agents.partials import PARTIALS
 from agents.runtime import BatchResult, Outgoing
+from state import exact_json
 from state.baseline import profile_baseline
-from state.bins import HOUR_MS, ContributionRules, Counters, bins_of, decode_counters
+from state.bins import HOUR_MS, ContributionRules, Counters, bins_of
 from state.deletions import DAY_MS, DONE, RUNNING, WAITING_FOR_DAILY_CAP, DeletionRecord
 from state.events import StoredEvent
 from state.hour_index import HOURS, index_key
 from state.models import ColumnType, ModelSpec, Task
 from state.registered import RegisteredModel
-from state.store import Checkpoint, PartitionStore
+from state.store import PartitionStore
+from tests.fakes import FakeMessage
 from topics.messages import (
     deletion_key,
     encode_delete_ids,
@@ -57,44 +60,26 @@ RULES = {MODEL: ContributionRules(SPEC, REGISTERED.baseline)}
 HOUR0 = 1_700_000_000_000 // HOUR_MS * HOUR_MS
 
 
-class FakeMessage:
-    """The part of confluent_kafka.Message that the handler reads."""
-
-    def __init__(self, key: bytes, value: bytes, offset: int) -> None:
-        self._key, self._value, self._offset = key, value, offset
-
-    def key(self) -> bytes:
-        return self._key
-
-    def value(self) -> bytes:
-        return self._value
-
-    def offset(self) -> int:
-        return self._offset
-
-    def timestamp(self) -> tuple[int, int]:
-        return (1, HOUR0)
-
-    def partition(self) -> int:
-        return 0
-
-    def topic(self) -> str:
-        return INGEST
-
-
 class MemoryBudget:
+    """The Redis budget's rule in a dict: per model and day, each partition's own count."""
+
     def __init__(self, cap: int) -> None:
         self.cap = cap
-        self.used: dict[tuple[str, int], int] = {}
+        self.fields: dict[tuple[str, int], dict[int, int]] = {}
+        self.answers = True
 
-    def grant(self, model: str, day: int, wanted: int) -> int:
-        used = self.used.get((model, day), 0)
-        granted = max(0, min(wanted, self.cap - used))
-        self.used[(model, day)] = used + granted
+    def grant(self, model: str, day: int, partition: int, already: int, wanted: int) -> int | None:
+        if not self.answers:
+            return None
+        fields = self.fields.setdefault((model, day), {})
+        others = sum(count for p, count in fields.items() if p != partition)
+        granted = max(0, min(wanted, self.cap - others - already))
+        fields[partition] = already + granted
         return granted
 
-    def refund(self, model: str, day: int, unused: int) -> None:
-        self.used[(model, day)] -= unused
+    def publish(self, partition: int, day: int, deleted: Mapping[str, int]) -> None:
+        for model, count in deleted.items():
+            self.fields.setdefault((model, day), {})[partition] = count
 
 
 class Partition:
@@ -103,18 +88,19 @@ class Partition:
     def __init__(self, path: Path, batch_size: int = 100_000, cap: int = 10**9) -> None:
         self.store = PartitionStore(path)
         self.budget = MemoryBudget(cap)
+        self.now_ms = int(time.time() * 1000)
         self.handler = MergeHandler(
             model_of={MODEL: REGISTERED}.get, ingest_topic=INGEST, dead_letter_topic="dlq",
             max_event_bytes=1 << 20, parked_updates_per_event=10, parked_update_timeout_s=60,
             bin_partials_topic="partials", deletion_batch_size=batch_size,
-            deletion_budget=self.budget,
+            deletion_budget=self.budget, ingest_partitions=1, clock_ms=lambda: self.now_ms,
         )  # fmt: skip
         self.log: list[FakeMessage] = []
         self.position = 0
         self.dead_letters: list[Outgoing] = []
 
     def send(self, key: bytes, value: bytes) -> None:
-        self.log.append(FakeMessage(key, value, len(self.log)))
+        self.log.append(FakeMessage(key, value, len(self.log), HOUR0, topic_=INGEST))
 
     def run(self, batch: int = 50) -> None:
         """Consume the log to its end (continuations included), ``batch`` messages at a time."""
@@ -127,7 +113,7 @@ class Partition:
         self.apply(self.handler.tick(0, self.store, now_ms))
 
     def apply(self, result: BatchResult) -> None:
-        self.store.write(result.writes, Checkpoint(self.position, -1))
+        self.store.write(result.writes, self.store.checkpoint().following(self.position))
         for out in result.outgoing:
             if out.topic == INGEST:
                 assert out.key is not None
@@ -146,7 +132,7 @@ class Partition:
         found = {}
         for raw_key, raw in self.store.items(PARTIALS):
             model, hour = raw_key.decode().rsplit("/", 1)
-            found[(model, int(hour))] = decode_counters(raw)
+            found[(model, int(hour))] = exact_json.loads_tagged(raw)
         return found
 
     def record(self, deletion_id: str) -> DeletionRecord:
@@ -235,13 +221,51 @@ def test_the_daily_cap_pauses_a_deletion_until_the_next_utc_day(tmp_path: Path) 
     partition.tick(now_ms=(record.capped_day + 0) * DAY_MS + 1000)  # same day: nothing
     partition.run()
     assert partition.record("d1").state == WAITING_FOR_DAILY_CAP
-    partition.tick(now_ms=(record.capped_day + 1) * DAY_MS + 1000)
+    partition.now_ms = (record.capped_day + 1) * DAY_MS + 1000
+    partition.tick(now_ms=partition.now_ms)
     assert partition.record("d1").state == RUNNING
-    partition.budget.used.clear()  # the new day's allowance (the handler's day is today's)
     partition.run()
     assert (partition.record("d1").state, partition.record("d1").deleted) == (DONE, 18)
     assert list(partition.store.items(WAITING)) == []
     assert partition.events() == {}
+    partition.store.close()
+
+
+def test_a_step_that_cannot_check_the_cap_waits_for_the_next_tick(tmp_path: Path) -> None:
+    partition = Partition(tmp_path / "p", batch_size=4)
+    publish(partition, rows_over_hours(10, 2))
+    partition.budget.answers = False  # Redis is down
+    delete_range(partition, "d1", HOUR0, HOUR0 + 2 * HOUR_MS, metrics=True)
+    partition.run()
+    record = partition.record("d1")
+    assert (record.state, record.deleted, record.deferred) == (RUNNING, 0, True)
+    assert len(partition.events()) == 10
+    partition.tick(now_ms=partition.now_ms)
+    partition.run()
+    assert partition.record("d1").deleted == 0  # still down: deferred again
+    partition.budget.answers = True
+    partition.tick(now_ms=partition.now_ms)
+    partition.run()
+    assert (partition.record("d1").state, partition.record("d1").deleted) == (DONE, 10)
+    assert list(partition.store.items(WAITING)) == []
+    partition.store.close()
+
+
+def test_the_daily_counts_come_back_after_redis_is_wiped(tmp_path: Path) -> None:
+    partition = Partition(tmp_path / "p", batch_size=4, cap=6)
+    publish(partition, [(f"e{i}", HOUR0 + (i % 2) * HOUR_MS + i) for i in range(10)])
+    delete_range(partition, "d1", HOUR0, HOUR0 + HOUR_MS, metrics=True)
+    partition.run()
+    assert partition.record("d1").deleted == 5
+    partition.budget.fields.clear()  # FLUSHALL
+    partition.tick(now_ms=partition.now_ms)
+    day = partition.now_ms // DAY_MS
+    assert partition.budget.fields == {(MODEL, day): {0: 5}}
+    delete_range(partition, "d2", HOUR0 + HOUR_MS, HOUR0 + 2 * HOUR_MS, metrics=True)
+    partition.run()
+    assert (partition.record("d2").state, partition.record("d2").deleted) == (
+        WAITING_FOR_DAILY_CAP, 1,
+    )  # fmt: skip
     partition.store.close()
 
 
@@ -253,7 +277,7 @@ def test_delete_by_ids_counts_each_event_once_and_ignores_a_redelivery(
     message = encode_delete_ids("shop", "fraud", "d1", ids, True)
     partition.send(deletion_key("shop", "fraud"), message)
     partition.run()
-    again = FakeMessage(deletion_key("shop", "fraud"), message, partition.log[-1].offset())
+    again = FakeMessage(deletion_key("shop", "fraud"), message, partition.log[-1].offset(), HOUR0)
     partition.apply(partition.handler.handle(0, [again], partition.store))
     assert sorted(partition.events()) == sorted(f"e{i}" for i in range(10) if i not in (1, 2))
     record = partition.record("d1")

@@ -98,5 +98,6 @@ def test_sigkill_mid_stream_then_restart_applies_every_message_once(
     assert counters(second) == {
         "dead_letters": 0,
         "dropped_fields": {"score": dropped},
+        "forwarded": 0,
         "partitions": list(range(settings.ingest_partitions)),
     }

@@ -4,7 +4,7 @@ from aiokafka.partitioner import murmur2 as aiokafka_murmur2
 from hypothesis import given
 from hypothesis import strategies as st
 
-from topics.partitioning import murmur2, partition_for
+from topics.partitioning import murmur2, partition_for, partitions_for
 
 
 @given(st.binary(max_size=64))
@@ -18,3 +18,8 @@ def test_event_keys_spread_over_every_partition() -> None:
     for key in keys:
         counts[partition_for(key, 8)] += 1
     assert min(counts) > 80
+
+
+@given(st.lists(st.binary(max_size=40), max_size=50), st.integers(1, 64))
+def test_the_batch_partitioner_agrees_with_the_scalar_one(keys: list[bytes], n: int) -> None:
+    assert partitions_for(keys, n) == [partition_for(key, n) for key in keys]

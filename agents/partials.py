@@ -13,14 +13,13 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from agents.runtime import Outgoing
+from state import exact_json
 from state.bins import (
     BinKey,
     ContributionRules,
     Counters,
     add_into,
     batch_deltas,
-    decode_counters,
-    encode_counters,
 )
 from state.events import EventChange
 from state.registered import RegisteredModel
@@ -53,12 +52,12 @@ class PartialBins:
         for key, raw_key, current in zip(
             changed, raw_keys, store.get_many(PARTIALS, raw_keys), strict=True
         ):
-            share: Counters = {} if current is None else decode_counters(current)
+            share: Counters = {} if current is None else exact_json.loads_tagged(current)
             add_into(share, deltas[key])
-            value = encode_counters(share) if share else None
+            value = exact_json.dumps_tagged(share) if share else None
             writes.append(table_write(PARTIALS, raw_key, value))
             snapshot = {"p": partition, "v": version, "c": share or None}
-            outgoing.append(Outgoing(self._topic, raw_key, encode_counters(snapshot)))
+            outgoing.append(Outgoing(self._topic, raw_key, exact_json.dumps_tagged(snapshot)))
         return writes, outgoing
 
     def deltas(self, changes: list[EventChange]) -> dict[BinKey, Counters]:

@@ -15,7 +15,8 @@ from typing import Any
 import redis
 from confluent_kafka import Consumer, KafkaException
 
-from state.bins import HOUR_MS, decode_public
+from state import exact_json
+from state.bins import HOUR_MS
 
 log = logging.getLogger(__name__)
 
@@ -48,7 +49,7 @@ class RedisBins:
         if not hours:
             return []
         keys = [self.bin_key(model, int(hour)) for hour in hours]  # type: ignore[arg-type]
-        return [decode_public(raw) for raw in self.client.mget(keys) if raw is not None]
+        return [exact_json.loads(raw) for raw in self.client.mget(keys) if raw is not None]
 
 
 class RedisProjection:

@@ -10,6 +10,7 @@ from faust.web import Request, Response, View
 
 from agents.deletions import DELETIONS
 from agents.merge import COUNTERS, EVENTS, decode_event
+from state import exact_json
 from state.commands import event_key
 from state.counters import ModelCounters
 from state.deletions import DeletionRecord
@@ -170,7 +171,7 @@ def _json(
     view: View, body: Any, status: int = 200, headers: dict[str, str] | None = None
 ) -> Response:
     return view.bytes(
-        orjson.dumps(body), content_type="application/json", status=status, headers=headers
+        exact_json.dumps(body), content_type="application/json", status=status, headers=headers
     )
 
 

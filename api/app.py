@@ -53,6 +53,7 @@ from api.requests import (
 from api.responses import csv_columns, deletion_status, public_row, to_csv
 from api.workers import Workers, WorkerUnavailableError
 from driftline.settings import Settings
+from state import exact_json
 from state.models import ModelSpec, model_key
 from topics.admin import ensure_topics
 from topics.messages import deletion_key, ingest_key
@@ -498,7 +499,10 @@ def json_response(
     body: Any, status: int = 200, headers: dict[str, str] | None = None
 ) -> web.Response:
     return web.Response(
-        body=orjson.dumps(body), status=status, content_type="application/json", headers=headers
+        body=exact_json.dumps(body),
+        status=status,
+        content_type="application/json",
+        headers=headers,
     )
 
 

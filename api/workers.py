@@ -16,6 +16,7 @@ import aiohttp
 import orjson
 
 from agents.ownership import PartitionOwners
+from state import exact_json
 
 
 class WorkerUnavailableError(Exception):
@@ -122,7 +123,7 @@ class Workers:
         ) as response:
             raw = await response.read()
         try:
-            body = orjson.loads(raw) if raw else {}
-        except orjson.JSONDecodeError:
+            body = exact_json.loads(raw) if raw else {}
+        except exact_json.JSONError:
             body = {"error": raw[:200].decode(errors="replace")}
         return response.status, body if isinstance(body, dict) else {"value": body}

@@ -11,6 +11,7 @@ import click
 import orjson
 
 from driftline.settings import Settings
+from state import exact_json
 
 
 @click.group()
@@ -204,7 +205,7 @@ def deletion(settings: Settings, deletion_id: str) -> None:
 
     with Driftline(settings) as client:
         status = _or_exit(lambda: client.deletion_status(deletion_id))
-    click.echo(orjson.dumps(status, option=orjson.OPT_INDENT_2).decode())
+    click.echo(exact_json.dumps(status, option=orjson.OPT_INDENT_2).decode())
 
 
 # --- the REST API -------------------------------------------------------------------------
@@ -274,7 +275,7 @@ def show(settings: Settings, project_id: str, model_id: str, event_id: str) -> N
     if event is None:
         click.echo(f"no event {event_id} in {project_id}/{model_id}", err=True)
         sys.exit(1)
-    click.echo(orjson.dumps(event, option=orjson.OPT_INDENT_2).decode())
+    click.echo(exact_json.dumps(event, option=orjson.OPT_INDENT_2).decode())
 
 
 @main.command()
@@ -294,10 +295,12 @@ def metrics(settings: Settings, model: str, start: str, end: str) -> None:
     url = f"{settings.worker_url}/v1/metrics/{model}?{query}"
     try:
         with urllib.request.urlopen(url, timeout=10) as response:
-            body = orjson.loads(response.read())
+            body = exact_json.loads(response.read())
     except urllib.error.HTTPError as error:
-        raise click.ClickException(orjson.loads(error.read()).get("error", str(error))) from None
-    click.echo(orjson.dumps(body["bins"], option=orjson.OPT_INDENT_2).decode())
+        raise click.ClickException(
+            exact_json.loads(error.read()).get("error", str(error))
+        ) from None
+    click.echo(exact_json.dumps(body["bins"], option=orjson.OPT_INDENT_2).decode())
 
 
 @main.command("dead-letters")

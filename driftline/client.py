@@ -21,6 +21,7 @@ import orjson
 from tqdm import tqdm
 
 from driftline.settings import Settings
+from state import exact_json
 from state.baseline import profile_baseline, spec_from_data
 from state.events import dropped_update_fields
 from state.models import ModelSpec, model_key
@@ -115,6 +116,7 @@ class Driftline:
                 "baseline): register the new version under a new model_id"
             )
         publish_model(self._producer, self.topics.models.name, model)
+        registry.catch_up()  # its own next lookup must find the model, not an earlier miss
         return model
 
     def register_model_from_data(
@@ -299,7 +301,7 @@ class Driftline:
         url = f"{self.settings.worker_url}/v1/events/{project_id}/{model_id}/{event_id}"
         try:
             with urllib.request.urlopen(url, timeout=10) as response:
-                found: dict[str, Any] = orjson.loads(response.read())
+                found: dict[str, Any] = exact_json.loads(response.read())
                 return found
         except urllib.error.HTTPError as error:
             if error.code == 404:
@@ -315,7 +317,7 @@ class Driftline:
             f"?start={start_ms}&end={end_ms}"
         )
         with urllib.request.urlopen(url, timeout=10) as response:
-            bins: list[dict[str, Any]] = orjson.loads(response.read())["bins"]
+            bins: list[dict[str, Any]] = exact_json.loads(response.read())["bins"]
             return bins
 
     def close(self) -> None:
@@ -339,18 +341,18 @@ class Driftline:
             headers["Authorization"] = f"Bearer {self.settings.api_token}"
         data = None
         if body is not None:
-            data = orjson.dumps(body)
+            data = exact_json.dumps(body)
             headers["Content-Type"] = "application/json"
         request = urllib.request.Request(url, data=data, headers=headers, method=method)
         try:
             with urllib.request.urlopen(request, timeout=30) as response:
-                answer: dict[str, Any] = orjson.loads(response.read())
+                answer: dict[str, Any] = exact_json.loads(response.read())
                 return answer
         except urllib.error.HTTPError as error:
             raw = error.read()
             try:
-                message = orjson.loads(raw)["error"]
-            except (orjson.JSONDecodeError, KeyError, TypeError):
+                message = exact_json.loads(raw)["error"]
+            except (exact_json.JSONError, KeyError, TypeError):
                 message = raw[:300].decode(errors="replace") or str(error)
             raise ApiError(error.code, message, dict(error.headers)) from None
         except (urllib.error.URLError, ConnectionError, TimeoutError) as error:

@@ -403,8 +403,17 @@ def _matches(kind: ColumnType, value: Any) -> bool:
     if isinstance(value, bool) or not isinstance(value, int | float):
         return False
     if isinstance(value, int):
-        return True
+        return _fits_float(value)
     return value.is_integer() if kind is ColumnType.INT else math.isfinite(value)
+
+
+def _fits_float(value: int) -> bool:
+    """Values are binned as float64: an integer beyond it is as an infinite float would be."""
+    try:
+        float(value)
+    except OverflowError:
+        return False
+    return True
 
 
 def _check_column(column: ColumnProfile) -> None:

@@ -31,7 +31,6 @@ regression              ``err`` ``abs_err`` ``y`` (fixed point), ``sq_err`` ``y2
 
 from __future__ import annotations
 
-import json
 import math
 from bisect import bisect_right
 from collections.abc import Iterable, Mapping, Sequence
@@ -39,7 +38,6 @@ from typing import Any, TypeGuard
 
 import numpy as np
 import numpy.typing as npt
-import orjson
 
 from state.baseline import BaselineProfile, ColumnProfile
 from state.events import EventChange, StoredEvent
@@ -61,39 +59,6 @@ Signs = npt.NDArray[np.float64]  # per row: +1 adds the event, -1 retracts it
 
 # Value types a numeric column counts as arrays; anything else takes the per-value path.
 _PLAIN_NUMBERS = frozenset({float, int, type(None)})
-
-
-# Marks an internal value written by the standard library (it holds an integer beyond
-# 64 bits). orjson refuses such integers when writing and reads them back as floats, so
-# the marker tells the reader which parser is exact.
-_BIG_INTEGERS = b"J"
-
-
-def encode_counters(value: Any) -> bytes:
-    """Counters for Driftline's own tables and topics: fast, and exact at any size."""
-    try:
-        return orjson.dumps(value)
-    except TypeError:
-        return _BIG_INTEGERS + json.dumps(value, separators=(",", ":")).encode()
-
-
-def decode_counters(raw: bytes) -> Any:
-    if raw[:1] == _BIG_INTEGERS:
-        return json.loads(raw[1:])
-    return orjson.loads(raw)
-
-
-def encode_public(value: Any) -> bytes:
-    """Plain JSON for consumers (the metrics topic, Redis), integers of any size."""
-    try:
-        return orjson.dumps(value)
-    except TypeError:
-        return json.dumps(value, separators=(",", ":")).encode()
-
-
-def decode_public(raw: bytes | str) -> Any:
-    """The standard library's reader: orjson would turn integers beyond 64 bits to floats."""
-    return json.loads(raw)
 
 
 def hour_of(timestamp_ms: int) -> int:
@@ -281,8 +246,13 @@ class ColumnRule:
         if (kind is ColumnType.INT or kind is ColumnType.FLOAT) and _PLAIN_NUMBERS.issuperset(
             map(type, values)
         ):
-            self._count_numbers(np.array(values, dtype=np.float64), kind, slots, signs, out)
-            return
+            try:
+                numbers = np.array(values, dtype=np.float64)
+            except OverflowError:
+                pass  # an integer beyond float64: ``count`` calls it a type mismatch
+            else:
+                self._count_numbers(numbers, kind, slots, signs, out)
+                return
         for value, slot, sign in zip(values, slots.tolist(), signs.tolist(), strict=True):
             single: Counters = {}
             self.count(single, value)
@@ -327,7 +297,11 @@ class ColumnRule:
         if not fits:
             counters[self._type] = 1
             return
-        number = float(value)
+        try:
+            number = float(value)
+        except OverflowError:  # an integer beyond float64, as an infinite float would be
+            counters[self._type] = 1
+            return
         counters[self._hist[bisect_right(self._edges, number)]] = 1
         if (
             self._min is not None
@@ -409,12 +383,9 @@ def _is_null(value: Any) -> bool:
 
 def _is_number(value: Any) -> TypeGuard[int | float]:
     """A finite number small enough to keep in fixed point."""
-    return (
-        isinstance(value, int | float)
-        and not isinstance(value, bool)
-        and math.isfinite(value)
-        and abs(value) < _LARGEST
-    )
+    # abs() first: math.isfinite raises on an integer beyond float64, and the bound
+    # already leaves out infinities and NaN.
+    return isinstance(value, int | float) and not isinstance(value, bool) and abs(value) < _LARGEST
 
 
 def change_deltas(

@@ -11,6 +11,7 @@ from typing import Any
 
 import orjson
 
+from state import exact_json
 from state.commands import (
     Command,
     ContinueDeletion,
@@ -26,6 +27,10 @@ from state.commands import (
 from state.models import model_key
 
 OPS = ("insert", "update", "delete")
+# How deeply a column value may nest lists and objects. orjson writes at most 254 levels,
+# and a stored event wraps the value in two more: a value nested 300 deep was accepted
+# here, could not be stored, and stopped the partition.
+MAX_VALUE_DEPTH = 64
 # Commands about many events of one model, sent by the API to chosen partitions.
 DELETION_OPS = ("delete_ids", "delete_range", "delete_continue")
 
@@ -49,7 +54,7 @@ def encode_ingest(
         message["event"] = event
     if event_timestamp is not None:
         message["event_timestamp"] = event_timestamp
-    return orjson.dumps(message, option=orjson.OPT_SERIALIZE_NUMPY | orjson.OPT_NON_STR_KEYS)
+    return exact_json.dumps(message, option=orjson.OPT_SERIALIZE_NUMPY | orjson.OPT_NON_STR_KEYS)
 
 
 def encode_delete(
@@ -130,8 +135,8 @@ def decode_ingest(
     if len(value) > max_bytes:
         return f"message of {len(value)} bytes exceeds the limit of {max_bytes} bytes"
     try:
-        message = orjson.loads(value)
-    except orjson.JSONDecodeError as error:
+        message = exact_json.loads(value)
+    except exact_json.JSONError as error:
         return f"value is not valid JSON: {error}"
     if not isinstance(message, dict):
         return f"value must be a JSON object, got {type(message).__name__}"
@@ -139,7 +144,7 @@ def decode_ingest(
     if op in DELETION_OPS:
         return _deletion_command(key, message, offset, ref)
     if op not in OPS:
-        return f"'op' must be one of {', '.join(OPS + DELETION_OPS)}; got {op!r}"
+        return f"'op' must be one of {', '.join(OPS + DELETION_OPS)}; got {_quoted(op)}"
     envelope = _envelope(message)
     if isinstance(envelope, str):
         return envelope
@@ -148,23 +153,29 @@ def decode_ingest(
     if key != expected_key:
         return (
             f"message key must be {expected_key.decode()!r} (project_id/model_id/event_id) "
-            f"so that all operations on one event share a partition; got {key!r}"
+            f"so that all operations on one event share a partition; got {_quoted(key)}"
         )
     if op == "delete":
         update_metrics = message.get("update_metrics", False)
         if not isinstance(update_metrics, bool):
-            return f"'update_metrics' must be true or false; got {update_metrics!r}"
+            return f"'update_metrics' must be true or false; got {_quoted(update_metrics)}"
         return Delete(model, event_id, received_ms, offset, ref, update_metrics)
     event = message.get("event")
     if not isinstance(event, dict):
-        return f"{op} needs 'event', a JSON object of column values; got {event!r}"
+        return f"{op} needs 'event', a JSON object of column values; got {_quoted(event)}"
+    too_deep = _nested_too_deep(event)
+    if too_deep is not None:
+        return (
+            f"column {too_deep!r} holds a value nested more than {MAX_VALUE_DEPTH} levels "
+            "deep; flatten it or send it as a string"
+        )
     timestamp = message.get("event_timestamp")
     if timestamp is not None and (
         isinstance(timestamp, bool) or not isinstance(timestamp, int) or timestamp < 0
     ):
         return (
             "'event_timestamp' must be UTC milliseconds since the epoch (a non-negative "
-            f"integer); got {timestamp!r}"
+            f"integer); got {_quoted(timestamp)}"
         )
     if op == "insert":
         return Insert(model, event_id, event, timestamp, received_ms, offset, ref)
@@ -175,13 +186,13 @@ def _envelope(message: dict[str, Any]) -> tuple[str, str] | str:
     for field_name in ("project_id", "model_id"):
         value = message.get(field_name)
         if not isinstance(value, str) or not value or "/" in value:
-            return f"{field_name!r} must be a non-empty string without '/'; got {value!r}"
+            return f"{field_name!r} must be a non-empty string without '/'; got {_quoted(value)}"
     event_id = message.get("event_id")
     if isinstance(event_id, int) and not isinstance(event_id, bool):
         event_id = str(event_id)
     if not isinstance(event_id, str) or not event_id:
         what = "an update" if message.get("op") == "update" else "every message"
-        return f"{what} needs 'event_id', a non-empty string; got {event_id!r}"
+        return f"{what} needs 'event_id', a non-empty string; got {_quoted(event_id)}"
     return model_key(message["project_id"], message["model_id"]), event_id
 
 
@@ -191,18 +202,19 @@ def _deletion_command(
     for field_name in ("project_id", "model_id"):
         value = message.get(field_name)
         if not isinstance(value, str) or not value or "/" in value:
-            return f"{field_name!r} must be a non-empty string without '/'; got {value!r}"
+            return f"{field_name!r} must be a non-empty string without '/'; got {_quoted(value)}"
     model = model_key(message["project_id"], message["model_id"])
     if key != model.encode():
         return f"a {message['op']} message must be keyed {model!r} (project_id/model_id)"
     deletion_id = message.get("deletion_id")
     if not isinstance(deletion_id, str) or not deletion_id:
-        return f"{message['op']} needs 'deletion_id', a non-empty string; got {deletion_id!r}"
+        got = _quoted(deletion_id)
+        return f"{message['op']} needs 'deletion_id', a non-empty string; got {got}"
     if message["op"] == "delete_continue":
         return ContinueDeletion(model, deletion_id, offset, ref)
     update_metrics = message.get("update_metrics", False)
     if not isinstance(update_metrics, bool):
-        return f"'update_metrics' must be true or false; got {update_metrics!r}"
+        return f"'update_metrics' must be true or false; got {_quoted(update_metrics)}"
     if message["op"] == "delete_ids":
         ids = message.get("event_ids")
         if not isinstance(ids, list) or not all(isinstance(i, str) and i for i in ids):
@@ -222,9 +234,29 @@ def _epoch_ms(value: object) -> int | None:
     return None
 
 
-def encode_json(value: Any) -> bytes:
-    return orjson.dumps(value, option=orjson.OPT_SERIALIZE_NUMPY | orjson.OPT_NON_STR_KEYS)
+def _nested_too_deep(event: dict[str, Any]) -> str | None:
+    """The first column whose value nests lists/objects deeper than ``MAX_VALUE_DEPTH``."""
+    for name, value in event.items():
+        if isinstance(value, list | dict) and _depth_exceeds(value, MAX_VALUE_DEPTH):
+            return name
+    return None
 
 
-def decode_json(value: bytes | str) -> Any:
-    return orjson.loads(value)
+def _depth_exceeds(value: list[Any] | dict[str, Any], limit: int) -> bool:
+    level: list[Any] = [value]
+    for _ in range(limit):
+        level = [
+            child
+            for item in level
+            for child in (item.values() if isinstance(item, dict) else item)
+            if isinstance(child, list | dict)
+        ]
+        if not level:
+            return False
+    return True
+
+
+def _quoted(value: object) -> str:
+    """A value for a dead letter's reason, cut short: the message itself is kept whole."""
+    text = repr(value)
+    return text if len(text) <= 200 else text[:200] + "..."

@@ -41,6 +41,7 @@ from sklearn.metrics import (
     root_mean_squared_error,
 )
 
+from state import exact_json
 from state.baseline import profile_baseline
 from state.bins import (
     HOUR_MS,
@@ -49,10 +50,6 @@ from state.bins import (
     ContributionRules,
     Counters,
     add_into,
-    decode_counters,
-    decode_public,
-    encode_counters,
-    encode_public,
 )
 from state.events import StoredEvent
 from state.metrics import bin_metrics, drift, js_distance, performance, psi
@@ -539,8 +536,8 @@ def test_regression_bin_counters_survive_the_encoding_of_bin_shares() -> None:
     y = rng.normal(5, 3, 50)
     counters = bin_of(REGRESSION, regression_table(y.tolist(), (y + 1).tolist()))
     assert max(counters.values()) > 2**64
-    assert decode_counters(encode_counters(counters)) == counters
-    assert decode_public(encode_public({"counts": counters})) == {"counts": counters}
+    assert exact_json.loads_tagged(exact_json.dumps_tagged(counters)) == counters
+    assert exact_json.loads(exact_json.dumps({"counts": counters})) == {"counts": counters}
 
 
 # ---------------------------------------------------------------------------------------

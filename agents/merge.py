@@ -7,15 +7,18 @@ and the partition store; every decision is made in ``state``.
 
 from __future__ import annotations
 
+import time
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 import orjson
 from confluent_kafka import Message
 
+from agents import parked
 from agents.deletions import DeletionBudget, DeletionRecords, DeletionRequests
 from agents.partials import PartialBins
 from agents.runtime import BatchResult, Outgoing
+from state import exact_json
 from state.commands import Command, Delete, DeletionCommand, Insert, Update, event_key
 from state.counters import ModelCounters, counters_update
 from state.events import (
@@ -30,14 +33,22 @@ from state.hour_index import HOURS, index_changes
 from state.models import ModelSpec
 from state.registered import RegisteredModel
 from state.store import PartitionStore, Write, table_write
+from topics.clients import DEAD_LETTER_MAX_BYTES
 from topics.dead_letters import DeadLetter
 from topics.messages import decode_ingest
+from topics.partitioning import partitions_for
 
 EVENTS = "events"
-PARKED = "parked"
 COUNTERS = "counters"
 
 UNATTRIBUTED = "-"
+
+# Header of a message the merge agent moved to its key's partition: "partition:offset"
+# where it first arrived.
+FORWARDED_FROM = "driftline.forwarded-from"
+
+# Waiting updates a tick dead-letters at most; more wait for the next tick (a second).
+EXPIRIES_PER_TICK = 10_000
 
 
 class StoreView:
@@ -48,21 +59,34 @@ class StoreView:
         self._store = store
         encoded = [key.encode() for key in keys]
         self._events = dict(zip(keys, store.get_many(EVENTS, encoded), strict=True))
-        self._parked = dict(zip(keys, store.get_many(PARKED, encoded), strict=True))
+        self._waiting = dict(zip(keys, store.get_many(parked.PARKED, encoded), strict=True))
+        self._parked: dict[str, tuple[ParkedUpdate, ...]] = {}
 
     def get_event(self, key: str) -> StoredEvent | None:
         raw = self._events[key] if key in self._events else self._store.get(EVENTS, key.encode())
         return None if raw is None else decode_event(raw)
 
     def get_parked(self, key: str) -> tuple[ParkedUpdate, ...]:
-        raw = self._parked[key] if key in self._parked else self._store.get(PARKED, key.encode())
-        if raw is None:
-            return ()
-        return tuple(ParkedUpdate.from_dict(item) for item in orjson.loads(raw))
+        if key not in self._parked:
+            raw = (
+                self._waiting[key]
+                if key in self._waiting
+                else self._store.get(parked.PARKED, key.encode())
+            )
+            self._parked[key] = parked.load(self._store, key, raw)
+        return self._parked[key]
+
+
+def wall_clock_ms() -> int:
+    return int(time.time() * 1000)
+
+
+def encode_event(event: StoredEvent) -> bytes:
+    return exact_json.dumps_tagged(event.to_dict())
 
 
 def decode_event(raw: bytes) -> StoredEvent:
-    return StoredEvent.from_dict(orjson.loads(raw))
+    return StoredEvent.from_dict(exact_json.loads_tagged(raw))
 
 
 class MergeHandler:
@@ -77,15 +101,20 @@ class MergeHandler:
         bin_partials_topic: str,
         deletion_batch_size: int,
         deletion_budget: DeletionBudget,
+        ingest_partitions: int,
+        clock_ms: Callable[[], int] = wall_clock_ms,
     ) -> None:
         self._model_of = model_of
-        self._deletions = DeletionRequests(ingest_topic, deletion_batch_size, deletion_budget)
+        self._deletions = DeletionRequests(
+            ingest_topic, deletion_batch_size, deletion_budget, clock_ms
+        )
         self._partials = PartialBins(model_of, bin_partials_topic)
         self._ingest_topic = ingest_topic
         self._dead_letter_topic = dead_letter_topic
         self._max_event_bytes = max_event_bytes
         self._parked_limit = parked_updates_per_event
         self._parked_timeout_ms = int(parked_update_timeout_s * 1000)
+        self._partitions = ingest_partitions
 
     def handle(
         self, partition: int, messages: Sequence[Message], store: PartitionStore
@@ -93,6 +122,9 @@ class MergeHandler:
         commands: list[Command | DeletionCommand] = []
         raw_values: list[bytes] = []
         dead: list[DeadLetter] = []
+        forwarded: list[Outgoing] = []
+        forwarded_by_model: Counter[str] = Counter()
+        homes = partitions_for([m.key() or b"" for m in messages], self._partitions)
         for ref, message in enumerate(messages):
             value = message.value()
             raw_values.append(value or b"")
@@ -106,13 +138,18 @@ class MergeHandler:
             )
             if isinstance(decoded, str):
                 dead.append(self._dead_letter(message, decoded))
+            elif homes[ref] != partition and isinstance(decoded, Insert | Update | Delete):
+                # Another partitioner put it here: its event lives on its key's partition.
+                forwarded.append(self._forwarded(message, homes[ref]))
+                forwarded_by_model[decoded.model_key] += 1
             else:
                 commands.append(decoded)
         keys = list(
             {event_key(c.model_key, c.event_id)
              for c in commands if isinstance(c, Insert | Update | Delete)}
         )  # fmt: skip
-        merge = BatchMerge(StoreView(store, keys), self._spec, self._parked_limit)
+        view = StoreView(store, keys)
+        merge = BatchMerge(view, self._spec, self._parked_limit)
         deletions = DeletionRecords(store)
         continuations: list[Outgoing] = []
         for command in commands:
@@ -127,14 +164,22 @@ class MergeHandler:
                 )
         outcome = merge.outcome
         dead.extend(self._dead_letter(messages[r.ref], r.reason) for r in outcome.rejections)
-        writes = _table_writes(outcome)
+        writes = _table_writes(outcome, view)
         writes.extend(deletions.writes())
-        writes.extend(self._counter_writes(store, outcome, dead))
+        writes.extend(self._counter_writes(store, outcome, dead, forwarded_by_model))
         version = messages[-1].offset() + 1
         bin_writes, snapshots = self._partials.apply(partition, version, outcome.changes, store)
         writes.extend(bin_writes)
-        outgoing = [*snapshots, *(self._outgoing(letter) for letter in dead), *continuations]
-        return BatchResult(writes, outgoing)
+        letters = (self._outgoing(letter) for letter in dead)
+        return BatchResult(writes, [*snapshots, *letters, *continuations, *forwarded])
+
+    def _forwarded(self, message: Message, home: int) -> Outgoing:
+        """The message as it came, for its key's partition: same key, value, headers and
+        Kafka timestamp (the event time of an insert without one), and where it came from."""
+        origin = f"{message.partition()}:{message.offset()}".encode()
+        headers = [*(message.headers() or []), (FORWARDED_FROM, origin)]
+        return Outgoing(self._ingest_topic, message.key(), message.value(), headers, home,
+                        message.timestamp()[1])  # fmt: skip
 
     def _spec(self, model: str) -> ModelSpec | None:
         registered = self._model_of(model)
@@ -152,33 +197,34 @@ class MergeHandler:
     def _expire_parked(self, partition: int, store: PartitionStore, now_ms: int) -> BatchResult:
         writes: list[Write] = []
         expired: list[ExpiredUpdate] = []
-        for raw_key, raw in store.items(PARKED):
-            parked = tuple(ParkedUpdate.from_dict(item) for item in orjson.loads(raw))
-            kept, gone = expire_parked(raw_key.decode(), parked, now_ms, self._parked_timeout_ms)
-            if gone:
-                expired.extend(gone)
-                writes.append(table_write(PARKED, raw_key, _encode_parked(kept)))
+        deadline = now_ms - self._parked_timeout_ms
+        for key in parked.waited_since(store, deadline, EXPIRIES_PER_TICK):
+            waiting = parked.load(store, key, store.get(parked.PARKED, key.encode()))
+            kept, gone = expire_parked(key, waiting, now_ms, self._parked_timeout_ms)
+            expired.extend(gone)
+            writes.extend(parked.writes(key, waiting, kept))
         letters = [self._expired_letter(partition, item) for item in expired]
         writes.extend(self._counter_writes(store, MergeOutcome(), letters))
         return BatchResult(writes, [self._outgoing(letter) for letter in letters])
 
     # --- dead letters and counters ------------------------------------------------------
 
+    def dead_letter(
+        self, partition: int, message: Message, reason: str, store: PartitionStore
+    ) -> BatchResult:
+        """A message the engine could not apply: its dead letter, counted for its model."""
+        letter = self._dead_letter(message, reason)
+        writes = self._counter_writes(store, MergeOutcome(), [letter])
+        return BatchResult(writes, [self._outgoing(letter)])
+
     def _dead_letter(self, message: Message, reason: str) -> DeadLetter:
-        return DeadLetter(
-            key=message.key(),
-            value=message.value(),
-            reason=reason,
-            source_topic=message.topic(),
-            source_partition=message.partition(),
-            source_offset=message.offset(),
-        )
+        return DeadLetter.of(message, reason)
 
     def _expired_letter(self, partition: int, item: ExpiredUpdate) -> DeadLetter:
         update = item.parked.update
         return DeadLetter(
             key=item.key.encode(),
-            value=item.parked.raw_value.encode(),
+            value=item.parked.raw_value,
             reason=(
                 f"update of event {update.event_id!r} waited {self._parked_timeout_ms // 1000}s "
                 "and its insert never arrived (DRIFTLINE_PARKED_UPDATE_TIMEOUT_S)"
@@ -189,19 +235,22 @@ class MergeHandler:
         )
 
     def _outgoing(self, letter: DeadLetter) -> Outgoing:
-        return Outgoing(self._dead_letter_topic, letter.key, letter.value, letter.headers())
+        fitted = letter.fitted(DEAD_LETTER_MAX_BYTES)
+        return Outgoing(self._dead_letter_topic, fitted.key, fitted.value, fitted.headers())
 
     def _counter_writes(
         self,
         store: PartitionStore,
         outcome: MergeOutcome,
         dead: list[DeadLetter],
+        forwarded: Mapping[str, int] | None = None,
     ) -> list[Write]:
-        if not dead and not outcome.dropped_fields:
+        if not dead and not outcome.dropped_fields and not forwarded:
             return []
         dead_by_model = Counter(_model_of_letter(letter) for letter in dead)
         writes = []
-        for model, delta in counters_update(dead_by_model, outcome.dropped_fields).items():
+        deltas = counters_update(dead_by_model, outcome.dropped_fields, forwarded or {})
+        for model, delta in deltas.items():
             raw = store.get(COUNTERS, model.encode())
             current = ModelCounters() if raw is None else ModelCounters.from_dict(orjson.loads(raw))
             total = current.plus(delta)
@@ -219,23 +268,15 @@ def _model_of_letter(letter: DeadLetter) -> str:
     return (parts[0] + b"/" + parts[1]).decode(errors="replace")
 
 
-def _table_writes(outcome: MergeOutcome) -> list[Write]:
+def _table_writes(outcome: MergeOutcome, view: StoreView) -> list[Write]:
     writes = [
-        table_write(EVENTS, key.encode(), None if event is None else orjson.dumps(event.to_dict()))
+        table_write(EVENTS, key.encode(), None if event is None else encode_event(event))
         for key, event in outcome.events.items()
     ]
     writes.extend(
         table_write(HOURS, index_key, b"" if present else None)
         for index_key, present in index_changes(outcome.previous, outcome.events)
     )
-    writes.extend(
-        table_write(PARKED, key.encode(), _encode_parked(parked))
-        for key, parked in outcome.parked.items()
-    )
+    for key, after in outcome.parked.items():
+        writes.extend(parked.writes(key, view.get_parked(key), after))
     return writes
-
-
-def _encode_parked(parked: tuple[ParkedUpdate, ...]) -> bytes | None:
-    if not parked:
-        return None
-    return orjson.dumps([item.to_dict() for item in parked])

@@ -1,23 +1,20 @@
 """The model registry: a compacted topic of specs keyed ``project_id/model_id``.
 
-Every worker and client reads the whole topic (no consumer group, all partitions from
-the start), so each process knows every model. A lookup that misses reads on up to the
-topic's current end before answering "unknown": a model registered a moment ago is
-therefore always found, and no valid event is dead-lettered for racing its registration.
+Every worker and client reads the whole topic (``topics.views.TopicView``: no consumer
+group, all partitions from the start), so each process knows every model. A lookup that
+misses reads on up to the topic's current end before answering "unknown": a model
+registered a moment ago is therefore always found, and no valid event is dead-lettered
+for racing its registration.
 """
 
 from __future__ import annotations
 
-import threading
-import uuid
-
 import orjson
-from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
 
 from state.models import ModelSpec
 from state.registered import RegisteredModel
-from topics.offsets import watermarks
 from topics.producer import CheckedProducer
+from topics.views import TopicView
 
 
 def publish_model(producer: CheckedProducer, topic: str, model: RegisteredModel) -> None:
@@ -29,28 +26,8 @@ class ModelRegistry:
     """An in-memory view of the registry topic, caught up on demand."""
 
     def __init__(self, bootstrap_servers: str, topic: str) -> None:
-        self._topic = topic
-        self._consumer = Consumer(
-            {
-                "bootstrap.servers": bootstrap_servers,
-                # Never used to commit: the registry is always read from the beginning.
-                "group.id": f"driftline-registry-{uuid.uuid4()}",
-                "enable.auto.commit": False,
-                "enable.partition.eof": False,
-                # A lookup of an unknown model asks for watermarks, which wait behind the
-                # pending fetch: librdkafka's default 500 ms would be paid per lookup.
-                "fetch.wait.max.ms": 10,
-            }
-        )
-        metadata = self._consumer.list_topics(topic, timeout=10)
-        if topic not in metadata.topics or metadata.topics[topic].error is not None:
-            raise RuntimeError(f"model registry topic {topic} does not exist")
-        self._partitions = [
-            TopicPartition(topic, p, OFFSET_BEGINNING) for p in metadata.topics[topic].partitions
-        ]
-        self._consumer.assign(self._partitions)
         self._models: dict[str, RegisteredModel] = {}
-        self._lock = threading.Lock()
+        self._view = TopicView(bootstrap_servers, topic, self._apply, "model registry")
         self.catch_up()
 
     def get(self, model_key: str) -> RegisteredModel | None:
@@ -65,24 +42,10 @@ class ModelRegistry:
         return None if model is None else model.spec
 
     def catch_up(self, timeout_s: float = 10.0) -> None:
-        """Read until every partition's position reaches the end it had when we asked."""
-        with self._lock:
-            targets = {
-                tp.partition: watermarks(self._consumer, tp, timeout_s)[1]
-                for tp in self._partitions
-            }
-            while any(self._position(p) < end for p, end in targets.items()):
-                for message in self._consumer.consume(num_messages=1000, timeout=0.2):
-                    if message.error() is None:
-                        self._apply(message.key(), message.value())
+        self._view.catch_up(timeout_s)
 
     def close(self) -> None:
-        self._consumer.close()
-
-    def _position(self, partition: int) -> int:
-        (position,) = self._consumer.position([TopicPartition(self._topic, partition)])
-        offset: int = position.offset
-        return offset if offset >= 0 else 0
+        self._view.close()
 
     def _apply(self, key: bytes | None, value: bytes | None) -> None:
         if key is None:

@@ -341,7 +341,9 @@ async def delete_events(request: web.Request) -> web.Response:
         return error_response(
             503, f"the broker did not accept the request ({error}); retry", refreshed.headers()
         )
-    services.deletion_requests.add(record)
+    # Known here at once (the view would read it back on a miss); off the event loop,
+    # since a catch-up may hold the view's lock.
+    await asyncio.to_thread(services.deletion_requests.add, record)
     status_url = f"/v1/deletions/{deletion_id}"
     return json_response(
         {"deletion_id": deletion_id, "status_url": status_url},
@@ -530,7 +532,7 @@ async def _produce_request(services: Services, record: dict[str, Any]) -> None:
 async def _withdraw(services: Services, deletion_id: str, model: str, now: datetime) -> None:
     """Undo an accepted request whose commands the broker refused (best effort: the
     broker has just failed, and Redis may be down too)."""
-    services.deletion_requests.withdraw(deletion_id)
+    await asyncio.to_thread(services.deletion_requests.withdraw, deletion_id)
     topic = services.topics.deletion_requests.name
     try:
         async with services.produce_lock:

@@ -6,11 +6,16 @@ fresh apps against their own topics; nothing happens at import time.
     ingest ─► merge agent ─► bin-partials ─► bins agent ─► metrics ─► Redis projection
               (events,                        (sums shares,  (compacted)
                partial bins)                   metrics)
+
+The projection and the ownership heartbeat write Redis on threads of their own that wait
+out its outages, and the merge runner's assignment only wakes the heartbeat: the worker
+starts and ingests while Redis is down.
 """
 
 from __future__ import annotations
 
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -20,7 +25,7 @@ import redis
 from agents.bins import BinsHandler
 from agents.deletion_budget import RedisDeletionBudget
 from agents.merge import MergeHandler
-from agents.ownership import PartitionOwners
+from agents.ownership import OwnershipHeartbeat, PartitionOwners
 from agents.runtime import PartitionedRunner, RunnerConfig
 from agents.serving import RedisBins, RedisProjection
 from agents.threads import RunnerThreads
@@ -70,7 +75,9 @@ def create_app(settings: Settings) -> Worker:
     )
     redis_bins = RedisBins(redis_client, settings.topic_prefix)
     budget = RedisDeletionBudget(redis_client, settings.topic_prefix, settings.deletion_daily_cap)
-    merge = _merge_runner(settings, topics, owners, budget)
+    # Reads the merge runner's partitions when it beats; woken on every assignment.
+    heartbeat = OwnershipHeartbeat(owners, held=lambda: list(merge.stores))
+    merge = _merge_runner(settings, topics, heartbeat.wake, budget)
     bins = _bins_runner(settings, topics)
     projection = RedisProjection(
         "serving", settings.bootstrap_servers, topics.metrics.name, topics.serving_group,
@@ -80,14 +87,17 @@ def create_app(settings: Settings) -> Worker:
 
     @app.service
     class Agents(RunnerThreads):
-        runners = (merge, bins, projection)
+        runners = (merge, bins, projection, heartbeat)
 
     register_views(worker)
     return worker
 
 
 def _merge_runner(
-    settings: Settings, topics: Topics, owners: PartitionOwners, budget: RedisDeletionBudget
+    settings: Settings,
+    topics: Topics,
+    on_assignment: Callable[[set[int]], None],
+    budget: RedisDeletionBudget,
 ) -> PartitionedRunner:
     registry = ModelRegistry(settings.bootstrap_servers, topics.models.name)
     handler = MergeHandler(
@@ -115,7 +125,7 @@ def _merge_runner(
         batch_within_s=settings.batch_within_s,
         session_timeout_ms=settings.session_timeout_ms,
     )
-    return PartitionedRunner(config, handler, on_assignment=owners.publish)
+    return PartitionedRunner(config, handler, on_assignment=on_assignment)
 
 
 def _bins_runner(settings: Settings, topics: Topics) -> PartitionedRunner:

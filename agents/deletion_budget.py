@@ -46,7 +46,9 @@ class RedisDeletionBudget:
         self._prefix = prefix
         self._cap = daily_cap
         self._grant = client.register_script(_GRANT)
-        self._outage = OutageLog("deletion daily cap: Redis", log)
+        self._outage = OutageLog(
+            log, "deletion daily cap", "Redis", "time-range deletion steps wait for it"
+        )
 
     def _key(self, model: str, day: int) -> str:
         return f"{self._prefix}:deleted-events:{model}:{day}"
@@ -61,7 +63,7 @@ class RedisDeletionBudget:
         except redis.RedisError as error:
             self._outage.failed(error)
             return None
-        self._outage.recovered()
+        self._outage.succeeded()
         return int(allowed)
 
     def publish(self, partition: int, day: int, deleted: Mapping[str, int]) -> None:
@@ -77,4 +79,4 @@ class RedisDeletionBudget:
         except redis.RedisError as error:
             self._outage.failed(error)
             return
-        self._outage.recovered()
+        self._outage.succeeded()

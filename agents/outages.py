@@ -1,67 +1,96 @@
-"""Logging an outage of a dependency a few times, not once per retry.
+"""Waiting out an outage of a dependency (Redis): a backoff, and a log that stays readable.
 
-A worker waits out a broker or Redis outage of any length by retrying; logged per retry,
-a 30 s broker outage wrote ~2,200 ERROR lines. An ``OutageLog`` says when an outage
-begins, reminds at most once per ``remind_s`` while it lasts (with how many failures it
-absorbed), and says when it ends and how long it took.
+A loop that retries every second would otherwise write a line per retry for as long as
+the outage lasts, burying everything else. ``OutageLog`` writes one line when the outage
+starts, at most one a minute while it lasts, and one when it ends. The clock is injected
+so that the rate limit is testable without waiting.
 """
 
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+
+# Retries start quickly (a blip is over at once) and slow down to this, so that a
+# dependency that comes back is used again within a couple of seconds.
+BACKOFF_FIRST_S = 0.1
+BACKOFF_MAX_S = 2.0
+# While an outage lasts, it is logged again at most this often.
+REPEAT_EVERY_S = 60.0
 
 
-@dataclass
+def backoff_s(
+    failures: int, first_s: float = BACKOFF_FIRST_S, max_s: float = BACKOFF_MAX_S
+) -> float:
+    """The wait after ``failures`` consecutive failures (1 or more): doubling, capped."""
+    if failures <= 0:
+        return 0.0
+    return min(max_s, first_s * 2.0 ** min(failures - 1, 32))
+
+
 class OutageLog:
-    what: str
-    logger: logging.Logger
-    remind_s: float = 60.0
-    clock: Callable[[], float] = time.monotonic
-    _since: float | None = field(default=None, init=False)
-    _reminded: float = field(default=0.0, init=False)
-    _failures: int = field(default=0, init=False)
+    """Tracks one dependency's outage as seen by one user of it; thread-safe."""
+
+    def __init__(
+        self,
+        logger: logging.Logger,
+        who: str,
+        what: str,
+        consequence: str,
+        clock: Callable[[], float] = time.monotonic,
+        repeat_every_s: float = REPEAT_EVERY_S,
+    ) -> None:
+        self._log = logger
+        self._who = who
+        self._what = what
+        self._consequence = consequence
+        self._clock = clock
+        self._repeat_every_s = repeat_every_s
+        self._lock = threading.Lock()
+        self._since: float | None = None
+        self._logged_at = 0.0
+        self.failures = 0
 
     @property
     def ongoing(self) -> bool:
         return self._since is not None
 
-    def failed(self, error: object) -> None:
-        now = self.clock()
-        self._failures += 1
-        if self._since is None:
-            self._since, self._reminded = now, now
-            self.logger.warning("%s: unavailable, waiting it out: %s", self.what, error)
-        elif now - self._reminded >= self.remind_s:
-            self._reminded = now
-            self.logger.warning(
-                "%s: still unavailable after %.0f s (%d failed attempts): %s",
-                self.what, now - self._since, self._failures, error,
-            )  # fmt: skip
+    def failed(self, error: object) -> float:
+        """Record a failure; returns how long to wait before the next attempt."""
+        with self._lock:
+            now = self._clock()
+            self.failures += 1
+            if self._since is None:
+                self._since = self._logged_at = now
+                self._log.warning(
+                    "%s: %s is unavailable (%s); %s, retrying", self._who, self._what,
+                    _short(error), self._consequence,
+                )  # fmt: skip
+            elif now - self._logged_at >= self._repeat_every_s:
+                self._logged_at = now
+                self._log.warning(
+                    "%s: %s still unavailable after %.0f s (%s, %d attempts)",
+                    self._who, self._what, now - self._since, _short(error), self.failures,
+                )  # fmt: skip
+            return backoff_s(self.failures)
 
-    def recovered(self) -> None:
-        if self._since is None:
+    def succeeded(self) -> None:
+        """Record a success; the end of an outage is logged once."""
+        if self._since is None:  # the common case, without the lock
             return
-        self.logger.warning(
-            "%s: available again after %.0f s (%d failed attempts)",
-            self.what, self.clock() - self._since, self._failures,
-        )  # fmt: skip
-        self._since, self._failures = None, 0
+        with self._lock:
+            if self._since is None:
+                return
+            self._log.warning(
+                "%s: %s answers again after %.1f s (%d failed attempts)",
+                self._who, self._what, self._clock() - self._since, self.failures,
+            )  # fmt: skip
+            self._since = None
+            self.failures = 0
 
 
-@dataclass
-class Backoff:
-    """Exponential waits between retries, reset by a success."""
-
-    first_s: float = 0.1
-    most_s: float = 5.0
-    _next: float = field(default=0.0, init=False)
-
-    def next_wait(self) -> float:
-        self._next = self.first_s if self._next == 0 else min(self._next * 2, self.most_s)
-        return self._next
-
-    def reset(self) -> None:
-        self._next = 0.0
+def _short(error: object) -> str:
+    text = str(error) or type(error).__name__
+    return text if len(text) <= 200 else text[:200] + "…"

@@ -48,7 +48,7 @@ from confluent_kafka import (
     TopicPartition,
 )
 
-from agents.outages import Backoff, OutageLog
+from agents.outages import OutageLog
 from agents.restore import CHECKPOINT_KEY, ChangelogRestorer, committed_checkpoint
 from agents.transactions import BatchTransactions, NotCommittedError, RecordRefusedError
 from state.store import Checkpoint, PartitionStore, Write
@@ -190,11 +190,12 @@ class PartitionedRunner:
                 },
             )
         )
-        self._outage = OutageLog(f"{config.name}: Kafka", log)
+        self._outage = OutageLog(
+            log, config.name, "Kafka", "batches are consumed again from the last checkpoint"
+        )
         self._transactions = BatchTransactions(
             config.bootstrap_servers, config.transactional_id, self._outage
         )
-        self._backoff = Backoff()
         self._batch_started = 0.0  # time.monotonic() when the last batch was consumed
         self.ready = threading.Event()
         self._stop = threading.Event()
@@ -228,13 +229,12 @@ class PartitionedRunner:
                 if time.monotonic() >= next_tick:
                     self._tick()
                     next_tick = time.monotonic() + self.config.tick_interval_s
-                self._backoff.reset()
             except INFRASTRUCTURE as error:
                 self._wait_out(error)
 
     def _wait_out(self, error: Exception) -> None:
         """Drop the uncommitted batch: consume it again from the checkpoints, later."""
-        self._outage.failed(error)
+        wait_s = self._outage.failed(error)
         for partition, store in self.stores.items():
             offset = store.checkpoint().next_input_offset
             position = offset if offset >= 0 else OFFSET_BEGINNING
@@ -243,7 +243,7 @@ class PartitionedRunner:
             except KafkaException as seek_error:
                 # Not fetching yet (just assigned): it starts at the checkpoint anyway.
                 log.debug("%s[%d]: seek: %s", self.name, partition, seek_error)
-        self._stop.wait(self._backoff.next_wait())
+        self._stop.wait(wait_s)
 
     # --- the batch path -------------------------------------------------------------
 
@@ -312,7 +312,7 @@ class PartitionedRunner:
             elif error.code() != KafkaError._PARTITION_EOF:
                 self._outage.failed(error)
         if batches:
-            self._outage.recovered()
+            self._outage.succeeded()
         return {p: batch for p, batch in batches.items() if p in self.stores}
 
     def _positions(self, batches: dict[int, list[Message]]) -> dict[int, int]:
@@ -465,6 +465,7 @@ class PartitionedRunner:
             if isinstance(failure, RecordRefusedError):
                 raise PoisonError(f"the broker refused a record it produced: {failure}") from error
             raise failure from error
+        self._outage.succeeded()
         for partition, item in applied.items():
             self.stores[partition].write(item.result.writes, item.checkpoint)
 
@@ -503,7 +504,6 @@ class PartitionedRunner:
     def _committed(self, partitions: list[TopicPartition]) -> list[TopicPartition]:
         """The group's committed input offsets; the group just formed, so the broker
         answers, but a short outage right now is waited out too."""
-        backoff = Backoff()
         while True:
             try:
                 found: list[TopicPartition] = self._consumer.committed(partitions, timeout=10)
@@ -511,8 +511,7 @@ class PartitionedRunner:
             except KafkaException as error:
                 if self._stop.is_set():
                     raise
-                self._outage.failed(error)
-                self._stop.wait(backoff.next_wait())
+                self._stop.wait(self._outage.failed(error))
 
     def _revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         for tp in partitions:

@@ -18,12 +18,13 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Sequence
 from typing import Any
 
 from confluent_kafka import KafkaError, KafkaException, Message, Producer, TopicPartition
 
-from agents.outages import Backoff, OutageLog
+from agents.outages import OutageLog
 from topics.producer import producer_config
 
 log = logging.getLogger(__name__)
@@ -82,17 +83,15 @@ class BatchTransactions:
 
         False if ``stop`` was set first.
         """
-        backoff = Backoff()
         while not stop.is_set():
             producer = Producer(self._config)
             try:
                 producer.init_transactions(_CALL_TIMEOUT_S)
             except KafkaException as error:
-                self._outage.failed(error.args[0])
-                stop.wait(backoff.next_wait())
+                stop.wait(self._outage.failed(error))
                 continue
             self._producer = producer
-            self._outage.recovered()
+            self._outage.succeeded()
             return True
         return False
 
@@ -130,8 +129,6 @@ class BatchTransactions:
         producer if it cannot go on) and say what the runner is to do."""
         cause: KafkaError = error.args[0]
         refused = [e for e in (cause, *self._delivery_errors) if e.code() in CONTENT_ERRORS]
-        if not refused:
-            self._outage.failed(cause)
         self._abort(cause)
         if refused:
             return RecordRefusedError(refused[0].str())
@@ -139,7 +136,6 @@ class BatchTransactions:
 
     def _abort(self, cause: KafkaError) -> None:
         producer = self._live
-        backoff = Backoff()
         while not cause.fatal():
             try:
                 producer.abort_transaction(_CALL_TIMEOUT_S)
@@ -149,8 +145,7 @@ class BatchTransactions:
                 if cause.code() == KafkaError._STATE:
                     return  # no transaction was open
                 if not cause.fatal():
-                    self._outage.failed(cause)
-                    threading.Event().wait(backoff.next_wait())
+                    time.sleep(self._outage.failed(cause))
         # A fatal error (fenced by a newer instance, an unrecoverable producer state):
         # this producer is done; the next batch starts a fresh one.
         log.warning("transactional producer replaced after a fatal error: %s", cause.str())

@@ -1,4 +1,8 @@
-"""HTTP views of the worker: events, metric bins, per-model counters, health, readiness."""
+"""HTTP views of the worker: events, metric bins, per-model counters, health, readiness.
+
+The views that need Redis (metric bins, finding another partition's owner) answer 503
+with ``Retry-After`` while it is down; the others do not touch it.
+"""
 
 from __future__ import annotations
 
@@ -6,6 +10,7 @@ from collections import Counter
 from typing import TYPE_CHECKING, Any
 
 import orjson
+import redis
 from faust.web import Request, Response, View
 
 from agents.deletions import DELETIONS
@@ -24,6 +29,9 @@ from topics.partitioning import partition_for
 if TYPE_CHECKING:
     from agents.app import Worker
 
+# What a client should wait before retrying a view that needs Redis while it is down.
+REDIS_RETRY_AFTER_S = 2
+
 
 def register_views(worker: Worker) -> None:
     app = worker.app
@@ -37,7 +45,10 @@ def register_views(worker: Worker) -> None:
         partition = partition_for(key.encode(), partitions)
         store = worker.merge.stores.get(partition)
         if store is None:
-            owner = worker.owners.owner_of(partition)
+            try:
+                owner = worker.owners.owner_of(partition)
+            except redis.RedisError as error:
+                return _redis_down(view, error)
             if owner is not None and owner != worker.owners.own_url:
                 location = f"{owner}/v1/events/{project_id}/{model_id}/{event_id}"
                 return _json(view, {"owner": owner}, 307, headers={"Location": location})
@@ -83,10 +94,13 @@ def register_views(worker: Worker) -> None:
             return _error(view, 400, str(error))
         if start >= end:
             return _error(view, 400, "start must be before end")
-        bins = worker.redis_bins.read_range(model_key(project_id, model_id), start, end)
+        try:
+            bins = worker.redis_bins.read_range(model_key(project_id, model_id), start, end)
+        except redis.RedisError as error:
+            return _redis_down(view, error)
         return _json(view, {"project_id": project_id, "model_id": model_id, "bins": bins})
 
-    # --- for the API process: per-partition reads, routed by the owners hash -------
+    # --- for the API process: per-partition reads, routed by the owner keys ---------
 
     @app.page("/internal/deletions/{deletion_id}")
     async def deletion_progress(view: View, request: Request, deletion_id: str) -> Response:
@@ -162,7 +176,10 @@ def _row(event: StoredEvent) -> dict[str, Any]:
 
 
 def _not_here(view: View, worker: Worker, partition: int) -> Response:
-    owner = worker.owners.owner_of(partition)
+    try:
+        owner = worker.owners.owner_of(partition)
+    except redis.RedisError:
+        owner = None  # the caller retries once the new owner is published
     body = {"error": f"partition {partition} is not held by this worker", "owner": owner}
     return _json(view, body, 409)
 
@@ -177,3 +194,9 @@ def _json(
 
 def _error(view: View, status: int, message: str) -> Response:
     return _json(view, {"error": message}, status)
+
+
+def _redis_down(view: View, error: redis.RedisError) -> Response:
+    message = f"Redis is unavailable ({error}); this view needs it, retry shortly"
+    headers = {"Retry-After": str(REDIS_RETRY_AFTER_S)}
+    return _json(view, {"error": message}, 503, headers=headers)

@@ -12,6 +12,11 @@ Routes (the OpenAPI document ``api/openapi.yaml`` describes each):
 - ``POST /v1/events`` / ``PATCH /v1/events``: insert / update events in batches
 - ``GET /v1/metrics``: hourly bins
 - ``GET /health``, ``GET /ready``, ``GET /openapi.yaml``, ``GET /openapi.json``: open
+
+Redis serves the bins, the delete rate limit and the workers' locations (slices and
+deletion progress need them); while it is down those routes answer 503 with
+``Retry-After`` and the others (publishing, health, an unknown deletion) go on.
+Deletion requests themselves live in Kafka (``topics.deletion_requests``).
 """
 
 from __future__ import annotations
@@ -31,12 +36,14 @@ import redis
 import redis.asyncio as aioredis
 import yaml
 from aiohttp import web
+from confluent_kafka import KafkaException
 from confluent_kafka.admin import AdminClient
 
+from agents.outages import OutageLog
 from agents.ownership import PartitionOwners
 from agents.serving import RedisBins
 from api.auth import Principal, TokenStore
-from api.deletions import DeletionLog, deletion_messages, expected_commands
+from api.deletions import deletion_messages, deletion_record
 from api.rate_limit import DeleteRateLimit
 from api.requests import (
     Cursor,
@@ -56,6 +63,7 @@ from driftline.settings import Settings
 from state import exact_json
 from state.models import ModelSpec, model_key
 from topics.admin import ensure_topics
+from topics.deletion_requests import DeletionRequests, publish_request, withdraw_request
 from topics.messages import deletion_key, ingest_key
 from topics.models import ModelRegistry
 from topics.partitioning import partition_for
@@ -68,6 +76,10 @@ OPENAPI_PATH = Path(__file__).with_name("openapi.yaml")
 OPEN_PATHS = frozenset({"/health", "/ready", "/openapi.yaml", "/openapi.json"})
 DELETE_PATHS = frozenset({"/v1/events/delete"})
 _BODY_HEADERS = frozenset({"content-type", "content-length"})
+# Routes (by name) that cannot answer without Redis; a success of one ends an outage.
+REDIS_ROUTES = frozenset({"delete", "delete-by-method", "deletion", "slice", "metrics"})
+# What a client should wait before retrying a route that needs Redis while it is down.
+REDIS_RETRY_AFTER_S = 2
 
 
 @dataclass
@@ -86,10 +98,12 @@ class Services:
     aredis: aioredis.Redis
     tokens: TokenStore
     rate_limit: DeleteRateLimit
-    deletions: DeletionLog
+    deletion_requests: DeletionRequests
     workers: Workers
     bins: RedisBins
     session: aiohttp.ClientSession
+    # Logs a Redis outage once when it starts, once a minute, once when it ends.
+    redis_outage: OutageLog
 
 
 SERVICES = web.AppKey("services", Services)
@@ -113,13 +127,15 @@ def create_app(settings: Settings) -> web.Application:
     app.router.add_get("/ready", ready, allow_head=False)
     app.router.add_get("/openapi.yaml", openapi_yaml, allow_head=False)
     app.router.add_get("/openapi.json", openapi_json, allow_head=False)
-    app.router.add_post("/v1/events/delete", delete_events)
-    app.router.add_delete("/v1/events", delete_events)
-    app.router.add_get("/v1/deletions/{deletion_id}", get_deletion, allow_head=False)
-    app.router.add_get("/v1/events", get_events, allow_head=False)
+    app.router.add_post("/v1/events/delete", delete_events, name="delete")
+    app.router.add_delete("/v1/events", delete_events, name="delete-by-method")
+    app.router.add_get(
+        "/v1/deletions/{deletion_id}", get_deletion, allow_head=False, name="deletion"
+    )
+    app.router.add_get("/v1/events", get_events, allow_head=False, name="slice")
     app.router.add_post("/v1/events", insert_events)
     app.router.add_patch("/v1/events", update_events)
-    app.router.add_get("/v1/metrics", get_metrics, allow_head=False)
+    app.router.add_get("/v1/metrics", get_metrics, allow_head=False, name="metrics")
     return app
 
 
@@ -130,6 +146,9 @@ async def _services(app: web.Application) -> AsyncIterator[None]:
     await asyncio.to_thread(ensure_topics, settings.bootstrap_servers, topics.owned)
     registry = await asyncio.to_thread(
         ModelRegistry, settings.bootstrap_servers, topics.models.name
+    )
+    deletion_requests = await asyncio.to_thread(
+        DeletionRequests, settings.bootstrap_servers, topics.deletion_requests.name
     )
     sync_redis = redis.Redis.from_url(settings.redis)
     async_redis = aioredis.Redis.from_url(settings.redis)
@@ -145,11 +164,14 @@ async def _services(app: web.Application) -> AsyncIterator[None]:
         redis=sync_redis,
         aredis=async_redis,
         tokens=TokenStore(settings.api_tokens_file),
-        rate_limit=DeleteRateLimit(async_redis, prefix, settings.delete_requests_per_day),
-        deletions=DeletionLog(async_redis, prefix),
+        rate_limit=DeleteRateLimit(
+            async_redis, prefix, settings.delete_requests_per_day, deletion_requests.count
+        ),
+        deletion_requests=deletion_requests,
         workers=Workers(PartitionOwners(sync_redis, prefix, own_url=""), session),
         bins=RedisBins(sync_redis, prefix),
         session=session,
+        redis_outage=OutageLog(log, "api", "Redis", "metrics, deletes and slices answer 503"),
     )
     yield
     services = app[SERVICES]
@@ -158,6 +180,7 @@ async def _services(app: web.Application) -> AsyncIterator[None]:
     sync_redis.close()
     await asyncio.to_thread(services.producer.flush, 10.0)
     await asyncio.to_thread(registry.close)
+    await asyncio.to_thread(deletion_requests.close)
 
 
 # --- middlewares -------------------------------------------------------------------------
@@ -169,11 +192,17 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 async def _errors(request: web.Request, handler: Handler) -> web.StreamResponse:
     """Every error as JSON ``{"error": ...}`` with a sentence that says what to do."""
     try:
-        return await handler(request)
+        response = await handler(request)
     except RequestError as error:
         return error_response(error.status, error.message)
     except WorkerUnavailableError as error:
         return error_response(503, str(error), {"Retry-After": "1"})
+    except redis.RedisError as error:
+        return redis_unavailable(request.app[SERVICES], error)
+    except KafkaException as error:
+        return error_response(
+            503, f"the broker did not answer ({error}); retry shortly", {"Retry-After": "1"}
+        )
     except web.HTTPRequestEntityTooLarge:
         limit = request.app[SETTINGS].api_max_body_bytes
         return error_response(
@@ -187,6 +216,22 @@ async def _errors(request: web.Request, handler: Handler) -> web.StreamResponse:
     except Exception:
         log.exception("%s %s failed", request.method, request.path)
         return error_response(500, "internal error; the API's log has the details")
+    if request.match_info.route.name in REDIS_ROUTES and response.status < 300:
+        request.app[SERVICES].redis_outage.succeeded()
+    return response
+
+
+def redis_unavailable(
+    services: Services, error: redis.RedisError, headers: dict[str, str] | None = None
+) -> web.Response:
+    services.redis_outage.failed(error)
+    return error_response(
+        503,
+        f"Redis is unavailable ({error}); this route needs it (metric bins, delete rate "
+        "limits and the workers' locations are kept there). Publishing events goes on; "
+        f"retry this in {REDIS_RETRY_AFTER_S} s or so",
+        {**(headers or {}), "Retry-After": str(REDIS_RETRY_AFTER_S)},
+    )
 
 
 @web.middleware
@@ -222,12 +267,18 @@ async def health(request: web.Request) -> web.Response:
 
 
 async def ready(request: web.Request) -> web.Response:
-    """Ready when the broker answers for the ingest topic and Redis answers a PING."""
+    """Ready when the broker answers for the ingest topic. Redis is reported, not required:
+    publishing does not need it, and the routes that do answer 503 by themselves."""
     services = request.app[SERVICES]
     try:
         await services.aredis.ping()
     except (redis.RedisError, OSError) as error:
-        return error_response(503, f"Redis does not answer: {error}")
+        redis_state = f"unavailable: {error}"
+        if isinstance(error, redis.RedisError):
+            services.redis_outage.failed(error)
+    else:
+        redis_state = "ok"
+        services.redis_outage.succeeded()
     topic = services.topics.ingest.name
     try:
         metadata = await asyncio.to_thread(services.admin.list_topics, topic, 3.0)
@@ -236,7 +287,7 @@ async def ready(request: web.Request) -> web.Response:
     found = metadata.topics.get(topic)
     if found is None or found.error is not None:
         return error_response(503, f"the ingest topic {topic} is not available yet")
-    return json_response({"status": "ready"})
+    return json_response({"status": "ready", "redis": redis_state})
 
 
 # --- deletion ------------------------------------------------------------------------------
@@ -261,7 +312,12 @@ async def delete_events(request: web.Request) -> web.Response:
         window = await services.rate_limit.peek(model)
         return error_response(error.status, error.message, window.headers())
     model = model_key(deletion.project_id, deletion.model_id)
-    window = await services.rate_limit.take(model)
+    now = datetime.now(UTC)
+    try:
+        window = await services.rate_limit.take(model, now)
+    except redis.RedisError as error:
+        # The count cannot be taken; the headers still say where it stands (from Kafka).
+        return redis_unavailable(services, error, (await services.rate_limit.peek(model)).headers())
     if window.exceeded:
         return error_response(
             429,
@@ -274,31 +330,21 @@ async def delete_events(request: web.Request) -> web.Response:
     messages = deletion_messages(
         deletion, deletion_id, settings.ingest_partitions, settings.max_event_bytes
     )
-    await services.deletions.put(
-        deletion_id,
-        {
-            "deletion_id": deletion_id,
-            "project_id": deletion.project_id,
-            "model_id": deletion.model_id,
-            "model": model,
-            "kind": deletion.kind,
-            "update_metrics": deletion.update_metrics,
-            "expected": expected_commands(messages),
-            "created": datetime.now(UTC).isoformat(timespec="milliseconds"),
-            "events": len(deletion.event_ids or ()),
-            "time_range": list(deletion.time_range) if deletion.time_range else None,
-        },
-    )
+    record = deletion_record(deletion, deletion_id, messages, now)
     key = deletion_key(deletion.project_id, deletion.model_id)
     try:
+        # The request first: once a command runs, its status can always be asked.
+        await _produce_request(services, record)
         await _produce(services, [(key, value, partition) for partition, value in messages])
     except DeliveryError as error:
-        await services.deletions.forget(deletion_id)
-        await services.rate_limit.give_back(model)
+        await _withdraw(services, deletion_id, model, now)
         refreshed = await services.rate_limit.peek(model)
         return error_response(
             503, f"the broker did not accept the request ({error}); retry", refreshed.headers()
         )
+    # Known here at once (the view would read it back on a miss); off the event loop,
+    # since a catch-up may hold the view's lock.
+    await asyncio.to_thread(services.deletion_requests.add, record)
     status_url = f"/v1/deletions/{deletion_id}"
     return json_response(
         {"deletion_id": deletion_id, "status_url": status_url},
@@ -310,7 +356,8 @@ async def delete_events(request: web.Request) -> web.Response:
 async def get_deletion(request: web.Request) -> web.Response:
     services = request.app[SERVICES]
     deletion_id = request.match_info["deletion_id"]
-    record = await services.deletions.get(deletion_id)
+    now_ms = int(datetime.now(UTC).timestamp() * 1000)
+    record = await asyncio.to_thread(services.deletion_requests.get, deletion_id, now_ms)
     if record is None:
         raise RequestError(404, f"no deletion {deletion_id!r} (ids are kept 30 days)")
     if not request["principal"].may_use(record["project_id"]):
@@ -475,6 +522,28 @@ async def _produce(services: Services, messages: list[tuple[bytes, bytes, int]])
 
     async with services.produce_lock:
         await asyncio.to_thread(send)
+
+
+async def _produce_request(services: Services, record: dict[str, Any]) -> None:
+    topic = services.topics.deletion_requests.name
+    async with services.produce_lock:
+        await asyncio.to_thread(publish_request, services.producer, topic, record)
+
+
+async def _withdraw(services: Services, deletion_id: str, model: str, now: datetime) -> None:
+    """Undo an accepted request whose commands the broker refused (best effort: the
+    broker has just failed, and Redis may be down too)."""
+    await asyncio.to_thread(services.deletion_requests.withdraw, deletion_id)
+    topic = services.topics.deletion_requests.name
+    try:
+        async with services.produce_lock:
+            await asyncio.to_thread(withdraw_request, services.producer, topic, deletion_id)
+    except DeliveryError as error:
+        log.warning("deletion %s: could not withdraw its request: %s", deletion_id, error)
+    try:
+        await services.rate_limit.give_back(model, now)
+    except redis.RedisError as error:
+        log.warning("deletion %s: could not give its rate-limit count back: %s", deletion_id, error)
 
 
 async def _json_body(request: web.Request) -> Any:

@@ -1,25 +1,25 @@
-"""A delete request as messages on the ingest topic, and its record in Redis.
+"""A delete request as messages on the ingest topic, and its record.
 
 By ids: each id goes to the partition that holds its event (the key ``project/model/id``
 hashed as Kafka does), in chunks that fit one message. By time range: one command to
 every partition, each of which finds its own events through its hour index. Each
 partition counts the commands it applied, so the status knows how many to expect.
+
+The record (``deletion_record``) goes to the deletion-requests topic
+(``topics.deletion_requests``), where the status endpoint finds it: not to Redis, which
+may be wiped.
 """
 
 from __future__ import annotations
 
 from collections import Counter, defaultdict
+from datetime import UTC, datetime
 from typing import Any
 
-import orjson
-import redis.asyncio as aioredis
-
 from api.requests import DeleteRequest
+from state.models import model_key
 from topics.messages import encode_delete_ids, encode_delete_range, id_chunks, ingest_key
 from topics.partitioning import partition_for
-
-# How long a deletion's status can be asked for.
-KEEP_S = 30 * 24 * 3600
 
 
 def deletion_messages(
@@ -49,25 +49,19 @@ def expected_commands(messages: list[tuple[int, bytes]]) -> dict[str, int]:
     return {str(p): n for p, n in sorted(Counter(p for p, _ in messages).items())}
 
 
-class DeletionLog:
-    """``<prefix>:deletion:<id>``: what was asked, for the status endpoint."""
-
-    def __init__(self, client: aioredis.Redis, prefix: str) -> None:
-        self._client = client
-        self._prefix = prefix
-
-    def _key(self, deletion_id: str) -> str:
-        return f"{self._prefix}:deletion:{deletion_id}"
-
-    async def put(self, deletion_id: str, record: dict[str, Any]) -> None:
-        await self._client.set(self._key(deletion_id), orjson.dumps(record), ex=KEEP_S)
-
-    async def get(self, deletion_id: str) -> dict[str, Any] | None:
-        raw = await self._client.get(self._key(deletion_id))
-        if raw is None:
-            return None
-        record: dict[str, Any] = orjson.loads(raw)
-        return record
-
-    async def forget(self, deletion_id: str) -> None:
-        await self._client.delete(self._key(deletion_id))
+def deletion_record(
+    request: DeleteRequest, deletion_id: str, messages: list[tuple[int, bytes]], now: datetime
+) -> dict[str, Any]:
+    """The request as accepted, for the deletion-requests topic and the status endpoint."""
+    return {
+        "deletion_id": deletion_id,
+        "project_id": request.project_id,
+        "model_id": request.model_id,
+        "model": model_key(request.project_id, request.model_id),
+        "kind": request.kind,
+        "update_metrics": request.update_metrics,
+        "expected": expected_commands(messages),
+        "created": now.astimezone(UTC).isoformat(timespec="milliseconds"),
+        "events": len(request.event_ids or ()),
+        "time_range": list(request.time_range) if request.time_range else None,
+    }

@@ -5,6 +5,12 @@ One key per model and day, ``INCR`` then ``EXPIREAT`` a day after the window end
 process whose clock is a little behind still finds the key). The window is the UTC day:
 ``X-RateLimit-Reset`` is the next midnight UTC.
 
+Redis holds nothing that Kafka cannot rebuild: every accepted request is also in the
+deletion-requests topic, so a missing key (Redis wiped or replaced) is first set (``SET
+NX``, so that two processes rebuilding at once agree) to the number of the model's
+requests of that day there, then incremented. ``peek`` falls back on that number while
+Redis is down; ``take`` needs Redis (the API answers 503 without it).
+
 Only requests that pass validation and name a registered model are counted: a 400 or a
 404 costs nothing, so a client that fixes its request is not punished for the mistake.
 A request refused with 429 does not raise the count either (it is taken back).
@@ -12,10 +18,13 @@ A request refused with 429 does not raise the count either (it is taken back).
 
 from __future__ import annotations
 
+import asyncio
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
+import redis
 import redis.asyncio as aioredis
 
 DAY_S = 24 * 3600
@@ -55,11 +64,19 @@ def day_window(now: datetime) -> tuple[int, int]:
     return int(midnight.timestamp()) // DAY_S, int(end.timestamp())
 
 
+# How many requests a model had accepted on a UTC day (epoch days), as Kafka knows it:
+# ``topics.deletion_requests.DeletionRequests.count`` (blocking; run in a thread).
+AcceptedOn = Callable[[str, int], int]
+
+
 class DeleteRateLimit:
-    def __init__(self, client: aioredis.Redis, prefix: str, per_day: int) -> None:
+    def __init__(
+        self, client: aioredis.Redis, prefix: str, per_day: int, accepted_on: AcceptedOn
+    ) -> None:
         self._client = client
         self._prefix = prefix
         self.per_day = per_day
+        self._accepted_on = accepted_on
 
     def _key(self, model: str, day: int) -> str:
         return f"{self._prefix}:delete-requests:{model}:{day}"
@@ -70,8 +87,15 @@ class DeleteRateLimit:
         day, reset = day_window(now)
         used = 0
         if model is not None:
-            raw = await self._client.get(self._key(model, day))
-            used = min(int(raw or 0), self.per_day)
+            try:
+                raw = await self._client.get(self._key(model, day))
+            except redis.RedisError:
+                raw = None  # Kafka knows the count as well
+            if raw is None:
+                used = await asyncio.to_thread(self._accepted_on, model, day)
+            else:
+                used = int(raw)
+            used = min(used, self.per_day)
         return Window(self.per_day, used, reset, now.timestamp())
 
     async def take(self, model: str, now: datetime | None = None) -> Window:
@@ -79,6 +103,9 @@ class DeleteRateLimit:
         now = now or datetime.now(UTC)
         day, reset = day_window(now)
         key = self._key(model, day)
+        if not await self._client.exists(key):
+            accepted = await asyncio.to_thread(self._accepted_on, model, day)
+            await self._client.set(key, accepted, nx=True, exat=reset + DAY_S)
         pipe = self._client.pipeline(transaction=True)
         pipe.incr(key)
         pipe.expireat(key, reset + DAY_S)

@@ -1,9 +1,10 @@
 """Reads that only the workers can answer, routed to each partition's owner.
 
-The owners hash in Redis (``agents.ownership``) says which worker holds a partition; a
-worker that no longer holds it answers 409 with the new owner, and the read is retried
-there once. A partition with no reachable owner is ``WorkerUnavailableError`` (the API
-answers 503: the read can be retried once the group has settled).
+The owner keys in Redis (``agents.ownership``, kept alive by each worker's heartbeat) say
+which worker holds a partition; a worker that no longer holds it answers 409 with the new
+owner, and the read is retried there once. A partition with no reachable owner is
+``WorkerUnavailableError`` (the API answers 503: the read can be retried once the group
+has settled). Redis being down raises ``redis.RedisError`` (503 as well).
 """
 
 from __future__ import annotations
@@ -30,8 +31,7 @@ class Workers:
 
     async def owners_of(self, partitions: Iterable[int]) -> dict[int, str | None]:
         wanted = list(partitions)
-        found = await asyncio.to_thread(lambda: [self._owners.owner_of(p) for p in wanted])
-        return dict(zip(wanted, found, strict=True))
+        return await asyncio.to_thread(self._owners.owners_of, wanted)
 
     async def deletion_records(
         self, deletion_id: str, partitions: Iterable[int]

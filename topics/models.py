@@ -1,9 +1,10 @@
 """The model registry: a compacted topic of specs keyed ``project_id/model_id``.
 
-Every worker and client reads the whole topic (no consumer group, all partitions from
-the start), so each process knows every model. A lookup that misses reads on up to the
-topic's current end before answering "unknown": a model registered a moment ago is
-therefore found, and no valid event is dead-lettered for racing its registration.
+Every worker and client reads the whole topic (``topics.views.TopicView``: no consumer
+group, all partitions from the start), so each process knows every model. A lookup that
+misses reads on up to the topic's current end before answering "unknown": a model
+registered a moment ago is therefore found, and no valid event is dead-lettered for
+racing its registration.
 
 That read waits on the broker (~11 ms); paid for every message of an unregistered model,
 5% such traffic cut the merge agent from 12.8k to 1.7k messages/s. So a miss is
@@ -13,17 +14,14 @@ the consumer's cached watermarks tell without asking the broker).
 
 from __future__ import annotations
 
-import threading
 import time
-import uuid
 
 import orjson
-from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
 
 from state.models import ModelSpec
 from state.registered import RegisteredModel
-from topics.offsets import watermarks
 from topics.producer import CheckedProducer
+from topics.views import TopicView
 
 # How long "not registered" is believed without reading the registry topic again.
 MISS_REFRESH_S = 1.0
@@ -40,30 +38,10 @@ class ModelRegistry:
     """An in-memory view of the registry topic, caught up on demand."""
 
     def __init__(self, bootstrap_servers: str, topic: str) -> None:
-        self._topic = topic
-        self._consumer = Consumer(
-            {
-                "bootstrap.servers": bootstrap_servers,
-                # Never used to commit: the registry is always read from the beginning.
-                "group.id": f"driftline-registry-{uuid.uuid4()}",
-                "enable.auto.commit": False,
-                "enable.partition.eof": False,
-                # A lookup of an unknown model asks for watermarks, which wait behind the
-                # pending fetch: librdkafka's default 500 ms would be paid per lookup.
-                "fetch.wait.max.ms": 10,
-            }
-        )
-        metadata = self._consumer.list_topics(topic, timeout=10)
-        if topic not in metadata.topics or metadata.topics[topic].error is not None:
-            raise RuntimeError(f"model registry topic {topic} does not exist")
-        self._partitions = [
-            TopicPartition(topic, p, OFFSET_BEGINNING) for p in metadata.topics[topic].partitions
-        ]
-        self._consumer.assign(self._partitions)
         self._models: dict[str, RegisteredModel] = {}
         self._misses: dict[str, float] = {}
-        self._lock = threading.Lock()
         self.catch_ups = 0
+        self._view = TopicView(bootstrap_servers, topic, self._apply, "model registry")
         self.catch_up()
 
     def get(self, model_key: str) -> RegisteredModel | None:
@@ -71,7 +49,11 @@ class ModelRegistry:
         if model is not None:
             return model
         missed = self._misses.get(model_key)
-        if missed is not None and time.monotonic() - missed < MISS_REFRESH_S and not self._grown():
+        if (
+            missed is not None
+            and time.monotonic() - missed < MISS_REFRESH_S
+            and not self._view.grown()
+        ):
             return None
         self.catch_up()
         model = self._models.get(model_key)
@@ -86,33 +68,11 @@ class ModelRegistry:
         return None if model is None else model.spec
 
     def catch_up(self, timeout_s: float = 10.0) -> None:
-        """Read until every partition's position reaches the end it had when we asked."""
-        with self._lock:
-            self.catch_ups += 1
-            targets = {
-                tp.partition: watermarks(self._consumer, tp, timeout_s)[1]
-                for tp in self._partitions
-            }
-            while any(self._position(p) < end for p, end in targets.items()):
-                for message in self._consumer.consume(num_messages=1000, timeout=0.2):
-                    if message.error() is None:
-                        self._apply(message.key(), message.value())
+        self.catch_ups += 1
+        self._view.catch_up(timeout_s)
 
     def close(self) -> None:
-        self._consumer.close()
-
-    def _grown(self) -> bool:
-        """Whether the broker's last fetch answer showed records not read yet (no request)."""
-        for tp in self._partitions:
-            _, high = self._consumer.get_watermark_offsets(tp, cached=True)
-            if high > self._position(tp.partition):
-                return True
-        return False
-
-    def _position(self, partition: int) -> int:
-        (position,) = self._consumer.position([TopicPartition(self._topic, partition)])
-        offset: int = position.offset
-        return offset if offset >= 0 else 0
+        self._view.close()
 
     def _apply(self, key: bytes | None, value: bytes | None) -> None:
         if key is None:

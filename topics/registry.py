@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 
 from driftline.settings import Settings
 from topics.clients import DEAD_LETTER_MAX_BYTES, RECORD_OVERHEAD_BYTES
+from topics.deletion_requests import KEEP_MS as DELETION_REQUESTS_KEEP_MS
 
 
 def _compacted(settings: Settings) -> dict[str, str]:
@@ -50,6 +51,8 @@ class Topics:
     bins_changelog: TopicSpec
     # Every changed bin, whole (counts, metrics, version), keyed model/hour; compacted.
     metrics: TopicSpec
+    # Delete requests the API accepted, keyed by deletion id; compacted, kept 30 days.
+    deletion_requests: TopicSpec
     # Faust app id and consumer group of the workers.
     app_id: str
 
@@ -83,6 +86,17 @@ class Topics:
                 f"{prefix}.bins-changelog", settings.bins_partitions, compacted
             ),
             metrics=TopicSpec(f"{prefix}.metrics", settings.bins_partitions, compacted),
+            # The status window: requests are read back by id (compaction) for 30 days
+            # (time retention), and no longer.
+            deletion_requests=TopicSpec(
+                f"{prefix}.deletion-requests",
+                1,
+                {
+                    **compacted,
+                    "cleanup.policy": "compact,delete",
+                    "retention.ms": str(DELETION_REQUESTS_KEEP_MS),
+                },
+            ),
             app_id=f"{prefix}-worker",
         )
 
@@ -110,4 +124,5 @@ class Topics:
             self.bin_partials,
             self.bins_changelog,
             self.metrics,
+            self.deletion_requests,
         )

@@ -1,0 +1,288 @@
+"""Redis down, wiped or replaced (SPEC §5): ingestion goes on, the API answers 503 where it
+needs Redis, and everything Redis holds comes back from Kafka by itself.
+
+Each test runs its own Redis server on a free port (not the session's), so that it can
+kill, wipe or restart it without disturbing the other tests.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+import redis
+
+from driftline.client import Driftline
+from driftline.settings import Settings
+from driftline.stack import LocalRedis
+from driftline.stack.kafka import free_port
+from driftline.stack.redis import redis_answers
+from driftline.stack.waiting import wait_until
+from driftline.stack.worker import WorkerProcess
+from state.bins import HOUR_MS
+from tests.integration.conftest import wait_for_lag_zero
+from tests.integration.test_api_integration import (
+    StartApi,
+    call,
+    ids_body,
+    register,
+    rows,
+    token_for,
+)
+from tests.integration.test_bins_integration import (
+    BASELINE,
+    HOUR0,
+    SPEC,
+    bins_in_redis,
+    bins_in_topic,
+)
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture
+def own_redis(tmp_path: Path) -> Iterator[LocalRedis]:
+    """A Redis server of the test's own (not started: the test decides when). Tests name it
+    first, so that it stops after their worker and API processes."""
+    server = LocalRedis(data_dir=tmp_path / "redis", port=free_port())
+    yield server
+    server.stop()
+
+
+def kill(server: LocalRedis) -> None:
+    """SIGKILL the server: no shutdown save, clients see the connection refused."""
+    pid = int(server.pid_file.read_text().strip())
+    os.kill(pid, signal.SIGKILL)
+    wait_until(lambda: not redis_answers(server.url), timeout_s=10, what="redis killed")
+
+
+def client_rows(first: int, count: int, hours: int = 3) -> list[dict[str, Any]]:
+    return [
+        {"event_id": f"e{i}", "timestamp": HOUR0 + (i % hours) * HOUR_MS + i, "age": 20 + i % 50,
+         "plan": ["free", "pro"][i % 2], "score": (i % 10) / 10, "churned": None}
+        for i in range(first, first + count)
+    ]  # fmt: skip
+
+
+def events_in_topic(settings: Settings) -> int:
+    return sum(b["counts"]["n"] for b in bins_in_topic(settings).values() if b is not None)
+
+
+def redis_matches_topic(settings: Settings) -> bool:
+    """Redis holds exactly the metrics topic's last value of every bin (tombstones: none)."""
+    try:
+        in_redis = bins_in_redis(settings)
+    except redis.RedisError:
+        return False
+    in_topic = {hour: b for hour, b in bins_in_topic(settings).items() if b is not None}
+    return bool(in_topic) and in_redis == in_topic
+
+
+def read_event(worker: WorkerProcess, event_id: str) -> tuple[int, Any]:
+    url = f"{worker.url}/v1/events/shop/churn/{event_id}"
+    try:
+        with urllib.request.urlopen(url, timeout=10) as response:
+            return response.status, orjson.loads(response.read())
+    except urllib.error.HTTPError as error:
+        return error.code, orjson.loads(error.read())
+
+
+def alive(worker: WorkerProcess) -> bool:
+    return worker.process is not None and worker.process.poll() is None
+
+
+def slice_path(start_ms: int, end_ms: int) -> str:
+    return f"/v1/events?project_id=shop&model_id=churn&start_time={start_ms}&end_time={end_ms}"
+
+
+def redis_lines(worker: WorkerProcess) -> list[str]:
+    text = worker.log_path.read_text(errors="replace")
+    return [line for line in text.splitlines() if "redis" in line.lower()]
+
+
+def test_a_worker_rides_out_a_redis_outage_and_catches_up(
+    own_redis: LocalRedis, settings: Settings, start_worker: Callable[..., WorkerProcess]
+) -> None:
+    own_redis.start()
+    settings = settings.with_overrides(redis_url=own_redis.url)
+    worker = start_worker(settings)
+    with Driftline(settings) as client:
+        client.register_model(SPEC, BASELINE)
+        client.publish_events_batch("shop", "churn", client_rows(0, 90))
+        wait_until(lambda: sum(b["counts"]["n"] for b in bins_in_redis(settings).values()) == 90,
+                   timeout_s=30, what="90 events in the Redis bins")  # fmt: skip
+
+        kill(own_redis)
+        client.publish_events_batch("shop", "churn", client_rows(90, 210, hours=5))
+        labels = [{"event_id": f"e{i}", "churned": i % 2} for i in range(0, 300, 3)]
+        client.publish_events_batch("shop", "churn", labels, update_event=True)
+        wait_for_lag_zero(settings)
+        # The bins agent has emitted the new bins: the projection has met the outage.
+        wait_until(lambda: events_in_topic(settings) == 300, timeout_s=30,
+                   what="300 events in the metrics topic")  # fmt: skip
+        wait_until(lambda: read_event(worker, "e299")[0] == 200, timeout_s=10,
+                   what="an event of the outage readable from the worker")  # fmt: skip
+        status, body = read_event(worker, "e3")
+        assert (status, body["event"]["churned"]) == (200, 1)
+        assert alive(worker), "the worker died"
+
+    own_redis.start()  # the same data directory: what Redis had saved comes back
+    wait_until(lambda: redis_matches_topic(settings), timeout_s=30,
+               what="the Redis bins to equal the metrics topic after the outage")  # fmt: skip
+    assert sum(b["counts"]["n"] for b in bins_in_redis(settings).values()) == 300
+    assert alive(worker)
+    # The outage is logged when it starts and ends, not once per retry (nor a traceback).
+    lines = redis_lines(worker)
+    assert 1 <= len(lines) <= 8, "\n".join(lines)
+
+
+def test_a_worker_starts_and_ingests_while_redis_is_down(
+    own_redis: LocalRedis,
+    settings: Settings,
+    start_worker: Callable[..., WorkerProcess],
+    start_api: StartApi,
+) -> None:
+    settings = settings.with_overrides(redis_url=own_redis.url)  # nothing answers there yet
+    worker = start_worker(settings)
+    with Driftline(settings) as client:
+        client.register_model(SPEC, BASELINE)
+        client.publish_events_batch("shop", "churn", client_rows(0, 60))
+    wait_for_lag_zero(settings)
+    assert read_event(worker, "e59")[0] == 200
+    wait_until(lambda: events_in_topic(settings) == 60, timeout_s=30,
+               what="60 events in the metrics topic")  # fmt: skip
+
+    own_redis.start()
+    wait_until(lambda: redis_matches_topic(settings), timeout_s=30,
+               what="the Redis bins once Redis is up")  # fmt: skip
+    # The worker's partitions are published: slices through the API find them.
+    api = start_api(settings)
+    token = token_for(api, "shop")
+    query = slice_path(HOUR0, HOUR0 + 3 * HOUR_MS)
+    wait_until(lambda: call(api, "GET", query, token=token).status == 200, timeout_s=15,
+               what="slices served once Redis is up")  # fmt: skip
+    assert len(call(api, "GET", query, token=token).body["rows"]) == 60
+
+
+def test_after_a_flushall_everything_comes_back_from_kafka(
+    own_redis: LocalRedis,
+    settings: Settings,
+    start_worker: Callable[..., WorkerProcess],
+    start_api: StartApi,
+) -> None:
+    own_redis.start()
+    settings = settings.with_overrides(redis_url=own_redis.url, delete_requests_per_day=3)
+    start_worker(settings)
+    api = start_api(settings)
+    register(settings)
+    token = token_for(api, "shop")
+    events = rows(60, 3)
+    assert call(api, "POST", "/v1/events", {"project_id": "shop", "model_id": "churn",
+                "events": events}, token=token).status == 200  # fmt: skip
+    wait_until(lambda: sum(b["counts"]["n"] for b in bins_in_redis(settings).values()) == 60,
+               timeout_s=30, what="60 events in the Redis bins")  # fmt: skip
+
+    def status_of(deletion_id: str) -> dict[str, Any]:
+        answer = call(api, "GET", f"/v1/deletions/{deletion_id}", token=token)
+        return {"http": answer.status, **answer.body}
+
+    accepted = []
+    for event_id in ("e-0000", "e-0001"):
+        answer = call(api, "POST", "/v1/events/delete", ids_body(event_id, update_metrics=True),
+                      token=token)  # fmt: skip
+        assert answer.status == 202, answer.body
+        accepted.append(answer.body["deletion_id"])
+    assert answer.headers["X-RateLimit-Remaining"] == "1"
+    for deletion_id in accepted:
+        wait_until(lambda d=deletion_id: status_of(d).get("status") == "done", timeout_s=30,
+                   what="the deletions done")  # fmt: skip
+    wait_until(lambda: sum(b["counts"]["n"] for b in bins_in_redis(settings).values()) == 58,
+               timeout_s=30, what="the deleted events retracted")  # fmt: skip
+
+    redis.Redis.from_url(own_redis.url).flushall()
+
+    wait_until(lambda: redis_matches_topic(settings), timeout_s=15,
+               what="the bins back in Redis after FLUSHALL")  # fmt: skip
+    query = slice_path(HOUR0, HOUR0 + 3 * HOUR_MS)
+    wait_until(lambda: call(api, "GET", query, token=token).status == 200, timeout_s=15,
+               what="slices served again (partition owners back)")  # fmt: skip
+    assert len(call(api, "GET", query, token=token).body["rows"]) == 58
+    for deletion_id in accepted:
+        found = status_of(deletion_id)
+        assert (found["http"], found["status"], found["deleted"]) == (200, "done", 1), found
+
+    # The day's count came back: two accepted, so this third one is the last.
+    third = call(api, "POST", "/v1/events/delete", ids_body("e-0002", update_metrics=True),
+                 token=token)  # fmt: skip
+    assert third.status == 202, third.body
+    assert third.headers["X-RateLimit-Remaining"] == "0"
+    wait_until(lambda: status_of(third.body["deletion_id"]).get("status") == "done",
+               timeout_s=15, what="a deletion made after the FLUSHALL done")  # fmt: skip
+    assert status_of(third.body["deletion_id"])["deleted"] == 1
+    refused = call(api, "POST", "/v1/events/delete", ids_body("e-0003"), token=token)
+    assert refused.status == 429
+    wait_until(lambda: redis_matches_topic(settings)
+               and sum(b["counts"]["n"] for b in bins_in_redis(settings).values()) == 57,
+               timeout_s=15, what="Redis equal to the metrics topic")  # fmt: skip
+
+
+def test_the_api_answers_503_with_retry_after_while_redis_is_down(
+    own_redis: LocalRedis,
+    settings: Settings,
+    start_worker: Callable[..., WorkerProcess],
+    start_api: StartApi,
+) -> None:
+    own_redis.start()
+    settings = settings.with_overrides(redis_url=own_redis.url)
+    worker = start_worker(settings)
+    api = start_api(settings)
+    register(settings)
+    token = token_for(api, "shop")
+    assert call(api, "POST", "/v1/events", {"project_id": "shop", "model_id": "churn",
+                "events": rows(20, 2)}, token=token).status == 200  # fmt: skip
+    wait_until(lambda: len(bins_in_redis(settings)) == 2, timeout_s=30, what="two bins")
+    deletion = call(api, "POST", "/v1/events/delete", ids_body("e-0000"), token=token)
+    assert deletion.status == 202
+
+    kill(own_redis)
+    metrics = f"/v1/metrics?project_id=shop&model_id=churn&start={HOUR0}&end={HOUR0 + 2 * HOUR_MS}"
+    slice_query = slice_path(HOUR0, HOUR0 + HOUR_MS)
+    needing_redis = [
+        ("GET", metrics, None),
+        ("POST", "/v1/events/delete", ids_body("e-0001")),
+        ("DELETE", "/v1/events", ids_body("e-0001")),
+        ("GET", deletion.body["status_url"], None),
+        ("GET", slice_query, None),
+    ]
+    for method, path, body in needing_redis:
+        answer = call(api, method, path, body, token=token)
+        assert answer.status == 503, (method, path, answer.status, answer.raw[:300])
+        assert int(answer.headers["Retry-After"]) > 0, (method, path)
+        assert "Redis" in answer.body["error"], answer.body
+    with pytest.raises(urllib.error.HTTPError) as caught:
+        urllib.request.urlopen(f"{worker.url}/v1/metrics/shop/churn?start=0&end={2**50}")
+    assert caught.value.code == 503
+    assert int(caught.value.headers["Retry-After"]) > 0
+
+    # What does not need Redis goes on: publishing, health, readiness, an unknown deletion.
+    published = call(api, "POST", "/v1/events", {"project_id": "shop", "model_id": "churn",
+                     "events": rows(30, 2, prefix="f")}, token=token)  # fmt: skip
+    assert published.status == 200, published.body
+    assert call(api, "GET", "/health").status == 200
+    assert call(api, "GET", "/ready").status == 200
+    assert call(api, "GET", "/v1/deletions/nope", token=token).status == 404
+    wait_for_lag_zero(settings)
+    assert read_event(worker, "f-0029")[0] == 200
+
+    own_redis.start()
+    wait_until(lambda: call(api, "GET", metrics, token=token).status == 200, timeout_s=15,
+               what="metrics answered again once Redis is back")  # fmt: skip
+    wait_until(lambda: sum(b["counts"]["n"] for b in bins_in_redis(settings).values()) == 50,
+               timeout_s=30, what="the events published meanwhile in the bins")  # fmt: skip

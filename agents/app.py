@@ -14,10 +14,9 @@ starts and ingests while Redis is down.
 
 from __future__ import annotations
 
-import uuid
+import logging
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 
 import faust
 import redis
@@ -32,8 +31,19 @@ from agents.threads import RunnerThreads
 from agents.web import register_views
 from driftline.settings import Settings
 from topics.admin import ensure_topics
+from topics.clients import RepeatFilter
 from topics.models import ModelRegistry
 from topics.registry import Topics
+
+
+class QuietWorker(faust.Worker):
+    """Faust's worker, whose log handlers let a repeated warning through once a minute:
+    under Faust, aiokafka logged ~10 ERROR lines a second while the broker was away."""
+
+    def on_setup_root_logger(self, logger: logging.Logger, level: int) -> None:
+        super().on_setup_root_logger(logger, level)
+        for handler in logger.handlers:
+            handler.addFilter(RepeatFilter())
 
 
 @dataclass
@@ -116,7 +126,6 @@ def _merge_runner(
         name="merge",
         bootstrap_servers=settings.bootstrap_servers,
         group_id=topics.merge_group,
-        transactional_id=f"{topics.merge_group}-{worker_identity(settings.data_dir)}",
         dead_letter_topic=topics.dead_letters.name,
         input_topic=topics.ingest.name,
         changelog_topic=topics.merge_changelog.name,
@@ -138,7 +147,6 @@ def _bins_runner(settings: Settings, topics: Topics) -> PartitionedRunner:
         name="bins",
         bootstrap_servers=settings.bootstrap_servers,
         group_id=topics.bins_group,
-        transactional_id=f"{topics.bins_group}-{worker_identity(settings.data_dir)}",
         dead_letter_topic=topics.dead_letters.name,
         input_topic=topics.bin_partials.name,
         changelog_topic=topics.bins_changelog.name,
@@ -150,20 +158,3 @@ def _bins_runner(settings: Settings, topics: Topics) -> PartitionedRunner:
         session_timeout_ms=settings.session_timeout_ms,
     )
     return PartitionedRunner(config, handler)
-
-
-def worker_identity(data_dir: Path) -> str:
-    """A name that stays with the worker's state directory across restarts.
-
-    The runners' transactional ids derive from it: a worker restarted on the same disk
-    fences its crashed predecessor at once and aborts its open transaction, instead of
-    leaving readers blocked behind it until the broker times it out.
-    """
-    path = data_dir / "worker-id"
-    try:
-        return path.read_text().strip()
-    except FileNotFoundError:
-        data_dir.mkdir(parents=True, exist_ok=True)
-        identity = uuid.uuid4().hex[:12]
-        path.write_text(identity)
-        return identity

@@ -1,9 +1,8 @@
 """Bringing a partition's local store level with its changelog.
 
-Every committed batch ends, in the same transaction, with a checkpoint record (its next
-input offset and its sequence number) and commits the same pair as the consumer group's
-input offset (the sequence in the offset's metadata). A store whose own checkpoint equals
-the group's is current; any other store (missing, behind after a crash between the
+Every committed batch ends, in the same transaction, with a checkpoint record: its next
+input offset and its sequence number. A store whose own checkpoint equals the last one in
+the changelog is current; any other store (missing, behind after a crash between the
 commit and the local write, or stale after another worker held the partition) is rebuilt
 from the whole committed changelog.
 """
@@ -12,27 +11,22 @@ from __future__ import annotations
 
 import logging
 import shutil
+from collections.abc import Iterator
 from pathlib import Path
 
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, TopicPartition
 
 from state.store import Checkpoint, PartitionStore
 from topics.clients import consumer_config
+from topics.offsets import watermarks
 
 log = logging.getLogger(__name__)
 
+# Records read back from a changelog's end to find its last checkpoint, at first.
+_TAIL_RECORDS = 1000
+
 # Changelog key of the record that carries a batch's checkpoint.
 CHECKPOINT_KEY = b"\x00input"
-
-
-def committed_checkpoint(committed: TopicPartition) -> Checkpoint | None:
-    """The checkpoint a consumer group's committed input offset carries, if any."""
-    if committed.offset < 0 or not committed.metadata:
-        return None
-    try:
-        return Checkpoint(committed.offset, int(committed.metadata))
-    except ValueError:
-        return None
 
 
 class ChangelogRestorer:
@@ -44,21 +38,38 @@ class ChangelogRestorer:
             )
         )
 
-    def open(self, partition: int, path: Path, committed: Checkpoint | None) -> PartitionStore:
-        """The partition's store, restored unless its checkpoint is the committed one."""
+    def open(self, partition: int, path: Path) -> PartitionStore:
+        """The partition's store, restored unless its checkpoint is the changelog's last."""
         store = PartitionStore(path)
         local = store.checkpoint()
-        if committed is not None and local == committed:
+        last = self._last_checkpoint(partition)
+        if local == (last or Checkpoint()):
             return store
         log.info(
-            "%s[%d]: local store at %s, committed %s: restoring from the changelog",
-            self._topic, partition, local, committed,
+            "%s[%d]: local store at %s, changelog at %s: restoring",
+            self._topic, partition, local, last,
         )  # fmt: skip
         store.close()
         shutil.rmtree(path, ignore_errors=True)
         store = PartitionStore(path)
         self._replay(partition, store)
         return store
+
+    def _last_checkpoint(self, partition: int) -> Checkpoint | None:
+        """The newest committed checkpoint: a transaction ends with it, so it is among the
+        last records (unless aborted batches follow it, hence the widening look back)."""
+        low, high = watermarks(self._consumer, TopicPartition(self._topic, partition))
+        span = _TAIL_RECORDS
+        while high > low:
+            start = max(low, high - span)
+            found: Checkpoint | None = None
+            for key, value in self._read(partition, start):
+                if key == CHECKPOINT_KEY and value is not None:
+                    found = Checkpoint.from_bytes(value)
+            if found is not None or start == low:
+                return found
+            span *= 16
+        return None
 
     def _replay(self, partition: int, store: PartitionStore) -> None:
         """Apply the committed changelog in whole batches, each closed by its checkpoint.
@@ -67,23 +78,18 @@ class ChangelogRestorer:
         stays): the records of such a batch are then applied with the next checkpoint
         that remains, which is as good, since later batches rewrite what they touched.
         """
-        self._consumer.assign([TopicPartition(self._topic, partition, OFFSET_BEGINNING)])
+        low, high = watermarks(self._consumer, TopicPartition(self._topic, partition))
+        if high <= low:
+            return
         pending: list[tuple[bytes, bytes | None]] = []
         applied = 0
-        done = False
-        while not done:
-            for message in self._consumer.consume(10_000, 1.0):
-                error = message.error()
-                if error is not None:
-                    done = done or error.code() == KafkaError._PARTITION_EOF
-                    continue
-                key = message.key()
-                if key == CHECKPOINT_KEY:
-                    store.write_raw(pending, Checkpoint.from_bytes(message.value()))
-                    applied += len(pending)
-                    pending = []
-                elif key is not None:
-                    pending.append((key, message.value()))
+        for key, value in self._read(partition, OFFSET_BEGINNING):
+            if key == CHECKPOINT_KEY and value is not None:
+                store.write_raw(pending, Checkpoint.from_bytes(value))
+                applied += len(pending)
+                pending = []
+            elif key is not None:
+                pending.append((key, value))
         if pending:
             # Committed transactions always end with their checkpoint; records after the
             # last one would mean a writer outside this engine.
@@ -92,7 +98,21 @@ class ChangelogRestorer:
                 self._topic, partition, len(pending),
             )  # fmt: skip
         log.info("%s[%d]: restored %d records", self._topic, partition, applied)
-        self._consumer.unassign()
+
+    def _read(self, partition: int, start: int) -> Iterator[tuple[bytes | None, bytes | None]]:
+        """Committed (key, value) pairs from ``start`` to the end of the partition."""
+        self._consumer.assign([TopicPartition(self._topic, partition, start)])
+        try:
+            done = False
+            while not done:
+                for message in self._consumer.consume(10_000, 1.0):
+                    error = message.error()
+                    if error is None:
+                        yield message.key(), message.value()
+                    elif error.code() == KafkaError._PARTITION_EOF:
+                        done = True
+        finally:
+            self._consumer.unassign()
 
     def close(self) -> None:
         self._consumer.close()

@@ -9,13 +9,16 @@ RocksDB the way Kafka Streams does, while Faust hosts the worker (lifecycle, web
 Per batch, in this order:
 1. the handler (pure logic) turns each partition's messages into table writes and
    outgoing messages; a record the broker would refuse is caught here;
-2. one Kafka transaction (``agents.transactions``) carries each partition's writes to its
-   changelog partition, closed by a checkpoint record, the outgoing messages, and the
-   input offsets — all visible, or none;
-3. the writes and the checkpoint go to the partition's RocksDB in one atomic batch.
+2. each partition's writes go to its changelog partition, closed by a checkpoint record
+   (the next input offset), with the messages the batch sends, in one Kafka transaction
+   of the partition's own producer (``agents.transactions``) — all visible, or none; the
+   partitions of a batch commit side by side;
+3. the writes and the checkpoint go to the partition's RocksDB in one atomic batch, and
+   the input offsets are committed to the consumer group (for lag monitoring only).
 
-A newly assigned partition whose store is not at the committed checkpoint is restored
-from its changelog (``agents.restore``). State thus reflects every input message exactly
+A newly assigned partition first fences its previous owner (a transactional producer of
+the same id), then is restored from its changelog unless its store is at the changelog's
+last checkpoint (``agents.restore``). State thus reflects every input message exactly
 once, and so do the outputs: a dead letter, a bin snapshot, a deletion continuation or a
 forwarded message is written once, with the batch that caused it.
 
@@ -35,6 +38,7 @@ import threading
 import time
 from collections import defaultdict
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
@@ -49,8 +53,8 @@ from confluent_kafka import (
 )
 
 from agents.outages import OutageLog
-from agents.restore import CHECKPOINT_KEY, ChangelogRestorer, committed_checkpoint
-from agents.transactions import BatchTransactions, NotCommittedError, RecordRefusedError
+from agents.restore import CHECKPOINT_KEY, ChangelogRestorer
+from agents.transactions import NotCommittedError, PartitionTransactions, RecordRefusedError
 from state.store import Checkpoint, PartitionStore, Write
 from topics.clients import DEAD_LETTER_MAX_BYTES, RECORD_MAX_BYTES, consumer_config
 from topics.dead_letters import DeadLetter
@@ -117,9 +121,8 @@ class BatchHandler(Protocol):
 class RunnerConfig:
     name: str
     bootstrap_servers: str
+    # Also names each partition's transactional producer: <group_id>-<partition>.
     group_id: str
-    # Stable for one worker's data directory: a restarted worker fences its predecessor.
-    transactional_id: str
     input_topic: str
     changelog_topic: str
     dead_letter_topic: str
@@ -133,9 +136,11 @@ class RunnerConfig:
 class PoisonError(Exception):
     """Applying these messages failed because of what they hold."""
 
-    def __init__(self, reason: str) -> None:
+    def __init__(self, reason: str, partitions: Sequence[int] = ()) -> None:
         super().__init__(reason)
         self.reason = reason
+        # For a commit: the partitions whose records were refused.
+        self.partitions = partitions
 
 
 class RecordTooLargeError(Exception):
@@ -193,9 +198,9 @@ class PartitionedRunner:
         self._outage = OutageLog(
             log, config.name, "Kafka", "batches are consumed again from the last checkpoint"
         )
-        self._transactions = BatchTransactions(
-            config.bootstrap_servers, config.transactional_id, self._outage
-        )
+        self._transactions: dict[int, PartitionTransactions] = {}
+        # Commits a batch's partitions side by side: each waits on the broker, not the CPU.
+        self._pool = ThreadPoolExecutor(max_workers=16, thread_name_prefix=f"{config.name}-txn")
         self._batch_started = 0.0  # time.monotonic() when the last batch was consumed
         self.ready = threading.Event()
         self._stop = threading.Event()
@@ -206,8 +211,6 @@ class PartitionedRunner:
         """Consume until ``stop()``; meant to run on a thread of its own."""
         tune_garbage_collector()
         try:
-            if not self._transactions.start(self._stop):
-                return
             self._consumer.subscribe(
                 [self.config.input_topic], on_assign=self._assign, on_revoke=self._revoke,
                 on_lost=self._revoke,
@@ -291,8 +294,8 @@ class PartitionedRunner:
         handled = time.perf_counter()
         try:
             self._commit(applied)
-        except PoisonError:
-            poisoned.extend(applied)  # one of their records was refused: find whose
+        except PoisonError as refused:
+            poisoned.extend(refused.partitions)  # one of their records was refused: find whose
         for partition in poisoned:
             self._isolate(partition, batches[partition], positions[partition])
         done = time.perf_counter()
@@ -437,61 +440,90 @@ class PartitionedRunner:
             log.warning("%s: slow tick: %.0f ms", self.name, (time.perf_counter() - started) * 1000)
 
     def _commit(self, applied: dict[int, _Applied]) -> None:
-        """One transaction for all of ``applied``, then the local stores.
+        """Each partition's part in its own transaction, side by side; then the stores of
+        those that committed.
 
-        ``PoisonError`` if a record was refused for what it holds; ``NotCommittedError`` (an
-        infrastructure error) if the transaction did not commit for any other reason.
+        ``NotCommittedError`` (an infrastructure error) if a partition's transaction did not
+        commit: its input is consumed again. Otherwise ``PoisonError`` naming the
+        partitions whose records were refused for what they hold.
         """
         if not applied:
             return
-        transactions = self._transactions
-        if not transactions.ensure_started(self._stop):
-            raise NotCommittedError("stopping")
+        items = list(applied.items())
+        if len(items) == 1:
+            failures = [self._commit_partition(*items[0])]
+        else:
+            failures = list(self._pool.map(lambda item: self._commit_partition(*item), items))
+        committed = [(p, item) for (p, item), failure in zip(items, failures, strict=True)
+                     if failure is None]  # fmt: skip
+        for partition, item in committed:
+            self.stores[partition].write(item.result.writes, item.checkpoint)
+        if committed:
+            self._outage.succeeded()
+            self._commit_offsets(committed)
+        not_committed = [f for f in failures if isinstance(f, NotCommittedError)]
+        if not_committed:
+            raise not_committed[0]
+        refused = [(p, f) for (p, _), f in zip(items, failures, strict=True)
+                   if isinstance(f, RecordRefusedError)]  # fmt: skip
+        if refused:
+            reason = f"the broker refused a record it produced: {refused[0][1]}"
+            raise PoisonError(reason, [p for p, _ in refused])
+
+    def _commit_partition(self, partition: int, item: _Applied) -> Exception | None:
+        """One partition's transaction; the failure, if any, once it is aborted."""
+        transactions = self._transactions.get(partition)
+        if transactions is None or not transactions.start(self._stop):
+            return NotCommittedError(f"partition {partition} has no producer (revoked, stopping)")
         changelog = self.config.changelog_topic
         try:
             transactions.begin()
-            for partition, item in applied.items():
-                for write in item.result.writes:
-                    transactions.produce(changelog, write.key, write.value, partition=partition)
-                transactions.produce(
-                    changelog, CHECKPOINT_KEY, item.checkpoint.to_bytes(), partition=partition
-                )
-                for out in item.result.outgoing:
-                    transactions.produce(out.topic, out.key, out.value, out.headers,
-                                         out.partition, out.timestamp)  # fmt: skip
-            transactions.commit(self._offsets(applied), self._consumer.consumer_group_metadata())
-        except KafkaException as error:
-            failure = transactions.failed(error)
-            if isinstance(failure, RecordRefusedError):
-                raise PoisonError(f"the broker refused a record it produced: {failure}") from error
-            raise failure from error
-        self._outage.succeeded()
-        for partition, item in applied.items():
-            self.stores[partition].write(item.result.writes, item.checkpoint)
-
-    def _offsets(self, applied: dict[int, _Applied]) -> list[TopicPartition]:
-        """The input offsets to commit with the transaction, each with its checkpoint's
-        sequence as metadata: how a store later tells it is current."""
-        return [
-            TopicPartition(
-                self.config.input_topic,
-                partition,
-                item.checkpoint.next_input_offset,
-                metadata=str(item.checkpoint.sequence),
+            for write in item.result.writes:
+                transactions.produce(changelog, write.key, write.value, partition=partition)
+            transactions.produce(
+                changelog, CHECKPOINT_KEY, item.checkpoint.to_bytes(), partition=partition
             )
-            for partition, item in applied.items()
+            for out in item.result.outgoing:
+                transactions.produce(out.topic, out.key, out.value, out.headers, out.partition,
+                                     out.timestamp)  # fmt: skip
+            transactions.commit()
+        except KafkaException as error:
+            return transactions.failed(error)
+        return None
+
+    def _commit_offsets(self, committed: list[tuple[int, _Applied]]) -> None:
+        """The group's offsets, for lag monitoring: the checkpoints are the positions."""
+        offsets = [
+            TopicPartition(self.config.input_topic, partition, item.checkpoint.next_input_offset)
+            for partition, item in committed
             if item.checkpoint.next_input_offset >= 0
         ]
+        if offsets:
+            try:
+                self._consumer.commit(offsets=offsets, asynchronous=True)
+            except KafkaException as error:
+                log.debug("%s: offsets not committed now: %s", self.name, error)
 
     # --- assignment -----------------------------------------------------------------
 
     def _assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
-        committed = {tp.partition: committed_checkpoint(tp) for tp in self._committed(partitions)}
+        fresh = {
+            tp.partition: PartitionTransactions(
+                self.config.bootstrap_servers,
+                f"{self.config.group_id}-{tp.partition}",
+                self._outage,
+            )
+            for tp in partitions
+        }
+        # Fences the partitions' previous owners and aborts what they left open, so the
+        # restore below reads everything they committed, and they can commit no more.
+        list(self._pool.map(lambda t: t.start(self._stop), fresh.values()))
+        self._transactions.update(fresh)
         restorer = ChangelogRestorer(self.config.bootstrap_servers, self.config.changelog_topic)
         try:
             for tp in partitions:
                 path = self.config.data_dir / self.config.name / str(tp.partition)
-                store = restorer.open(tp.partition, path, committed.get(tp.partition))
+                store = restorer.open(tp.partition, path)
                 self.stores[tp.partition] = store
                 next_input = store.checkpoint().next_input_offset
                 tp.offset = next_input if next_input >= 0 else OFFSET_BEGINNING
@@ -501,23 +533,14 @@ class PartitionedRunner:
         self._notify_assignment()
         self.ready.set()
 
-    def _committed(self, partitions: list[TopicPartition]) -> list[TopicPartition]:
-        """The group's committed input offsets; the group just formed, so the broker
-        answers, but a short outage right now is waited out too."""
-        while True:
-            try:
-                found: list[TopicPartition] = self._consumer.committed(partitions, timeout=10)
-                return found
-            except KafkaException as error:
-                if self._stop.is_set():
-                    raise
-                self._stop.wait(self._outage.failed(error))
-
     def _revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         for tp in partitions:
             store = self.stores.pop(tp.partition, None)
             if store is not None:
                 store.close()
+            transactions = self._transactions.pop(tp.partition, None)
+            if transactions is not None:
+                transactions.close()
         self._notify_assignment()
 
     def _notify_assignment(self) -> None:
@@ -532,7 +555,10 @@ class PartitionedRunner:
         for store in self.stores.values():
             store.close()
         self.stores.clear()
-        self._transactions.close()
+        for transactions in self._transactions.values():
+            transactions.close()
+        self._transactions.clear()
+        self._pool.shutdown(wait=False)
 
 
 def _too_large(size: int, topic: str, limit: int) -> str:

@@ -1,28 +1,32 @@
-"""A batch's changelog records, outputs and input offsets in one Kafka transaction.
+"""A partition's batch — changelog records, outputs, checkpoint — in one Kafka transaction.
 
 Without it a crash could lose outputs: the checkpoint that skips a batch's input could be
-written while its dead letters, bin snapshots or deletion continuations were not, and a
-restart resumed past them. In one transaction they are all visible or none is (every
-reader of Driftline's topics reads committed data only), so a batch counts as done only
-once everything it produced is durable — Kafka Streams' exactly-once v2: one
-transactional producer per runner, the input offsets sent with the transaction, zombie
-workers fenced by the consumer group's generation.
+written while its dead letters, bin snapshots, deletion continuations or forwarded
+messages were not, and a restart resumed past them. In one transaction they are all
+visible or none is (every reader of Driftline's topics reads committed data only), so a
+batch counts as done only once everything it produced is durable.
 
-Measured on this machine (``benchmarks/metrics.py``, before and after): see the
-README's performance table. A commit costs ~15-30 ms with a short retry backoff (librdkafka's
-default 100 ms backoff made it ~100 ms: the broker answers the next batch's first write
-with CONCURRENT_TRANSACTIONS while it still writes the previous batch's markers).
+One transactional producer per input partition, its id the partition's (Kafka Streams'
+first exactly-once design): whoever takes a partition over fences the previous owner — a
+crashed worker, or a stalled one that lost the partition — and aborts its open
+transaction at once, so readers are not held back behind it and a zombie cannot commit.
+The input offsets are not sent with the transaction: librdkafka's
+``send_offsets_to_transaction`` can block forever when the group coordinator goes away
+(confluentinc/librdkafka#5456, #5511; seen here through a broker restart). The
+checkpoint record in the changelog is the position instead (``agents.restore``).
+
+A commit costs ~15-30 ms with a short retry backoff: librdkafka's default 100 ms made it
+~100 ms, the broker answering the next transaction's first write with
+CONCURRENT_TRANSACTIONS while it still writes the previous one's markers.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
-import time
 from collections.abc import Sequence
-from typing import Any
 
-from confluent_kafka import KafkaError, KafkaException, Message, Producer, TopicPartition
+from confluent_kafka import KafkaError, KafkaException, Message, Producer
 
 from agents.outages import OutageLog
 from topics.producer import producer_config
@@ -42,24 +46,27 @@ CONTENT_ERRORS = frozenset(
     }
 )
 
-# A dead worker's open transaction holds back readers of every partition it wrote to
-# until the broker aborts it; a worker restarted on the same data directory fences it at
-# once (its transactional id is stable). Batches commit in well under a second.
+# A transaction left open (by a process that died mid-commit and did not come back) is
+# aborted by the broker after this long; batches commit in well under a second.
 TRANSACTION_TIMEOUT_MS = 20_000
-_CALL_TIMEOUT_S = 30.0
+_CALL_TIMEOUT_S = 10.0
+# An abort that keeps timing out once the broker is back (librdkafka can stay stuck after
+# a coordinator restart, confluentinc/librdkafka#3779): the producer is replaced, and the
+# new one's init fences the old and aborts its transaction.
+_ABORT_ATTEMPTS = 3
 
 
 class NotCommittedError(Exception):
-    """The batch was not committed (an outage, partitions lost to a rebalance): nothing of
-    it happened, and its input is to be consumed again."""
+    """The batch was not committed (an outage, a lost partition): nothing of it happened,
+    and its input is to be consumed again."""
 
 
 class RecordRefusedError(Exception):
     """A record the batch produced was refused for what it is: its input is poison."""
 
 
-class BatchTransactions:
-    """The transactional producer of one runner, kept usable through any failure."""
+class PartitionTransactions:
+    """The transactional producer of one input partition, kept usable through any failure."""
 
     def __init__(self, bootstrap_servers: str, transactional_id: str, outage: OutageLog) -> None:
         self._config = producer_config(
@@ -79,21 +86,18 @@ class BatchTransactions:
         self._outage = outage
 
     def start(self, stop: threading.Event) -> bool:
-        """Create the producer and fence any earlier instance of it; waits out an outage.
-
-        False if ``stop`` was set first.
-        """
-        while not stop.is_set():
+        """Create the producer, fencing any earlier holder of the partition and aborting its
+        open transaction; waits out an outage. False if ``stop`` was set first."""
+        while self._producer is None and not stop.is_set():
             producer = Producer(self._config)
             try:
                 producer.init_transactions(_CALL_TIMEOUT_S)
             except KafkaException as error:
+                producer.purge()
                 stop.wait(self._outage.failed(error))
                 continue
             self._producer = producer
-            self._outage.succeeded()
-            return True
-        return False
+        return self._producer is not None
 
     def begin(self) -> None:
         self._delivery_errors.clear()
@@ -118,11 +122,8 @@ class BatchTransactions:
             except BufferError:
                 producer.poll(0.05)  # local queue full: let deliveries make room
 
-    def commit(self, offsets: list[TopicPartition], group_metadata: Any) -> None:
-        producer = self._live
-        if offsets:
-            producer.send_offsets_to_transaction(offsets, group_metadata, _CALL_TIMEOUT_S)
-        producer.commit_transaction(_CALL_TIMEOUT_S)
+    def commit(self) -> None:
+        self._live.commit_transaction(_CALL_TIMEOUT_S)
 
     def failed(self, error: KafkaException) -> Exception:
         """After a KafkaException anywhere in a transaction: abort it (or replace the
@@ -134,9 +135,19 @@ class BatchTransactions:
             return RecordRefusedError(refused[0].str())
         return NotCommittedError(cause.str())
 
+    def close(self) -> None:
+        if self._producer is not None:
+            self._producer.purge()
+            self._producer.flush(1)
+            self._producer = None
+
     def _abort(self, cause: KafkaError) -> None:
-        producer = self._live
-        while not cause.fatal():
+        producer = self._producer
+        if producer is None:
+            return
+        for _ in range(_ABORT_ATTEMPTS):
+            if cause.fatal():
+                break
             try:
                 producer.abort_transaction(_CALL_TIMEOUT_S)
                 return
@@ -144,21 +155,12 @@ class BatchTransactions:
                 cause = error.args[0]
                 if cause.code() == KafkaError._STATE:
                     return  # no transaction was open
-                if not cause.fatal():
-                    time.sleep(self._outage.failed(cause))
-        # A fatal error (fenced by a newer instance, an unrecoverable producer state):
-        # this producer is done; the next batch starts a fresh one.
-        log.warning("transactional producer replaced after a fatal error: %s", cause.str())
+        # Fenced by a newer holder of the partition, an unrecoverable producer state, or an
+        # abort that does not finish: this producer is done; the next batch starts a fresh
+        # one, whose init aborts what this one left open.
+        log.warning("transactional producer replaced: %s", cause.str())
         producer.purge()
         self._producer = None
-
-    def ensure_started(self, stop: threading.Event) -> bool:
-        return self._producer is not None or self.start(stop)
-
-    def close(self) -> None:
-        if self._producer is not None:
-            self._producer.flush(5)
-            self._producer = None
 
     @property
     def _live(self) -> Producer:

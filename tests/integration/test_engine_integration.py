@@ -106,7 +106,6 @@ def engine(settings: Settings, tmp_path: Path) -> Iterator[Engine]:
         name="echo",
         bootstrap_servers=settings.bootstrap_servers,
         group_id=f"{prefix}-echo",
-        transactional_id=f"{prefix}-echo",
         input_topic=topics["input"].name,
         changelog_topic=topics["changelog"].name,
         dead_letter_topic=topics["dead"].name,

@@ -1,5 +1,5 @@
-"""A partition's store is kept when it is at the committed checkpoint, and otherwise rebuilt
-from the committed changelog only: an aborted batch leaves nothing behind."""
+"""A partition's store is kept when it is at the changelog's last checkpoint, and otherwise
+rebuilt from the committed changelog only: an aborted batch leaves nothing behind."""
 
 from __future__ import annotations
 
@@ -55,7 +55,7 @@ def test_a_stale_store_is_rebuilt_from_committed_batches_only(
 
     restorer = ChangelogRestorer(settings.bootstrap_servers, topic)
     try:
-        store = restorer.open(0, tmp_path / "p0", Checkpoint(20, 2))
+        store = restorer.open(0, tmp_path / "p0")
     finally:
         restorer.close()
     assert store.get("events", b"a") == b"2"
@@ -66,7 +66,7 @@ def test_a_stale_store_is_rebuilt_from_committed_batches_only(
     store.close()
 
 
-def test_a_store_at_the_committed_checkpoint_is_kept_as_it_is(
+def test_a_store_at_the_last_checkpoint_is_kept_as_it_is(
     settings: Settings, tmp_path: Path
 ) -> None:
     topic = changelog(settings).name
@@ -83,9 +83,9 @@ def test_a_store_at_the_committed_checkpoint_is_kept_as_it_is(
 
     restorer = ChangelogRestorer(settings.bootstrap_servers, topic)
     try:
-        store = restorer.open(0, tmp_path / "p0", Checkpoint(5, 2))
+        store = restorer.open(0, tmp_path / "p0")
     finally:
         restorer.close()
-    # At the committed checkpoint: no restore, so what only the local copy has is still there.
+    # At the last checkpoint: no restore, so what only the local copy has is still there.
     assert store.get("events", b"only-local") == b"x"
     store.close()

@@ -70,9 +70,7 @@ def stack_down(settings: Settings) -> None:
 @click.pass_obj
 def worker(settings: Settings, port: int | None, data_dir: Path | None, loglevel: str) -> None:
     """Run a worker (merge agent + HTTP views) until interrupted."""
-    import faust
-
-    from agents.app import create_app
+    from agents.app import QuietWorker, create_app
 
     if port is not None:
         settings = settings.with_overrides(worker_port=port)
@@ -80,7 +78,7 @@ def worker(settings: Settings, port: int | None, data_dir: Path | None, loglevel
         settings = settings.with_overrides(data_dir=data_dir)
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     built = create_app(settings)
-    faust.Worker(built.app, loglevel=loglevel, quiet=True).execute_from_commandline()
+    QuietWorker(built.app, loglevel=loglevel, quiet=True).execute_from_commandline()
 
 
 # --- models and events ---------------------------------------------------------------------

@@ -31,17 +31,25 @@ DEAD_LETTER_MAX_BYTES = 8 * 1024 * 1024
 RECORD_OVERHEAD_BYTES = 64 * 1024
 
 
-class _Repeats(logging.Filter):
+class RepeatFilter(logging.Filter):
+    """Lets a repeated warning or error (same logger, same message template) through once
+    a minute, with how many it held back; other records pass."""
+
     def __init__(self) -> None:
         super().__init__()
         self._last: dict[tuple[object, ...], float] = {}
         self._suppressed: dict[tuple[object, ...], int] = {}
 
     def filter(self, record: logging.LogRecord) -> bool:
+        if record.levelno < logging.WARNING:
+            return True
         args = record.args if isinstance(record.args, tuple) else ()
-        # confluent-kafka logs ("%s [%s] %s", facility, client name, text); error_cb
-        # records carry the error code instead.
-        key = tuple(args[:2]) if len(args) >= 2 else (record.getMessage(),)
+        # confluent-kafka logs ("%s [%s] %s", facility, client name, text), and so does
+        # _on_error with the error's name; other libraries repeat their message template.
+        if record.msg == _CLIENT_FORMAT and len(args) >= 2:
+            key: tuple[object, ...] = (record.name, *args[:2])
+        else:
+            key = (record.name, str(record.msg))
         now = time.monotonic()
         if now - self._last.get(key, -REPEAT_S) < REPEAT_S:
             self._suppressed[key] = self._suppressed.get(key, 0) + 1
@@ -53,13 +61,14 @@ class _Repeats(logging.Filter):
         return True
 
 
-KAFKA_LOG.addFilter(_Repeats())
+_CLIENT_FORMAT = "%s [%s] %s"
+KAFKA_LOG.addFilter(RepeatFilter())
 
 
 def _on_error(error: KafkaError) -> None:
     """Client-wide errors (brokers down, transport): transient unless fatal."""
     level = logging.ERROR if error.fatal() else logging.WARNING
-    KAFKA_LOG.log(level, "%s [%s] %s", error.name(), "client", error.str())
+    KAFKA_LOG.log(level, _CLIENT_FORMAT, error.name(), "client", error.str())
 
 
 def client_logging() -> dict[str, Any]:

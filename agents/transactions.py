@@ -29,7 +29,7 @@ from collections.abc import Sequence
 from confluent_kafka import KafkaError, KafkaException, Message, Producer
 
 from agents.outages import OutageLog
-from topics.producer import producer_config
+from topics.producer import produce_with_room, producer_config
 
 log = logging.getLogger(__name__)
 
@@ -112,15 +112,7 @@ class PartitionTransactions:
         partition: int = -1,
         timestamp: int = 0,
     ) -> None:
-        producer = self._live
-        while True:
-            try:
-                producer.produce(
-                    topic, value, key, partition=partition, headers=headers, timestamp=timestamp
-                )
-                return
-            except BufferError:
-                producer.poll(0.05)  # local queue full: let deliveries make room
+        produce_with_room(self._live, topic, key, value, headers, partition, timestamp)
 
     def commit(self) -> None:
         self._live.commit_transaction(_CALL_TIMEOUT_S)

@@ -1,13 +1,15 @@
 """Merge-agent throughput against a raw confluent-kafka passthrough of the same messages.
 
-    python benchmarks/ingest.py [--events 200000] [--partitions 8]
+    python benchmarks/ingest.py [--events 200000] [--partitions 8] [--unregistered 0.05]
 
 Publishes the events to a fresh ingest topic while no worker runs, then starts a real
 worker process and measures its sustained rate from its first committed batch to its
 last (start-up excluded). The passthrough then reads the same topic with a bare
 confluent-kafka consumer, decodes every value with orjson and produces it to another
-topic. Uses KAFKA_BOOTSTRAP_SERVERS / REDIS_URL when set, else starts the embedded
-broker and Redis in a temporary directory.
+topic. ``--unregistered`` makes that share of the messages inserts for a model that was
+never registered (each one dead-lettered): once, each cost a registry catch-up of ~11 ms.
+Uses KAFKA_BOOTSTRAP_SERVERS / REDIS_URL when set, else starts the embedded broker and
+Redis in a temporary directory.
 """
 
 from __future__ import annotations
@@ -66,14 +68,20 @@ def infrastructure(base: Settings, workdir: Path) -> Iterator[Settings]:
             redis_server.stop()
 
 
-def publish(settings: Settings, events: int) -> float:
-    """Insert ``events`` (a third of them later labelled); return the publishing rate."""
+def publish(settings: Settings, events: int, unregistered: float = 0.0) -> float:
+    """Insert ``events`` (a third of them later labelled, ``unregistered`` of them for an
+    unknown model); return the publishing rate."""
     rng = random.Random(1)
     producer = CheckedProducer(settings.bootstrap_servers)
     topic = Topics.for_settings(settings).ingest.name
     now = int(time.time() * 1000)
     start = time.perf_counter()
     for i in range(events):
+        if rng.random() < unregistered:
+            event_id = f"e{i}"
+            value = encode_ingest("insert", "bench", "ghost", event_id, {"f0": 1.0}, now - i)
+            producer.produce(topic, ingest_key("bench", "ghost", event_id), value)
+            continue
         if i % 3 == 2:
             event_id = f"e{i - 1}"
             value = encode_ingest("update", "bench", "m", event_id, {"label": rng.randint(0, 1)})
@@ -148,6 +156,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--events", type=int, default=200_000)
     parser.add_argument("--partitions", type=int, default=8)
+    parser.add_argument("--unregistered", type=float, default=0.0)
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="driftline-bench-") as tmp:
         workdir = Path(tmp)
@@ -160,10 +169,11 @@ def main() -> None:
         with infrastructure(base, workdir) as settings:
             with Driftline(settings) as client:
                 client.register_model(SPEC)
-            published = publish(settings, args.events)
+            published = publish(settings, args.events, args.unregistered)
             merged = merge_rate(settings, args.events, workdir)
             raw = passthrough_rate(settings, args.events)
-    print(f"events:              {args.events} ({args.partitions} partitions, 1 worker)")
+    print(f"events:              {args.events} ({args.partitions} partitions, 1 worker, "
+          f"{args.unregistered:.0%} for an unregistered model)")  # fmt: skip
     print(f"publish (client):    {published:10,.0f} events/s")
     print(f"merge agent:         {merged:10,.0f} events/s (sustained, start-up excluded)")
     print(f"raw passthrough:     {raw:10,.0f} events/s (confluent consume, orjson, produce)")

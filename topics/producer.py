@@ -49,6 +49,27 @@ def producer_config(bootstrap_servers: str, **overrides: Any) -> dict[str, Any]:
     return config
 
 
+def produce_with_room(
+    producer: Producer,
+    topic: str,
+    key: bytes | None,
+    value: bytes | None,
+    headers: Sequence[tuple[str, bytes]] | None = None,
+    partition: int = -1,
+    timestamp: int = 0,
+) -> None:
+    """``producer.produce``, waiting for room while the local queue is full."""
+    while True:
+        try:
+            producer.produce(
+                topic, value, key, partition=partition, headers=headers, timestamp=timestamp
+            )
+            return
+        except BufferError:
+            # Local queue full: serve delivery reports to make room, then retry.
+            producer.poll(0.05)
+
+
 class CheckedProducer:
     """Produces asynchronously; ``flush`` waits for every delivery and raises failures."""
 
@@ -68,13 +89,7 @@ class CheckedProducer:
     ) -> None:
         """Produce asynchronously; ``partition`` -1 lets the partitioner choose (changelogs
         name theirs: they mirror their input's partitions)."""
-        while True:
-            try:
-                self._producer.produce(topic, value, key, partition=partition, headers=headers)
-                return
-            except BufferError:
-                # Local queue full: serve delivery reports to make room, then retry.
-                self._producer.poll(0.05)
+        produce_with_room(self._producer, topic, key, value, headers, partition)
 
     def poll(self) -> None:
         self._producer.poll(0)

@@ -39,6 +39,15 @@ def insert(model: str, event_id: str, columns: dict[str, Any]) -> tuple[bytes, b
     )
 
 
+def large_updates(event_id: str) -> list[tuple[bytes, bytes]]:
+    """Five updates of ~200 KB each (under DRIFTLINE_MAX_EVENT_BYTES) for one event."""
+    return [
+        (ingest_key("shop", "fraud", event_id),
+         encode_ingest("update", "shop", "fraud", event_id, {"uri": f"{i}" * 200_000}))
+        for i in range(5)
+    ]  # fmt: skip
+
+
 def nested(depth: int) -> Any:
     value: Any = 1
     for _ in range(depth):
@@ -80,11 +89,7 @@ def test_large_updates_waiting_for_their_insert_never_outgrow_a_record(
     start_worker(settings.with_overrides(parked_update_timeout_s=600.0))
     with Driftline(settings) as client:
         client.register_model(SPEC)
-    updates = [
-        (ingest_key("shop", "fraud", "late"),
-         encode_ingest("update", "shop", "fraud", "late", {"uri": f"{i}" * 200_000}))
-        for i in range(5)
-    ]  # fmt: skip
+    updates = large_updates("late")
     assert all(len(value) < settings.max_event_bytes for _, value in updates)
     produce(settings, [*updates, insert("fraud", "meanwhile", {"age": 1})])
     wait_for_lag_zero(settings)
@@ -102,11 +107,7 @@ def test_waiting_updates_that_expire_are_dead_lettered_whole(
     start_worker(settings.with_overrides(parked_update_timeout_s=2.0))
     with Driftline(settings) as client:
         client.register_model(SPEC)
-    updates = [
-        (ingest_key("shop", "fraud", "ghost"),
-         encode_ingest("update", "shop", "fraud", "ghost", {"uri": f"{i}" * 200_000}))
-        for i in range(5)
-    ]  # fmt: skip
+    updates = large_updates("ghost")
     produce(settings, updates)
     dead_letters = Topics.for_settings(settings).dead_letters.name
     wait_until(

@@ -23,6 +23,14 @@ def changelog(settings: Settings) -> TopicSpec:
     return topic
 
 
+def transactional_producer(settings: Settings, topic: str) -> Producer:
+    producer = Producer(
+        {"bootstrap.servers": settings.bootstrap_servers, "transactional.id": topic}
+    )
+    producer.init_transactions(30)
+    return producer
+
+
 def transaction(
     producer: Producer, topic: str, records: list[tuple[bytes, bytes | None]], commit: bool
 ) -> None:
@@ -40,10 +48,7 @@ def test_a_stale_store_is_rebuilt_from_committed_batches_only(
     settings: Settings, tmp_path: Path
 ) -> None:
     topic = changelog(settings).name
-    producer = Producer(
-        {"bootstrap.servers": settings.bootstrap_servers, "transactional.id": topic}
-    )
-    producer.init_transactions(30)
+    producer = transactional_producer(settings, topic)
     a, b, m = store_key("events", b"a"), store_key("events", b"b"), store_key("counters", b"m")
     transaction(producer, topic, [(a, b"1"), (b, b"1"), (CHECKPOINT_KEY, b"[10,1]")], True)
     transaction(producer, topic, [(a, b"2"), (b, None), (CHECKPOINT_KEY, b"[20,2]")], True)
@@ -70,10 +75,7 @@ def test_a_store_at_the_last_checkpoint_is_kept_as_it_is(
     settings: Settings, tmp_path: Path
 ) -> None:
     topic = changelog(settings).name
-    producer = Producer(
-        {"bootstrap.servers": settings.bootstrap_servers, "transactional.id": topic}
-    )
-    producer.init_transactions(30)
+    producer = transactional_producer(settings, topic)
     transaction(
         producer, topic, [(store_key("events", b"a"), b"1"), (CHECKPOINT_KEY, b"[5,2]")], True
     )

@@ -27,6 +27,7 @@ from driftline.stack.redis import redis_answers
 from driftline.stack.waiting import wait_until
 from driftline.stack.worker import WorkerProcess
 from state.bins import HOUR_MS
+from tests.integration.commands import send_range_deletion
 from tests.integration.conftest import wait_for_lag_zero
 from tests.integration.test_api_integration import (
     StartApi,
@@ -286,3 +287,43 @@ def test_the_api_answers_503_with_retry_after_while_redis_is_down(
                what="metrics answered again once Redis is back")  # fmt: skip
     wait_until(lambda: sum(b["counts"]["n"] for b in bins_in_redis(settings).values()) == 50,
                timeout_s=30, what="the events published meanwhile in the bins")  # fmt: skip
+
+
+def test_a_range_deletion_waits_for_redis_without_stopping_ingestion(
+    own_redis: LocalRedis, settings: Settings, start_worker: Callable[..., WorkerProcess]
+) -> None:
+    """A step checks the daily cap in Redis: while it cannot, the step waits for the next
+    tick; the worker ingests meanwhile, and the deletion finishes once Redis is back."""
+    own_redis.start()
+    settings = settings.with_overrides(redis_url=own_redis.url)
+    worker = start_worker(settings)
+    with Driftline(settings) as client:
+        client.register_model(SPEC, BASELINE)
+        client.publish_events_batch("shop", "churn", client_rows(0, 60))
+        wait_for_lag_zero(settings)
+
+        kill(own_redis)
+        send_range_deletion(settings, "shop", "churn", "d1", HOUR0, HOUR0 + HOUR_MS, True)
+        client.publish_events_batch("shop", "churn", client_rows(60, 30))
+        wait_until(lambda: read_event(worker, "e89")[0] == 200, timeout_s=60,
+                   what="an event published during the outage")  # fmt: skip
+        wait_until(lambda: len(deletion_progress(worker, "d1")) == settings.ingest_partitions,
+                   timeout_s=30, what="every partition to take the deletion")  # fmt: skip
+        records = deletion_progress(worker, "d1").values()
+        assert {(r["state"], r["deleted"]) for r in records} == {("running", 0)}
+        assert alive(worker)
+
+    own_redis.start()
+    wait_until(lambda: all(r["state"] == "done" for r in deletion_progress(worker, "d1").values()),
+               timeout_s=60, what="the deletion to finish once Redis is back")  # fmt: skip
+    deleted = sum(r["deleted"] for r in deletion_progress(worker, "d1").values())
+    assert deleted == 30  # e0, e3, ... of the first hour, from both batches
+    assert read_event(worker, "e0")[0] == 404
+    assert read_event(worker, "e1")[0] == 200
+
+
+def deletion_progress(worker: WorkerProcess, deletion_id: str) -> dict[str, Any]:
+    url = f"{worker.url}/internal/deletions/{deletion_id}"
+    with urllib.request.urlopen(url, timeout=10) as response:
+        found: dict[str, Any] = orjson.loads(response.read())["partitions"]
+        return found

@@ -28,7 +28,7 @@ from driftline.client import (
 from driftline.settings import Settings
 from driftline.stack.kafka import free_port
 from state.models import InvalidSpecError, ModelSpec
-from tests.integration.conftest import stored_events, wait_for_lag_zero
+from tests.fixtures import stored_events, wait_for_lag_zero
 from tests.integration.test_pipeline_integration import SPEC
 from topics.producer import CheckedProducer, DeliveryError
 from topics.reading import read_topic

@@ -13,7 +13,7 @@ import pytest
 from driftline.client import Driftline
 from driftline.settings import Settings
 from driftline.stack.waiting import wait_until
-from tests.integration.conftest import stored_events, wait_for_lag_zero
+from tests.fixtures import stored_events, wait_for_lag_zero
 from tests.integration.test_pipeline_integration import SPEC, T0
 from topics.dead_letters import read_dead_letters
 from topics.messages import encode_ingest, ingest_key

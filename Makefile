@@ -31,7 +31,7 @@ unit: install ## Unit tests only (pure logic, seconds)
 integration: prepare ## Integration tests on the real broker and Redis
 	$(BIN)/python -m pytest tests/integration
 
-faults: prepare ## The fault suite at the issue's numbers (~15 min; CI runs a short one)
+faults: prepare ## The fault suite at the issue's numbers (~6 min; CI runs a short one)
 	DRIFTLINE_FAULTS=long $(BIN)/python -m pytest tests/faults
 
 lint: install ## ruff check and format check

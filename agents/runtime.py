@@ -457,7 +457,10 @@ class PartitionedRunner:
         if not self.config.input_clock:
             return wall_ms
         tp = TopicPartition(self.config.input_topic, partition)
-        _, end = self._consumer.get_watermark_offsets(tp, cached=True)
+        try:
+            _, end = self._consumer.get_watermark_offsets(tp, cached=True)
+        except KafkaException:
+            end = -1  # not known while the broker is away: as if input were left
         if end >= 0 and next_input >= end:
             return wall_ms
         return self._input_ms.get(partition)

@@ -31,6 +31,9 @@ unit: install ## Unit tests only (pure logic, seconds)
 integration: prepare ## Integration tests on the real broker and Redis
 	$(BIN)/python -m pytest tests/integration
 
+faults: prepare ## The fault suite at the issue's numbers (~6 min; CI runs a short one)
+	DRIFTLINE_FAULTS=long $(BIN)/python -m pytest tests/faults
+
 lint: install ## ruff check and format check
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
@@ -51,4 +54,4 @@ stack-up: prepare ## Start the embedded Kafka broker and Redis server
 stack-down: install ## Stop them
 	$(BIN)/driftline stack down
 
-.PHONY: help install prepare demo test unit integration lint format typecheck bench stack-up stack-down
+.PHONY: help install prepare demo test unit integration faults lint format typecheck bench stack-up stack-down

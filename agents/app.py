@@ -133,6 +133,8 @@ def _merge_runner(
         batch_max_messages=settings.batch_max_messages,
         batch_within_s=settings.batch_within_s,
         session_timeout_ms=settings.session_timeout_ms,
+        # Waiting updates time out by when their inserts were sent, not by when read.
+        input_clock=True,
     )
     return PartitionedRunner(config, handler, on_assignment=on_assignment)
 

@@ -131,6 +131,11 @@ class RunnerConfig:
     batch_within_s: float = 0.05
     tick_interval_s: float = 1.0
     session_timeout_ms: int = 10_000
+    # Ticks of a partition with input left to consume run on the input's clock (the newest
+    # Kafka timestamp applied), the wall clock once it is caught up. For timeouts about what
+    # producers sent: after an outage or a crash the wall clock has run on while the input
+    # has not, and a wait would end before what it waits for is read.
+    input_clock: bool = False
 
 
 class PoisonError(Exception):
@@ -151,6 +156,8 @@ class RecordTooLargeError(Exception):
 class _Applied:
     result: BatchResult
     checkpoint: Checkpoint
+    # The newest Kafka timestamp of the input it applies; -1: none (a tick).
+    input_ms: int = -1
 
 
 def tune_garbage_collector() -> None:
@@ -202,6 +209,8 @@ class PartitionedRunner:
         # Commits a batch's partitions side by side: each waits on the broker, not the CPU.
         self._pool = ThreadPoolExecutor(max_workers=16, thread_name_prefix=f"{config.name}-txn")
         self._batch_started = 0.0  # time.monotonic() when the last batch was consumed
+        # Per partition, the newest Kafka timestamp of the input committed since assignment.
+        self._input_ms: dict[int, int] = {}
         self.ready = threading.Event()
         self._stop = threading.Event()
 
@@ -345,7 +354,8 @@ class PartitionedRunner:
         except Exception as error:
             raise PoisonError(reason_of(error)) from error
         next_input = batch[-1].offset() + 1 if next_input is None else next_input
-        return _Applied(result, store.checkpoint().following(next_input))
+        input_ms = max(message.timestamp()[1] for message in batch)
+        return _Applied(result, store.checkpoint().following(next_input), input_ms)
 
     def _isolate(self, partition: int, batch: Sequence[Message], end: int) -> None:
         """Apply the batch in ever smaller parts until each poison message is alone, then
@@ -414,12 +424,15 @@ class PartitionedRunner:
 
     def _tick(self) -> None:
         started = time.perf_counter()
-        now_ms = int(time.time() * 1000)
+        wall_ms = int(time.time() * 1000)
         applied: dict[int, _Applied] = {}
         for partition, store in list(self.stores.items()):
             checkpoint = store.checkpoint()
             if checkpoint.next_input_offset < 0:
                 continue  # nothing consumed, so nothing to time out
+            now_ms = self._clock_ms(partition, checkpoint.next_input_offset, wall_ms)
+            if now_ms is None:
+                continue  # a backlog, and none of it applied yet: no time has passed
             try:
                 result = self.handler.tick(partition, store, now_ms)
                 self._check_sizes(result)
@@ -438,6 +451,19 @@ class PartitionedRunner:
                       refused.reason)  # fmt: skip
         if time.perf_counter() - started > SLOW_BATCH_S:
             log.warning("%s: slow tick: %.0f ms", self.name, (time.perf_counter() - started) * 1000)
+
+    def _clock_ms(self, partition: int, next_input: int, wall_ms: int) -> int | None:
+        """The time a tick of the partition runs at (see ``RunnerConfig.input_clock``)."""
+        if not self.config.input_clock:
+            return wall_ms
+        tp = TopicPartition(self.config.input_topic, partition)
+        try:
+            _, end = self._consumer.get_watermark_offsets(tp, cached=True)
+        except KafkaException:
+            end = -1  # not known while the broker is away: as if input were left
+        if end >= 0 and next_input >= end:
+            return wall_ms
+        return self._input_ms.get(partition)
 
     def _commit(self, applied: dict[int, _Applied]) -> None:
         """Each partition's part in its own transaction, side by side; then the stores of
@@ -458,6 +484,8 @@ class PartitionedRunner:
                      if failure is None]  # fmt: skip
         for partition, item in committed:
             self.stores[partition].write(item.result.writes, item.checkpoint)
+            if item.input_ms > self._input_ms.get(partition, -1):
+                self._input_ms[partition] = item.input_ms
         if committed:
             self._outage.succeeded()
             self._commit_offsets(committed)
@@ -535,6 +563,7 @@ class PartitionedRunner:
 
     def _revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         for tp in partitions:
+            self._input_ms.pop(tp.partition, None)
             store = self.stores.pop(tp.partition, None)
             if store is not None:
                 store.close()

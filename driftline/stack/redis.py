@@ -64,6 +64,11 @@ class LocalRedis:
         )  # fmt: skip
         wait_until(lambda: redis_answers(self.url), timeout_s=timeout_s, what="redis-server")
 
+    def kill(self) -> None:
+        """SIGKILL: no shutdown save; clients see the connection refused."""
+        os.kill(int(self.pid_file.read_text().strip()), signal.SIGKILL)
+        wait_until(lambda: not redis_answers(self.url), timeout_s=10, what="redis killed")
+
     def stop(self) -> None:
         try:
             pid = int(self.pid_file.read_text().strip())

@@ -23,7 +23,7 @@ from driftline.settings import Settings
 from driftline.stack.api import ApiProcess
 from driftline.stack.waiting import wait_until
 from state.bins import HOUR_MS
-from tests.integration.conftest import wait_for_lag_zero
+from tests.fixtures import wait_for_lag_zero
 from tests.integration.test_bins_integration import BASELINE, HOUR0, SPEC, bins_in_redis
 
 pytestmark = pytest.mark.integration

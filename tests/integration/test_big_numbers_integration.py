@@ -16,7 +16,7 @@ from driftline.client import Driftline
 from driftline.settings import Settings
 from driftline.stack.waiting import wait_until
 from state.bins import HOUR_MS
-from tests.integration.conftest import wait_for_lag_zero
+from tests.fixtures import wait_for_lag_zero
 from tests.integration.test_api_integration import StartApi, call, token_for
 
 pytestmark = pytest.mark.integration

@@ -26,8 +26,8 @@ from state.bins import HOUR_MS, ContributionRules, bins_of
 from state.events import StoredEvent
 from state.metrics import bin_metrics
 from state.models import ModelSpec
+from tests.fixtures import stored_events, wait_for_lag_zero
 from tests.integration.commands import send_deletes
-from tests.integration.conftest import stored_events, wait_for_lag_zero
 from topics.progress import GroupProgress, merge_progress
 from topics.reading import read_topic
 from topics.registry import Topics

@@ -28,7 +28,7 @@ from driftline.client import (
 from driftline.settings import Settings
 from driftline.stack.kafka import free_port
 from state.models import InvalidSpecError, ModelSpec
-from tests.integration.conftest import stored_events, wait_for_lag_zero
+from tests.fixtures import stored_events, wait_for_lag_zero
 from tests.integration.test_pipeline_integration import SPEC
 from topics.producer import CheckedProducer, DeliveryError
 from topics.reading import read_topic
@@ -558,9 +558,9 @@ def test_a_row_that_is_not_a_dict_names_its_number(client: Driftline) -> None:
         client.publish_events_batch("shop", "fraud", [{"age": 1}, {"age": 2}, ["age", 3]])
 
 
-def test_a_timestamp_beyond_any_instant_is_a_clear_error(client: Driftline) -> None:
-    """Column values may be integers of any size (test_big_numbers_integration); an event
-    timestamp must be an instant."""
+def test_a_timestamp_too_big_for_milliseconds_is_a_clear_error(client: Driftline) -> None:
+    """A column may hold an integer of any size (SPEC §3, test_big_numbers_integration);
+    a timestamp may not."""
     row = {"event_id": "big", "age": 1, "timestamp": 10**20}
     with pytest.raises(InvalidEventError, match="row 1"):
         client.publish_events_batch("shop", "fraud", [{"event_id": "ok", "age": 1}, row])

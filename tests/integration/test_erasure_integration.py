@@ -20,8 +20,8 @@ from driftline.client import Driftline
 from driftline.settings import Settings
 from driftline.stack.waiting import wait_until
 from state.bins import HOUR_MS
+from tests.fixtures import stored_events, wait_for_lag_zero
 from tests.integration.commands import send_id_deletion, send_range_deletion
-from tests.integration.conftest import stored_events, wait_for_lag_zero
 from tests.integration.test_bins_integration import (
     BASELINE,
     HOUR0,

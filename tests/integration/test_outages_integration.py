@@ -12,7 +12,7 @@ import pytest
 from driftline.client import Driftline
 from driftline.settings import Settings
 from driftline.stack import LocalKafka
-from tests.integration.conftest import stored_events, wait_for_lag_zero
+from tests.fixtures import stored_events, wait_for_lag_zero
 from tests.integration.test_bins_integration import (
     BASELINE,
     HOUR0,

@@ -14,8 +14,8 @@ from confluent_kafka import KafkaError, Message, Producer
 
 from driftline.client import Driftline
 from driftline.settings import Settings
+from tests.fixtures import stored_events, wait_for_lag_zero
 from tests.integration.commands import send_id_deletion
-from tests.integration.conftest import stored_events, wait_for_lag_zero
 from tests.integration.test_bins_integration import (
     BASELINE,
     HOUR0,

@@ -12,7 +12,7 @@ import pytest
 from driftline.client import Driftline
 from driftline.settings import Settings
 from driftline.stack.worker import WorkerProcess
-from tests.integration.conftest import stored_events, wait_for_lag_zero
+from tests.fixtures import stored_events, wait_for_lag_zero
 from tests.reference_model import ReferenceEvents
 from topics.dead_letters import read_dead_letters
 from topics.messages import encode_ingest, ingest_key

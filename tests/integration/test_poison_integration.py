@@ -5,6 +5,7 @@ other message of every model goes on."""
 from __future__ import annotations
 
 import json
+import time
 from typing import Any
 
 import orjson
@@ -13,7 +14,7 @@ import pytest
 from driftline.client import Driftline
 from driftline.settings import Settings
 from driftline.stack.waiting import wait_until
-from tests.integration.conftest import stored_events, wait_for_lag_zero
+from tests.fixtures import stored_events, wait_for_lag_zero
 from tests.integration.test_pipeline_integration import SPEC, T0
 from topics.dead_letters import read_dead_letters
 from topics.messages import encode_ingest, ingest_key
@@ -144,3 +145,29 @@ def test_a_message_just_under_the_brokers_limit_is_dead_lettered_byte_for_byte(
     assert letter.value == big
     assert f"exceeds the limit of {settings.max_event_bytes} bytes" in letter.reason
     assert orjson.loads(letter.value)["event_id"] == "big"
+
+
+def test_an_update_whose_insert_is_still_in_the_backlog_is_not_timed_out(
+    settings: Settings, start_worker: Any
+) -> None:
+    """Once the tick timed waiting updates by the wall clock: a worker that came back to a
+    backlog older than the timeout (after a broker outage, a crash, a slow start) dead-
+    lettered updates whose insert was right behind them, unread."""
+    settings = settings.with_overrides(
+        ingest_partitions=1, parked_update_timeout_s=2.0, batch_max_messages=20
+    )
+    with Driftline(settings) as client:
+        client.register_model(SPEC)
+    label = encode_ingest("update", "shop", "fraud", "early", {"is_fraud": 1})
+    fillers = [insert("fraud", f"f{i}", {"age": i % 90}) for i in range(20_000)]
+    produce(settings, [(ingest_key("shop", "fraud", "early"), label), *fillers,
+                       insert("fraud", "early", {"age": 7})])  # fmt: skip
+    time.sleep(3.0)  # the backlog's age, past the timeout: the scenario, not a wait
+    # Batches of 20: the update is applied at once, its insert some seconds and ticks later.
+    start_worker(settings)
+    wait_for_lag_zero(settings, timeout_s=240)
+
+    assert stored_events(settings)["early"] == (T0, {"age": 7, "is_fraud": 1})
+    letters = read_dead_letters(settings.bootstrap_servers,
+                                Topics.for_settings(settings).dead_letters.name)  # fmt: skip
+    assert [letter.reason for letter in letters] == []

@@ -15,7 +15,7 @@ from driftline.stack.kafka import free_port
 from driftline.stack.waiting import wait_until
 from driftline.stack.worker import WorkerProcess
 from state.commands import event_key
-from tests.integration.conftest import stored_events, wait_for_lag_zero
+from tests.fixtures import stored_events, wait_for_lag_zero
 from tests.integration.test_pipeline_integration import SPEC, T0
 from tests.reference_model import ReferenceEvents
 from topics.partitioning import partition_for

@@ -14,7 +14,7 @@ from driftline.client import Driftline
 from driftline.settings import Settings
 from driftline.stack.waiting import wait_until
 from driftline.stack.worker import WorkerProcess
-from tests.integration.conftest import merge_progress, stored_events, wait_for_lag_zero
+from tests.fixtures import merge_progress, stored_events, wait_for_lag_zero
 from tests.integration.test_pipeline_integration import SPEC, T0
 from tests.reference_model import ReferenceEvents
 from topics.messages import encode_ingest, ingest_key

@@ -7,12 +7,9 @@ kill, wipe or restart it without disturbing the other tests.
 
 from __future__ import annotations
 
-import os
-import signal
 import urllib.error
 import urllib.request
-from collections.abc import Callable, Iterator
-from pathlib import Path
+from collections.abc import Callable
 from typing import Any
 
 import orjson
@@ -22,13 +19,11 @@ import redis
 from driftline.client import Driftline
 from driftline.settings import Settings
 from driftline.stack import LocalRedis
-from driftline.stack.kafka import free_port
-from driftline.stack.redis import redis_answers
 from driftline.stack.waiting import wait_until
 from driftline.stack.worker import WorkerProcess
 from state.bins import HOUR_MS
+from tests.fixtures import wait_for_lag_zero
 from tests.integration.commands import send_range_deletion
-from tests.integration.conftest import wait_for_lag_zero
 from tests.integration.test_api_integration import (
     StartApi,
     call,
@@ -46,22 +41,6 @@ from tests.integration.test_bins_integration import (
 )
 
 pytestmark = pytest.mark.integration
-
-
-@pytest.fixture
-def own_redis(tmp_path: Path) -> Iterator[LocalRedis]:
-    """A Redis server of the test's own (not started: the test decides when). Tests name it
-    first, so that it stops after their worker and API processes."""
-    server = LocalRedis(data_dir=tmp_path / "redis", port=free_port())
-    yield server
-    server.stop()
-
-
-def kill(server: LocalRedis) -> None:
-    """SIGKILL the server: no shutdown save, clients see the connection refused."""
-    pid = int(server.pid_file.read_text().strip())
-    os.kill(pid, signal.SIGKILL)
-    wait_until(lambda: not redis_answers(server.url), timeout_s=10, what="redis killed")
 
 
 def client_rows(first: int, count: int, hours: int = 3) -> list[dict[str, Any]]:
@@ -120,7 +99,7 @@ def test_a_worker_rides_out_a_redis_outage_and_catches_up(
         wait_until(lambda: sum(b["counts"]["n"] for b in bins_in_redis(settings).values()) == 90,
                    timeout_s=30, what="90 events in the Redis bins")  # fmt: skip
 
-        kill(own_redis)
+        own_redis.kill()
         client.publish_events_batch("shop", "churn", client_rows(90, 210, hours=5))
         labels = [{"event_id": f"e{i}", "churned": i % 2} for i in range(0, 300, 3)]
         client.publish_events_batch("shop", "churn", labels, update_event=True)
@@ -252,7 +231,7 @@ def test_the_api_answers_503_with_retry_after_while_redis_is_down(
     deletion = call(api, "POST", "/v1/events/delete", ids_body("e-0000"), token=token)
     assert deletion.status == 202
 
-    kill(own_redis)
+    own_redis.kill()
     metrics = f"/v1/metrics?project_id=shop&model_id=churn&start={HOUR0}&end={HOUR0 + 2 * HOUR_MS}"
     slice_query = slice_path(HOUR0, HOUR0 + HOUR_MS)
     needing_redis = [
@@ -302,7 +281,7 @@ def test_a_range_deletion_waits_for_redis_without_stopping_ingestion(
         client.publish_events_batch("shop", "churn", client_rows(0, 60))
         wait_for_lag_zero(settings)
 
-        kill(own_redis)
+        own_redis.kill()
         send_range_deletion(settings, "shop", "churn", "d1", HOUR0, HOUR0 + HOUR_MS, True)
         client.publish_events_batch("shop", "churn", client_rows(60, 30))
         wait_until(lambda: read_event(worker, "e89")[0] == 200, timeout_s=60,

@@ -14,7 +14,6 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-import orjson
 import pytest
 
 from agents.merge import EVENTS
@@ -23,12 +22,11 @@ from driftline.stack import LocalKafka, LocalRedis
 from driftline.stack.kafka import free_port
 from driftline.stack.redis import redis_answers
 from driftline.stack.worker import WorkerProcess
+from state import exact_json
 from state.store import split_store_key
 from topics.progress import merge_progress
 from topics.reading import read_topic
 from topics.registry import Topics
-
-pytestmark = pytest.mark.integration
 
 _SESSION_SETTINGS = Settings.from_env()
 
@@ -105,6 +103,16 @@ def own_kafka(tmp_path: Path) -> Iterator[LocalKafka]:
 
 
 @pytest.fixture
+def own_redis(tmp_path: Path) -> Iterator[LocalRedis]:
+    """A Redis server of the test's own (not started: the test decides when), so that it
+    can kill, wipe or restart it without disturbing the other tests. Tests name it first,
+    so that it stops after their worker and API processes."""
+    server = LocalRedis(data_dir=tmp_path / "redis", port=free_port())
+    yield server
+    server.stop()
+
+
+@pytest.fixture
 def settings(kafka_bootstrap: str, redis_url: str, tmp_path: Path) -> Settings:
     return _SESSION_SETTINGS.with_overrides(
         kafka_bootstrap_servers=kafka_bootstrap,
@@ -152,7 +160,7 @@ def stored_events(settings: Settings) -> dict[str, tuple[int, dict[str, Any]]]:
     for raw_key, value in table.items():
         name, _ = split_store_key(raw_key)
         if name == EVENTS and value is not None:
-            stored = orjson.loads(value)
+            stored = exact_json.loads_tagged(value)
             events[stored["id"]] = (stored["ts"], stored["cols"])
     return events
 

@@ -514,7 +514,7 @@ class PartitionedRunner:
             for out in item.result.outgoing:
                 transactions.produce(out.topic, out.key, out.value, out.headers, out.partition,
                                      out.timestamp)  # fmt: skip
-            transactions.commit()
+            transactions.commit(self._stop)
         except KafkaException as error:
             return transactions.failed(error)
         return None

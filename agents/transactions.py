@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Sequence
 
 from confluent_kafka import KafkaError, KafkaException, Message, Producer
@@ -114,8 +115,25 @@ class PartitionTransactions:
     ) -> None:
         produce_with_room(self._live, topic, key, value, headers, partition, timestamp)
 
-    def commit(self) -> None:
-        self._live.commit_transaction(_CALL_TIMEOUT_S)
+    def commit(self, stop: threading.Event) -> None:
+        """Commit, resuming a commit that timed out (the broker away) until it is done.
+
+        librdkafka goes on with a timed-out commit in the background, and refuses an abort
+        meanwhile ("Conflicting commit_transaction API call is already in progress"): an
+        abort there ended with a replaced producer, whose destruction could block the
+        runner for good, and a batch whose outcome nobody knew. So a retriable failure is
+        retried until the commit ends either way; only an error that requires an abort, a
+        fatal one, or stopping leaves it (``failed`` then aborts or replaces the producer).
+        """
+        while True:
+            try:
+                self._live.commit_transaction(_CALL_TIMEOUT_S)
+                return
+            except KafkaException as error:
+                cause: KafkaError = error.args[0]
+                if not cause.retriable() or cause.txn_requires_abort() or stop.is_set():
+                    raise
+                self._outage.failed(error)
 
     def failed(self, error: KafkaException) -> Exception:
         """After a KafkaException anywhere in a transaction: abort it (or replace the
@@ -129,8 +147,7 @@ class PartitionTransactions:
 
     def close(self) -> None:
         if self._producer is not None:
-            self._producer.purge()
-            self._producer.flush(1)
+            _retire(self._producer)
             self._producer = None
 
     def _abort(self, cause: KafkaError) -> None:
@@ -151,8 +168,8 @@ class PartitionTransactions:
         # abort that does not finish: this producer is done; the next batch starts a fresh
         # one, whose init aborts what this one left open.
         log.warning("transactional producer replaced: %s", cause.str())
-        producer.purge()
         self._producer = None
+        _retire(producer)
 
     @property
     def _live(self) -> Producer:
@@ -163,3 +180,20 @@ class PartitionTransactions:
     def _on_delivery(self, error: KafkaError | None, message: Message) -> None:
         if error is not None:
             self._delivery_errors.append(error)
+
+
+def _retire(producer: Producer) -> None:
+    """Drop a producer off the caller's thread: librdkafka's destroy waits for what the
+    producer has in flight, which, the broker away, can last as long as the outage; the
+    batch path and a rebalance callback must not wait with it. The caller drops its own
+    references at once; the retiring thread holds the last one."""
+    producer.purge()
+    retiring = threading.Thread(
+        target=_destroy, args=(producer,), name="producer-retired", daemon=True
+    )
+    retiring.start()
+
+
+def _destroy(producer: Producer) -> None:
+    producer.flush(1)
+    time.sleep(1)  # the caller's references are long gone: the destructor runs here

@@ -20,6 +20,10 @@ from rocksdict import Options, Rdict, WriteBatch
 _SEPARATOR = b"\x00"
 _CHECKPOINT_KEY = b"\x00checkpoint"
 
+# What a store's memory is made of (RocksDB properties): memtables, the index and filter
+# blocks held outside the block cache, and the block cache (shared or the store's own).
+MEMORY = ("size-all-mem-tables", "estimate-table-readers-mem", "block-cache-usage")
+
 
 @dataclass(frozen=True, slots=True)
 class Write:
@@ -73,6 +77,8 @@ class PartitionStore:
         options = Options(raw_mode=True)
         options.create_if_missing(True)
         self._db = Rdict(str(path), options)
+        # Stores reporting the same block cache (shared) have the same id.
+        self.cache_id = id(self)
 
     def get(self, table: str, key: bytes) -> bytes | None:
         value: bytes | None = self._db.get(store_key(table, key))
@@ -123,6 +129,10 @@ class PartitionStore:
                 batch.put(key, value)
         batch.put(_CHECKPOINT_KEY, checkpoint.to_bytes())
         self._db.write(batch)
+
+    def memory(self) -> dict[str, int]:
+        """RocksDB's own account of the memory it holds, by the property names above."""
+        return {name: self._db.property_int_value(f"rocksdb.{name}") or 0 for name in MEMORY}
 
     def close(self) -> None:
         self._db.close()

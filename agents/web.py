@@ -146,11 +146,9 @@ def register_views(worker: Worker) -> None:
 
     @app.page("/internal/memory")
     async def memory(view: View, request: Request) -> Response:
-        """The process's resident memory and what RocksDB says it holds, per runner."""
-        body: dict[str, Any] = {"rss_bytes": resident_bytes()}
-        for runner in (worker.merge, worker.bins):
-            body[runner.name] = store_memory(list(runner.stores.values()))
-        return _json(view, body)
+        """The process's resident memory and what its RocksDB stores say they hold."""
+        stores = [*worker.merge.stores.values(), *worker.bins.stores.values()]
+        return _json(view, {"rss_bytes": resident_bytes(), "rocksdb": store_memory(stores)})
 
     @app.page("/health")
     async def health(view: View, request: Request) -> Response:

@@ -108,10 +108,7 @@ def stage_report(stored: int, worker: WorkerProcess, state: Path, took_s: float)
     rss = status_kib(pid, "VmRSS") * 1024
     peak = status_kib(pid, "VmHWM") * 1024
     found = worker_memory(worker)
-    rocks = {
-        name: sum(found[runner][name] for runner in ("merge", "bins"))
-        for name in ("size-all-mem-tables", "estimate-table-readers-mem", "block-cache-usage")
-    }
+    rocks = found["rocksdb"]
     disk = disk_bytes(state)
     per_event = f"{disk / stored:6.0f} B/event" if stored else ""
     print(

@@ -15,6 +15,8 @@ def test_to_env_round_trips_every_field() -> None:
         parked_update_timeout_s=2.5,
         home=Path("/h"),
         data_dir=Path("/d"),
+        store_write_buffer_mb=11,
+        store_block_cache_mb=12,
         worker_advertised_url="http://w:6066",
         compaction_lag_ms=5,
         tombstone_retention_ms=6,

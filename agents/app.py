@@ -23,6 +23,7 @@ import redis
 
 from agents.bins import BinsHandler
 from agents.deletion_budget import RedisDeletionBudget
+from agents.heap import HeapTrimmer
 from agents.merge import MergeHandler
 from agents.ownership import OwnershipHeartbeat, PartitionOwners
 from agents.runtime import PartitionedRunner, RunnerConfig
@@ -102,7 +103,7 @@ def create_app(settings: Settings) -> Worker:
 
     @app.service
     class Agents(RunnerThreads):
-        runners = (merge, bins, projection, heartbeat)
+        runners = (merge, bins, projection, heartbeat, HeapTrimmer(settings.heap_trim_interval_s))
 
     register_views(worker)
     return worker

@@ -4,8 +4,8 @@
 
 Starts a worker, then publishes inserts of distinct events (12 columns, the model of
 ``benchmarks/ingest.py``) stage by stage; once the merge agent's lag is zero at each
-stage it prints the worker's resident memory (VmRSS, and its peak VmHWM during the
-stage), what RocksDB says it holds (memtables, index and filter blocks outside the
+stage it prints the worker's resident memory (VmRSS then, 15 s later, and its peak
+VmHWM so far), what RocksDB says it holds (memtables, index and filter blocks outside the
 cache, block cache; from the worker's ``/internal/memory``), the state directory's bytes
 on disk and those per stored event. Then it restarts the worker on the same state
 directory, after a SIGTERM and after a SIGKILL, each time with a fresh probe event
@@ -42,6 +42,7 @@ from topics.progress import GroupProgress, merge_progress
 from topics.registry import Topics
 
 MIB = 1024 * 1024
+SETTLE_S = 15.0
 
 
 class Publisher:
@@ -111,8 +112,12 @@ def stage_report(stored: int, worker: WorkerProcess, state: Path, took_s: float)
     rocks = found["rocksdb"]
     disk = disk_bytes(state)
     per_event = f"{disk / stored:6.0f} B/event" if stored else ""
+    # Past the worker's heap trimming interval, with nothing to consume.
+    time.sleep(SETTLE_S)
+    settled = status_kib(pid, "VmRSS") * 1024
     print(
-        f"{stored:>11,} stored: RSS {rss / MIB:6.0f} MiB (peak {peak / MIB:6.0f}); RocksDB "
+        f"{stored:>11,} stored: RSS {rss / MIB:6.0f} MiB ({settled / MIB:4.0f} {SETTLE_S:.0f} s "
+        f"later, peak {peak / MIB:4.0f}); RocksDB "
         f"memtables {rocks['size-all-mem-tables'] / MIB:5.0f}, table readers "
         f"{rocks['estimate-table-readers-mem'] / MIB:5.0f}, block cache "
         f"{rocks['block-cache-usage'] / MIB:5.0f} MiB; disk {disk / MIB:7.0f} MiB "

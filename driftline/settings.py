@@ -60,6 +60,8 @@ class Settings:
     # blocks and the cached data blocks.
     store_write_buffer_mb: int = 64
     store_block_cache_mb: int = 128
+    # How often the worker hands freed heap back to the system (glibc); 0: never.
+    heap_trim_interval_s: float = 10.0
     # Compacted topics roll a segment at least this often and compact it within this lag,
     # and keep a tombstone this long: together they bound how long a deleted event's
     # last value (then its tombstone) stays readable in a changelog.
@@ -124,6 +126,9 @@ class Settings:
             store_block_cache_mb=_int(
                 env, "DRIFTLINE_STORE_BLOCK_CACHE_MB", defaults.store_block_cache_mb
             ),
+            heap_trim_interval_s=_float(
+                env, "DRIFTLINE_HEAP_TRIM_INTERVAL_S", defaults.heap_trim_interval_s
+            ),
             compaction_lag_ms=_int(env, "DRIFTLINE_COMPACTION_LAG_MS", defaults.compaction_lag_ms),
             tombstone_retention_ms=_int(
                 env, "DRIFTLINE_TOMBSTONE_RETENTION_MS", defaults.tombstone_retention_ms
@@ -173,6 +178,7 @@ class Settings:
             "DRIFTLINE_DATA_DIR": str(self.data_dir),
             "DRIFTLINE_STORE_WRITE_BUFFER_MB": str(self.store_write_buffer_mb),
             "DRIFTLINE_STORE_BLOCK_CACHE_MB": str(self.store_block_cache_mb),
+            "DRIFTLINE_HEAP_TRIM_INTERVAL_S": str(self.heap_trim_interval_s),
             "DRIFTLINE_COMPACTION_LAG_MS": str(self.compaction_lag_ms),
             "DRIFTLINE_TOMBSTONE_RETENTION_MS": str(self.tombstone_retention_ms),
             "EVENT_DELETION_BATCH_SIZE": str(self.event_deletion_batch_size),

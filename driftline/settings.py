@@ -62,6 +62,9 @@ class Settings:
     store_block_cache_mb: int = 128
     # How often the worker hands freed heap back to the system (glibc); 0: never.
     heap_trim_interval_s: float = 10.0
+    # glibc malloc arenas of the worker process (each keeps its own free memory);
+    # 0: glibc's default, 8 per core.
+    malloc_arenas: int = 2
     # Compacted topics roll a segment at least this often and compact it within this lag,
     # and keep a tombstone this long: together they bound how long a deleted event's
     # last value (then its tombstone) stays readable in a changelog.
@@ -129,6 +132,7 @@ class Settings:
             heap_trim_interval_s=_float(
                 env, "DRIFTLINE_HEAP_TRIM_INTERVAL_S", defaults.heap_trim_interval_s
             ),
+            malloc_arenas=_int(env, "DRIFTLINE_MALLOC_ARENAS", defaults.malloc_arenas),
             compaction_lag_ms=_int(env, "DRIFTLINE_COMPACTION_LAG_MS", defaults.compaction_lag_ms),
             tombstone_retention_ms=_int(
                 env, "DRIFTLINE_TOMBSTONE_RETENTION_MS", defaults.tombstone_retention_ms
@@ -179,6 +183,7 @@ class Settings:
             "DRIFTLINE_STORE_WRITE_BUFFER_MB": str(self.store_write_buffer_mb),
             "DRIFTLINE_STORE_BLOCK_CACHE_MB": str(self.store_block_cache_mb),
             "DRIFTLINE_HEAP_TRIM_INTERVAL_S": str(self.heap_trim_interval_s),
+            "DRIFTLINE_MALLOC_ARENAS": str(self.malloc_arenas),
             "DRIFTLINE_COMPACTION_LAG_MS": str(self.compaction_lag_ms),
             "DRIFTLINE_TOMBSTONE_RETENTION_MS": str(self.tombstone_retention_ms),
             "EVENT_DELETION_BATCH_SIZE": str(self.event_deletion_batch_size),

@@ -18,6 +18,7 @@ def test_to_env_round_trips_every_field() -> None:
         store_write_buffer_mb=11,
         store_block_cache_mb=12,
         heap_trim_interval_s=1.5,
+        malloc_arenas=3,
         worker_advertised_url="http://w:6066",
         compaction_lag_ms=5,
         tombstone_retention_ms=6,

@@ -183,6 +183,7 @@ def store_memory(stores: list[PartitionStore]) -> dict[str, int]:
         caches[store.cache_id] = found["block-cache-usage"]
     total["block-cache-usage"] = sum(caches.values())
     total["stores"] = len(stores)
+    total["caches"] = len(caches)
     return total
 
 

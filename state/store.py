@@ -19,7 +19,6 @@ import orjson
 from rocksdict import (
     BlockBasedOptions,
     Cache,
-    DBCompressionType,
     Options,
     Rdict,
     WriteBatch,
@@ -90,8 +89,8 @@ class StoreResources:
     (458 MiB at 1M events, none yet full enough to flush) and the worker's RSS with them.
     Here one write-buffer manager bounds the memtables of all stores together, and charges
     them to the one block cache, so memtables plus cached blocks stay within
-    ``block_cache_bytes``; index and filter blocks live in that cache too, instead of
-    growing with the number of table files.
+    ``block_cache_bytes``. Index and filter blocks live in that cache too: held by the
+    table readers instead, they grew by ~8 MiB per 3M stored events, without bound.
     """
 
     def __init__(
@@ -112,12 +111,12 @@ class StoreResources:
         # so one busy partition cannot hold all of it.
         options.set_write_buffer_size(max(MIB, self.write_buffer_bytes // 4))
         options.set_max_write_buffer_number(2)
-        options.set_compression_type(DBCompressionType.lz4())
         table = BlockBasedOptions()
         table.set_block_cache(self.cache)
         table.set_cache_index_and_filter_blocks(True)
         table.set_pin_l0_filter_and_index_blocks_in_cache(True)
-        # Point lookups of absent keys (every insert checks for its event) skip the files.
+        # Point lookups of absent keys (every insert looks for its event) skip the files:
+        # 200k of them in a store of 1.5M events took 0.14 s instead of 0.19 s.
         table.set_bloom_filter(10, False)
         options.set_block_based_table_factory(table)
         return options

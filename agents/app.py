@@ -23,6 +23,7 @@ import redis
 
 from agents.bins import BinsHandler
 from agents.deletion_budget import RedisDeletionBudget
+from agents.heap import HeapTrimmer
 from agents.merge import MergeHandler
 from agents.ownership import OwnershipHeartbeat, PartitionOwners
 from agents.runtime import PartitionedRunner, RunnerConfig
@@ -30,6 +31,7 @@ from agents.serving import RedisBins, RedisProjection
 from agents.threads import RunnerThreads
 from agents.web import register_views
 from driftline.settings import Settings
+from state.store import MIB, StoreResources
 from topics.admin import ensure_topics
 from topics.clients import RepeatFilter
 from topics.models import ModelRegistry
@@ -87,8 +89,12 @@ def create_app(settings: Settings) -> Worker:
     budget = RedisDeletionBudget(redis_client, settings.topic_prefix, settings.deletion_daily_cap)
     # Reads the merge runner's partitions when it beats; woken on every assignment.
     heartbeat = OwnershipHeartbeat(owners, held=lambda: list(merge.stores))
-    merge = _merge_runner(settings, topics, heartbeat.wake, budget)
-    bins = _bins_runner(settings, topics)
+    # One memory budget for the stores of both runners (a dozen RocksDB instances).
+    resources = StoreResources(
+        settings.store_write_buffer_mb * MIB, settings.store_block_cache_mb * MIB
+    )
+    merge = _merge_runner(settings, topics, heartbeat.wake, budget, resources)
+    bins = _bins_runner(settings, topics, resources)
     projection = RedisProjection(
         "serving", settings.bootstrap_servers, topics.metrics.name, topics.serving_group,
         redis_bins, settings.session_timeout_ms,
@@ -97,7 +103,7 @@ def create_app(settings: Settings) -> Worker:
 
     @app.service
     class Agents(RunnerThreads):
-        runners = (merge, bins, projection, heartbeat)
+        runners = (merge, bins, projection, heartbeat, HeapTrimmer(settings.heap_trim_interval_s))
 
     register_views(worker)
     return worker
@@ -108,6 +114,7 @@ def _merge_runner(
     topics: Topics,
     on_assignment: Callable[[set[int]], None],
     budget: RedisDeletionBudget,
+    resources: StoreResources,
 ) -> PartitionedRunner:
     registry = ModelRegistry(settings.bootstrap_servers, topics.models.name)
     handler = MergeHandler(
@@ -135,11 +142,14 @@ def _merge_runner(
         session_timeout_ms=settings.session_timeout_ms,
         # Waiting updates time out by when their inserts were sent, not by when read.
         input_clock=True,
+        store_resources=resources,
     )
     return PartitionedRunner(config, handler, on_assignment=on_assignment)
 
 
-def _bins_runner(settings: Settings, topics: Topics) -> PartitionedRunner:
+def _bins_runner(
+    settings: Settings, topics: Topics, resources: StoreResources
+) -> PartitionedRunner:
     # Its own registry reader: each runner thread owns the consumer it reads with.
     registry = ModelRegistry(settings.bootstrap_servers, topics.models.name)
     handler = BinsHandler(
@@ -158,5 +168,6 @@ def _bins_runner(settings: Settings, topics: Topics) -> PartitionedRunner:
         # Emission is tick-driven: dirty bins go out within a tick of the coalescing window.
         tick_interval_s=min(0.1, settings.emit_interval_s),
         session_timeout_ms=settings.session_timeout_ms,
+        store_resources=resources,
     )
     return PartitionedRunner(config, handler)

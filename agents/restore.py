@@ -16,7 +16,7 @@ from pathlib import Path
 
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, TopicPartition
 
-from state.store import Checkpoint, PartitionStore
+from state.store import Checkpoint, PartitionStore, StoreResources
 from topics.clients import consumer_config
 from topics.offsets import watermarks
 
@@ -30,8 +30,11 @@ CHECKPOINT_KEY = b"\x00input"
 
 
 class ChangelogRestorer:
-    def __init__(self, bootstrap_servers: str, topic: str) -> None:
+    def __init__(
+        self, bootstrap_servers: str, topic: str, resources: StoreResources | None = None
+    ) -> None:
         self._topic = topic
+        self._resources = resources
         self._consumer = Consumer(
             consumer_config(
                 bootstrap_servers, f"{topic}-restorer", **{"enable.partition.eof": True}
@@ -40,7 +43,7 @@ class ChangelogRestorer:
 
     def open(self, partition: int, path: Path) -> PartitionStore:
         """The partition's store, restored unless its checkpoint is the changelog's last."""
-        store = PartitionStore(path)
+        store = PartitionStore(path, self._resources)
         local = store.checkpoint()
         last = self._last_checkpoint(partition)
         if local == (last or Checkpoint()):
@@ -51,7 +54,7 @@ class ChangelogRestorer:
         )  # fmt: skip
         store.close()
         shutil.rmtree(path, ignore_errors=True)
-        store = PartitionStore(path)
+        store = PartitionStore(path, self._resources)
         self._replay(partition, store)
         return store
 

@@ -55,7 +55,7 @@ from confluent_kafka import (
 from agents.outages import OutageLog
 from agents.restore import CHECKPOINT_KEY, ChangelogRestorer
 from agents.transactions import NotCommittedError, PartitionTransactions, RecordRefusedError
-from state.store import Checkpoint, PartitionStore, Write
+from state.store import Checkpoint, PartitionStore, StoreResources, Write
 from topics.clients import DEAD_LETTER_MAX_BYTES, RECORD_MAX_BYTES, consumer_config
 from topics.dead_letters import DeadLetter
 
@@ -136,6 +136,9 @@ class RunnerConfig:
     # producers sent: after an outage or a crash the wall clock has run on while the input
     # has not, and a wait would end before what it waits for is read.
     input_clock: bool = False
+    # The memory budget its stores share with every other runner's of the process;
+    # None: the process-wide default budget.
+    store_resources: StoreResources | None = None
 
 
 class PoisonError(Exception):
@@ -547,7 +550,9 @@ class PartitionedRunner:
         # restore below reads everything they committed, and they can commit no more.
         list(self._pool.map(lambda t: t.start(self._stop), fresh.values()))
         self._transactions.update(fresh)
-        restorer = ChangelogRestorer(self.config.bootstrap_servers, self.config.changelog_topic)
+        restorer = ChangelogRestorer(
+            self.config.bootstrap_servers, self.config.changelog_topic, self.config.store_resources
+        )
         try:
             for tp in partitions:
                 path = self.config.data_dir / self.config.name / str(tp.partition)

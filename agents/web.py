@@ -7,11 +7,13 @@ with ``Retry-After`` while it is down; the others do not touch it.
 from __future__ import annotations
 
 from collections import Counter
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import orjson
 import redis
 from faust.web import Request, Response, View
+from rocksdict import DbClosedError
 
 from agents.deletions import DELETIONS
 from agents.merge import COUNTERS, EVENTS, decode_event
@@ -23,7 +25,7 @@ from state.events import StoredEvent
 from state.hour_index import indexed_in_range
 from state.instants import parse_instant
 from state.models import model_key
-from state.store import PartitionStore
+from state.store import MEMORY, PartitionStore
 from topics.partitioning import partition_for
 
 if TYPE_CHECKING:
@@ -142,6 +144,12 @@ def register_views(worker: Worker) -> None:
             found = [decode_event(raw) for raw in store.get_many(EVENTS, keys) if raw is not None]
             return _json(self, {"events": [_row(event) for event in found]})
 
+    @app.page("/internal/memory")
+    async def memory(view: View, request: Request) -> Response:
+        """The process's resident memory and what its RocksDB stores say they hold."""
+        stores = [*worker.merge.stores.values(), *worker.bins.stores.values()]
+        return _json(view, {"rss_bytes": resident_bytes(), "rocksdb": store_memory(stores)})
+
     @app.page("/health")
     async def health(view: View, request: Request) -> Response:
         return _json(view, {"status": "ok"})
@@ -151,6 +159,32 @@ def register_views(worker: Worker) -> None:
         if not (worker.merge.ready.is_set() and worker.bins.ready.is_set()):
             return _error(view, 503, "the agents have no partitions assigned yet")
         return _json(view, {"status": "ready", "partitions": sorted(worker.merge.stores)})
+
+
+def resident_bytes() -> int:
+    """VmRSS of this process (Linux), 0 where /proc has no such line."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) * 1024
+    return 0
+
+
+def store_memory(stores: list[PartitionStore]) -> dict[str, int]:
+    """RocksDB memory of these stores, summed (a shared cache counted once)."""
+    total = dict.fromkeys(MEMORY, 0)
+    caches: dict[int, int] = {}
+    for store in stores:
+        try:
+            found = store.memory()
+        except DbClosedError:
+            continue  # revoked meanwhile
+        for name in ("size-all-mem-tables", "estimate-table-readers-mem"):
+            total[name] += found[name]
+        caches[store.cache_id] = found["block-cache-usage"]
+    total["block-cache-usage"] = sum(caches.values())
+    total["stores"] = len(stores)
+    total["caches"] = len(caches)
+    return total
 
 
 def slice_events(

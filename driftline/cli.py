@@ -70,6 +70,10 @@ def stack_down(settings: Settings) -> None:
 @click.pass_obj
 def worker(settings: Settings, port: int | None, data_dir: Path | None, loglevel: str) -> None:
     """Run a worker (merge agent + HTTP views) until interrupted."""
+    from agents.heap import limit_arenas
+
+    # Before anything starts the threads that would each take an arena.
+    limit_arenas(settings.malloc_arenas)
     from agents.app import QuietWorker, create_app
 
     if port is not None:

@@ -55,6 +55,16 @@ class Settings:
     local_redis_port: int = 16379
     # RocksDB table data of the worker.
     data_dir: Path = field(default_factory=lambda: _default_home() / "worker-data")
+    # The memory all RocksDB stores of a worker share: memtables (flushed to disk beyond
+    # this budget) are charged to the block cache, which holds them, the index and filter
+    # blocks and the cached data blocks.
+    store_write_buffer_mb: int = 64
+    store_block_cache_mb: int = 128
+    # How often the worker hands freed heap back to the system (glibc); 0: never.
+    heap_trim_interval_s: float = 10.0
+    # glibc malloc arenas of the worker process (each keeps its own free memory);
+    # 0: glibc's default, 8 per core.
+    malloc_arenas: int = 2
     # Compacted topics roll a segment at least this often and compact it within this lag,
     # and keep a tombstone this long: together they bound how long a deleted event's
     # last value (then its tombstone) stays readable in a changelog.
@@ -113,6 +123,16 @@ class Settings:
             local_kafka_port=_int(env, "DRIFTLINE_LOCAL_KAFKA_PORT", defaults.local_kafka_port),
             local_redis_port=_int(env, "DRIFTLINE_LOCAL_REDIS_PORT", defaults.local_redis_port),
             data_dir=Path(env.get("DRIFTLINE_DATA_DIR", str(home / "worker-data"))),
+            store_write_buffer_mb=_int(
+                env, "DRIFTLINE_STORE_WRITE_BUFFER_MB", defaults.store_write_buffer_mb
+            ),
+            store_block_cache_mb=_int(
+                env, "DRIFTLINE_STORE_BLOCK_CACHE_MB", defaults.store_block_cache_mb
+            ),
+            heap_trim_interval_s=_float(
+                env, "DRIFTLINE_HEAP_TRIM_INTERVAL_S", defaults.heap_trim_interval_s
+            ),
+            malloc_arenas=_int(env, "DRIFTLINE_MALLOC_ARENAS", defaults.malloc_arenas),
             compaction_lag_ms=_int(env, "DRIFTLINE_COMPACTION_LAG_MS", defaults.compaction_lag_ms),
             tombstone_retention_ms=_int(
                 env, "DRIFTLINE_TOMBSTONE_RETENTION_MS", defaults.tombstone_retention_ms
@@ -160,6 +180,10 @@ class Settings:
             "DRIFTLINE_LOCAL_KAFKA_PORT": str(self.local_kafka_port),
             "DRIFTLINE_LOCAL_REDIS_PORT": str(self.local_redis_port),
             "DRIFTLINE_DATA_DIR": str(self.data_dir),
+            "DRIFTLINE_STORE_WRITE_BUFFER_MB": str(self.store_write_buffer_mb),
+            "DRIFTLINE_STORE_BLOCK_CACHE_MB": str(self.store_block_cache_mb),
+            "DRIFTLINE_HEAP_TRIM_INTERVAL_S": str(self.heap_trim_interval_s),
+            "DRIFTLINE_MALLOC_ARENAS": str(self.malloc_arenas),
             "DRIFTLINE_COMPACTION_LAG_MS": str(self.compaction_lag_ms),
             "DRIFTLINE_TOMBSTONE_RETENTION_MS": str(self.tombstone_retention_ms),
             "EVENT_DELETION_BATCH_SIZE": str(self.event_deletion_batch_size),

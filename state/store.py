@@ -12,13 +12,25 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
+from functools import cache
 from pathlib import Path
 
 import orjson
-from rocksdict import Options, Rdict, WriteBatch
+from rocksdict import (
+    BlockBasedOptions,
+    Cache,
+    Options,
+    Rdict,
+    WriteBatch,
+    WriteBufferManager,
+)
 
 _SEPARATOR = b"\x00"
 _CHECKPOINT_KEY = b"\x00checkpoint"
+
+# What a store's memory is made of (RocksDB properties): memtables, the index and filter
+# blocks held outside the block cache, and the block cache (shared or the store's own).
+MEMORY = ("size-all-mem-tables", "estimate-table-readers-mem", "block-cache-usage")
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,13 +78,64 @@ def split_store_key(raw: bytes) -> tuple[str, bytes]:
     return table.decode(), key
 
 
-class PartitionStore:
-    def __init__(self, path: Path) -> None:
-        path.mkdir(parents=True, exist_ok=True)
-        self.path = path
+MIB = 1024 * 1024
+
+
+class StoreResources:
+    """The memory budget every ``PartitionStore`` of a process shares.
+
+    With RocksDB's defaults each store had memtables of up to 2 x 64 MiB and a cache of
+    its own, and a worker holds a dozen stores: memtables grew with the events stored
+    (458 MiB at 1M events, none yet full enough to flush) and the worker's RSS with them.
+    Here one write-buffer manager bounds the memtables of all stores together, and charges
+    them to the one block cache, so memtables plus cached blocks stay within
+    ``block_cache_bytes``. Index and filter blocks live in that cache too: held by the
+    table readers instead, they grew by ~8 MiB per 3M stored events, without bound.
+    """
+
+    def __init__(
+        self, write_buffer_bytes: int = 64 * MIB, block_cache_bytes: int = 128 * MIB
+    ) -> None:
+        self.write_buffer_bytes = write_buffer_bytes
+        self.block_cache_bytes = block_cache_bytes
+        self.cache = Cache(block_cache_bytes)
+        self.write_buffers = WriteBufferManager.new_write_buffer_manager_with_cache(
+            write_buffer_bytes, False, self.cache
+        )
+
+    def options(self) -> Options:
         options = Options(raw_mode=True)
         options.create_if_missing(True)
-        self._db = Rdict(str(path), options)
+        options.set_write_buffer_manager(self.write_buffers)
+        # A store's own memtable flushes at a quarter of the shared budget at the latest,
+        # so one busy partition cannot hold all of it.
+        options.set_write_buffer_size(max(MIB, self.write_buffer_bytes // 4))
+        options.set_max_write_buffer_number(2)
+        table = BlockBasedOptions()
+        table.set_block_cache(self.cache)
+        table.set_cache_index_and_filter_blocks(True)
+        table.set_pin_l0_filter_and_index_blocks_in_cache(True)
+        # Point lookups of absent keys (every insert looks for its event) skip the files:
+        # 200k of them in a store of 1.5M events took 0.14 s instead of 0.19 s.
+        table.set_bloom_filter(10, False)
+        options.set_block_based_table_factory(table)
+        return options
+
+
+@cache
+def default_resources() -> StoreResources:
+    """The budget of stores opened without one (tools, tests): one per process as well."""
+    return StoreResources()
+
+
+class PartitionStore:
+    def __init__(self, path: Path, resources: StoreResources | None = None) -> None:
+        path.mkdir(parents=True, exist_ok=True)
+        self.path = path
+        self.resources = default_resources() if resources is None else resources
+        self._db = Rdict(str(path), self.resources.options())
+        # Stores reporting the same block cache (shared) have the same id.
+        self.cache_id = id(self.resources.cache)
 
     def get(self, table: str, key: bytes) -> bytes | None:
         value: bytes | None = self._db.get(store_key(table, key))
@@ -123,6 +186,10 @@ class PartitionStore:
                 batch.put(key, value)
         batch.put(_CHECKPOINT_KEY, checkpoint.to_bytes())
         self._db.write(batch)
+
+    def memory(self) -> dict[str, int]:
+        """RocksDB's own account of the memory it holds, by the property names above."""
+        return {name: self._db.property_int_value(f"rocksdb.{name}") or 0 for name in MEMORY}
 
     def close(self) -> None:
         self._db.close()

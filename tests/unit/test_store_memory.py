@@ -29,10 +29,12 @@ def test_stores_with_one_budget_keep_their_memtables_within_it(tmp_path: Path) -
         # 36 MiB written, RocksDB's default would hold all of it (64 MiB per memtable).
         assert memtables <= 8 * MIB
         assert any(path.suffix == ".sst" for path in (tmp_path / "0").iterdir())
-        # The memtables are charged to the one cache that every store reports.
-        usages = {store.memory()["block-cache-usage"] for store in stores}
-        assert len(usages) == 1
-        assert usages.pop() >= resources.write_buffers.get_usage() > 0
+        # The memtables are charged to the one cache that every store reports: each store
+        # reports at least all of the stores' memtables. (Read one after the other, the
+        # figures may differ: a background flush only lowers them, and the budget is read
+        # last.)
+        usages = [store.memory()["block-cache-usage"] for store in stores]
+        assert min(usages) >= resources.write_buffers.get_usage() > 0
         assert len({store.cache_id for store in stores}) == 1
         assert stores[2].get("t", b"211-5") == b"x" * 1000
     finally:

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import json
 import math
-import re
 from typing import Any
 
 import orjson
@@ -27,7 +26,13 @@ import orjson
 # Marks a tagged value written by the standard library (it holds an integer beyond 64
 # bits); no JSON document starts with it.
 _BIG_INTEGERS = b"J"
-_LONG_DIGITS = re.compile(rb"[0-9]{19}")
+# The scan for 19 digits in a row: every digit made "0", every other byte " ", then a
+# substring search. Both are plain C loops; the regular expression ``[0-9]{19}`` cost
+# 12 µs on a 390-byte event (the floats' digit runs make it retry at every digit), four
+# times orjson's parse, against 1.4 µs for this (py-spy: 17% of the merge agent's time
+# was in ``loads``, 2/3 of it the scan).
+_DIGITS_ONLY = bytes(0x30 if 0x30 <= byte <= 0x39 else 0x20 for byte in range(256))
+_LONG_DIGITS = b"0" * 19
 
 
 class JSONError(ValueError):
@@ -51,7 +56,7 @@ def dumps(value: Any, option: int = 0) -> bytes:
 def loads(raw: bytes | str) -> Any:
     """Plain JSON, every integer exact; ``JSONError`` for what orjson would refuse."""
     encoded = raw.encode() if isinstance(raw, str) else raw
-    if _LONG_DIGITS.search(encoded) is None:
+    if _LONG_DIGITS not in encoded.translate(_DIGITS_ONLY):
         try:
             return orjson.loads(encoded)
         except orjson.JSONDecodeError as error:

@@ -357,7 +357,8 @@ class PartitionedRunner:
         except Exception as error:
             raise PoisonError(reason_of(error)) from error
         next_input = batch[-1].offset() + 1 if next_input is None else next_input
-        input_ms = max(message.timestamp()[1] for message in batch)
+        # Only a runner on the input's clock reads the batch's timestamps.
+        input_ms = max(m.timestamp()[1] for m in batch) if self.config.input_clock else -1
         return _Applied(result, store.checkpoint().following(next_input), input_ms)
 
     def _isolate(self, partition: int, batch: Sequence[Message], end: int) -> None:

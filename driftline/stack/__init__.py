@@ -7,6 +7,7 @@ from urllib.parse import urlparse
 
 from driftline.settings import Settings
 from driftline.stack.kafka import LocalKafka, kafka_libs
+from driftline.stack.packages import WALKTHROUGH_TOOLS, ensure_commands
 from driftline.stack.redis import LocalRedis, ensure_redis_server_binary, redis_answers
 
 __all__ = ["Endpoints", "LocalKafka", "LocalRedis", "down", "prepare", "up"]
@@ -19,7 +20,9 @@ class Endpoints:
 
 
 def prepare(settings: Settings) -> None:
-    """Install what the embedded stack needs (broker jars, redis-server) without starting it."""
+    """Install what the embedded stack needs (broker jars, redis-server) without starting it,
+    and kcat and jq, which the README's walk-through (and the test that runs it) uses."""
+    ensure_commands(WALKTHROUGH_TOOLS)
     if settings.kafka_bootstrap_servers is None:
         kafka_libs(settings.home, settings.kafka_version)
     if settings.redis_url is None or not redis_answers(settings.redis_url):

@@ -5,26 +5,46 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+from collections.abc import Mapping
+
+# What the README's walk-through for a service in another language runs besides curl:
+# kcat publishes to the ingest topic, jq reads the API's JSON answers. Command -> package.
+WALKTHROUGH_TOOLS: Mapping[str, str] = {"kcat": "kcat", "jq": "jq"}
 
 
 def ensure_command(command: str, debian_package: str) -> str:
     """The path of ``command``, installing ``debian_package`` with apt-get when it is absent."""
-    found = shutil.which(command)
-    if found is not None:
-        return found
+    return ensure_commands({command: debian_package})[command]
+
+
+def ensure_commands(packages: Mapping[str, str]) -> dict[str, str]:
+    """The path of each command, installing the Debian packages of the missing ones in one
+    apt-get run (one index update however many are missing)."""
+    missing = {
+        command: package for command, package in packages.items() if not shutil.which(command)
+    }
+    if missing:
+        _apt_install(sorted(set(missing.values())))
+    found: dict[str, str] = {}
+    for command, package in packages.items():
+        path = shutil.which(command)
+        if path is None:
+            raise RuntimeError(f"apt-get installed {package} but {command} is not on PATH")
+        found[command] = path
+    return found
+
+
+def _apt_install(debian_packages: list[str]) -> None:
+    named = ", ".join(debian_packages)
     if shutil.which("apt-get") is None or os.geteuid() != 0:
         raise RuntimeError(
-            f"{command} is not installed and cannot be installed automatically (needs root "
-            f"and apt-get); install the {debian_package} package"
+            f"{named} not installed and cannot be installed automatically (needs root and "
+            f"apt-get); install the Debian package(s) {named}"
         )
     env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
     subprocess.run(["apt-get", "update", "-qq"], check=True, env=env)
     subprocess.run(
-        ["apt-get", "install", "-y", "-qq", "--no-install-recommends", debian_package],
+        ["apt-get", "install", "-y", "-qq", "--no-install-recommends", *debian_packages],
         check=True,
         env=env,
     )
-    found = shutil.which(command)
-    if found is None:
-        raise RuntimeError(f"apt-get installed {debian_package} but {command} is not on PATH")
-    return found

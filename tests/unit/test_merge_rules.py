@@ -178,6 +178,28 @@ def test_update_with_timestamp_moves_the_event_and_reports_both_states() -> None
     assert (change.before.timestamp_ms, change.after.timestamp_ms) == (3_600_000, 7_200_000)
 
 
+def test_reinserting_a_labelled_event_replaces_it_label_included() -> None:
+    """What SCHEMAS.md promises a producer that re-sends an insert (a retry, a backfill):
+    the new insert is the whole event; a label given by an update is gone unless resent,
+    and without event_timestamp the event takes the new message's Kafka timestamp."""
+    key = event_key(MODEL, "e1")
+    store = run([Insert(MODEL, "e1", {"age": 30, "label": None, "uri": "u"}, 1000, 5, 0)])
+    run([Update(MODEL, "e1", {"label": 1}, None, 6, 1)], store)
+    assert store.events[key].columns == {"age": 30, "label": 1, "uri": "u"}
+
+    outcome = merge_batch(
+        [Insert(MODEL, "e1", {"age": 31, "label": None}, None, 9_000, 2)],
+        [b"{}"], store, {MODEL: SPEC}.get, PARK_LIMIT,
+    )  # fmt: skip
+    (change,) = outcome.changes
+    assert change.before is not None
+    assert change.before.columns["label"] == 1  # retracted from its bin
+    replaced = outcome.events[key]
+    assert replaced is not None
+    assert replaced.columns == {"age": 31, "label": None}
+    assert replaced.timestamp_ms == 9_000
+
+
 def test_update_before_insert_waits_then_applies_in_order() -> None:
     store = run(
         [

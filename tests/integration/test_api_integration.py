@@ -1,5 +1,6 @@
 """The REST API on the real broker and Redis: auth, delete requests and their rate limit,
-publishing over HTTP, slices, metrics, and deletions end to end through the workers."""
+publishing over HTTP, slices, metrics, and deletions end to end through the workers (the
+OpenAPI document against the running API: test_openapi_conformance.py)."""
 
 from __future__ import annotations
 
@@ -425,46 +426,3 @@ def test_the_cli_deletes_a_range_with_a_progress_bar(
     assert refused.exit_code == 1
     assert "aligned to the hour" in refused.output
     assert "Traceback" not in refused.output
-
-
-# --- the OpenAPI document against the running API -------------------------------------------
-
-
-def test_schemathesis_finds_no_server_error_or_schema_violation(
-    settings: Settings, start_api: StartApi
-) -> None:
-    """Generated requests for every documented operation: no 5xx, and every answer's status,
-    content type, headers and body are the ones the document declares."""
-    import schemathesis
-    from hypothesis import HealthCheck, given
-    from hypothesis import settings as hypothesis_settings
-    from schemathesis.checks import not_a_server_error
-    from schemathesis.specs.openapi.checks import (
-        content_type_conformance,
-        response_headers_conformance,
-        response_schema_conformance,
-        status_code_conformance,
-    )
-
-    api = start_api()
-    token = token_for(api)
-    schema = schemathesis.openapi.from_url(f"{api.url}/openapi.json")
-    checks = [not_a_server_error, status_code_conformance, content_type_conformance,
-              response_headers_conformance, response_schema_conformance]  # fmt: skip
-    operations = [result.ok() for result in schema.get_all_operations()]
-    assert len(operations) >= 10  # the document it was loaded from may be left out
-
-    for operation in operations:
-        # A publish body names a random model, and the registry takes ~0.5 s to say a
-        # model is unknown: fewer examples there keep the test within seconds.
-        examples = 8 if operation.path == "/v1/events" and operation.method.upper() != "GET" else 25
-
-        @given(case=operation.as_strategy())
-        @hypothesis_settings(max_examples=examples, deadline=None, database=None,
-                             suppress_health_check=list(HealthCheck))  # fmt: skip
-        def conforms(case: Any) -> None:
-            case.call_and_validate(
-                base_url=api.url, headers={"Authorization": f"Bearer {token}"}, checks=checks
-            )
-
-        conforms()

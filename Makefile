@@ -16,7 +16,7 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP) ## Create .venv and install Driftline with its dev tools
 
-prepare: install ## Fetch the Kafka broker jars (Maven) and install redis-server if missing
+prepare: install ## Fetch the Kafka broker jars (Maven) and install redis-server, kcat and jq if missing
 	$(BIN)/driftline stack prepare
 
 demo: prepare ## Start Kafka, Redis and a worker; run the demo model with delayed labels

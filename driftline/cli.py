@@ -32,7 +32,8 @@ def stack() -> None:
 @stack.command("prepare")
 @click.pass_obj
 def stack_prepare(settings: Settings) -> None:
-    """Install what the stack needs (Kafka jars via Maven, redis-server) without starting it."""
+    """Install what the stack needs (Kafka jars via Maven, redis-server) and the walk-through's
+    kcat and jq, without starting anything."""
     from driftline import stack as local
 
     local.prepare(settings)

@@ -8,11 +8,9 @@ from __future__ import annotations
 
 import base64
 import binascii
-import re
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import Any
 
 import orjson
@@ -28,7 +26,6 @@ DEFAULT_SLICE_LIMIT = 1_000
 MAX_SLICE_LIMIT = 10_000
 HOUR_FORMAT = "YYYY-MM-DD HH:00:00"
 
-_HOUR_SHAPE = re.compile(r"\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2}")
 _DELETE_FIELDS = frozenset(
     {"project_id", "model_id", "event_ids", "time_range", "update_metrics", "environment"}
 )
@@ -165,10 +162,12 @@ def parse_event_ids(raw: object, field: str) -> tuple[str, ...]:
 
 
 def parse_time_range(raw: object) -> tuple[int, int]:
+    """A delete's ``{start_time, end_time}``: the times every route takes, on the hour."""
     if not isinstance(raw, Mapping):
         raise bad_request(
             f"'time_range' must be an object {{'start_time': '{HOUR_FORMAT}', 'end_time': "
-            f"'{HOUR_FORMAT}'}}; got {_short(raw)}"
+            f"'{HOUR_FORMAT}'}} (or UTC milliseconds, or ISO 8601 with a zone, on the hour); "
+            f"got {_short(raw)}"
         )
     _refuse_unknown(raw, {"start_time", "end_time"}, where="'time_range'")
     start = parse_hour(raw.get("start_time"), "time_range.start_time")
@@ -176,30 +175,17 @@ def parse_time_range(raw: object) -> tuple[int, int]:
     if start >= end:
         raise bad_request(
             "time_range.start_time must be before time_range.end_time (start_time <= t < "
-            f"end_time); got {raw['start_time']!r} and {raw['end_time']!r}"
+            f"end_time); got {raw['start_time']} and {raw['end_time']}"
         )
     return start, end
 
 
 def parse_hour(value: object, field: str) -> int:
-    """A UTC hour as ``YYYY-MM-DD HH:00:00``, in ms since the epoch."""
-    if not isinstance(value, str):
-        raise bad_request(f"{field} must be a string '{HOUR_FORMAT}' (UTC); got {value!r}")
-    if not _HOUR_SHAPE.fullmatch(value):
-        raise bad_request(
-            f"{field} must be exactly '{HOUR_FORMAT}' in UTC, without a time zone or 'T'; "
-            f"got {value!r}"
-        )
+    """A UTC hour in any of the forms ``state.instants`` reads, in ms since the epoch."""
     try:
-        parsed = datetime.strptime(value, "%Y-%m-%d %H:%M:%S").replace(tzinfo=UTC)
-    except ValueError:
-        raise bad_request(f"{field} {value!r} is not a valid date and time") from None
-    if parsed.minute or parsed.second:
-        raise bad_request(
-            f"{field} must be aligned to the hour (minutes and seconds 00): "
-            f"{value!r} -> {parsed.strftime('%Y-%m-%d %H:00:00')!r}"
-        )
-    return int(parsed.timestamp()) * 1000
+        return instants.parse_hour(value, field)
+    except ValueError as error:
+        raise bad_request(str(error)) from None
 
 
 # --- publishing over HTTP ----------------------------------------------------------------
@@ -363,7 +349,7 @@ def parse_slice(items: Iterable[tuple[str, str]]) -> SliceQuery:
 
 
 def parse_metrics(query: Mapping[str, str]) -> tuple[str, str, int, int]:
-    """``GET /v1/metrics``: project_id, model_id, start, end (UTC ms or ISO-8601)."""
+    """``GET /v1/metrics``: project_id, model_id, start, end (any form of ``state.instants``)."""
     project_id, model_id = model_name(query, "project_id"), model_name(query, "model_id")
     start = parse_instant(query.get("start"), "start")
     end = parse_instant(query.get("end"), "end")
@@ -373,7 +359,7 @@ def parse_metrics(query: Mapping[str, str]) -> tuple[str, str, int, int]:
 
 
 def parse_instant(raw: str | None, name: str) -> int:
-    """UTC milliseconds, or ISO-8601 with a time zone."""
+    """UTC ms, ISO 8601 with a zone, or ``YYYY-MM-DD HH:MM:SS`` as UTC; 400 otherwise."""
     try:
         return instants.parse_instant(raw, name)
     except ValueError as error:

@@ -49,8 +49,10 @@ __all__ = [
     "UnknownModelError",
 ]
 
-# (start, end) or {"start_time": ..., "end_time": ...}: "YYYY-MM-DD HH:00:00" UTC or datetimes.
-TimeRange = tuple[str | datetime, str | datetime] | Mapping[str, str | datetime]
+# (start, end) or {"start_time": ..., "end_time": ...}, each on the hour: UTC ms, ISO 8601
+# with a zone, "YYYY-MM-DD HH:00:00" (UTC), or an aware datetime.
+Instant = int | str | datetime
+TimeRange = tuple[Instant, Instant] | Mapping[str, Instant]
 
 
 class ApiError(RuntimeError):
@@ -214,7 +216,8 @@ class Driftline:
         """Delete events by ids (up to 10,000) or by hour-aligned UTC time range, via the API.
 
         ``time_range`` is ``(start, end)`` or ``{"start_time": ..., "end_time": ...}``, each
-        ``"YYYY-MM-DD HH:00:00"`` (UTC) or a timezone-aware datetime on the hour; events
+        on the hour: UTC ms, ISO 8601 with a zone, ``"YYYY-MM-DD HH:00:00"`` (UTC) or a
+        timezone-aware datetime, the forms every route takes; events
         with ``start <= t < end`` are deleted. ``update_metrics`` retracts them from the
         metric bins (by default the bins keep their values). With ``wait`` this returns
         the final status (``status``, ``deleted``, ...) once every partition is done, or
@@ -401,13 +404,14 @@ def _time_range_body(time_range: TimeRange) -> dict[str, str]:
 
 
 def _hour_text(value: Any) -> Any:
-    """An aware datetime as the API's UTC hour text; anything else is for the API to judge."""
+    """An aware datetime as ISO 8601 in UTC (with ms, so that an unaligned one reaches the
+    API's alignment check as it is); anything else (ms, text) is for the API to judge."""
     if isinstance(value, datetime):
         if value.tzinfo is None:
             raise InvalidEventError(
                 f"time_range: {value} has no time zone; give a UTC time on the hour"
             )
-        return value.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S")
+        return value.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
     return value
 
 

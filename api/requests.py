@@ -79,7 +79,7 @@ def model_of(body: object) -> tuple[str, str] | None:
 # A name's value as JSON (``"project_id": "shop"``), JSON-like text (``'project_id': 'shop'``)
 # or a form field (``project_id=shop``).
 _NAMED_VALUE = {
-    field: re.compile(rf"""["']?{field}["']?\s*[:=]\s*["']?([^"'/\\&,}}\s]+)""")
+    field: re.compile(rf"""(?<![\w-])["']?{field}["']?\s*[:=]\s*["']?([^"'/\\&,}}\s]+)""")
     for field in ("project_id", "model_id")
 }
 
@@ -93,11 +93,10 @@ def model_named_anywhere(raw: bytes, query: Mapping[str, str]) -> tuple[str, str
     not an untouched one.
     """
     try:
-        found = model_of(orjson.loads(raw))
+        # Valid JSON says exactly what it names (a name with '/' names no model).
+        return model_of(orjson.loads(raw)) or model_of(query)
     except orjson.JSONDecodeError:
-        found = None
-    if found is not None:
-        return found
+        pass
     text = raw[:65_536].decode("utf-8", errors="replace")
     matches = {field: pattern.search(text) for field, pattern in _NAMED_VALUE.items()}
     if matches["project_id"] and matches["model_id"]:

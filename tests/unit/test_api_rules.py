@@ -313,7 +313,17 @@ def test_the_model_is_found_in_the_query_when_the_body_has_none() -> None:
     )
 
 
-@pytest.mark.parametrize("raw", [b"", b"not json", b'{"project_id": "shop"}', b"\xff\xfe"])
+@pytest.mark.parametrize(
+    "raw",
+    [
+        b"",
+        b"not json",
+        b'{"project_id": "shop"}',
+        b"\xff\xfe",
+        b'{"project_id": "shop", "model_id": "a/b"}',  # JSON naming no valid model
+        b'{"my_project_id": "shop", "the_model_id": "fraud"',  # other names
+    ],
+)
 def test_no_model_when_nothing_names_one(raw: bytes) -> None:
     assert model_named_anywhere(raw, {}) is None
 

@@ -24,7 +24,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Collection
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -60,7 +60,9 @@ from api.requests import (
     parse_slice,
     publish_answer,
     publish_messages,
+    query_parameters_of,
     query_values,
+    takes_query,
 )
 from api.responses import csv_columns, deletion_status, public_row, to_csv
 from api.workers import Workers, WorkerUnavailableError
@@ -196,29 +198,13 @@ async def _services(app: web.Application) -> AsyncIterator[None]:
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
-# The query parameters each handler takes (``takes_query``); a handler not listed takes
-# none. (names it takes, names that may repeat)
-_QUERY_PARAMETERS: dict[Handler, tuple[frozenset[str], frozenset[str]]] = {}
-
-
-def takes_query(*names: str, repeatable: Collection[str] = ()) -> Callable[[Handler], Handler]:
-    """Declare the query parameters a route takes: every other name is a 400 (``_query``)."""
-
-    def declare(handler: Handler) -> Handler:
-        _QUERY_PARAMETERS[handler] = (frozenset(names), frozenset(repeatable))
-        return handler
-
-    return declare
-
 
 @web.middleware
 async def _query(request: web.Request, handler: Handler) -> web.StreamResponse:
     """One rule for every route: a query parameter the route does not take is a 400 that
     names it, and so is one given twice that the route takes once."""
     if request.match_info.http_exception is None:
-        known, repeatable = _QUERY_PARAMETERS.get(
-            request.match_info.handler, (frozenset(), frozenset())
-        )
+        known, repeatable = query_parameters_of(request.match_info.handler)
         query_values(request.query.items(), known, repeatable)
     return await handler(request)
 

@@ -11,10 +11,10 @@ import binascii
 import hashlib
 import re
 from collections import Counter
-from collections.abc import Collection, Iterable, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeVar
 
 import orjson
 
@@ -105,6 +105,28 @@ def model_named_anywhere(raw: bytes, query: Mapping[str, str]) -> tuple[str, str
 
 
 # --- query strings and content types ------------------------------------------------------
+
+
+_Handler = TypeVar("_Handler", bound=Callable[..., Any])
+# The query parameters each route handler takes (``takes_query``): (names, names that
+# may repeat). A handler not listed takes none.
+_QUERY_PARAMETERS: dict[Callable[..., Any], tuple[frozenset[str], frozenset[str]]] = {}
+
+
+def takes_query(*names: str, repeatable: Collection[str] = ()) -> Callable[[_Handler], _Handler]:
+    """Declare the query parameters a route handler takes; the API refuses every other
+    name with a 400 (``api.app._query`` applies ``query_values`` to every route)."""
+
+    def declare(handler: _Handler) -> _Handler:
+        _QUERY_PARAMETERS[handler] = (frozenset(names), frozenset(repeatable))
+        return handler
+
+    return declare
+
+
+def query_parameters_of(handler: Callable[..., Any]) -> tuple[frozenset[str], frozenset[str]]:
+    """(names, repeatable names) a handler declared with ``takes_query``; none if it did not."""
+    return _QUERY_PARAMETERS.get(handler, (frozenset(), frozenset()))
 
 
 def query_values(

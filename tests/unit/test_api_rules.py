@@ -22,7 +22,9 @@ from api.requests import (
     parse_slice,
     publish_answer,
     publish_messages,
+    query_parameters_of,
     query_values,
+    takes_query,
 )
 from state.commands import Insert
 from state.events import dropped_insert_fields
@@ -177,6 +179,16 @@ def test_one_rule_for_query_parameters() -> None:
     assert "unknown query parameter(s) 'strat', 'zz'; the query parameters are a" in message
     assert "'a' is given twice" in refused(query_values, [("a", "1"), ("a", "2")], {"a"})
     assert "'x'" in refused(query_values, [("x", "1")], ())
+
+
+def test_a_handler_declares_its_query_parameters_and_takes_none_otherwise() -> None:
+    @takes_query("limit", "cursor", repeatable={"id"})
+    async def declared() -> None: ...
+
+    async def undeclared() -> None: ...
+
+    assert query_parameters_of(declared) == (frozenset({"limit", "cursor"}), frozenset({"id"}))
+    assert query_parameters_of(undeclared) == (frozenset(), frozenset())
 
 
 def test_metrics_refuse_unknown_query_parameters() -> None:

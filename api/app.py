@@ -13,6 +13,11 @@ Routes (the OpenAPI document ``api/openapi.yaml`` describes each):
 - ``GET /v1/metrics``: hourly bins
 - ``GET /health``, ``GET /ready``, ``GET /openapi.yaml``, ``GET /openapi.json``: open
 
+One set of request rules for every route: ``_query`` refuses query parameters a handler
+did not declare with ``api.requests.takes_query``; JSON routes read their body through
+``_json_body`` (415 for another Content-Type); ``_delete_headers`` gives every delete
+answer its model's rate-limit window.
+
 Redis serves the bins, the delete rate limit and the workers' locations (slices and
 deletion progress need them); while it is down those routes answer 503 with
 ``Retry-After`` and the others (publishing, health, an unknown deletion) go on.

@@ -26,6 +26,7 @@ from state.baseline import profile_baseline, spec_from_data
 from state.events import dropped_update_fields
 from state.models import ModelSpec, model_key
 from state.registered import RegisteredModel
+from state.wording import shown
 from topics.admin import ensure_topics
 from topics.messages import encode_ingest, ingest_key
 from topics.models import ModelRegistry, publish_model
@@ -158,7 +159,7 @@ class Driftline:
         raises ``DeliveryError`` if it refused it; without, call ``flush()`` later.
         """
         if not isinstance(event, Mapping):
-            raise InvalidEventError(f"event must be a dict of column values, got {event!r}")
+            raise InvalidEventError(f"event must be a dict of column values, got {shown(event)}")
         spec = self.model(project_id, model_id)
         outgoing = outgoing_event(
             spec, event, update=update_event, event_id=event_id, event_timestamp=event_timestamp

@@ -66,8 +66,14 @@ class RedisBins:
             pipe.zadd(self.index_key(model), {str(hour): hour})
 
     def read_range(self, model: str, start_ms: int, end_ms: int) -> list[dict[str, Any]]:
-        """Bins whose hour starts in [start_ms, end_ms), oldest first."""
-        first, last = start_ms // HOUR_MS, (end_ms - 1) // HOUR_MS
+        """Bins whose hour starts in [start_ms, end_ms), oldest first.
+
+        The first hour is ``start_ms`` rounded *up* to an hour: flooring it returned the
+        hour before a start such as 10:00:00.001, whose bin starts before ``start``.
+        """
+        first, last = -(-start_ms // HOUR_MS), (end_ms - 1) // HOUR_MS
+        if first > last:  # [start, end) lies inside one hour and holds no hour's start
+            return []
         hours = self.client.zrangebyscore(self.index_key(model), first, last)
         if not hours:
             return []

@@ -13,6 +13,11 @@ Routes (the OpenAPI document ``api/openapi.yaml`` describes each):
 - ``GET /v1/metrics``: hourly bins
 - ``GET /health``, ``GET /ready``, ``GET /openapi.yaml``, ``GET /openapi.json``: open
 
+One set of request rules for every route: ``_query`` refuses query parameters a handler
+did not declare with ``api.requests.takes_query``; JSON routes read their body through
+``_json_body`` (415 for another Content-Type); ``_delete_headers`` gives every delete
+answer its model's rate-limit window.
+
 Redis serves the bins, the delete rate limit and the workers' locations (slices and
 deletion progress need them); while it is down those routes answer 503 with
 ``Retry-After`` and the others (publishing, health, an unknown deletion) go on.
@@ -46,22 +51,30 @@ from api.auth import Principal, TokenStore
 from api.deletions import deletion_messages, deletion_record
 from api.rate_limit import DeleteRateLimit
 from api.requests import (
+    METRICS_PARAMETERS,
+    SLICE_PARAMETERS,
     Cursor,
     RequestError,
     SliceQuery,
-    model_of,
+    content_type_problem,
+    model_named_anywhere,
     ordered_ids,
     parse_delete,
     parse_metrics,
     parse_publish,
     parse_slice,
+    publish_answer,
     publish_messages,
+    query_parameters_of,
+    query_values,
+    takes_query,
 )
 from api.responses import csv_columns, deletion_status, public_row, to_csv
 from api.workers import Workers, WorkerUnavailableError
 from driftline.settings import Settings
 from state import exact_json
 from state.models import ModelSpec, model_key
+from state.wording import shown
 from topics.admin import ensure_topics
 from topics.deletion_requests import DeletionRequests, publish_request, withdraw_request
 from topics.messages import deletion_key, ingest_key
@@ -111,7 +124,10 @@ SETTINGS = web.AppKey("settings", Settings)
 
 
 def create_app(settings: Settings) -> web.Application:
-    app = web.Application(client_max_size=settings.api_max_body_bytes, middlewares=[_errors, _auth])
+    app = web.Application(
+        client_max_size=settings.api_max_body_bytes,
+        middlewares=[_delete_headers, _errors, _auth, _query],
+    )
     app[SETTINGS] = settings
     app.cleanup_ctx.append(_services)
     document = OPENAPI_PATH.read_text()
@@ -189,6 +205,42 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
 @web.middleware
+async def _query(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """One rule for every route: a query parameter the route does not take is a 400 that
+    names it, and so is one given twice that the route takes once."""
+    if request.match_info.http_exception is None:
+        known, repeatable = query_parameters_of(request.match_info.handler)
+        query_values(request.query.items(), known, repeatable)
+    return await handler(request)
+
+
+@web.middleware
+async def _delete_headers(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Every answer of a delete route carries the model's rate-limit window (SPEC §2), also
+    those refused before the body was read as a delete request (401, 413, 415, a query or a
+    body that is not valid): the model is then read from the body as leniently as can be.
+    When no model can be found at all, the headers describe a window of no model: the
+    daily limit, all of it remaining, and the next midnight UTC."""
+    response = await handler(request)
+    if not _is_delete(request) or "X-RateLimit-Limit" in response.headers:
+        return response
+    try:
+        raw = await request.read()
+    except web.HTTPException:
+        raw = b""  # too large to read: no model can be found in it
+    named = model_named_anywhere(raw, request.query)
+    try:
+        window = await request.app[SERVICES].rate_limit.peek(
+            None if named is None else model_key(*named)
+        )
+    except Exception:
+        log.exception("the rate-limit headers of %s %s", request.method, request.path)
+        return response
+    response.headers.update(window.headers())
+    return response
+
+
+@web.middleware
 async def _errors(request: web.Request, handler: Handler) -> web.StreamResponse:
     """Every error as JSON ``{"error": ...}`` with a sentence that says what to do."""
     try:
@@ -240,14 +292,11 @@ async def _auth(request: web.Request, handler: Handler) -> web.StreamResponse:
         return await handler(request)
     principal = request.app[SERVICES].tokens.authenticate(request.headers.get("Authorization"))
     if principal is None:
-        headers = {"WWW-Authenticate": 'Bearer realm="driftline"'}
-        if _is_delete(request):
-            headers.update((await request.app[SERVICES].rate_limit.peek(None)).headers())
         return error_response(
             401,
             "a valid API token is required: send 'Authorization: Bearer <token>' (an "
             "operator creates one with `driftline api token --project P`)",
-            headers,
+            {"WWW-Authenticate": 'Bearer realm="driftline"'},
         )
     request["principal"] = principal
     return await handler(request)
@@ -294,23 +343,14 @@ async def ready(request: web.Request) -> web.Response:
 
 
 async def delete_events(request: web.Request) -> web.Response:
+    """A refusal before the count is taken (400, 403, 404, 415) costs nothing; its
+    rate-limit headers are added by ``_delete_headers``."""
     services = request.app[SERVICES]
     principal: Principal = request["principal"]
-    try:
-        body = orjson.loads(await request.read())
-    except orjson.JSONDecodeError as error:
-        window = await services.rate_limit.peek(None)
-        return error_response(400, f"the body is not valid JSON: {error}", window.headers())
-    named = model_of(body)
-    model = None if named is None else model_key(*named)
-    try:
-        deletion = parse_delete(body)
-        if not principal.may_use(deletion.project_id):
-            raise _forbidden(deletion.project_id)
-        await _spec(services, deletion.project_id, deletion.model_id)
-    except RequestError as error:
-        window = await services.rate_limit.peek(model)
-        return error_response(error.status, error.message, window.headers())
+    deletion = parse_delete(await _json_body(request))
+    if not principal.may_use(deletion.project_id):
+        raise _forbidden(deletion.project_id)
+    await _spec(services, deletion.project_id, deletion.model_id)
     model = model_key(deletion.project_id, deletion.model_id)
     now = datetime.now(UTC)
     try:
@@ -359,7 +399,7 @@ async def get_deletion(request: web.Request) -> web.Response:
     now_ms = int(datetime.now(UTC).timestamp() * 1000)
     record = await asyncio.to_thread(services.deletion_requests.get, deletion_id, now_ms)
     if record is None:
-        raise RequestError(404, f"no deletion {deletion_id!r} (ids are kept 30 days)")
+        raise RequestError(404, f"no deletion {shown(deletion_id)} (ids are kept 30 days)")
     if not request["principal"].may_use(record["project_id"]):
         raise _forbidden(record["project_id"])
     expected: dict[str, int] = record["expected"]
@@ -377,6 +417,7 @@ async def get_deletion(request: web.Request) -> web.Response:
 # --- slices --------------------------------------------------------------------------------
 
 
+@takes_query(*SLICE_PARAMETERS, repeatable={"event_id"})
 async def get_events(request: web.Request) -> web.Response:
     services = request.app[SERVICES]
     query = parse_slice(request.query.items())
@@ -410,12 +451,12 @@ async def _slice_by_range(
         page, next_after = await services.workers.page(partition, model, start, end, after, wanted)
         events.extend(page)
         if next_after is not None:
-            return events, Cursor(partition, next_after)
+            return events, query.cursor_at(partition, next_after)
         partition, after = partition + 1, ""
         if len(events) >= query.limit:
             break
     done = partition >= services.settings.ingest_partitions
-    return events, None if done else Cursor(partition, "")
+    return events, None if done else query.cursor_at(partition)
 
 
 async def _slice_by_ids(
@@ -445,7 +486,7 @@ async def _slice_by_ids(
     rank = {event_id: i for i, (_, event_id) in enumerate(page)}
     events.sort(key=lambda e: rank.get(e["event_id"], len(rank)))
     more = offset + query.limit < len(ordered)
-    return events, Cursor(offset=offset + query.limit) if more else None
+    return events, query.cursor_at(offset=offset + query.limit) if more else None
 
 
 # --- publishing ------------------------------------------------------------------------------
@@ -470,25 +511,23 @@ async def _publish(request: web.Request, update: bool) -> web.Response:
         publish_messages, spec, batch.rows, update, services.settings.max_event_bytes
     )
     messages, event_ids, errors, dropped = checked
-    try:
-        await _produce(services, messages)
-    except DeliveryError as error:
-        raise RequestError(503, f"the broker did not accept the events ({error}); retry") from None
-    body = {
-        "accepted": len(event_ids),
-        "errors": errors,
-        "event_ids": event_ids,
-        "dropped_fields": dict(dropped.most_common()),
-    }
-    return json_response(body, 207 if errors else 200)
+    if messages:
+        try:
+            await _produce(services, messages)
+        except DeliveryError as error:
+            message = f"the broker did not accept the events ({error}); retry"
+            raise RequestError(503, message) from None
+    body, status = publish_answer(event_ids, errors, dropped)
+    return json_response(body, status)
 
 
 # --- metrics ---------------------------------------------------------------------------------
 
 
+@takes_query(*METRICS_PARAMETERS)
 async def get_metrics(request: web.Request) -> web.Response:
     services = request.app[SERVICES]
-    project_id, model_id, start, end = parse_metrics(request.query)
+    project_id, model_id, start, end = parse_metrics(request.query.items())
     _check_scope(request, project_id)
     await _spec(services, project_id, model_id)
     bins = await asyncio.to_thread(
@@ -547,8 +586,18 @@ async def _withdraw(services: Services, deletion_id: str, model: str, now: datet
 
 
 async def _json_body(request: web.Request) -> Any:
+    """The body of a JSON route: 415 for another Content-Type, 400 if it is not JSON.
+
+    Routes opt in by calling this (a route that also takes uploads checks its own types).
+    """
+    problem = content_type_problem(request.headers.get("Content-Type"))
+    if problem is not None:
+        raise RequestError(415, problem)
+    raw = await request.read()
+    if not raw.strip():
+        raise RequestError(400, "the body is empty; send a JSON object")
     try:
-        return orjson.loads(await request.read())
+        return orjson.loads(raw)
     except orjson.JSONDecodeError as error:
         raise RequestError(400, f"the body is not valid JSON: {error}") from None
 
@@ -560,7 +609,7 @@ def _check_scope(request: web.Request, project_id: str) -> None:
 
 def _forbidden(project_id: str) -> RequestError:
     return RequestError(
-        403, f"this token is not allowed to use project {project_id!r}; ask for one that is"
+        403, f"this token is not allowed to use project '{project_id}'; ask for one that is"
     )
 
 

@@ -20,6 +20,8 @@ from pathlib import Path
 
 import orjson
 
+from state.wording import shown
+
 
 def hash_token(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
@@ -102,7 +104,7 @@ def create_token(
         raise ValueError("a token needs at least one --project, or --all-projects")
     for project in project_list:
         if not project or "/" in project:
-            raise ValueError(f"project names are non-empty and without '/': {project!r}")
+            raise ValueError(f"project names are non-empty and without '/': {shown(project)}")
     token = secrets.token_urlsafe(32)
     try:
         current = orjson.loads(path.read_bytes())

@@ -136,8 +136,8 @@ def publish(settings: Settings, project_id: str, model_id: str, source: Path, up
     type=click.Path(exists=True, dir_okay=False, path_type=Path),
     help="A file with one event id per line.",
 )
-@click.option("--start", help="Delete by time range from this UTC hour, 'YYYY-MM-DD HH:00:00'.")
-@click.option("--end", help="... up to this UTC hour (exclusive), 'YYYY-MM-DD HH:00:00'.")
+@click.option("--start", help="Delete from this hour: 'YYYY-MM-DD HH:00:00' (UTC), UTC ms or ISO.")
+@click.option("--end", help="... up to this hour (exclusive), in the same forms.")
 @click.option(
     "--update-metrics", is_flag=True, help="Retract the deleted events from the metric bins."
 )
@@ -283,8 +283,9 @@ def show(settings: Settings, project_id: str, model_id: str, event_id: str) -> N
 
 @main.command()
 @click.argument("model")
-@click.option("--start", required=True, help="UTC ms or ISO-8601 with offset, inclusive.")
-@click.option("--end", required=True, help="UTC ms or ISO-8601 with offset, exclusive.")
+@click.option("--start", required=True, help="UTC ms, ISO 8601 with a zone or "
+              "'YYYY-MM-DD HH:MM:SS' (UTC); bins whose hour starts at or after it.")  # fmt: skip
+@click.option("--end", required=True, help="... and before this, in the same forms.")
 @click.pass_obj
 def metrics(settings: Settings, model: str, start: str, end: str) -> None:
     """Print the hourly bins of MODEL (project_id/model_id) between START and END."""

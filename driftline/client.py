@@ -26,6 +26,7 @@ from state.baseline import profile_baseline, spec_from_data
 from state.events import dropped_update_fields
 from state.models import ModelSpec, model_key
 from state.registered import RegisteredModel
+from state.wording import shown
 from topics.admin import ensure_topics
 from topics.messages import encode_ingest, ingest_key
 from topics.models import ModelRegistry, publish_model
@@ -49,8 +50,10 @@ __all__ = [
     "UnknownModelError",
 ]
 
-# (start, end) or {"start_time": ..., "end_time": ...}: "YYYY-MM-DD HH:00:00" UTC or datetimes.
-TimeRange = tuple[str | datetime, str | datetime] | Mapping[str, str | datetime]
+# (start, end) or {"start_time": ..., "end_time": ...}, each on the hour: UTC ms, ISO 8601
+# with a zone, "YYYY-MM-DD HH:00:00" (UTC), or an aware datetime.
+Instant = int | str | datetime
+TimeRange = tuple[Instant, Instant] | Mapping[str, Instant]
 
 
 class ApiError(RuntimeError):
@@ -156,7 +159,7 @@ class Driftline:
         raises ``DeliveryError`` if it refused it; without, call ``flush()`` later.
         """
         if not isinstance(event, Mapping):
-            raise InvalidEventError(f"event must be a dict of column values, got {event!r}")
+            raise InvalidEventError(f"event must be a dict of column values, got {shown(event)}")
         spec = self.model(project_id, model_id)
         outgoing = outgoing_event(
             spec, event, update=update_event, event_id=event_id, event_timestamp=event_timestamp
@@ -214,7 +217,8 @@ class Driftline:
         """Delete events by ids (up to 10,000) or by hour-aligned UTC time range, via the API.
 
         ``time_range`` is ``(start, end)`` or ``{"start_time": ..., "end_time": ...}``, each
-        ``"YYYY-MM-DD HH:00:00"`` (UTC) or a timezone-aware datetime on the hour; events
+        on the hour: UTC ms, ISO 8601 with a zone, ``"YYYY-MM-DD HH:00:00"`` (UTC) or a
+        timezone-aware datetime, the forms every route takes; events
         with ``start <= t < end`` are deleted. ``update_metrics`` retracts them from the
         metric bins (by default the bins keep their values). With ``wait`` this returns
         the final status (``status``, ``deleted``, ...) once every partition is done, or
@@ -401,13 +405,14 @@ def _time_range_body(time_range: TimeRange) -> dict[str, str]:
 
 
 def _hour_text(value: Any) -> Any:
-    """An aware datetime as the API's UTC hour text; anything else is for the API to judge."""
+    """An aware datetime as ISO 8601 in UTC (with ms, so that an unaligned one reaches the
+    API's alignment check as it is); anything else (ms, text) is for the API to judge."""
     if isinstance(value, datetime):
         if value.tzinfo is None:
             raise InvalidEventError(
                 f"time_range: {value} has no time zone; give a UTC time on the hour"
             )
-        return value.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S")
+        return value.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
     return value
 
 

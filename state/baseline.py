@@ -42,6 +42,7 @@ import numpy as np
 import pandas as pd
 
 from state.models import ColumnType, InvalidSpecError, ModelSpec, Task
+from state.wording import shown
 
 OTHER = "__other__"
 NUMERIC_BINS = 10
@@ -188,7 +189,7 @@ class BaselineProfile:
     def __post_init__(self) -> None:
         for name, column in self.columns.items():
             if name != column.name:
-                raise InvalidSpecError(f"profile of column {column.name!r} is filed as {name!r}")
+                raise InvalidSpecError(f"profile of column '{column.name}' is filed as '{name}'")
         _count(self.rows, "baseline rows")
 
     def to_dict(self) -> dict[str, Any]:
@@ -201,7 +202,7 @@ class BaselineProfile:
         for item in _list(raw, "columns"):
             column = ColumnProfile.from_dict(item)
             if column.name in columns:
-                raise InvalidSpecError(f"the baseline profile has column {column.name!r} twice")
+                raise InvalidSpecError(f"the baseline profile has column '{column.name}' twice")
             columns[column.name] = column
         return cls(columns=columns, rows=_count(raw.get("rows"), "baseline rows"))
 
@@ -418,7 +419,7 @@ def _fits_float(value: int) -> bool:
 
 def _check_column(column: ColumnProfile) -> None:
     """The invariants bin_of relies on; a profile breaking one was built wrong."""
-    where = f"profile of column {column.name!r}"
+    where = f"profile of column '{column.name}'"
     if column.numeric:
         if column.categories:
             raise InvalidSpecError(f"{where}: a {column.kind} column has no categories")
@@ -457,13 +458,13 @@ def _mapping(raw: Any, what: str, known: frozenset[str]) -> Mapping[str, Any]:
 def _list(raw: Mapping[str, Any], key: str) -> list[Any] | tuple[Any, ...]:
     value = raw.get(key, ())
     if not isinstance(value, list | tuple):
-        raise InvalidSpecError(f"{key} must be a list, got {value!r}")
+        raise InvalidSpecError(f"{key} must be a list, got {shown(value)}")
     return value
 
 
 def _text(value: Any, what: str) -> str:
     if not isinstance(value, str):
-        raise InvalidSpecError(f"{what} must be a string, got {value!r}")
+        raise InvalidSpecError(f"{what} must be a string, got {shown(value)}")
     return value
 
 
@@ -472,12 +473,14 @@ def _kind(value: Any) -> ColumnType:
         return ColumnType(value)
     except ValueError:
         allowed = ", ".join(kind.value for kind in ColumnType)
-        raise InvalidSpecError(f"column kind must be one of {allowed}; got {value!r}") from None
+        raise InvalidSpecError(
+            f"column kind must be one of {allowed}; got {shown(value)}"
+        ) from None
 
 
 def _number(value: Any, what: str) -> float:
     if isinstance(value, bool) or not isinstance(value, int | float):
-        raise InvalidSpecError(f"{what} must be a number, got {value!r}")
+        raise InvalidSpecError(f"{what} must be a number, got {shown(value)}")
     return float(value)
 
 
@@ -487,5 +490,5 @@ def _optional_number(value: Any, what: str) -> float | None:
 
 def _count(value: Any, what: str) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-        raise InvalidSpecError(f"{what} must be a non-negative integer, got {value!r}")
+        raise InvalidSpecError(f"{what} must be a non-negative integer, got {shown(value)}")
     return value

@@ -345,8 +345,7 @@ def _binary(counters: Counters, score: float, positive: bool, threshold: float) 
     predicted = score >= threshold
     cell = ("t" if predicted == positive else "f") + ("p" if predicted else "n")
     counters[cell] = 1
-    p = min(max(score if positive else 1.0 - score, EPS), 1.0 - EPS)
-    counters["ll"] = fixed(-math.log(p))
+    counters["ll"] = fixed(-math.log(_clipped(score if positive else 1.0 - score)))
     index = min(max(int(score * SCORE_BINS), 0), SCORE_BINS - 1)
     counters[f"{'s1' if positive else 's0'}:{index}"] = 1
 
@@ -361,8 +360,17 @@ def _multiclass(
     truth = classes.index(target)
     predicted = max(range(len(scores)), key=scores.__getitem__)
     counters[f"cm:{truth}:{predicted}"] = 1
-    p = min(max(scores[truth] / (sum(scores) or 1.0), EPS), 1.0 - EPS)
-    counters["ll"] = fixed(-math.log(p))
+    counters["ll"] = fixed(-math.log(_clipped(scores[truth])))
+
+
+def _clipped(probability: float) -> float:
+    """The probability as scikit-learn's ``log_loss`` uses it: clipped to [eps, 1 - eps].
+
+    scikit-learn (1.5 and later) uses the given probabilities as they are, without
+    dividing a row by its sum (it only warns when rows do not sum to one), so neither
+    does this: the same rows give the same log loss here and there.
+    """
+    return min(max(probability, EPS), 1.0 - EPS)
 
 
 def _regression(counters: Counters, prediction: float, truth: float) -> None:

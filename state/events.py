@@ -97,7 +97,7 @@ def inserted_event(spec: ModelSpec, insert: Insert) -> tuple[StoredEvent, list[s
     """The event an insert stores, and the columns it dropped because the spec lacks them."""
     known = spec.columns
     columns = {name: value for name, value in insert.columns.items() if name in known}
-    dropped = [name for name in insert.columns if name not in known]
+    dropped = dropped_insert_fields(spec, insert.columns)
     timestamp = insert.received_ms if insert.timestamp_ms is None else insert.timestamp_ms
     event = StoredEvent(insert.event_id, timestamp, columns, insert.received_ms, insert.offset)
     return event, dropped
@@ -119,6 +119,12 @@ def updated_event(
     applied = max(current.applied_offset, update.offset)
     updated = StoredEvent(current.event_id, timestamp, columns, current.ingested_ms, applied)
     return updated, dropped
+
+
+def dropped_insert_fields(spec: ModelSpec, columns: dict[str, JSONValue]) -> list[str]:
+    """What an insert will drop (columns the spec does not list); the API reports it."""
+    known = spec.columns
+    return [name for name in columns if name not in known]
 
 
 def dropped_update_fields(spec: ModelSpec, columns: dict[str, JSONValue]) -> list[str]:

@@ -3,7 +3,9 @@
 Everything is derived from sums, so a metric is as exact as its bin: after any sequence
 of late labels and deletions it equals the same formula over the bin's final events.
 Performance metrics are absent, not zero, when the bin has no event with both an output
-and a target.
+and a target; and one metric is absent (its key left out) when its denominator is zero
+(SPEC §3): a 0 would read as "the model never raises a false alarm" where the bin simply
+holds no negative to judge it by, and an alert on a low value would fire on it.
 """
 
 from __future__ import annotations
@@ -111,21 +113,26 @@ def performance(spec: ModelSpec, counters: Counters) -> dict[str, float] | None:
     return _regression(counters, n)
 
 
-def _ratio(numerator: float, denominator: float) -> float:
-    """scikit-learn's zero_division=0 convention."""
-    return numerator / denominator if denominator else 0.0
+def _put_ratio(result: dict[str, float], name: str, numerator: float, denominator: float) -> None:
+    """``result[name] = numerator / denominator``, left out when the denominator is zero.
+
+    scikit-learn answers such a ratio with its ``zero_division`` value (0 by default);
+    SPEC §3 wants it absent instead, so that "undefined" never looks like a score.
+    """
+    if denominator:
+        result[name] = numerator / denominator
 
 
 def _binary(counters: Counters, n: int) -> dict[str, float]:
     tp, fp, tn, fn = (counters.get(k, 0) for k in ("tp", "fp", "tn", "fn"))
     result = {
         "accuracy": (tp + tn) / n,
-        "precision": _ratio(tp, tp + fp),
-        "recall": _ratio(tp, tp + fn),
-        "f1": _ratio(2 * tp, 2 * tp + fp + fn),
-        "false_positive_rate": _ratio(fp, fp + tn),
         "log_loss": counters.get("ll", 0) / SCALE / n,
     }
+    _put_ratio(result, "precision", tp, tp + fp)  # no predicted positive: absent
+    _put_ratio(result, "recall", tp, tp + fn)  # no labelled positive: absent
+    _put_ratio(result, "f1", 2 * tp, 2 * tp + fp + fn)  # every event a true negative: absent
+    _put_ratio(result, "false_positive_rate", fp, fp + tn)  # no labelled negative: absent
     auc = _auc(counters)
     if auc is not None:
         result["auc"] = auc
@@ -148,15 +155,23 @@ def _auc(counters: Counters) -> float | None:
 
 
 def _multiclass(counters: Counters, n: int, classes: int) -> dict[str, float]:
+    """Accuracy, macro and weighted F1 and log loss, as scikit-learn's defaults compute them.
+
+    scikit-learn (``labels=None``) averages F1 over the classes that occur in the labels or
+    the predictions: a class the bin never saw is no 0 dragging the macro mean down. Each
+    such class has a non-zero F1 denominator (``2 tp + fp + fn`` = its labelled plus its
+    predicted events), so ``zero_division`` never comes into play; the weighted mean
+    weighs by labelled events, which sum to ``n``.
+    """
     matrix = [[counters.get(f"cm:{t}:{p}", 0) for p in range(classes)] for t in range(classes)]
     support = [sum(row) for row in matrix]
     predicted = [sum(matrix[t][p] for t in range(classes)) for p in range(classes)]
-    f1 = [_ratio(2 * matrix[k][k], support[k] + predicted[k]) for k in range(classes)]
     present = [k for k in range(classes) if support[k] + predicted[k] > 0]
+    f1 = {k: 2 * matrix[k][k] / (support[k] + predicted[k]) for k in present}
     return {
         "accuracy": sum(matrix[k][k] for k in range(classes)) / n,
-        "macro_f1": sum(f1[k] for k in present) / len(present),
-        "weighted_f1": sum(f1[k] * support[k] for k in range(classes)) / n,
+        "macro_f1": sum(f1.values()) / len(present),
+        "weighted_f1": sum(f1[k] * support[k] for k in present) / n,
         "log_loss": counters.get("ll", 0) / SCALE / n,
     }
 
@@ -171,13 +186,20 @@ def _regression(counters: Counters, n: int) -> dict[str, float]:
         "rmse": math.sqrt(mse),
         "mape": counters.get("ape", 0) / SCALE / n,
     }
-    if n >= 2:  # R² of a single event is undefined (scikit-learn: nan)
-        result["r2"] = _r2(n, sq_err, y, y2)
+    r2 = _r2(n, sq_err, y, y2)
+    if r2 is not None:
+        result["r2"] = r2
     return result
 
 
-def _r2(n: int, sq_err: int, y: int, y2: int) -> float:
-    total = n * y2 - y * y  # n times the total sum of squares, exact in integers
-    if total <= 0:
-        return 1.0 if sq_err == 0 else 0.0  # scikit-learn's force_finite convention
+def _r2(n: int, sq_err: int, y: int, y2: int) -> float | None:
+    """1 - SSE / SST, or None when SST is zero: one event, or every target the same.
+
+    scikit-learn answers 1.0 or 0.0 there (``force_finite``), nan for one event; neither
+    is a measurement, so SPEC §3 leaves R² out. ``total`` is n times SST, exact in
+    integers, so "constant" means equal in fixed point, with no float noise around 0.
+    """
+    total = n * y2 - y * y
+    if n < 2 or total <= 0:
+        return None
     return 1 - n * sq_err / total

@@ -12,6 +12,8 @@ from dataclasses import dataclass, field, fields
 from enum import StrEnum
 from typing import Any, TypeVar
 
+from state.wording import shown
+
 _E = TypeVar("_E", bound=StrEnum)
 
 
@@ -100,7 +102,7 @@ class ModelSpec:
         column_types = _column_types(raw.get("column_types") or {}, roles)
         threshold = raw.get("threshold", 0.5)
         if isinstance(threshold, bool) or not isinstance(threshold, int | float):
-            raise InvalidSpecError(f"threshold must be a number, got {threshold!r}")
+            raise InvalidSpecError(f"threshold must be a number, got {shown(threshold)}")
         if not 0.0 < float(threshold) < 1.0:
             raise InvalidSpecError(f"threshold must be strictly between 0 and 1, got {threshold}")
         classes = tuple(raw.get("classes") or ())
@@ -134,16 +136,16 @@ def model_key(project_id: str, model_id: str) -> str:
 def _name(raw: Mapping[str, Any], field_name: str) -> str:
     value = raw.get(field_name)
     if not isinstance(value, str) or not value:
-        raise InvalidSpecError(f"{field_name} must be a non-empty string, got {value!r}")
+        raise InvalidSpecError(f"{field_name} must be a non-empty string, got {shown(value)}")
     if "/" in value:
-        raise InvalidSpecError(f"{field_name} must not contain '/', got {value!r}")
+        raise InvalidSpecError(f"{field_name} must not contain '/', got {shown(value)}")
     return value
 
 
 def _str(raw: Mapping[str, Any], field_name: str, default: str) -> str:
     value = raw.get(field_name, default)
     if not isinstance(value, str) or not value:
-        raise InvalidSpecError(f"{field_name} must be a non-empty string, got {value!r}")
+        raise InvalidSpecError(f"{field_name} must be a non-empty string, got {shown(value)}")
     return value
 
 
@@ -154,7 +156,7 @@ def _column_list(raw: Mapping[str, Any], role: str) -> tuple[str, ...]:
     if not isinstance(value, list | tuple) or not all(
         isinstance(name, str) and name for name in value
     ):
-        raise InvalidSpecError(f"{role} must be a list of column names, got {value!r}")
+        raise InvalidSpecError(f"{role} must be a list of column names, got {shown(value)}")
     if len(set(value)) != len(value):
         raise InvalidSpecError(f"{role} lists a column twice: {list(value)}")
     return tuple(value)
@@ -165,7 +167,7 @@ def _check_disjoint(roles: Mapping[str, tuple[str, ...]]) -> None:
     for role, names in roles.items():
         for name in names:
             if name in seen:
-                raise InvalidSpecError(f"column {name!r} is listed in both {seen[name]} and {role}")
+                raise InvalidSpecError(f"column '{name}' is listed in both {seen[name]} and {role}")
             seen[name] = role
 
 
@@ -176,8 +178,8 @@ def _column_types(raw: Any, roles: Mapping[str, tuple[str, ...]]) -> dict[str, C
     types: dict[str, ColumnType] = {}
     for name, kind in raw.items():
         if name not in known:
-            raise InvalidSpecError(f"column_types names {name!r}, which is in no column list")
-        types[name] = _enum(ColumnType, kind, f"type of column {name!r}")
+            raise InvalidSpecError(f"column_types names '{name}', which is in no column list")
+        types[name] = _enum(ColumnType, kind, f"type of column '{name}'")
     return types
 
 
@@ -186,4 +188,4 @@ def _enum(kind: type[_E], value: Any, what: str) -> _E:
         return kind(value)
     except ValueError:
         allowed = ", ".join(member.value for member in kind)
-        raise InvalidSpecError(f"{what} must be one of {allowed}; got {value!r}") from None
+        raise InvalidSpecError(f"{what} must be one of {allowed}; got {shown(value)}") from None

@@ -7,6 +7,7 @@ which becomes the dead letter's reason. The format is documented in ``SCHEMAS.md
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 import orjson
@@ -163,7 +164,7 @@ def decode_ingest(
     event = message.get("event")
     if not isinstance(event, dict):
         return f"{op} needs 'event', a JSON object of column values; got {_quoted(event)}"
-    too_deep = _nested_too_deep(event)
+    too_deep = nested_too_deep(event)
     if too_deep is not None:
         return (
             f"column {too_deep!r} holds a value nested more than {MAX_VALUE_DEPTH} levels "
@@ -234,7 +235,7 @@ def _epoch_ms(value: object) -> int | None:
     return None
 
 
-def _nested_too_deep(event: dict[str, Any]) -> str | None:
+def nested_too_deep(event: Mapping[str, Any]) -> str | None:
     """The first column whose value nests lists/objects deeper than ``MAX_VALUE_DEPTH``."""
     for name, value in event.items():
         if isinstance(value, list | dict) and _depth_exceeds(value, MAX_VALUE_DEPTH):

@@ -18,6 +18,8 @@ from typing import Any
 import pandas as pd
 
 from state.models import ModelSpec
+from state.wording import shown
+from topics.messages import MAX_VALUE_DEPTH, nested_too_deep
 
 Source = Iterable[Mapping[str, Any]] | pd.DataFrame | str | Path
 
@@ -72,7 +74,7 @@ def _file_rows(path: Path, text_columns: list[str]) -> Iterator[Mapping[str, Any
     if not path.exists():
         raise FileNotFoundError(f"no such file: {path}")
     if path.suffix not in {".csv", ".parquet"}:
-        raise InvalidEventError(f"unsupported file type {path.suffix!r}: use .csv or .parquet")
+        raise InvalidEventError(f"unsupported file type '{path.suffix}': use .csv or .parquet")
     try:
         if path.suffix == ".csv":
             text = dict.fromkeys(text_columns, str)
@@ -106,6 +108,14 @@ def outgoing_event(
     """Split a row into id, time and column values, checking what the wire format needs."""
     if not isinstance(row, Mapping):
         raise InvalidEventError(f"{where}: an event must be a dict, got {type(row).__name__}")
+    too_deep = nested_too_deep(row)
+    if too_deep is not None:
+        # Refused here, as the worker would dead-letter it (and as it could not be written:
+        # orjson stops at 254 levels, and reading it back would overflow the stack).
+        raise InvalidEventError(
+            f"{where}: column '{too_deep}' holds a value nested more than {MAX_VALUE_DEPTH} "
+            "levels deep; flatten it or send it as a string"
+        )
     columns = {str(name): json_value(value, where, str(name)) for name, value in row.items()}
     raw_id = columns.pop(spec.event_id_col, None) if event_id is None else event_id
     columns.pop(spec.event_id_col, None)
@@ -116,19 +126,24 @@ def outgoing_event(
         if update:
             raise InvalidEventError(
                 f"{where}: an update needs an event id (argument event_id or column "
-                f"{spec.event_id_col!r}) to find the event it changes"
+                f"'{spec.event_id_col}') to find the event it changes"
             )
         raw_id = str(uuid.uuid4())
     return OutgoingEvent(_event_id(raw_id, where), columns, timestamp_ms(raw_ts, where))
 
 
 def _event_id(value: Any, where: str) -> str:
+    """Any non-empty string (an integer as its decimal form), ``/`` included: the key
+    ``project_id/model_id/event_id`` splits at its first two ``/`` (SPEC §4), the same rule
+    as the worker's, the slices' and the deletes'."""
     value = _unwrapped(value)
     if isinstance(value, bool) or not isinstance(value, str | int):
-        raise InvalidEventError(f"{where}: event id must be a string or integer, got {value!r}")
+        raise InvalidEventError(
+            f"{where}: event id must be a string or integer, got {shown(value)}"
+        )
     text = str(value)
-    if not text or "/" in text:
-        raise InvalidEventError(f"{where}: event id must be non-empty and without '/': {text!r}")
+    if not text:
+        raise InvalidEventError(f"{where}: event id must be a non-empty string")
     return text
 
 
@@ -151,7 +166,7 @@ def timestamp_ms(value: Any, where: str) -> int | None:
         try:
             value = pd.Timestamp(value)
         except ValueError:
-            raise InvalidEventError(f"{where}: cannot read {value!r} as a timestamp") from None
+            raise InvalidEventError(f"{where}: cannot read {shown(value)} as a timestamp") from None
     if isinstance(value, datetime):
         if value.tzinfo is None:
             raise InvalidEventError(
@@ -161,7 +176,7 @@ def timestamp_ms(value: Any, where: str) -> int | None:
         return timestamp_ms(int(pd.Timestamp(value).value // 1_000_000), where)
     raise InvalidEventError(
         f"{where}: event timestamp must be UTC milliseconds (int) or a timezone-aware "
-        f"datetime, got {value!r}"
+        f"datetime, got {shown(value)}"
     )
 
 
@@ -173,7 +188,7 @@ def json_value(value: Any, where: str, column: str) -> Any:
         return value  # any size: the wire format keeps integers exactly (state.exact_json)
     if isinstance(value, float):
         if math.isinf(value):
-            raise InvalidEventError(f"{where}: column {column!r} is {value}; JSON has no infinity")
+            raise InvalidEventError(f"{where}: column '{column}' is {value}; JSON has no infinity")
         return None if math.isnan(value) else value
     if value is pd.NaT or value is pd.NA:
         return None
@@ -187,7 +202,7 @@ def json_value(value: Any, where: str, column: str) -> Any:
     if isinstance(value, dict):
         return {str(k): json_value(v, where, column) for k, v in value.items()}
     raise InvalidEventError(
-        f"{where}: column {column!r} has a value of type {type(value).__name__}, which has "
+        f"{where}: column '{column}' has a value of type {type(value).__name__}, which has "
         "no JSON form; send numbers, strings, booleans, lists or null"
     )
 

@@ -170,7 +170,7 @@ def test_invalid_delete_requests_carry_the_limit_headers_and_cost_no_quota(
         assert answer.headers["X-RateLimit-Reset"] == reset
     not_json = urllib.request.Request(
         api.url + "/v1/events/delete", data=b"{", method="POST",
-        headers={"Authorization": f"Bearer {token}"},
+        headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"},
     )  # fmt: skip
     with pytest.raises(urllib.error.HTTPError) as caught:
         urllib.request.urlopen(not_json, timeout=10)
@@ -227,7 +227,7 @@ def test_an_unknown_deletion_is_404_and_another_projects_is_403(
     assert call(api, "GET", accepted.body["status_url"], token=bank).status == 403
     missing = call(api, "GET", "/v1/deletions/nope", token=shop)
     assert missing.status == 404
-    assert "no deletion 'nope'" in missing.body["error"]
+    assert 'no deletion "nope"' in missing.body["error"]
 
 
 # --- publishing over HTTP, slices, metrics -----------------------------------------------------

@@ -303,7 +303,7 @@ def test_an_event_that_is_not_a_dict_is_refused(
         (datetime(2025, 6, 15, 12, 0), "no time zone"),  # noqa: DTZ001
         ("2025-06-15 12:00:00", "no time zone"),
         (True, "must not be a boolean"),
-        ("not a time", "cannot read 'not a time' as a timestamp"),
+        ("not a time", 'cannot read "not a time" as a timestamp'),
         (1.5, "must be UTC milliseconds"),
         (-1, "from 1970 on"),
         ([T0], "must be UTC milliseconds"),
@@ -382,7 +382,7 @@ def test_a_bad_row_names_its_number_and_the_rows_before_it_are_stored(
         {"event_id": "b2", "timestamp": "yesterday-ish", "age": 22, "score": 0.3},
         {"event_id": "b3", "timestamp": T0 + 3, "age": 23, "score": 0.4},
     ]
-    with pytest.raises(InvalidEventError, match=r"^row 2: cannot read 'yesterday-ish'"):
+    with pytest.raises(InvalidEventError, match=r'^row 2: cannot read "yesterday-ish"'):
         client.publish_events_batch("shop", "fraud", rows)
     with pytest.raises(InvalidEventError, match=r"^row 1: column 'age' has a value of type"):
         client.publish_events_batch(
@@ -506,7 +506,7 @@ def test_cli_reports_a_bad_file_in_one_line(
     labels = tmp_path / "labels.csv"
     labels.write_text("is_fraud\n1\n")
     cases = [
-        (("publish", "shop", "fraud", bad_row), "row 1: cannot read 'last tuesday'"),
+        (("publish", "shop", "fraud", bad_row), 'row 1: cannot read "last tuesday"'),
         (("publish", "shop", "fraud", wrong_type), "unsupported file type '.txt'"),
         (("publish", "shop", "nope", bad_row), "model shop/nope is not registered"),
         (("publish", "shop", "fraud", labels, "--update"), "row 0: an update needs an event id"),

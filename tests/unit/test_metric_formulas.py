@@ -14,8 +14,9 @@ from __future__ import annotations
 
 import itertools
 import math
+import warnings
 from collections import Counter
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import replace
 from typing import Any
 
@@ -187,6 +188,16 @@ def binary_table(
     ]
 
 
+def assert_ratio(
+    perf: Mapping[str, float], name: str, denominator: int, expected: Callable[[], float]
+) -> None:
+    """``perf[name]`` is scikit-learn's value when the ratio has cases, else absent."""
+    if denominator == 0:
+        assert name not in perf, f"{name} has no denominator, yet is {perf.get(name)}"
+    else:
+        assert perf[name] == pytest.approx(expected(), abs=EXACT), name
+
+
 def assert_binary_matches_sklearn(
     spec: ModelSpec, counters: Counters, scores: Sequence[float], labels: Sequence[int]
 ) -> None:
@@ -201,13 +212,14 @@ def assert_binary_matches_sklearn(
     perf = performance(spec, counters)
     assert perf is not None
     assert perf["accuracy"] == pytest.approx(accuracy_score(y_true, y_pred), abs=EXACT)
-    assert perf["precision"] == pytest.approx(
-        precision_score(y_true, y_pred, zero_division=0), abs=EXACT
-    )
-    assert perf["recall"] == pytest.approx(recall_score(y_true, y_pred, zero_division=0), abs=EXACT)
-    assert perf["f1"] == pytest.approx(f1_score(y_true, y_pred, zero_division=0), abs=EXACT)
-    fpr = fp / (fp + tn) if fp + tn else 0.0
-    assert perf["false_positive_rate"] == pytest.approx(fpr, abs=EXACT)
+    # A ratio whose denominator is zero is absent (SPEC §3); scikit-learn's answer there
+    # is its zero_division value, so it is compared only where it is a real ratio.
+    assert_ratio(perf, "precision", tp + fp, lambda: precision_score(y_true, y_pred))
+    assert_ratio(perf, "recall", tp + fn, lambda: recall_score(y_true, y_pred))
+    assert_ratio(perf, "f1", tp + fp + fn, lambda: f1_score(y_true, y_pred))
+    # scikit-learn has no FPR: 1 - specificity, the recall of the negative class.
+    assert_ratio(perf, "false_positive_rate", fp + tn,
+                 lambda: 1 - recall_score(y_true, y_pred, pos_label=0))  # fmt: skip
     assert perf["log_loss"] == approx_fixed(log_loss(y_true, y_score, labels=[0, 1]))
     if len(set(y_true.tolist())) < 2:
         assert "auc" not in perf  # undefined with one class, as roc_auc_score refuses it
@@ -265,6 +277,65 @@ def test_binary_metrics_match_sklearn_on_any_rows(
     assert perf is not None
     if "auc" in perf:
         assert perf["auc"] == pytest.approx(roc_auc_score(labels, scores), abs=EXACT)
+
+
+# Scores on either side of both thresholds, none sharing a histogram cell with another.
+LOW_SCORES = st.sampled_from([0.0, 0.05, 0.1005, 0.2995])
+HIGH_SCORES = st.sampled_from([0.5, 0.6005, 0.9995, 1.0])
+
+
+@given(
+    st.sampled_from([(0,), (1,), (0, 1)]),
+    st.sampled_from(["low", "high", "both"]),
+    st.integers(1, 30),
+    st.sampled_from([0.5, 0.3]),
+    st.data(),
+)
+def test_binary_metrics_without_a_denominator_are_absent(
+    classes: tuple[int, ...], side: str, n: int, threshold: float, data: Any
+) -> None:
+    """Bins of one class, or with every prediction on one side: the zero denominators."""
+    scores_of = {"low": LOW_SCORES, "high": HIGH_SCORES,
+                 "both": st.one_of(LOW_SCORES, HIGH_SCORES)}[side]  # fmt: skip
+    rows = data.draw(st.lists(st.tuples(scores_of, st.sampled_from(classes)),
+                              min_size=n, max_size=n))  # fmt: skip
+    spec = with_threshold(threshold)
+    scores, labels = [s for s, _ in rows], [y for _, y in rows]
+    counters = bin_of(spec, binary_table(scores, labels))
+    assert_binary_matches_sklearn(spec, counters, scores, labels)
+
+
+@pytest.mark.parametrize(
+    ("scores", "labels", "absent"),
+    [
+        ([0.9, 0.2, 0.7], [1, 1, 1], {"false_positive_rate", "auc"}),  # no labelled negative
+        ([0.9, 0.2, 0.7], [0, 0, 0], {"recall", "auc"}),  # no labelled positive
+        ([0.1, 0.2, 0.3], [1, 0, 1], {"precision"}),  # nothing predicted positive
+        ([0.1, 0.2, 0.3], [0, 0, 0], {"precision", "recall", "f1", "auc"}),  # all true negatives
+    ],
+)
+def test_binary_zero_denominators_are_absent_not_zero(
+    scores: list[float], labels: list[int], absent: set[str]
+) -> None:
+    perf = performance(BINARY, bin_of(BINARY, binary_table(scores, labels)))
+    assert perf is not None
+    every = {"accuracy", "precision", "recall", "f1", "false_positive_rate", "auc", "log_loss"}
+    assert set(perf) == every - absent
+    with warnings.catch_warnings():  # scikit-learn would answer 0 here, and warn
+        warnings.simplefilter("ignore", UndefinedMetricWarning)
+        y_pred = [int(s >= 0.5) for s in scores]
+        assert {"precision", "recall", "f1"} & absent == {
+            name for name, score in (("precision", precision_score), ("recall", recall_score),
+                                     ("f1", f1_score)) if _warns(score, labels, y_pred)
+        }  # fmt: skip
+
+
+def _warns(score: Callable[..., float], y_true: list[int], y_pred: list[int]) -> bool:
+    """Whether scikit-learn finds the metric ill-defined (its denominator is zero)."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", UndefinedMetricWarning)
+        score(y_true, y_pred)
+    return any(issubclass(w.category, UndefinedMetricWarning) for w in caught)
 
 
 def test_performance_counts_only_events_with_output_and_target() -> None:
@@ -383,15 +454,20 @@ def assert_multiclass_matches_sklearn(
     perf = performance(MULTICLASS, counters)
     assert perf is not None
     assert perf["accuracy"] == pytest.approx(accuracy_score(y_true, y_pred), abs=EXACT)
-    assert perf["macro_f1"] == pytest.approx(
-        f1_score(y_true, y_pred, average="macro", zero_division=0), abs=EXACT
-    )
-    assert perf["weighted_f1"] == pytest.approx(
-        f1_score(y_true, y_pred, average="weighted", zero_division=0), abs=EXACT
-    )
-    assert perf["log_loss"] == approx_fixed(
-        log_loss(y_true, proba[:, sorted_columns], labels=sorted(CLASSES))
-    )
+    # scikit-learn's defaults (labels=None, zero_division="warn"): it averages over the
+    # classes in y_true or y_pred, each of which has an F1 denominator, so it never warns.
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UndefinedMetricWarning)
+        assert perf["macro_f1"] == pytest.approx(
+            f1_score(y_true, y_pred, average="macro"), abs=EXACT
+        )
+        assert perf["weighted_f1"] == pytest.approx(
+            f1_score(y_true, y_pred, average="weighted"), abs=EXACT
+        )
+    with warnings.catch_warnings():  # rows that do not sum to one are used as given
+        warnings.filterwarnings("ignore", "The y_prob values do not sum to one")
+        expected_loss = log_loss(y_true, proba[:, sorted_columns], labels=sorted(CLASSES))
+    assert perf["log_loss"] == approx_fixed(expected_loss)
 
 
 @pytest.mark.parametrize("seed", [3, 4, 5])
@@ -427,6 +503,33 @@ def test_multiclass_class_predicted_but_never_true_counts_in_macro_f1() -> None:
     assert_multiclass_matches_sklearn(bin_of(MULTICLASS, rows), rows)
 
 
+def test_multiclass_log_loss_uses_rows_as_given_like_sklearn() -> None:
+    """Rows that do not sum to one are not divided by their sum: scikit-learn (1.5 and
+    later) uses them as given, clipped to [eps, 1 - eps]."""
+    rng = np.random.default_rng(21)
+    rows = multiclass_rows(rng, 300)
+    for row in rows[:100]:
+        for name in MULTICLASS.outputs:
+            row[name] = row[name] * 0.5  # rows summing to 1/2
+    rows[100].update({"p_b": 0.0, "p_c": 0.0, "p_a": 0.0, "label": "a"})  # clipped to eps
+    rows[101].update({"p_b": 1.0, "p_c": 1.0, "p_a": 1.0, "label": "b"})  # clipped to 1 - eps
+    assert_multiclass_matches_sklearn(bin_of(MULTICLASS, rows), rows)
+
+
+unit = st.integers(0, 1000).map(lambda k: k / 1000)
+
+
+@given(st.lists(st.tuples(st.sampled_from(CLASSES), unit, unit, unit), min_size=1, max_size=40))
+def test_multiclass_metrics_match_sklearn_on_any_rows(
+    drawn: list[tuple[str, float, float, float]],
+) -> None:
+    """Random labels and scores in [0, 1] (rows not normalised, ties broken to the first
+    class in spec order as argmax does): few classes, absent ones, one class."""
+    rows = [{"x": 0.0, "p_b": b, "p_c": c, "p_a": a, "label": label}
+            for label, b, c, a in drawn]  # fmt: skip
+    assert_multiclass_matches_sklearn(bin_of(MULTICLASS, rows), rows)
+
+
 # ---------------------------------------------------------------------------------------
 # Regression
 
@@ -439,8 +542,10 @@ def assert_regression_matches_sklearn(counters: Counters, y: Sequence[float],
     assert perf["mae"] == approx_fixed(mean_absolute_error(y, pred))
     assert perf["mse"] == approx_fixed(mean_squared_error(y, pred))
     assert perf["rmse"] == approx_fixed(root_mean_squared_error(y, pred))
-    if len(y) > 1:  # see test_regression_r2_of_a_single_event_is_undefined
+    if len(set(y)) > 1:
         assert perf["r2"] == approx_fixed(r2_score(y, pred))
+    else:  # one event, or a constant target: no total variance to explain
+        assert "r2" not in perf
     assert perf["mape"] == approx_fixed(mean_absolute_percentage_error(y, pred))
 
 
@@ -470,21 +575,26 @@ def test_regression_metrics_with_targets_at_and_near_zero() -> None:
     assert_regression_matches_sklearn(counters, y.tolist(), pred.tolist())
 
 
-@pytest.mark.parametrize(("pred", "r2"), [([2.5, 2.5, 2.5, 2.5], 1.0), ([2.5, 3.0, 2.0, 2.5], 0.0)])
-def test_regression_r2_of_a_constant_target_follows_sklearn(pred: list[float], r2: float) -> None:
-    y = [2.5] * 4  # exact in binary, so scikit-learn's mean is exact too
+@pytest.mark.parametrize("pred", [[2.5, 2.5, 2.5, 2.5], [2.5, 3.0, 2.0, 2.5]])
+def test_regression_r2_of_a_constant_target_is_absent(pred: list[float]) -> None:
+    """scikit-learn's force_finite answers 1.0 / 0.0 here; SPEC §3: no denominator, no R²."""
+    y = [2.5] * 4
     counters = bin_of(REGRESSION, regression_table(y, pred))
-    assert r2_score(y, pred) == r2
-    assert_regression_matches_sklearn(counters, y, pred)
+    assert r2_score(y, pred) in (1.0, 0.0)  # force_finite's stand-ins, not measurements
+    perf = performance(REGRESSION, counters)
+    assert perf is not None
+    assert "r2" not in perf
+    assert perf["mse"] == approx_fixed(mean_squared_error(y, pred))  # the rest is there
 
 
 @pytest.mark.parametrize("pred", [3.0, 4.0])
-def test_regression_r2_of_a_single_event_is_undefined(pred: float) -> None:
+def test_regression_r2_of_a_single_event_is_absent(pred: float) -> None:
     perf = performance(REGRESSION, bin_of(REGRESSION, regression_table([3.0], [pred])))
     assert perf is not None
     with pytest.warns(UndefinedMetricWarning):
         assert math.isnan(r2_score([3.0], [pred]))
-    assert "r2" not in perf or math.isnan(perf["r2"])
+    assert "r2" not in perf
+    assert perf["mae"] == approx_fixed(abs(pred - 3.0))
 
 
 # Multiples of 1/1000 are exact in fixed point: the code's sums are then exact rationals.
@@ -501,8 +611,10 @@ def test_regression_metrics_match_sklearn_on_any_rows(rows: list[tuple[float, fl
     assert perf["mae"] == approx_fixed(mean_absolute_error(y, pred))
     assert perf["mse"] == approx_fixed(mean_squared_error(y, pred))
     assert perf["mape"] == approx_fixed(mean_absolute_percentage_error(y, pred))
-    if len(set(y)) > 1:  # a constant float column's mean is inexact in scikit-learn
+    if len(set(y)) > 1:
         assert perf["r2"] == approx_fixed(r2_score(y, pred))
+    else:  # one event or a constant target (scikit-learn: nan, or 1.0 / 0.0 by convention)
+        assert "r2" not in perf
 
 
 def test_regression_rows_without_a_numeric_output_or_target_are_not_scored() -> None:

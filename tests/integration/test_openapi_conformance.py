@@ -6,15 +6,19 @@ be a 5xx, and every answer must be one the document declares."""
 
 from __future__ import annotations
 
+import contextlib
 from collections import Counter
 from collections.abc import Callable
 from typing import Any
 
 import pytest
 import schemathesis
-from hypothesis import HealthCheck, given
+from hypothesis import HealthCheck, Phase, given
 from hypothesis import settings as hypothesis_settings
+from hypothesis.errors import Flaky
 from schemathesis.checks import not_a_server_error
+from schemathesis.core import NOT_SET
+from schemathesis.core.failures import Failure, FailureGroup
 from schemathesis.generation.stateful import run_state_machine_as_test
 from schemathesis.specs.openapi.checks import (
     content_type_conformance,
@@ -72,10 +76,13 @@ def test_stateful_publish_read_delete_follows_the_links(
     api, token = served_api(settings, start_worker, start_api)
     schema = schemathesis.openapi.from_url(f"{api.url}/openapi.json")
     calls: Counter[tuple[str, str, int]] = Counter()
+    failures: list[str] = []
 
     class PublishReadDelete(schema.as_state_machine()):  # type: ignore[misc]
         def before_call(self, case: Any) -> None:
             pin_to_model(case)
+            # On the case itself: schemathesis drops the call's headers on some steps.
+            case.headers = {**(case.headers or {}), "Authorization": f"Bearer {token}"}
 
         def get_call_kwargs(self, case: Any) -> dict[str, Any]:
             return {"base_url": api.url, "headers": {"Authorization": f"Bearer {token}"}}
@@ -86,26 +93,53 @@ def test_stateful_publish_read_delete_follows_the_links(
         def validate_response(
             self, response: Any, case: Any, additional_checks: Any = None, **kwargs: Any
         ) -> None:
-            case.validate_response(response, checks=STATEFUL_CHECKS, transport_kwargs=kwargs)
+            # Recorded, not raised: Hypothesis would replay the scenario to shrink it, and a
+            # replay meets the API in another state (new ids, a used-up rate limit).
+            try:
+                case.validate_response(response, checks=STATEFUL_CHECKS, transport_kwargs=kwargs)
+            except (Failure, FailureGroup) as failure:
+                failures.append(described(case, response, failure))
 
-    run_state_machine_as_test(
-        PublishReadDelete,
-        settings=hypothesis_settings(
-            max_examples=60,
-            # The same scenarios every run: whether a link is followed is not left to luck.
-            derandomize=True,
-            stateful_step_count=6,
-            deadline=None,
-            database=None,
-            suppress_health_check=list(HealthCheck),
-        ),
+    scenarios = hypothesis_settings(
+        max_examples=40,
+        stateful_step_count=6,
+        phases=[Phase.generate],
+        deadline=None,
+        database=None,
+        suppress_health_check=list(HealthCheck),
     )
-    # The links were followed to answers that mean something, not only to refusals (a
-    # deletion's progress is reachable only through the link from its request).
-    assert calls[("POST", "/v1/events", 200)] > 0, calls
-    assert calls[("GET", "/v1/events", 200)] > 0, calls
-    assert calls[("POST", "/v1/events/delete", 202)] + calls[("DELETE", "/v1/events", 202)] > 0
-    assert calls[("GET", "/v1/deletions/{deletion_id}", 200)] > 0, calls
+    # Rounds of new scenarios until every link has led to an answer that means something
+    # (a deletion's progress is reachable only through the link from its request).
+    for _ in range(6):
+        # Flaky: a link's bundle filled in one run and not in its replay (the API answered
+        # differently the second time); schemathesis' own runner ends such a run as done
+        # too. Every response until then was checked.
+        with contextlib.suppress(Flaky):
+            run_state_machine_as_test(PublishReadDelete, settings=scenarios)
+        if not unreached(calls):
+            break
+    assert not failures, "\n\n".join(failures)
+    assert not unreached(calls), (unreached(calls), calls)
+
+
+def unreached(calls: Counter[tuple[str, str, int]]) -> list[str]:
+    """The steps of the create -> read -> delete chains no scenario has reached yet."""
+    reached = {
+        "publish": calls[("POST", "/v1/events", 200)],
+        "read back": calls[("GET", "/v1/events", 200)],
+        "delete": calls[("POST", "/v1/events/delete", 202)] + calls[("DELETE", "/v1/events", 202)],
+        "deletion progress": calls[("GET", "/v1/deletions/{deletion_id}", 200)],
+    }
+    return [step for step, count in reached.items() if count == 0]
+
+
+def described(case: Any, response: Any, failure: BaseException) -> str:
+    """A failure as the report needs it: the request, the answer, what the check said."""
+    body = "" if case.body is NOT_SET else f" {case.body!r:.300}"
+    return (
+        f"{case.method.upper()} {case.formatted_path} {case.query or ''}{body}\n"
+        f"  -> {response.status_code} {response.text[:300]}\n  {failure}"
+    )
 
 
 def test_every_operation_answers_as_documented(

@@ -20,9 +20,11 @@ from collections.abc import Mapping
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import orjson
 from aiohttp import BodyPartReader, web
+from aiohttp.http_exceptions import HttpProcessingError
 
 from api.app import SERVICES, Services, _check_scope, json_response
 from api.requests import RequestError, bad_request
@@ -106,7 +108,8 @@ async def get_model(request: web.Request) -> web.Response:
 
 
 def model_path(project_id: str, model_id: str) -> str:
-    return f"/v1/models/{project_id}/{model_id}"
+    """The model's URL path, each name percent-encoded (a name may hold any character)."""
+    return f"/v1/models/{quote(project_id, safe='')}/{quote(model_id, safe='')}"
 
 
 def model_body(model: RegisteredModel) -> dict[str, Any]:
@@ -184,6 +187,18 @@ def baseline_suffix(filename: str | None, content_type: str | None) -> str:
 
 
 async def _read_form(request: web.Request, max_bytes: int) -> Registration:
+    """The form's registration; a body that is not a well-formed form is a 400."""
+    try:
+        return await _read_parts(request, max_bytes)
+    except (HttpProcessingError, ValueError):
+        # aiohttp's reasons quote raw header bytes; the sentence says what to send instead.
+        raise bad_request(
+            "the body is not a well-formed multipart/form-data form (a boundary or a part's "
+            "headers are malformed); send a 'spec' part and, optionally, a 'baseline' file"
+        ) from None
+
+
+async def _read_parts(request: web.Request, max_bytes: int) -> Registration:
     """The ``spec``, ``baseline`` and ``from_data`` parts, at most ``max_bytes`` in all."""
     reader = await request.multipart()
     budget = _Budget(max_bytes)

@@ -103,7 +103,10 @@ class ModelSpec:
             raise InvalidSpecError(f"threshold must be a number, got {threshold!r}")
         if not 0.0 < float(threshold) < 1.0:
             raise InvalidSpecError(f"threshold must be strictly between 0 and 1, got {threshold}")
-        classes = tuple(raw.get("classes") or ())
+        classes = raw.get("classes") or ()
+        if not isinstance(classes, list | tuple):
+            raise InvalidSpecError("classes must be a list of class labels, one per output")
+        classes = tuple(classes)
         if not roles["outputs"]:
             raise InvalidSpecError("a model needs at least one output column")
         if task is Task.MULTICLASS_CLASSIFICATION and len(classes) != len(roles["outputs"]):

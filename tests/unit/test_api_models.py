@@ -4,8 +4,10 @@ telling a CSV from a Parquet upload, and building the model the client would bui
 from __future__ import annotations
 
 import io
+from pathlib import Path
 from typing import Any
 
+import orjson
 import pandas as pd
 import pytest
 
@@ -143,3 +145,26 @@ def test_the_model_body_names_the_model_and_carries_spec_and_profile() -> None:
     assert body["spec"] == ModelSpec.from_dict(SPEC).to_dict()
     assert body["baseline_profile"] == model.baseline.to_dict()  # type: ignore[union-attr]
     assert model_body(RegisteredModel(model.spec))["baseline_profile"] is None
+
+
+# --- the models topic record as topics/SCHEMAS.md documents it -------------------------------
+
+
+def documented_models_record() -> tuple[str, dict[str, Any]]:
+    """The models-topic section of SCHEMAS.md and its JSON example."""
+    text = (Path(__file__).parents[2] / "topics" / "SCHEMAS.md").read_text()
+    section = text.split("## `<prefix>.models`")[1].split("\n## ")[0]
+    example = section.split("```json\n")[1].split("```")[0]
+    return section, orjson.loads(example)
+
+
+def test_the_documented_models_record_is_one_the_registry_reads_and_lists_every_field() -> None:
+    section, example = documented_models_record()
+    model = RegisteredModel.from_dict(example)
+    assert model.to_dict() == example  # every field present, as written
+    column = model.baseline.columns["amount"]  # type: ignore[union-attr]
+    assert column.bin_of(40) == 5
+    assert column.out_of_range(81)
+    fields = [*example, *example["baseline"], *example["baseline"]["columns"][0]]
+    missing = [name for name in fields if f"`{name}`" not in section]
+    assert missing == []

@@ -485,7 +485,7 @@ def spec_from_data(
         roles["inputs"] = _names(inputs, "inputs")
     missing = [n for n in (*roles["inputs"], *roles["outputs"]) if not _in_any(table, n)]
     if missing:
-        raise InvalidSpecError(f"columns missing from every row of the data: {missing}")
+        raise InvalidSpecError(f"columns missing from every row of the data: {', '.join(missing)}")
     types = _inferred_types(table, roles)
     types.update(dict(spec_fields.pop("column_types", None) or {}))
     raw = {

@@ -7,6 +7,7 @@ once, when it is registered, so that the hot path can trust it.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from enum import StrEnum
@@ -91,7 +92,7 @@ class ModelSpec:
             raise InvalidSpecError("a model spec must be a mapping of field names to values")
         unknown = set(raw) - {f.name for f in fields(cls) if f.init}
         if unknown:
-            raise InvalidSpecError(f"unknown spec fields: {sorted(unknown)}")
+            raise InvalidSpecError(f"unknown spec fields: {', '.join(sorted(map(str, unknown)))}")
         project_id = _name(raw, "project_id")
         model_id = _name(raw, "model_id")
         roles = {role: _column_list(raw, role) for role in ROLES}
@@ -100,7 +101,7 @@ class ModelSpec:
         column_types = _column_types(raw.get("column_types") or {}, roles)
         threshold = raw.get("threshold", 0.5)
         if isinstance(threshold, bool) or not isinstance(threshold, int | float):
-            raise InvalidSpecError(f"threshold must be a number, got {threshold!r}")
+            raise InvalidSpecError(f"threshold must be a number, got {shown(threshold)}")
         if not 0.0 < float(threshold) < 1.0:
             raise InvalidSpecError(f"threshold must be strictly between 0 and 1, got {threshold}")
         classes = raw.get("classes") or ()
@@ -134,19 +135,36 @@ def model_key(project_id: str, model_id: str) -> str:
     return f"{project_id}/{model_id}"
 
 
+def shown(value: Any) -> str:
+    """A value as a JSON user would name it in an error message (no Python reprs)."""
+    if value is None:
+        return "null (or nothing)"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, str):
+        return json.dumps(value, ensure_ascii=False)
+    if isinstance(value, int | float):
+        return str(value)
+    if isinstance(value, list | tuple):
+        return f"a list of {len(value)}"
+    if isinstance(value, Mapping):
+        return "an object"
+    return f"a {type(value).__name__}"
+
+
 def _name(raw: Mapping[str, Any], field_name: str) -> str:
     value = raw.get(field_name)
     if not isinstance(value, str) or not value:
-        raise InvalidSpecError(f"{field_name} must be a non-empty string, got {value!r}")
+        raise InvalidSpecError(f"{field_name} must be a non-empty string, got {shown(value)}")
     if "/" in value:
-        raise InvalidSpecError(f"{field_name} must not contain '/', got {value!r}")
+        raise InvalidSpecError(f"{field_name} must not contain '/', got {shown(value)}")
     return value
 
 
 def _str(raw: Mapping[str, Any], field_name: str, default: str) -> str:
     value = raw.get(field_name, default)
     if not isinstance(value, str) or not value:
-        raise InvalidSpecError(f"{field_name} must be a non-empty string, got {value!r}")
+        raise InvalidSpecError(f"{field_name} must be a non-empty string, got {shown(value)}")
     return value
 
 
@@ -157,9 +175,9 @@ def _column_list(raw: Mapping[str, Any], role: str) -> tuple[str, ...]:
     if not isinstance(value, list | tuple) or not all(
         isinstance(name, str) and name for name in value
     ):
-        raise InvalidSpecError(f"{role} must be a list of column names, got {value!r}")
+        raise InvalidSpecError(f"{role} must be a list of column names, got {shown(value)}")
     if len(set(value)) != len(value):
-        raise InvalidSpecError(f"{role} lists a column twice: {list(value)}")
+        raise InvalidSpecError(f"{role} lists a column twice: {', '.join(value)}")
     return tuple(value)
 
 
@@ -189,4 +207,4 @@ def _enum(kind: type[_E], value: Any, what: str) -> _E:
         return kind(value)
     except ValueError:
         allowed = ", ".join(member.value for member in kind)
-        raise InvalidSpecError(f"{what} must be one of {allowed}; got {value!r}") from None
+        raise InvalidSpecError(f"{what} must be one of {allowed}; got {shown(value)}") from None

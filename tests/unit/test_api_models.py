@@ -115,6 +115,15 @@ def test_from_data_infers_types_and_inputs_as_spec_from_data() -> None:
     ("registration", "problem"),
     [
         (Registration(SPEC, None, True), "from_data infers the column types"),
+        (
+            Registration({**SPEC, "model_id": None}, None, False),
+            "model_id must be a non-empty string, got null (or nothing)",
+        ),
+        (Registration({**SPEC, "task": 3}, None, False), "task must be one of"),
+        (
+            Registration({**SPEC, "inputs": ["a", "a"]}, None, False),
+            "inputs lists a column twice: a",
+        ),
         (Registration({"project_id": "p", "model_id": "m"}, ROWS, True), "outputs is required"),
         (Registration({**SPEC, "rows": 1}, ROWS, True), "unknown spec fields: rows"),
         (Registration({**SPEC, "event_id_col": ["id"]}, ROWS, True), "event_id_col must be"),
@@ -131,6 +140,8 @@ def test_what_cannot_be_registered_is_a_400(registration: Registration, problem:
     error = refused(build_model, registration)
     assert error.status == 400
     assert problem in error.message
+    assert "None" not in error.message
+    assert "[" not in error.message
 
 
 def test_the_model_path_percent_encodes_each_name() -> None:

@@ -79,6 +79,8 @@ async def post_model(request: web.Request) -> web.Response:
     _check_scope(request, model.spec.project_id)
     topic = services.topics.models.name
     try:
+        # Under the produce lock: two registrations of one name through this process are
+        # checked and published one after the other, so the second sees the first.
         async with services.produce_lock:
             created = await asyncio.to_thread(
                 register_model, services.producer, topic, services.registry, model

@@ -11,6 +11,7 @@ Routes (the OpenAPI document ``api/openapi.yaml`` describes each):
 - ``GET /v1/events``: slices by time range and/or ids, JSON or CSV
 - ``POST /v1/events`` / ``PATCH /v1/events``: insert / update events in batches
 - ``GET /v1/metrics``: hourly bins
+- ``POST /v1/models``, ``GET /v1/models/{project_id}/{model_id}``: registration (``api.models``)
 - ``GET /health``, ``GET /ready``, ``GET /openapi.yaml``, ``GET /openapi.json``: open
 
 One set of request rules for every route: ``_query`` refuses query parameters a handler
@@ -152,6 +153,11 @@ def create_app(settings: Settings) -> web.Application:
     app.router.add_post("/v1/events", insert_events)
     app.router.add_patch("/v1/events", update_events)
     app.router.add_get("/v1/metrics", get_metrics, allow_head=False, name="metrics")
+    # Imported here: api.models builds on this module's services and helpers.
+    from api.models import get_model, post_model
+
+    app.router.add_post("/v1/models", post_model)
+    app.router.add_get("/v1/models/{project_id}/{model_id}", get_model, allow_head=False)
     return app
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -97,12 +98,19 @@ def worker(settings: Settings, port: int | None, data_dir: Path | None, loglevel
 )
 @click.pass_obj
 def register(settings: Settings, spec_file: Path, baseline: Path | None) -> None:
-    """Register a model from a JSON spec file."""
-    from driftline.client import Driftline
+    """Register a model from a JSON spec file.
+
+    Baseline values that contradict a column's type in some rows are printed as warnings
+    (in every row: refused).
+    """
+    from driftline.client import BaselineTypeWarning, Driftline
 
     raw = json.loads(spec_file.read_text())
-    with Driftline(settings) as client:
+    with Driftline(settings) as client, warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", BaselineTypeWarning)
         model = _or_exit(lambda: client.register_model(raw, baseline))
+    for warning in caught:
+        click.echo(f"warning: {warning.message}", err=True)
     profiled = " with its baseline profile" if model.baseline is not None else ""
     click.echo(f"registered {model.key}{profiled}")
 

@@ -17,19 +17,18 @@ from collections.abc import Callable, Iterable, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
-import orjson
 from tqdm import tqdm
 
 from driftline.settings import Settings
 from state import exact_json
-from state.baseline import profile_baseline, spec_from_data
+from state.baseline import BaselineTypeError, check_baseline, spec_from_data
 from state.events import dropped_update_fields
 from state.models import ModelSpec, model_key
 from state.registered import RegisteredModel
 from state.wording import shown
 from topics.admin import ensure_topics
 from topics.messages import encode_ingest, ingest_key
-from topics.models import ModelRegistry, publish_model
+from topics.models import ModelConflictError, ModelRegistry, register_model
 from topics.producer import CheckedProducer
 from topics.registry import Topics
 from topics.sources import (
@@ -43,6 +42,8 @@ from topics.sources import (
 
 __all__ = [
     "ApiError",
+    "BaselineTypeError",
+    "BaselineTypeWarning",
     "Driftline",
     "DroppedFieldsWarning",
     "InvalidEventError",
@@ -70,8 +71,8 @@ class UnknownModelError(LookupError):
     """Publishing to a model that was never registered."""
 
 
-class ModelConflictError(ValueError):
-    """Registering a model again with a different spec or baseline."""
+class BaselineTypeWarning(UserWarning):
+    """Some baseline values contradict their column's type (they count as mismatches)."""
 
 
 class DroppedFieldsWarning(UserWarning):
@@ -99,27 +100,26 @@ class Driftline:
     def register_model(
         self, spec: ModelSpec | Mapping[str, Any], baseline: Source | None = None
     ) -> RegisteredModel:
-        """Register (or replace) a model; every worker learns it from the registry topic.
+        """Register a model; every worker learns it from the registry topic.
 
         ``baseline`` (dicts, a DataFrame, a .csv or .parquet path) is profiled once here:
         its bin edges, categories and histograms are what drift and range checks compare
-        production against. The rows themselves are not kept.
+        production against. The rows themselves are not kept. A baseline whose values
+        contradict a column's type everywhere is refused (``BaselineTypeError``); in some
+        rows only, a ``BaselineTypeWarning`` says which column and types. Registering the
+        identical model again changes nothing; a different one raises
+        ``ModelConflictError``.
         """
         if not isinstance(spec, ModelSpec):
             spec = ModelSpec.from_dict(spec)
-        profile = None if baseline is None else profile_baseline(spec, iter_rows(baseline))
+        profile = None
+        if baseline is not None:
+            checked = check_baseline(spec, iter_rows(baseline))
+            profile = checked.profile
+            for warning in checked.warnings:
+                warnings.warn(warning, BaselineTypeWarning, stacklevel=2)
         model = RegisteredModel(spec, profile)
-        registry = self._models()
-        registry.catch_up()
-        current = registry.get(spec.key)
-        if current is not None and _canonical(current) != _canonical(model):
-            raise ModelConflictError(
-                f"model {spec.key} is already registered with another spec or baseline; a "
-                "model is registered once (its metric bins were computed with that spec and "
-                "baseline): register the new version under a new model_id"
-            )
-        publish_model(self._producer, self.topics.models.name, model)
-        registry.catch_up()  # its own next lookup must find the model, not an earlier miss
+        register_model(self._producer, self.topics.models.name, self._models(), model)
         return model
 
     def register_model_from_data(
@@ -414,11 +414,6 @@ def _hour_text(value: Any) -> Any:
             )
         return value.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
     return value
-
-
-def _canonical(model: RegisteredModel) -> bytes:
-    """The model as the registry stores it, so a registered copy compares equal."""
-    return orjson.dumps(model.to_dict(), option=orjson.OPT_SORT_KEYS | orjson.OPT_SERIALIZE_NUMPY)
 
 
 def _warn_dropped(fields: Iterable[str]) -> None:

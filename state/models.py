@@ -7,6 +7,7 @@ once, when it is registered, so that the hot path can trust it.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from enum import StrEnum
@@ -93,7 +94,7 @@ class ModelSpec:
             raise InvalidSpecError("a model spec must be a mapping of field names to values")
         unknown = set(raw) - {f.name for f in fields(cls) if f.init}
         if unknown:
-            raise InvalidSpecError(f"unknown spec fields: {sorted(unknown)}")
+            raise InvalidSpecError(f"unknown spec fields: {', '.join(sorted(map(str, unknown)))}")
         project_id = _name(raw, "project_id")
         model_id = _name(raw, "model_id")
         roles = {role: _column_list(raw, role) for role in ROLES}
@@ -105,7 +106,10 @@ class ModelSpec:
             raise InvalidSpecError(f"threshold must be a number, got {shown(threshold)}")
         if not 0.0 < float(threshold) < 1.0:
             raise InvalidSpecError(f"threshold must be strictly between 0 and 1, got {threshold}")
-        classes = tuple(raw.get("classes") or ())
+        classes = raw.get("classes") or ()
+        if not isinstance(classes, list | tuple):
+            raise InvalidSpecError("classes must be a list of class labels, one per output")
+        classes = tuple(classes)
         if not roles["outputs"]:
             raise InvalidSpecError("a model needs at least one output column")
         if task is Task.MULTICLASS_CLASSIFICATION and len(classes) != len(roles["outputs"]):
@@ -133,6 +137,23 @@ def model_key(project_id: str, model_id: str) -> str:
     return f"{project_id}/{model_id}"
 
 
+def shown(value: Any) -> str:
+    """A value as a JSON user would name it in an error message (no Python reprs)."""
+    if value is None:
+        return "null (or nothing)"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, str):
+        return json.dumps(value, ensure_ascii=False)
+    if isinstance(value, int | float):
+        return str(value)
+    if isinstance(value, list | tuple):
+        return f"a list of {len(value)}"
+    if isinstance(value, Mapping):
+        return "an object"
+    return f"a {type(value).__name__}"
+
+
 def _name(raw: Mapping[str, Any], field_name: str) -> str:
     value = raw.get(field_name)
     if not isinstance(value, str) or not value:
@@ -158,7 +179,7 @@ def _column_list(raw: Mapping[str, Any], role: str) -> tuple[str, ...]:
     ):
         raise InvalidSpecError(f"{role} must be a list of column names, got {shown(value)}")
     if len(set(value)) != len(value):
-        raise InvalidSpecError(f"{role} lists a column twice: {list(value)}")
+        raise InvalidSpecError(f"{role} lists a column twice: {', '.join(value)}")
     return tuple(value)
 
 

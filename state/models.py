@@ -7,7 +7,6 @@ once, when it is registered, so that the hot path can trust it.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from enum import StrEnum
@@ -135,23 +134,6 @@ class ModelSpec:
 
 def model_key(project_id: str, model_id: str) -> str:
     return f"{project_id}/{model_id}"
-
-
-def shown(value: Any) -> str:
-    """A value as a JSON user would name it in an error message (no Python reprs)."""
-    if value is None:
-        return "null (or nothing)"
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, str):
-        return json.dumps(value, ensure_ascii=False)
-    if isinstance(value, int | float):
-        return str(value)
-    if isinstance(value, list | tuple):
-        return f"a list of {len(value)}"
-    if isinstance(value, Mapping):
-        return "an object"
-    return f"a {type(value).__name__}"
 
 
 def _name(raw: Mapping[str, Any], field_name: str) -> str:

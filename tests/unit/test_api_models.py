@@ -117,7 +117,7 @@ def test_from_data_infers_types_and_inputs_as_spec_from_data() -> None:
         (Registration(SPEC, None, True), "from_data infers the column types"),
         (
             Registration({**SPEC, "model_id": None}, None, False),
-            "model_id must be a non-empty string, got null (or nothing)",
+            "model_id must be a non-empty string, got null",
         ),
         (Registration({**SPEC, "task": 3}, None, False), "task must be one of"),
         (

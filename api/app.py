@@ -9,6 +9,7 @@ Routes (the OpenAPI document ``api/openapi.yaml`` describes each):
 - ``POST /v1/events/delete`` and ``DELETE /v1/events``: delete by ids or time range
 - ``GET /v1/deletions/{deletion_id}``: a deletion's progress
 - ``GET /v1/events``: slices by time range and/or ids, JSON or CSV
+- ``POST /v1/events/lookup``: the slice by ids, the ids (up to 10,000) in a JSON body
 - ``POST /v1/events`` / ``PATCH /v1/events``: insert / update events in batches
 - ``GET /v1/metrics``: hourly bins
 - ``GET /health``, ``GET /ready``, ``GET /openapi.yaml``, ``GET /openapi.json``: open
@@ -44,6 +45,7 @@ from agents.ownership import PartitionOwners
 from agents.serving import RedisBins
 from api.auth import Principal, TokenStore
 from api.deletions import deletion_messages, deletion_record
+from api.lookups import parse_lookup
 from api.rate_limit import DeleteRateLimit
 from api.requests import (
     Cursor,
@@ -77,7 +79,7 @@ OPEN_PATHS = frozenset({"/health", "/ready", "/openapi.yaml", "/openapi.json"})
 DELETE_PATHS = frozenset({"/v1/events/delete"})
 _BODY_HEADERS = frozenset({"content-type", "content-length"})
 # Routes (by name) that cannot answer without Redis; a success of one ends an outage.
-REDIS_ROUTES = frozenset({"delete", "delete-by-method", "deletion", "slice", "metrics"})
+REDIS_ROUTES = frozenset({"delete", "delete-by-method", "deletion", "slice", "lookup", "metrics"})
 # What a client should wait before retrying a route that needs Redis while it is down.
 REDIS_RETRY_AFTER_S = 2
 
@@ -133,6 +135,7 @@ def create_app(settings: Settings) -> web.Application:
         "/v1/deletions/{deletion_id}", get_deletion, allow_head=False, name="deletion"
     )
     app.router.add_get("/v1/events", get_events, allow_head=False, name="slice")
+    app.router.add_post("/v1/events/lookup", lookup_events, name="lookup")
     app.router.add_post("/v1/events", insert_events)
     app.router.add_patch("/v1/events", update_events)
     app.router.add_get("/v1/metrics", get_metrics, allow_head=False, name="metrics")
@@ -378,8 +381,16 @@ async def get_deletion(request: web.Request) -> web.Response:
 
 
 async def get_events(request: web.Request) -> web.Response:
+    return await _slice(request, parse_slice(request.query.items()))
+
+
+async def lookup_events(request: web.Request) -> web.Response:
+    """The slice by ids of ``GET /v1/events``, for more ids than a request line holds."""
+    return await _slice(request, parse_lookup(await _json_body(request)))
+
+
+async def _slice(request: web.Request, query: SliceQuery) -> web.Response:
     services = request.app[SERVICES]
-    query = parse_slice(request.query.items())
     _check_scope(request, query.project_id)
     spec = await _spec(services, query.project_id, query.model_id)
     if query.event_ids is not None:

@@ -37,6 +37,7 @@ import redis
 import redis.asyncio as aioredis
 import yaml
 from aiohttp import web
+from aiohttp.http_exceptions import HttpProcessingError
 from confluent_kafka import KafkaException
 from confluent_kafka.admin import AdminClient
 
@@ -46,6 +47,7 @@ from agents.serving import RedisBins
 from api.auth import Principal, TokenStore
 from api.deletions import deletion_messages, deletion_record
 from api.lookups import parse_lookup
+from api.protocol import protocol_error
 from api.rate_limit import DeleteRateLimit
 from api.requests import (
     Cursor,
@@ -113,7 +115,10 @@ SETTINGS = web.AppKey("settings", Settings)
 
 
 def create_app(settings: Settings) -> web.Application:
-    app = web.Application(client_max_size=settings.api_max_body_bytes, middlewares=[_errors, _auth])
+    app = web.Application(
+        client_max_size=settings.api_max_body_bytes,
+        middlewares=[_errors, _body_deadline, _auth],
+    )
     app[SETTINGS] = settings
     app.cleanup_ctx.append(_services)
     document = OPENAPI_PATH.read_text()
@@ -198,6 +203,16 @@ async def _errors(request: web.Request, handler: Handler) -> web.StreamResponse:
         response = await handler(request)
     except RequestError as error:
         return error_response(error.status, error.message)
+    except BodyTimeoutError as error:
+        response = error_response(408, str(error))
+        response.force_close()
+        return response
+    except HttpProcessingError as error:
+        # The body broke its own framing (a bad chunk, a short Content-Length).
+        status, message = protocol_error(error, 400)
+        response = error_response(status, message)
+        response.force_close()
+        return response
     except WorkerUnavailableError as error:
         return error_response(503, str(error), {"Retry-After": "1"})
     except redis.RedisError as error:
@@ -222,6 +237,37 @@ async def _errors(request: web.Request, handler: Handler) -> web.StreamResponse:
     if request.match_info.route.name in REDIS_ROUTES and response.status < 300:
         request.app[SERVICES].redis_outage.succeeded()
     return response
+
+
+class BodyTimeoutError(TimeoutError):
+    """The body did not arrive in time. A ``TimeoutError`` so that aiohttp, finding it
+    again on the unread body after the 408, closes the connection at once instead of
+    reading (lingering on) the rest."""
+
+
+@web.middleware
+async def _body_deadline(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """A body must arrive within ``api_body_timeout_s``: past it, the handler's read
+    fails (408, then the connection closes), so a slow client cannot hold a connection."""
+    if not request.body_exists:
+        return await handler(request)
+    seconds = request.app[SETTINGS].api_body_timeout_s
+    content = request.content
+
+    def expire() -> None:
+        if not content.is_eof():
+            content.set_exception(
+                BodyTimeoutError(
+                    f"the body did not arrive within {seconds:g} s; send it at once, or "
+                    "in smaller batches"
+                )
+            )
+
+    timer = asyncio.get_running_loop().call_later(seconds, expire)
+    try:
+        return await handler(request)
+    finally:
+        timer.cancel()
 
 
 def redis_unavailable(

@@ -35,11 +35,14 @@ import aiohttp
 import orjson
 import redis
 import redis.asyncio as aioredis
+import redis.asyncio.retry
+import redis.retry
 import yaml
 from aiohttp import web
 from aiohttp.http_exceptions import HttpProcessingError
 from confluent_kafka import KafkaException
 from confluent_kafka.admin import AdminClient
+from redis.backoff import NoBackoff
 
 from agents.outages import OutageLog
 from agents.ownership import PartitionOwners
@@ -158,8 +161,19 @@ async def _services(app: web.Application) -> AsyncIterator[None]:
     deletion_requests = await asyncio.to_thread(
         DeletionRequests, settings.bootstrap_servers, topics.deletion_requests.name
     )
-    sync_redis = redis.Redis.from_url(settings.redis)
-    async_redis = aioredis.Redis.from_url(settings.redis)
+    timeout = settings.api_redis_timeout_s
+    sync_redis = redis.Redis.from_url(
+        settings.redis,
+        socket_timeout=timeout,
+        socket_connect_timeout=timeout,
+        retry=redis.retry.Retry(NoBackoff(), 1),
+    )
+    async_redis = aioredis.Redis.from_url(
+        settings.redis,
+        socket_timeout=timeout,
+        socket_connect_timeout=timeout,
+        retry=redis.asyncio.retry.Retry(NoBackoff(), 1),
+    )
     session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=15))
     prefix = settings.topic_prefix
     app[SERVICES] = Services(

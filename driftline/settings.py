@@ -86,6 +86,9 @@ class Settings:
     # idle keep-alive connection is closed after as long), and this long for its body.
     api_header_timeout_s: float = 10.0
     api_body_timeout_s: float = 30.0
+    # The API's Redis calls give up after this long (one retry on a new connection when a
+    # pooled one is dead, e.g. after a Redis restart); the route then answers 503.
+    api_redis_timeout_s: float = 2.0
     # What clients (the Python client, the CLI) use to reach the API.
     api_url: str | None = None
     api_token: str | None = None
@@ -165,6 +168,9 @@ class Settings:
             api_body_timeout_s=_float(
                 env, "DRIFTLINE_API_BODY_TIMEOUT_S", defaults.api_body_timeout_s
             ),
+            api_redis_timeout_s=_float(
+                env, "DRIFTLINE_API_REDIS_TIMEOUT_S", defaults.api_redis_timeout_s
+            ),
             api_url=env.get("DRIFTLINE_API_URL") or None,
             api_token=env.get("DRIFTLINE_API_TOKEN") or None,
         )
@@ -205,6 +211,7 @@ class Settings:
             "DRIFTLINE_API_MAX_BODY_BYTES": str(self.api_max_body_bytes),
             "DRIFTLINE_API_HEADER_TIMEOUT_S": str(self.api_header_timeout_s),
             "DRIFTLINE_API_BODY_TIMEOUT_S": str(self.api_body_timeout_s),
+            "DRIFTLINE_API_REDIS_TIMEOUT_S": str(self.api_redis_timeout_s),
         }
         if self.worker_advertised_url is not None:
             env["DRIFTLINE_WORKER_ADVERTISED_URL"] = self.worker_advertised_url

@@ -5,10 +5,12 @@ from __future__ import annotations
 
 from typing import Any
 
+import orjson
 import pytest
 
 from api.lookups import parse_lookup
 from api.requests import MAX_DELETE_IDS, RequestError, parse_slice
+from api.workers import batches_by_size
 
 
 def lookup_body(**fields: Any) -> dict[str, Any]:
@@ -48,3 +50,14 @@ def test_a_lookup_body_is_refused_with_what_to_change(body: Any, words: str) -> 
         parse_lookup(body)
     assert caught.value.status == 400
     assert words in caught.value.message
+
+
+def test_a_lookup_goes_to_a_worker_in_batches_under_its_body_limit() -> None:
+    ids = [f"{i:04d}" + "é" * (i % 300) for i in range(3_000)]
+    batches = batches_by_size(ids, 64 * 1024)
+    assert [i for batch in batches for i in batch] == ids
+    assert len(batches) > 1
+    for batch in batches:
+        assert len(orjson.dumps({"model": "p/m", "event_ids": batch})) <= 64 * 1024 + 40
+    assert batches_by_size(["a" * 100, "b"], 10) == [["a" * 100], ["b"]]
+    assert batches_by_size([], 10) == []

@@ -9,6 +9,7 @@ Routes (the OpenAPI document ``api/openapi.yaml`` describes each):
 - ``POST /v1/events/delete`` and ``DELETE /v1/events``: delete by ids or time range
 - ``GET /v1/deletions/{deletion_id}``: a deletion's progress
 - ``GET /v1/events``: slices by time range and/or ids, JSON or CSV
+- ``POST /v1/events/lookup``: the slice by ids, the ids (up to 10,000) in a JSON body
 - ``POST /v1/events`` / ``PATCH /v1/events``: insert / update events in batches
 - ``GET /v1/metrics``: hourly bins
 - ``POST /v1/models``, ``GET /v1/models/{project_id}/{model_id}``: registration (``api.models``)
@@ -40,16 +41,22 @@ import aiohttp
 import orjson
 import redis
 import redis.asyncio as aioredis
+import redis.asyncio.retry
+import redis.retry
 import yaml
 from aiohttp import web
+from aiohttp.http_exceptions import HttpProcessingError
 from confluent_kafka import KafkaException
 from confluent_kafka.admin import AdminClient
+from redis.backoff import NoBackoff
 
 from agents.outages import OutageLog
 from agents.ownership import PartitionOwners
 from agents.serving import RedisBins
 from api.auth import Principal, TokenStore
 from api.deletions import deletion_messages, deletion_record
+from api.lookups import parse_lookup
+from api.protocol import protocol_error
 from api.rate_limit import DeleteRateLimit
 from api.requests import (
     METRICS_PARAMETERS,
@@ -91,7 +98,7 @@ OPEN_PATHS = frozenset({"/health", "/ready", "/openapi.yaml", "/openapi.json"})
 DELETE_PATHS = frozenset({"/v1/events/delete"})
 _BODY_HEADERS = frozenset({"content-type", "content-length"})
 # Routes (by name) that cannot answer without Redis; a success of one ends an outage.
-REDIS_ROUTES = frozenset({"delete", "delete-by-method", "deletion", "slice", "metrics"})
+REDIS_ROUTES = frozenset({"delete", "delete-by-method", "deletion", "slice", "lookup", "metrics"})
 # What a client should wait before retrying a route that needs Redis while it is down.
 REDIS_RETRY_AFTER_S = 2
 
@@ -127,7 +134,7 @@ SETTINGS = web.AppKey("settings", Settings)
 def create_app(settings: Settings) -> web.Application:
     app = web.Application(
         client_max_size=settings.api_max_body_bytes,
-        middlewares=[_delete_headers, _errors, _auth, _query],
+        middlewares=[_delete_headers, _errors, _body_deadline, _auth, _query],
     )
     app[SETTINGS] = settings
     app.cleanup_ctx.append(_services)
@@ -150,6 +157,7 @@ def create_app(settings: Settings) -> web.Application:
         "/v1/deletions/{deletion_id}", get_deletion, allow_head=False, name="deletion"
     )
     app.router.add_get("/v1/events", get_events, allow_head=False, name="slice")
+    app.router.add_post("/v1/events/lookup", lookup_events, name="lookup")
     app.router.add_post("/v1/events", insert_events)
     app.router.add_patch("/v1/events", update_events)
     app.router.add_get("/v1/metrics", get_metrics, allow_head=False, name="metrics")
@@ -172,8 +180,19 @@ async def _services(app: web.Application) -> AsyncIterator[None]:
     deletion_requests = await asyncio.to_thread(
         DeletionRequests, settings.bootstrap_servers, topics.deletion_requests.name
     )
-    sync_redis = redis.Redis.from_url(settings.redis)
-    async_redis = aioredis.Redis.from_url(settings.redis)
+    timeout = settings.api_redis_timeout_s
+    sync_redis = redis.Redis.from_url(
+        settings.redis,
+        socket_timeout=timeout,
+        socket_connect_timeout=timeout,
+        retry=redis.retry.Retry(NoBackoff(), 1),
+    )
+    async_redis = aioredis.Redis.from_url(
+        settings.redis,
+        socket_timeout=timeout,
+        socket_connect_timeout=timeout,
+        retry=redis.asyncio.retry.Retry(NoBackoff(), 1),
+    )
     session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=15))
     prefix = settings.topic_prefix
     app[SERVICES] = Services(
@@ -253,6 +272,16 @@ async def _errors(request: web.Request, handler: Handler) -> web.StreamResponse:
         response = await handler(request)
     except RequestError as error:
         return error_response(error.status, error.message)
+    except BodyTimeoutError as error:
+        response = error_response(408, str(error))
+        response.force_close()
+        return response
+    except HttpProcessingError as error:
+        # The body broke its own framing (a bad chunk, a short Content-Length).
+        status, message = protocol_error(error, 400)
+        response = error_response(status, message)
+        response.force_close()
+        return response
     except WorkerUnavailableError as error:
         return error_response(503, str(error), {"Retry-After": "1"})
     except redis.RedisError as error:
@@ -277,6 +306,37 @@ async def _errors(request: web.Request, handler: Handler) -> web.StreamResponse:
     if request.match_info.route.name in REDIS_ROUTES and response.status < 300:
         request.app[SERVICES].redis_outage.succeeded()
     return response
+
+
+class BodyTimeoutError(TimeoutError):
+    """The body did not arrive in time. A ``TimeoutError`` so that aiohttp, finding it
+    again on the unread body after the 408, closes the connection at once instead of
+    reading (lingering on) the rest."""
+
+
+@web.middleware
+async def _body_deadline(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """A body must arrive within ``api_body_timeout_s``: past it, the handler's read
+    fails (408, then the connection closes), so a slow client cannot hold a connection."""
+    if not request.body_exists:
+        return await handler(request)
+    seconds = request.app[SETTINGS].api_body_timeout_s
+    content = request.content
+
+    def expire() -> None:
+        if not content.is_eof():
+            content.set_exception(
+                BodyTimeoutError(
+                    f"the body did not arrive within {seconds:g} s; send it at once, or "
+                    "in smaller batches"
+                )
+            )
+
+    timer = asyncio.get_running_loop().call_later(seconds, expire)
+    try:
+        return await handler(request)
+    finally:
+        timer.cancel()
 
 
 def redis_unavailable(
@@ -425,8 +485,16 @@ async def get_deletion(request: web.Request) -> web.Response:
 
 @takes_query(*SLICE_PARAMETERS, repeatable={"event_id"})
 async def get_events(request: web.Request) -> web.Response:
+    return await _slice(request, parse_slice(request.query.items()))
+
+
+async def lookup_events(request: web.Request) -> web.Response:
+    """The slice by ids of ``GET /v1/events``, for more ids than a request line holds."""
+    return await _slice(request, parse_lookup(await _json_body(request)))
+
+
+async def _slice(request: web.Request, query: SliceQuery) -> web.Response:
     services = request.app[SERVICES]
-    query = parse_slice(request.query.items())
     _check_scope(request, query.project_id)
     spec = await _spec(services, query.project_id, query.model_id)
     if query.event_ids is not None:

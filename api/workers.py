@@ -19,9 +19,32 @@ import orjson
 from agents.ownership import PartitionOwners
 from state import exact_json
 
+# A worker's HTTP server (aiohttp under Faust) refuses bodies over 1 MiB; a lookup of
+# 10,000 long ids is sent in requests of at most this many bytes of ids.
+LOOKUP_BODY_BYTES = 512 * 1024
+
 
 class WorkerUnavailableError(Exception):
     pass
+
+
+def batches_by_size(ids: list[str], max_bytes: int) -> list[list[str]]:
+    """``ids`` in order, cut so that each batch's ids take at most ``max_bytes`` as a JSON
+    list (an id longer than that alone is a batch of its own)."""
+    batches: list[list[str]] = []
+    batch: list[str] = []
+    size = 2
+    for event_id in ids:
+        # Quotes and a comma; escapes make an id at most 6 times its UTF-8 length.
+        cost = len(orjson.dumps(event_id)) + 1
+        if batch and size + cost > max_bytes:
+            batches.append(batch)
+            batch, size = [], 2
+        batch.append(event_id)
+        size += cost
+    if batch:
+        batches.append(batch)
+    return batches
 
 
 class Workers:
@@ -66,9 +89,14 @@ class Workers:
     async def lookup(
         self, partition: int, model: str, event_ids: list[str]
     ) -> list[dict[str, Any]]:
-        payload = {"model": model, "event_ids": event_ids}
-        body = await self._at_owner(partition, "POST", "/events/lookup", payload=payload)
-        return list(body.get("events", []))
+        """The events of ``event_ids`` the partition holds, in as many requests as the
+        worker's body limit needs."""
+        found: list[dict[str, Any]] = []
+        for batch in batches_by_size(event_ids, LOOKUP_BODY_BYTES):
+            payload = {"model": model, "event_ids": batch}
+            body = await self._at_owner(partition, "POST", "/events/lookup", payload=payload)
+            found.extend(body.get("events", []))
+        return found
 
     async def _at_owner(
         self,

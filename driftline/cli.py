@@ -231,9 +231,7 @@ def api(ctx: click.Context, host: str | None, port: int | None) -> None:
         return
     import logging
 
-    from aiohttp import web
-
-    from api.app import create_app
+    from api.server import run
 
     settings: Settings = ctx.obj
     if host is not None:
@@ -241,15 +239,7 @@ def api(ctx: click.Context, host: str | None, port: int | None) -> None:
     if port is not None:
         settings = settings.with_overrides(api_port=port)
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s %(message)s")
-    web.run_app(
-        create_app(settings),
-        host=settings.api_host,
-        port=settings.api_port,
-        print=lambda _: click.echo(
-            f"driftline api on http://{settings.api_host}:{settings.api_port}"
-        ),
-        access_log=None,
-    )
+    run(settings, click.echo)
 
 
 @api.command("token")

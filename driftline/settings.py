@@ -82,6 +82,13 @@ class Settings:
     # Bearer tokens: SHA-256 hashes with their projects, written by `driftline api token`.
     api_tokens_file: Path = field(default_factory=lambda: _default_home() / "api-tokens.json")
     api_max_body_bytes: int = 16 * 1024 * 1024
+    # A client has this long to send a request's line and headers (408, then closed; an
+    # idle keep-alive connection is closed after as long), and this long for its body.
+    api_header_timeout_s: float = 10.0
+    api_body_timeout_s: float = 30.0
+    # The API's Redis calls give up after this long (one retry on a new connection when a
+    # pooled one is dead, e.g. after a Redis restart); the route then answers 503.
+    api_redis_timeout_s: float = 2.0
     # What clients (the Python client, the CLI) use to reach the API.
     api_url: str | None = None
     api_token: str | None = None
@@ -155,6 +162,15 @@ class Settings:
             api_max_body_bytes=_int(
                 env, "DRIFTLINE_API_MAX_BODY_BYTES", defaults.api_max_body_bytes
             ),
+            api_header_timeout_s=_float(
+                env, "DRIFTLINE_API_HEADER_TIMEOUT_S", defaults.api_header_timeout_s
+            ),
+            api_body_timeout_s=_float(
+                env, "DRIFTLINE_API_BODY_TIMEOUT_S", defaults.api_body_timeout_s
+            ),
+            api_redis_timeout_s=_float(
+                env, "DRIFTLINE_API_REDIS_TIMEOUT_S", defaults.api_redis_timeout_s
+            ),
             api_url=env.get("DRIFTLINE_API_URL") or None,
             api_token=env.get("DRIFTLINE_API_TOKEN") or None,
         )
@@ -193,6 +209,9 @@ class Settings:
             "DRIFTLINE_API_PORT": str(self.api_port),
             "DRIFTLINE_API_TOKENS_FILE": str(self.api_tokens_file),
             "DRIFTLINE_API_MAX_BODY_BYTES": str(self.api_max_body_bytes),
+            "DRIFTLINE_API_HEADER_TIMEOUT_S": str(self.api_header_timeout_s),
+            "DRIFTLINE_API_BODY_TIMEOUT_S": str(self.api_body_timeout_s),
+            "DRIFTLINE_API_REDIS_TIMEOUT_S": str(self.api_redis_timeout_s),
         }
         if self.worker_advertised_url is not None:
             env["DRIFTLINE_WORKER_ADVERTISED_URL"] = self.worker_advertised_url

@@ -48,6 +48,7 @@ async def get_event(request: web.Request) -> web.Response:
     services = request.app[core.SERVICES]
     project_id, model_id = _model_in_path(request)
     event_id = request.match_info["event_id"]
+    _refuse_query(request, set())
     await core._spec(services, project_id, model_id)
     model = model_key(project_id, model_id)
     key = f"{model}/{event_id}".encode()

@@ -43,7 +43,7 @@ class Settings:
     parked_updates_per_event: int = 100
     # How soon the group notices a dead worker and moves its partitions.
     session_timeout_ms: int = 10_000
-    # Worker HTTP server (event read-back, health).
+    # Worker HTTP server: the API's reads (with the internal secret), health, readiness.
     worker_host: str = "127.0.0.1"
     worker_port: int = 6066
     # How the API and other workers reach this worker, when not at host:port (containers).

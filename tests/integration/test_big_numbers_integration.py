@@ -47,7 +47,8 @@ def test_big_integers_and_counters_past_64_bits_read_back_exactly(
          "ref": -(2**66)}
         for i in range(40)
     ]  # fmt: skip
-    with Driftline(settings) as client:
+    reading = settings.with_overrides(api_url=api.url, api_token=token)
+    with Driftline(reading) as client:
         client.register_model(REGRESSION)
         client.publish_events_batch("shop", "price", rows)
         wait_for_lag_zero(settings)

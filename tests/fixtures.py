@@ -193,6 +193,13 @@ def start_api(settings: Settings, tmp_path: Path) -> Iterator[Callable[..., Any]
 def api_settings(settings: Settings, start_api: Callable[..., Any]) -> Settings:
     """``settings`` pointed at a running API with a token for every project: the client
     reads events and bins through the API only (the worker's port is the API's)."""
+    return reading_through_api(settings, start_api)
+
+
+def reading_through_api(settings: Settings, start_api: Callable[..., Any]) -> Settings:
+    """An API started on ``settings`` (which creates the topics if they are missing: start
+    it after anything that creates them with other settings), and ``settings`` with its
+    address and a token for every project."""
     from api.auth import create_token
 
     api = start_api(settings)

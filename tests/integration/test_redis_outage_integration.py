@@ -306,6 +306,7 @@ def test_a_range_deletion_waits_for_redis_without_stopping_ingestion(
 
 def deletion_progress(worker: WorkerProcess, deletion_id: str) -> dict[str, Any]:
     url = f"{worker.url}/internal/deletions/{deletion_id}"
-    with urllib.request.urlopen(url, timeout=10) as response:
+    request = urllib.request.Request(url, headers={HEADER: internal_secret(worker.settings)})
+    with urllib.request.urlopen(request, timeout=10) as response:
         found: dict[str, Any] = orjson.loads(response.read())["partitions"]
         return found

@@ -256,6 +256,9 @@ def test_status_is_final_only_once_every_event_sent_is_in_the_bins(
     not_final = runner.invoke(main, ["status", "--project", "shop", "--model", "churn"], env=env)
     assert not_final.exit_code == 1, not_final.output
     assert "final: no" in not_final.output
+    timed_out = runner.invoke(main, ["status", "--wait", "--timeout", "1"], env=env)
+    assert timed_out.exit_code == 1, timed_out.output
+    assert "the bins are not final after 1s (lag: merge 300" in timed_out.output
 
     start_worker(settings)
     waited = runner.invoke(main, ["status", "--wait", "--timeout", "90"], env=env)

@@ -194,3 +194,60 @@ def test_bins_are_final_only_when_every_stage_is_done(
     ]  # fmt: skip
     assert body["stages"][1]["caught_up"] is (bins and unemitted == 0)
     assert body["stages"][1]["unemitted_bins"] == unemitted
+
+
+# --- routing counters to the partitions' owners ---------------------------------------------
+
+
+class FakeOwners:
+    def __init__(self, owners: dict[int, str | None]) -> None:
+        self.owners = owners
+
+    def owners_of(self, partitions: list[int]) -> dict[int, str | None]:
+        return {p: self.owners.get(p) for p in partitions}
+
+
+def test_counters_come_from_each_partitions_owner_or_name_the_missing_ones() -> None:
+    """Each partition is counted once, from its owner; a sum without some partition would
+    be silently low, so those are named instead. The secret goes with every request."""
+    import asyncio
+    from typing import cast
+
+    import aiohttp
+    from aiohttp import web
+    from aiohttp.test_utils import TestServer
+
+    from agents.ownership import PartitionOwners
+    from api.workers import Workers, WorkerUnavailableError
+    from driftline.internal_secret import HEADER
+
+    async def counters(request: web.Request) -> web.Response:
+        if request.headers.get(HEADER) != "s3cret":
+            return web.json_response({"error": "no secret"}, status=401)
+        assert request.match_info["model"] == "churn"
+        record = {"dead_letters": 1, "dropped_fields": {}, "forwarded": 0, "parked_updates": 2}
+        # Partition 5 was held here once: not this worker's any more, not counted.
+        return web.json_response({"partitions": {"0": record, "1": record, "5": record}})
+
+    async def scenario() -> None:
+        app = web.Application()
+        app.router.add_get("/internal/models/{project}/{model}/counters", counters)
+        server = TestServer(app, host="127.0.0.1")
+        await server.start_server()
+        url = str(server.make_url("")).rstrip("/")
+        owners = FakeOwners({0: url, 1: url, 2: None, 3: "http://127.0.0.1:9"})
+        try:
+            async with aiohttp.ClientSession() as session:
+                workers = Workers(cast(PartitionOwners, owners), session, "s3cret")
+                with pytest.raises(WorkerUnavailableError, match=r"partition\(s\) 2, 3 \(not"):
+                    await workers.counters("shop/churn", 4)
+                found = await workers.counters("shop/churn", 2)
+                assert sorted(found) == [0, 1]
+                assert sum_counters(found.values())["parked_updates"] == 4
+                unauthorised = Workers(cast(PartitionOwners, owners), session, "wrong")
+                with pytest.raises(WorkerUnavailableError, match=r"partition\(s\) 0, 1"):
+                    await unauthorised.counters("shop/churn", 2)
+        finally:
+            await server.close()
+
+    asyncio.run(scenario())

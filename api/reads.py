@@ -14,12 +14,14 @@ import base64
 import binascii
 from collections import Counter
 from collections.abc import Mapping
+from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 
 import orjson
 from aiohttp import web
 
+from agents.merge import FORWARDED_FROM
 from api import app as core
 from api.requests import RequestError, bad_request
 from api.workers import Workers
@@ -231,6 +233,8 @@ async def get_status(request: web.Request) -> web.Response:
             lambda: reader.committed(topics.merge_group, topics.ingest.name,
                                      settings.ingest_partitions),
         )  # fmt: skip
+        if merge.caught_up:
+            merge = await asyncio.to_thread(_past_forwarded_copies, reader, merge, topics, settings)
         bins = await asyncio.to_thread(
             reader.stage, "bins", topics.bin_partials.name, settings.bins_partitions,
             lambda: reader.committed(topics.bins_group, topics.bin_partials.name,
@@ -247,6 +251,24 @@ async def get_status(request: web.Request) -> web.Response:
     if named is not None:
         body = {"project_id": named[0], "model_id": named[1], **body}
     return core.json_response(body)
+
+
+def _past_forwarded_copies(
+    reader: ProgressReader, merge: StageProgress, topics: Topics, settings: Settings
+) -> StageProgress:
+    """A message sent to another partition than its key's (another partitioner) is applied
+    as a copy the merge agent appends to its key's partition, past the ends just read: the
+    merge stage is done only once it is past those copies too."""
+    needed = reader.copies_since(
+        topics.ingest.name, settings.ingest_partitions, merge.ends, FORWARDED_FROM
+    )
+    if needed is None:
+        return replace(merge, caught_up=False)
+    if not needed:
+        return merge
+    committed = reader.committed(topics.merge_group, topics.ingest.name, settings.ingest_partitions)
+    done = all((committed.get(p) or 0) >= offset for p, offset in needed.items())
+    return replace(merge, caught_up=done)
 
 
 async def _unemitted_bins(workers: Workers, settings: Settings) -> int | None:

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
 from confluent_kafka import Consumer, KafkaError, TopicPartition
@@ -77,8 +77,11 @@ class StageProgress:
     lag: int
     # No message of the topic is waiting for the stage (markers aside).
     caught_up: bool
+    # The topic's end offsets it was compared with.
+    ends: Mapping[int, int] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
+        """The public part (without the end offsets)."""
         return {"stage": self.stage, "topic": self.topic, "lag": self.lag,
                 "caught_up": self.caught_up}  # fmt: skip
 
@@ -96,6 +99,27 @@ def pending_partitions(
         if (applied.get(partition) or 0) < end
         and has_messages(partition, applied.get(partition) or 0, end)
     ]
+
+
+# Messages a status request looks at, at most, for copies of messages it must wait for.
+COPIES_SCANNED = 100_000
+
+
+def copies_to_wait_for(
+    found: list[tuple[int, int, str]], since: Mapping[int, int]
+) -> dict[int, int]:
+    """Of the copies (partition, offset, "source partition:source offset") appended after
+    ``since``, those of messages before ``since``: per partition, the offset past the last."""
+    needed: dict[int, int] = {}
+    for partition, offset, origin in found:
+        source, _, source_offset = origin.partition(":")
+        try:
+            before = int(source_offset) < since.get(int(source), 0)
+        except ValueError:
+            continue  # a header this pipeline did not write
+        if before:
+            needed[partition] = max(needed.get(partition, 0), offset + 1)
+    return needed
 
 
 class ProgressReader:
@@ -165,7 +189,55 @@ class ProgressReader:
         waiting = pending_partitions(
             ends, applied, lambda p, start, end: self.has_messages(topic, p, start, end)
         )
-        return StageProgress(stage, topic, lag, not waiting)
+        return StageProgress(stage, topic, lag, not waiting, ends)
+
+    def copies_since(
+        self, topic: str, partitions: int, since: Mapping[int, int], header: str
+    ) -> dict[int, int] | None:
+        """Per partition, the offset just past the last message appended since ``since``
+        that is a copy (``header``: "partition:offset" of the original) of a message
+        before ``since``: a stage done with the messages before ``since`` is done only
+        once it is past those copies too. None when too many messages arrived since to
+        look at them all (then nothing can be said)."""
+        ends = self.ends(topic, partitions)
+        found: list[tuple[int, int, str]] = []
+        budget = COPIES_SCANNED
+        for partition in range(partitions):
+            start, end = since.get(partition, 0), ends[partition]
+            if start >= end:
+                continue
+            if end - start > budget:
+                return None
+            budget -= end - start
+            copies = self._origins(topic, partition, start, end, header)
+            found += [(partition, offset, origin) for offset, origin in copies]
+        return copies_to_wait_for(found, since)
+
+    def _origins(
+        self, topic: str, partition: int, start: int, end: int, header: str
+    ) -> Iterator[tuple[int, str]]:
+        """(offset, header value) of the messages in [start, end) that carry ``header``."""
+        self._reader.assign([TopicPartition(topic, partition, start)])
+        deadline = time.monotonic() + 10
+        try:
+            while time.monotonic() < deadline:
+                message = self._reader.poll(0.5)
+                if message is None:
+                    continue
+                error = message.error()
+                if error is not None:
+                    if error.code() == KafkaError._PARTITION_EOF:
+                        return
+                    continue
+                offset = int(message.offset())
+                found = [v for k, v in message.headers() or [] if k == header and v]
+                if found:
+                    yield offset, found[-1].decode()
+                if offset + 1 >= end:
+                    return
+            raise TimeoutError(f"{topic} partition {partition} did not answer in time")
+        finally:
+            self._reader.unassign()
 
     def close(self) -> None:
         self._reader.close()

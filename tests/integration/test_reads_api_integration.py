@@ -34,14 +34,17 @@ StartApi = Callable[..., ApiProcess]
 COLUMNS = {"age": 30, "plan": "pro", "score": 0.25, "churned": None}
 
 
-def produce(settings: Settings, messages: list[tuple[bytes, bytes]]) -> None:
-    """Raw messages on the ingest topic, each on its key's partition (as kcat -K would)."""
+def produce(
+    settings: Settings, messages: list[tuple[bytes, bytes]], misroute: bool = False
+) -> None:
+    """Raw messages on the ingest topic, each on its key's partition, or (``misroute``: as
+    another partitioner would) on the next one, from which the merge agent forwards them."""
     producer = Producer({"bootstrap.servers": settings.bootstrap_servers})
     topic = Topics.for_settings(settings).ingest.name
+    partitions = settings.ingest_partitions
     for key, value in messages:
-        producer.produce(
-            topic, value, key, partition=partition_for(key, settings.ingest_partitions)
-        )
+        partition = (partition_for(key, partitions) + misroute) % partitions
+        producer.produce(topic, value, key, partition=partition)
     assert producer.flush(30) == 0
 
 
@@ -242,8 +245,11 @@ def test_status_is_final_only_once_every_event_sent_is_in_the_bins(
     api = start_api(settings)
     register(settings)
     token = token_for(api, "shop")
-    # No worker yet: what is sent waits, and the merge stage says so.
-    produce(settings, [insert("shop", "churn", f"e-{i}", hour=i % 3) for i in range(300)])
+    # No worker yet: what is sent waits, and the merge stage says so. A fifth of it is on
+    # the wrong partitions: final must wait for the copies forwarded to the right ones.
+    events = [insert("shop", "churn", f"e-{i}", hour=i % 3) for i in range(300)]
+    produce(settings, events[:240])
+    produce(settings, events[240:], misroute=True)
     waiting = call(api, "GET", "/v1/status?project_id=shop&model_id=churn", token=token)
     assert waiting.status == 200, waiting.body
     assert waiting.body["final"] is False

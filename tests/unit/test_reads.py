@@ -22,7 +22,7 @@ from api.requests import RequestError
 from driftline.internal_secret import internal_secret, matches
 from driftline.settings import Settings
 from topics.dead_letters import DeadLetter, StoredLetter, letter_model
-from topics.progress import StageProgress, pending_partitions
+from topics.progress import StageProgress, copies_to_wait_for, pending_partitions
 from topics.registry import Topics
 
 # --- the internal secret ---------------------------------------------------------------
@@ -251,3 +251,18 @@ def test_counters_come_from_each_partitions_owner_or_name_the_missing_ones() -> 
             await server.close()
 
     asyncio.run(scenario())
+
+
+def test_the_merge_stage_waits_for_copies_of_messages_sent_before_the_ends() -> None:
+    """A message on another partition than its key's is applied as a copy appended to its
+    key's partition; a copy of a message before the ends read must be applied too."""
+    since = {0: 10, 1: 5}
+    found = [
+        (1, 5, "0:9"),  # a copy of a message before the ends: wait for it
+        (1, 7, "0:3"),
+        (1, 6, "0:12"),  # a copy of a message sent after: not this request's
+        (0, 11, "1:4"),
+        (0, 12, "nonsense"),
+    ]
+    assert copies_to_wait_for(found, since) == {1: 8, 0: 12}
+    assert copies_to_wait_for([(1, 6, "0:12")], since) == {}

@@ -13,7 +13,7 @@ import asyncio
 import base64
 import binascii
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
@@ -50,7 +50,7 @@ async def get_event(request: web.Request) -> web.Response:
     services = request.app[core.SERVICES]
     project_id, model_id = _model_in_path(request)
     event_id = request.match_info["event_id"]
-    _refuse_query(request, set())
+    _refuse_unknown_names(request.query, set())
     await core._spec(services, project_id, model_id)
     model = model_key(project_id, model_id)
     key = f"{model}/{event_id}".encode()
@@ -71,7 +71,7 @@ async def get_counters(request: web.Request) -> web.Response:
     """``GET /v1/models/{project_id}/{model_id}/counters``: summed over every partition."""
     services = request.app[core.SERVICES]
     project_id, model_id = _model_in_path(request)
-    _refuse_query(request, set())
+    _refuse_unknown_names(request.query, set())
     await core._spec(services, project_id, model_id)
     partitions = services.settings.ingest_partitions
     found = await services.workers.counters(model_key(project_id, model_id), partitions)
@@ -79,10 +79,9 @@ async def get_counters(request: web.Request) -> web.Response:
     return core.json_response(body)
 
 
-def sum_counters(records: Any) -> dict[str, Any]:
+def sum_counters(records: Iterable[Mapping[str, Any]]) -> dict[str, Any]:
     """Per-partition counters (as the workers answer them) summed into one record."""
-    total, parked = ModelCounters(), 0
-    count = 0
+    total, parked, count = ModelCounters(), 0, 0
     for record in records:
         total = total.plus(ModelCounters.from_dict(record))
         parked += int(record.get("parked_updates", 0))
@@ -118,7 +117,9 @@ async def get_all_dead_letters(request: web.Request) -> web.Response:
     return await _dead_letters(request, ALL_MODELS, lambda letter: True)
 
 
-async def _dead_letters(request: web.Request, scope: str, wanted: Any) -> web.Response:
+async def _dead_letters(
+    request: web.Request, scope: str, wanted: Callable[[DeadLetter], bool]
+) -> web.Response:
     services = request.app[core.SERVICES]
     limit, start = parse_page(request.query, scope)
     found, next_offset = await asyncio.to_thread(
@@ -319,10 +320,6 @@ def _optional_model(query: Mapping[str, str]) -> tuple[str, str] | None:
             "give both 'project_id' and 'model_id' (non-empty, without '/'), or neither"
         )
     return project_id, model_id
-
-
-def _refuse_query(request: web.Request, known: set[str]) -> None:
-    _refuse_unknown_names(request.query, known)
 
 
 def _refuse_unknown_names(query: Mapping[str, str], known: set[str]) -> None:

@@ -29,6 +29,7 @@ from driftline.settings import Settings
 from state.counters import ModelCounters
 from state.models import model_key
 from topics.dead_letters import DeadLetter, StoredLetter, letter_model, read_letters_page
+from topics.messages import ingest_key
 from topics.partitioning import partition_for
 from topics.progress import ProgressReader, StageProgress
 from topics.registry import Topics
@@ -38,7 +39,7 @@ MAX_DEAD_LETTERS = 1000
 # Dead letters one page looks at, at most: a model with few letters among many others'
 # gets a short page and a cursor rather than a request that reads the whole topic.
 DEAD_LETTERS_SCANNED = 20_000
-# The cursor of the all-models listing (model names never hold '*' ... nor '/').
+# The scope in the cursor of the all-models listing (a model's scope always holds a '/').
 ALL_MODELS = "*"
 
 
@@ -52,10 +53,9 @@ async def get_event(request: web.Request) -> web.Response:
     event_id = request.match_info["event_id"]
     _refuse_unknown_names(request.query, set())
     await core._spec(services, project_id, model_id)
-    model = model_key(project_id, model_id)
-    key = f"{model}/{event_id}".encode()
+    key = ingest_key(project_id, model_id, event_id)
     partition = partition_for(key, services.settings.ingest_partitions)
-    event = await services.workers.event(partition, model, event_id)
+    event = await services.workers.event(partition, model_key(project_id, model_id), event_id)
     if event is None:
         raise RequestError(
             404, f"no event {event_id!r} in model {project_id}/{model_id} (never stored, "

@@ -13,6 +13,9 @@ Routes (the OpenAPI document ``api/openapi.yaml`` describes each):
 - ``POST /v1/events`` / ``PATCH /v1/events``: insert / update events in batches
 - ``GET /v1/metrics``: hourly bins
 - ``POST /v1/models``, ``GET /v1/models/{project_id}/{model_id}``: registration (``api.models``)
+- ``GET /v1/events/{project_id}/{model_id}/{event_id}``, ``GET /v1/models/{project_id}/
+  {model_id}/counters`` and ``/dead-letters``, ``GET /v1/dead-letters``, ``GET /v1/status``:
+  the reads of ``api.reads``
 - ``GET /health``, ``GET /ready``, ``GET /openapi.yaml``, ``GET /openapi.json``: open
 
 One set of request rules for every route: ``_query`` refuses query parameters a handler
@@ -53,6 +56,7 @@ from redis.backoff import NoBackoff
 from agents.outages import OutageLog
 from agents.ownership import PartitionOwners
 from agents.serving import RedisBins
+from api import reads
 from api.auth import Principal, TokenStore
 from api.deletions import deletion_messages, deletion_record
 from api.lookups import parse_lookup
@@ -79,6 +83,7 @@ from api.requests import (
 )
 from api.responses import csv_columns, deletion_status, public_row, to_csv
 from api.workers import Workers, WorkerUnavailableError
+from driftline.internal_secret import internal_secret
 from driftline.settings import Settings
 from state import exact_json
 from state.models import ModelSpec, model_key
@@ -98,7 +103,19 @@ OPEN_PATHS = frozenset({"/health", "/ready", "/openapi.yaml", "/openapi.json"})
 DELETE_PATHS = frozenset({"/v1/events/delete"})
 _BODY_HEADERS = frozenset({"content-type", "content-length"})
 # Routes (by name) that cannot answer without Redis; a success of one ends an outage.
-REDIS_ROUTES = frozenset({"delete", "delete-by-method", "deletion", "slice", "lookup", "metrics"})
+REDIS_ROUTES = frozenset(
+    {
+        "delete",
+        "delete-by-method",
+        "deletion",
+        "slice",
+        "lookup",
+        "metrics",
+        "event",
+        "counters",
+        "status",
+    }
+)
 # What a client should wait before retrying a route that needs Redis while it is down.
 REDIS_RETRY_AFTER_S = 2
 
@@ -166,6 +183,14 @@ def create_app(settings: Settings) -> web.Application:
 
     app.router.add_post("/v1/models", post_model)
     app.router.add_get("/v1/models/{project_id}/{model_id}", get_model, allow_head=False)
+    app.router.add_get("/v1/events/{project_id}/{model_id}/{event_id:.+}", reads.get_event,
+                       allow_head=False, name="event")  # fmt: skip
+    app.router.add_get("/v1/models/{project_id}/{model_id}/counters", reads.get_counters,
+                       allow_head=False, name="counters")  # fmt: skip
+    app.router.add_get("/v1/models/{project_id}/{model_id}/dead-letters",
+                       reads.get_model_dead_letters, allow_head=False)  # fmt: skip
+    app.router.add_get("/v1/dead-letters", reads.get_all_dead_letters, allow_head=False)
+    app.router.add_get("/v1/status", reads.get_status, allow_head=False, name="status")
     return app
 
 
@@ -209,7 +234,9 @@ async def _services(app: web.Application) -> AsyncIterator[None]:
             async_redis, prefix, settings.delete_requests_per_day, deletion_requests.count
         ),
         deletion_requests=deletion_requests,
-        workers=Workers(PartitionOwners(sync_redis, prefix, own_url=""), session),
+        workers=Workers(
+            PartitionOwners(sync_redis, prefix, own_url=""), session, internal_secret(settings)
+        ),
         bins=RedisBins(sync_redis, prefix),
         session=session,
         redis_outage=OutageLog(log, "api", "Redis", "metrics, deletes and slices answer 503"),

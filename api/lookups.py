@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from api.requests import SliceQuery, bad_request, parse_event_ids, parse_slice
+from state.wording import shown
 
 _FIELDS = ("project_id", "model_id", "start_time", "end_time", "format", "limit", "cursor")
 
@@ -23,7 +24,7 @@ def parse_lookup(body: object) -> SliceQuery:
     unknown = sorted(set(body) - {*_FIELDS, "event_ids"})
     if unknown:
         raise bad_request(
-            f"unknown field(s) {', '.join(map(repr, unknown))}; the fields are "
+            f"unknown field(s) {', '.join(map(shown, unknown))}; the fields are "
             f"{', '.join(sorted({*_FIELDS, 'event_ids'}))}"
         )
     if body.get("event_ids") is None:
@@ -39,5 +40,4 @@ def _text(value: object, name: str) -> str:
         return value
     if isinstance(value, int) and not isinstance(value, bool):
         return str(value)
-    kind = "true or false" if isinstance(value, bool) else type(value).__name__
-    raise bad_request(f"{name!r} must be a string or an integer; got {kind}")
+    raise bad_request(f"'{name}' must be a string or an integer; got {shown(value)}")

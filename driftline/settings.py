@@ -43,11 +43,15 @@ class Settings:
     parked_updates_per_event: int = 100
     # How soon the group notices a dead worker and moves its partitions.
     session_timeout_ms: int = 10_000
-    # Worker HTTP server (event read-back, health).
+    # Worker HTTP server: the API's reads (with the internal secret), health, readiness.
     worker_host: str = "127.0.0.1"
     worker_port: int = 6066
     # How the API and other workers reach this worker, when not at host:port (containers).
     worker_advertised_url: str | None = None
+    # The shared secret the API sends to the workers' internal routes. None: a random one
+    # kept in ``<home>/internal-secret`` (0600), so a local stack needs no configuration
+    # (``driftline.internal_secret``).
+    internal_secret: str | None = None
     # Embedded stack.
     home: Path = field(default_factory=_default_home)
     kafka_version: str = "4.1.1"
@@ -125,6 +129,7 @@ class Settings:
             worker_host=env.get("DRIFTLINE_WORKER_HOST", defaults.worker_host),
             worker_port=_int(env, "DRIFTLINE_WORKER_PORT", defaults.worker_port),
             worker_advertised_url=env.get("DRIFTLINE_WORKER_ADVERTISED_URL") or None,
+            internal_secret=env.get("DRIFTLINE_INTERNAL_SECRET") or None,
             home=home,
             kafka_version=env.get("DRIFTLINE_KAFKA_VERSION", defaults.kafka_version),
             local_kafka_port=_int(env, "DRIFTLINE_LOCAL_KAFKA_PORT", defaults.local_kafka_port),
@@ -215,6 +220,8 @@ class Settings:
         }
         if self.worker_advertised_url is not None:
             env["DRIFTLINE_WORKER_ADVERTISED_URL"] = self.worker_advertised_url
+        if self.internal_secret is not None:
+            env["DRIFTLINE_INTERNAL_SECRET"] = self.internal_secret
         if self.api_url is not None:
             env["DRIFTLINE_API_URL"] = self.api_url
         if self.api_token is not None:

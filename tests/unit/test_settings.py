@@ -20,6 +20,7 @@ def test_to_env_round_trips_every_field() -> None:
         heap_trim_interval_s=1.5,
         malloc_arenas=3,
         worker_advertised_url="http://w:6066",
+        internal_secret="shared",
         compaction_lag_ms=5,
         tombstone_retention_ms=6,
         event_deletion_batch_size=7,

@@ -34,7 +34,7 @@ from state.models import ModelSpec
 from state.registered import RegisteredModel
 from state.store import PartitionStore, Write, table_write
 from topics.clients import DEAD_LETTER_MAX_BYTES
-from topics.dead_letters import DeadLetter
+from topics.dead_letters import DeadLetter, letter_model
 from topics.messages import decode_ingest
 from topics.partitioning import partitions_for
 
@@ -260,12 +260,7 @@ class MergeHandler:
 
 def _model_of_letter(letter: DeadLetter) -> str:
     """Attribute a dead letter to its model when its key names one."""
-    if letter.key is None:
-        return UNATTRIBUTED
-    parts = letter.key.split(b"/")
-    if len(parts) < 3:
-        return UNATTRIBUTED
-    return (parts[0] + b"/" + parts[1]).decode(errors="replace")
+    return letter_model(letter.key) or UNATTRIBUTED
 
 
 def _table_writes(outcome: MergeOutcome, view: StoreView) -> list[Write]:

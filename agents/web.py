@@ -1,12 +1,14 @@
-"""HTTP views of the worker: events, metric bins, per-model counters, health, readiness.
+"""HTTP views of the worker, for the API only: events, counters, progress; and health.
 
-The views that need Redis (metric bins, finding another partition's owner) answer 503
-with ``Retry-After`` while it is down; the others do not touch it.
+Clients read through the API (tokens, project scopes): every view here but ``/health``
+and ``/ready`` requires the secret the API and the workers share
+(``driftline.internal_secret``) and answers 401 without it. The port binds loopback by
+default (``DRIFTLINE_WORKER_HOST``). A view that needs Redis (finding another
+partition's owner) answers 503 with ``Retry-After`` while it is down.
 """
 
 from __future__ import annotations
 
-from collections import Counter
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -15,15 +17,17 @@ import redis
 from faust.web import Request, Response, View
 from rocksdict import DbClosedError
 
+from agents import parked
+from agents.bins import DIRTY
 from agents.deletions import DELETIONS
 from agents.merge import COUNTERS, EVENTS, decode_event
+from driftline.internal_secret import HEADER, internal_secret, matches
 from state import exact_json
 from state.commands import event_key
 from state.counters import ModelCounters
 from state.deletions import DeletionRecord
 from state.events import StoredEvent
 from state.hour_index import indexed_in_range
-from state.instants import parse_instant
 from state.models import model_key
 from state.store import MEMORY, PartitionStore
 from topics.partitioning import partition_for
@@ -38,11 +42,15 @@ REDIS_RETRY_AFTER_S = 2
 def register_views(worker: Worker) -> None:
     app = worker.app
     partitions = worker.settings.ingest_partitions
+    secret = internal_secret(worker.settings)
 
-    @app.page("/v1/events/{project_id}/{model_id}/{event_id}")
+    @app.page("/internal/events/{project_id}/{model_id}/{event_id}")
     async def get_event(
         view: View, request: Request, project_id: str, model_id: str, event_id: str
     ) -> Response:
+        """One stored event, or a redirect to the worker that holds its partition."""
+        if (refused := _refused(view, request, secret)) is not None:
+            return refused
         key = event_key(model_key(project_id, model_id), event_id)
         partition = partition_for(key.encode(), partitions)
         store = worker.merge.stores.get(partition)
@@ -52,61 +60,45 @@ def register_views(worker: Worker) -> None:
             except redis.RedisError as error:
                 return _redis_down(view, error)
             if owner is not None and owner != worker.owners.own_url:
-                location = f"{owner}/v1/events/{project_id}/{model_id}/{event_id}"
+                location = f"{owner}/internal/events/{project_id}/{model_id}/{event_id}"
                 return _json(view, {"owner": owner}, 307, headers={"Location": location})
             return _error(view, 503, f"partition {partition} is not assigned to any worker yet")
         raw = store.get(EVENTS, key.encode())
         if raw is None:
             return _error(view, 404, f"no event {event_id!r} in model {project_id}/{model_id}")
-        event = decode_event(raw)
-        return _json(
-            view,
-            {
-                "project_id": project_id,
-                "model_id": model_id,
-                "event_id": event.event_id,
-                "event_timestamp": event.timestamp_ms,
-                "event": event.columns,
-            },
-        )
+        return _json(view, {"project_id": project_id, "model_id": model_id,
+                            **_row(decode_event(raw))})  # fmt: skip
 
-    @app.page("/v1/models/{project_id}/{model_id}/counters")
+    @app.page("/internal/models/{project_id}/{model_id}/counters")
     async def get_counters(
         view: View, request: Request, project_id: str, model_id: str
     ) -> Response:
-        """This worker's share: dead letters and dropped fields of its partitions."""
-        name = model_key(project_id, model_id).encode()
-        total = ModelCounters()
-        for store in list(worker.merge.stores.values()):
-            raw = store.get(COUNTERS, name)
-            if raw is not None:
-                total = total.plus(ModelCounters.from_dict(orjson.loads(raw)))
-        body = total.to_dict()
-        body["dropped_fields"] = dict(Counter(body["dropped_fields"]).most_common())
-        body["partitions"] = sorted(worker.merge.stores)
-        return _json(view, body)
+        """The model's counters in each partition this worker holds (the API sums them)."""
+        if (refused := _refused(view, request, secret)) is not None:
+            return refused
+        model = model_key(project_id, model_id)
+        found = {
+            str(partition): partition_counters(store, model)
+            for partition, store in list(worker.merge.stores.items())
+        }
+        return _json(view, {"partitions": found})
 
-    @app.page("/v1/metrics/{project_id}/{model_id}")
-    async def get_metrics(view: View, request: Request, project_id: str, model_id: str) -> Response:
-        """Bins whose hour starts in [start, end); times as UTC ms or ISO-8601 with offset."""
-        try:
-            start = parse_instant(request.query.get("start"), "start")
-            end = parse_instant(request.query.get("end"), "end")
-        except ValueError as error:
-            return _error(view, 400, str(error))
-        if start >= end:
-            return _error(view, 400, "start must be before end")
-        try:
-            bins = worker.redis_bins.read_range(model_key(project_id, model_id), start, end)
-        except redis.RedisError as error:
-            return _redis_down(view, error)
-        return _json(view, {"project_id": project_id, "model_id": model_id, "bins": bins})
+    @app.page("/internal/progress")
+    async def progress(view: View, request: Request) -> Response:
+        """The bins partitions this worker holds and the bins they have yet to emit."""
+        if (refused := _refused(view, request, secret)) is not None:
+            return refused
+        stores = list(worker.bins.stores.items())
+        dirty = sum(sum(1 for _ in store.items(DIRTY)) for _, store in stores)
+        return _json(view, {"bins_partitions": sorted(p for p, _ in stores), "dirty_bins": dirty})
 
     # --- for the API process: per-partition reads, routed by the owner keys ---------
 
     @app.page("/internal/deletions/{deletion_id}")
     async def deletion_progress(view: View, request: Request, deletion_id: str) -> Response:
         """What this worker's partitions know of a deletion request."""
+        if (refused := _refused(view, request, secret)) is not None:
+            return refused
         found = {}
         for partition, store in list(worker.merge.stores.items()):
             raw = store.get(DELETIONS, deletion_id.encode())
@@ -117,6 +109,8 @@ def register_views(worker: Worker) -> None:
     @app.page("/internal/partitions/{partition}/events")
     async def partition_slice(view: View, request: Request, partition: str) -> Response:
         """A page of one partition's events of a model in [start, end), in hour-index order."""
+        if (refused := _refused(view, request, secret)) is not None:
+            return refused
         store = worker.merge.stores.get(int(partition))
         if store is None:
             return _not_here(view, worker, int(partition))
@@ -135,6 +129,8 @@ def register_views(worker: Worker) -> None:
         """Events of one partition by id: POST {"model": "project/model", "event_ids": [...]}."""
 
         async def post(self, request: Request, partition: str) -> Response:
+            if (refused := _refused(self, request, secret)) is not None:
+                return refused
             store = worker.merge.stores.get(int(partition))
             if store is None:
                 return _not_here(self, worker, int(partition))
@@ -147,6 +143,8 @@ def register_views(worker: Worker) -> None:
     @app.page("/internal/memory")
     async def memory(view: View, request: Request) -> Response:
         """The process's resident memory and what its RocksDB stores say they hold."""
+        if (refused := _refused(view, request, secret)) is not None:
+            return refused
         stores = [*worker.merge.stores.values(), *worker.bins.stores.values()]
         return _json(view, {"rss_bytes": resident_bytes(), "rocksdb": store_memory(stores)})
 
@@ -207,6 +205,29 @@ def slice_events(
 def _row(event: StoredEvent) -> dict[str, Any]:
     return {"event_id": event.event_id, "event_timestamp": event.timestamp_ms,
             "event": event.columns}  # fmt: skip
+
+
+def partition_counters(store: PartitionStore, model: str) -> dict[str, Any]:
+    """One partition's counters of a model, with the updates still waiting for an insert."""
+    raw = store.get(COUNTERS, model.encode())
+    counters = ModelCounters() if raw is None else ModelCounters.from_dict(orjson.loads(raw))
+    waiting = sum(
+        len(parked.waiting(value))
+        for _, value in store.items(parked.PARKED, (model + "/").encode())
+    )
+    return {**counters.to_dict(), "parked_updates": waiting}
+
+
+def _refused(view: View, request: Request, secret: str) -> Response | None:
+    """401 unless the request carries the secret only the API and the workers share."""
+    if matches(secret, request.headers.get(HEADER)):
+        return None
+    return _error(
+        view,
+        401,
+        "this worker answers only the Driftline API; read through the API "
+        f"(DRIFTLINE_API_URL), which sends the {HEADER} header",
+    )
 
 
 def _not_here(view: View, worker: Worker, partition: int) -> Response:

@@ -9,8 +9,13 @@ Routes (the OpenAPI document ``api/openapi.yaml`` describes each):
 - ``POST /v1/events/delete`` and ``DELETE /v1/events``: delete by ids or time range
 - ``GET /v1/deletions/{deletion_id}``: a deletion's progress
 - ``GET /v1/events``: slices by time range and/or ids, JSON or CSV
+- ``POST /v1/events/lookup``: the slice by ids, the ids (up to 10,000) in a JSON body
 - ``POST /v1/events`` / ``PATCH /v1/events``: insert / update events in batches
 - ``GET /v1/metrics``: hourly bins
+- ``POST /v1/models``, ``GET /v1/models/{project_id}/{model_id}``: registration (``api.models``)
+- ``GET /v1/events/{project_id}/{model_id}/{event_id}``, ``GET /v1/models/{project_id}/
+  {model_id}/counters`` and ``/dead-letters``, ``GET /v1/dead-letters``, ``GET /v1/status``:
+  the reads of ``api.reads``
 - ``GET /health``, ``GET /ready``, ``GET /openapi.yaml``, ``GET /openapi.json``: open
 
 One set of request rules for every route: ``_query`` refuses query parameters a handler
@@ -39,16 +44,23 @@ import aiohttp
 import orjson
 import redis
 import redis.asyncio as aioredis
+import redis.asyncio.retry
+import redis.retry
 import yaml
 from aiohttp import web
+from aiohttp.http_exceptions import HttpProcessingError
 from confluent_kafka import KafkaException
 from confluent_kafka.admin import AdminClient
+from redis.backoff import NoBackoff
 
 from agents.outages import OutageLog
 from agents.ownership import PartitionOwners
 from agents.serving import RedisBins
+from api import reads
 from api.auth import Principal, TokenStore
 from api.deletions import deletion_messages, deletion_record
+from api.lookups import parse_lookup
+from api.protocol import protocol_error
 from api.rate_limit import DeleteRateLimit
 from api.requests import (
     METRICS_PARAMETERS,
@@ -71,6 +83,7 @@ from api.requests import (
 )
 from api.responses import csv_columns, deletion_status, public_row, to_csv
 from api.workers import Workers, WorkerUnavailableError
+from driftline.internal_secret import internal_secret
 from driftline.settings import Settings
 from state import exact_json
 from state.models import ModelSpec, model_key
@@ -90,7 +103,19 @@ OPEN_PATHS = frozenset({"/health", "/ready", "/openapi.yaml", "/openapi.json"})
 DELETE_PATHS = frozenset({"/v1/events/delete"})
 _BODY_HEADERS = frozenset({"content-type", "content-length"})
 # Routes (by name) that cannot answer without Redis; a success of one ends an outage.
-REDIS_ROUTES = frozenset({"delete", "delete-by-method", "deletion", "slice", "metrics"})
+REDIS_ROUTES = frozenset(
+    {
+        "delete",
+        "delete-by-method",
+        "deletion",
+        "slice",
+        "lookup",
+        "metrics",
+        "event",
+        "counters",
+        "status",
+    }
+)
 # What a client should wait before retrying a route that needs Redis while it is down.
 REDIS_RETRY_AFTER_S = 2
 
@@ -126,7 +151,7 @@ SETTINGS = web.AppKey("settings", Settings)
 def create_app(settings: Settings) -> web.Application:
     app = web.Application(
         client_max_size=settings.api_max_body_bytes,
-        middlewares=[_delete_headers, _errors, _auth, _query],
+        middlewares=[_delete_headers, _errors, _body_deadline, _auth, _query],
     )
     app[SETTINGS] = settings
     app.cleanup_ctx.append(_services)
@@ -149,9 +174,23 @@ def create_app(settings: Settings) -> web.Application:
         "/v1/deletions/{deletion_id}", get_deletion, allow_head=False, name="deletion"
     )
     app.router.add_get("/v1/events", get_events, allow_head=False, name="slice")
+    app.router.add_post("/v1/events/lookup", lookup_events, name="lookup")
     app.router.add_post("/v1/events", insert_events)
     app.router.add_patch("/v1/events", update_events)
     app.router.add_get("/v1/metrics", get_metrics, allow_head=False, name="metrics")
+    # Imported here: api.models builds on this module's services and helpers.
+    from api.models import get_model, post_model
+
+    app.router.add_post("/v1/models", post_model)
+    app.router.add_get("/v1/models/{project_id}/{model_id}", get_model, allow_head=False)
+    app.router.add_get("/v1/events/{project_id}/{model_id}/{event_id:.+}", reads.get_event,
+                       allow_head=False, name="event")  # fmt: skip
+    app.router.add_get("/v1/models/{project_id}/{model_id}/counters", reads.get_counters,
+                       allow_head=False, name="counters")  # fmt: skip
+    app.router.add_get("/v1/models/{project_id}/{model_id}/dead-letters",
+                       reads.get_model_dead_letters, allow_head=False)  # fmt: skip
+    app.router.add_get("/v1/dead-letters", reads.get_all_dead_letters, allow_head=False)
+    app.router.add_get("/v1/status", reads.get_status, allow_head=False, name="status")
     return app
 
 
@@ -166,8 +205,19 @@ async def _services(app: web.Application) -> AsyncIterator[None]:
     deletion_requests = await asyncio.to_thread(
         DeletionRequests, settings.bootstrap_servers, topics.deletion_requests.name
     )
-    sync_redis = redis.Redis.from_url(settings.redis)
-    async_redis = aioredis.Redis.from_url(settings.redis)
+    timeout = settings.api_redis_timeout_s
+    sync_redis = redis.Redis.from_url(
+        settings.redis,
+        socket_timeout=timeout,
+        socket_connect_timeout=timeout,
+        retry=redis.retry.Retry(NoBackoff(), 1),
+    )
+    async_redis = aioredis.Redis.from_url(
+        settings.redis,
+        socket_timeout=timeout,
+        socket_connect_timeout=timeout,
+        retry=redis.asyncio.retry.Retry(NoBackoff(), 1),
+    )
     session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=15))
     prefix = settings.topic_prefix
     app[SERVICES] = Services(
@@ -184,7 +234,9 @@ async def _services(app: web.Application) -> AsyncIterator[None]:
             async_redis, prefix, settings.delete_requests_per_day, deletion_requests.count
         ),
         deletion_requests=deletion_requests,
-        workers=Workers(PartitionOwners(sync_redis, prefix, own_url=""), session),
+        workers=Workers(
+            PartitionOwners(sync_redis, prefix, own_url=""), session, internal_secret(settings)
+        ),
         bins=RedisBins(sync_redis, prefix),
         session=session,
         redis_outage=OutageLog(log, "api", "Redis", "metrics, deletes and slices answer 503"),
@@ -247,6 +299,16 @@ async def _errors(request: web.Request, handler: Handler) -> web.StreamResponse:
         response = await handler(request)
     except RequestError as error:
         return error_response(error.status, error.message)
+    except BodyTimeoutError as error:
+        response = error_response(408, str(error))
+        response.force_close()
+        return response
+    except HttpProcessingError as error:
+        # The body broke its own framing (a bad chunk, a short Content-Length).
+        status, message = protocol_error(error, 400)
+        response = error_response(status, message)
+        response.force_close()
+        return response
     except WorkerUnavailableError as error:
         return error_response(503, str(error), {"Retry-After": "1"})
     except redis.RedisError as error:
@@ -271,6 +333,37 @@ async def _errors(request: web.Request, handler: Handler) -> web.StreamResponse:
     if request.match_info.route.name in REDIS_ROUTES and response.status < 300:
         request.app[SERVICES].redis_outage.succeeded()
     return response
+
+
+class BodyTimeoutError(TimeoutError):
+    """The body did not arrive in time. A ``TimeoutError`` so that aiohttp, finding it
+    again on the unread body after the 408, closes the connection at once instead of
+    reading (lingering on) the rest."""
+
+
+@web.middleware
+async def _body_deadline(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """A body must arrive within ``api_body_timeout_s``: past it, the handler's read
+    fails (408, then the connection closes), so a slow client cannot hold a connection."""
+    if not request.body_exists:
+        return await handler(request)
+    seconds = request.app[SETTINGS].api_body_timeout_s
+    content = request.content
+
+    def expire() -> None:
+        if not content.is_eof():
+            content.set_exception(
+                BodyTimeoutError(
+                    f"the body did not arrive within {seconds:g} s; send it at once, or "
+                    "in smaller batches"
+                )
+            )
+
+    timer = asyncio.get_running_loop().call_later(seconds, expire)
+    try:
+        return await handler(request)
+    finally:
+        timer.cancel()
 
 
 def redis_unavailable(
@@ -419,8 +512,16 @@ async def get_deletion(request: web.Request) -> web.Response:
 
 @takes_query(*SLICE_PARAMETERS, repeatable={"event_id"})
 async def get_events(request: web.Request) -> web.Response:
+    return await _slice(request, parse_slice(request.query.items()))
+
+
+async def lookup_events(request: web.Request) -> web.Response:
+    """The slice by ids of ``GET /v1/events``, for more ids than a request line holds."""
+    return await _slice(request, parse_lookup(await _json_body(request)))
+
+
+async def _slice(request: web.Request, query: SliceQuery) -> web.Response:
     services = request.app[SERVICES]
-    query = parse_slice(request.query.items())
     _check_scope(request, query.project_id)
     spec = await _spec(services, query.project_id, query.model_id)
     if query.event_ids is not None:

@@ -12,22 +12,51 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Iterable
 from typing import Any
+from urllib.parse import quote
 
 import aiohttp
 import orjson
 
 from agents.ownership import PartitionOwners
+from driftline.internal_secret import HEADER
 from state import exact_json
+
+# A worker's HTTP server (aiohttp under Faust) refuses bodies over 1 MiB; a lookup of
+# 10,000 long ids is sent in requests of at most this many bytes of ids.
+LOOKUP_BODY_BYTES = 512 * 1024
 
 
 class WorkerUnavailableError(Exception):
     pass
 
 
+def batches_by_size(ids: list[str], max_bytes: int) -> list[list[str]]:
+    """``ids`` in order, cut so that each batch's ids take at most ``max_bytes`` as a JSON
+    list (an id longer than that alone is a batch of its own)."""
+    batches: list[list[str]] = []
+    batch: list[str] = []
+    size = 2
+    for event_id in ids:
+        # Quotes and a comma; escapes make an id at most 6 times its UTF-8 length.
+        cost = len(orjson.dumps(event_id)) + 1
+        if batch and size + cost > max_bytes:
+            batches.append(batch)
+            batch, size = [], 2
+        batch.append(event_id)
+        size += cost
+    if batch:
+        batches.append(batch)
+    return batches
+
+
 class Workers:
-    def __init__(self, owners: PartitionOwners, session: aiohttp.ClientSession) -> None:
+    def __init__(
+        self, owners: PartitionOwners, session: aiohttp.ClientSession, secret: str = ""
+    ) -> None:
         self._owners = owners
         self._session = session
+        # The workers answer only requests that carry it (``driftline.internal_secret``).
+        self._headers = {HEADER: secret}
 
     async def owners_of(self, partitions: Iterable[int]) -> dict[int, str | None]:
         wanted = list(partitions)
@@ -54,6 +83,54 @@ class Workers:
                     records[partition] = record
         return records
 
+    async def event(self, partition: int, model: str, event_id: str) -> dict[str, Any] | None:
+        """One stored event of ``partition`` (its owner's lookup), None when there is none."""
+        found = await self.lookup(partition, model, [event_id])
+        return next((event for event in found if event.get("event_id") == event_id), None)
+
+    async def counters(self, model: str, partitions: int) -> dict[int, dict[str, Any]]:
+        """A model's counters in each of the ``partitions``, each from its owner.
+
+        Raises ``WorkerUnavailableError`` naming the partitions no owner answered for: a
+        sum without them would be silently low.
+        """
+        owners = await self.owners_of(range(partitions))
+        project_id, _, model_id = model.partition("/")
+        path = f"/internal/models/{quote(project_id, safe='')}/{quote(model_id, safe='')}/counters"
+        answers = await self._from_each(owners, path)
+        found: dict[int, dict[str, Any]] = {}
+        for partition, owner in owners.items():
+            answer = answers.get(owner) if owner is not None else None
+            record = None if answer is None else answer.get("partitions", {}).get(str(partition))
+            if isinstance(record, dict):
+                found[partition] = record
+        missing = sorted(set(owners) - set(found))
+        if missing:
+            raise WorkerUnavailableError(
+                f"no worker answered for partition(s) {', '.join(map(str, missing))} (not "
+                "assigned yet, or moving between workers); retry shortly"
+            )
+        return found
+
+    async def progress(self, partitions: int) -> list[dict[str, Any]]:
+        """What each worker that holds an ingest partition says of its bins partitions."""
+        owners = await self.owners_of(range(partitions))
+        return list((await self._from_each(owners, "/internal/progress")).values())
+
+    async def _from_each(
+        self, owners: dict[int, str | None], path: str
+    ) -> dict[str, dict[str, Any]]:
+        """``path`` asked of every distinct owner at once; the 200 answers by owner URL."""
+        urls = sorted({url for url in owners.values() if url is not None})
+        answers = await asyncio.gather(
+            *(self._get(f"{url}{path}") for url in urls), return_exceptions=True
+        )
+        return {
+            url: answer[1]
+            for url, answer in zip(urls, answers, strict=True)
+            if not isinstance(answer, BaseException) and answer[0] == 200
+        }
+
     async def page(
         self, partition: int, model: str, start_ms: int, end_ms: int, after: str, limit: int
     ) -> tuple[list[dict[str, Any]], str | None]:
@@ -66,9 +143,14 @@ class Workers:
     async def lookup(
         self, partition: int, model: str, event_ids: list[str]
     ) -> list[dict[str, Any]]:
-        payload = {"model": model, "event_ids": event_ids}
-        body = await self._at_owner(partition, "POST", "/events/lookup", payload=payload)
-        return list(body.get("events", []))
+        """The events of ``event_ids`` the partition holds, in as many requests as the
+        worker's body limit needs."""
+        found: list[dict[str, Any]] = []
+        for batch in batches_by_size(event_ids, LOOKUP_BODY_BYTES):
+            payload = {"model": model, "event_ids": batch}
+            body = await self._at_owner(partition, "POST", "/events/lookup", payload=payload)
+            found.extend(body.get("events", []))
+        return found
 
     async def _at_owner(
         self,
@@ -117,7 +199,9 @@ class Workers:
     ) -> tuple[int, dict[str, Any]]:
         params = None if query is None else {k: str(v) for k, v in query.items()}
         data = None if payload is None else orjson.dumps(payload)
-        headers = {"Content-Type": "application/json"} if data is not None else None
+        headers = dict(self._headers)
+        if data is not None:
+            headers["Content-Type"] = "application/json"
         async with self._session.request(
             method, url, params=params, data=data, headers=headers
         ) as response:

@@ -28,6 +28,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from benchmarks.ingest import SPEC, infrastructure
 from driftline.client import Driftline
+from driftline.internal_secret import HEADER, internal_secret
 from driftline.settings import Settings
 from driftline.stack.kafka import free_port
 from driftline.stack.worker import WorkerProcess
@@ -80,7 +81,8 @@ def background(settings: Settings, rate: int, stop: threading.Event, sent: list[
 def deletion_state(settings: Settings, deletion_id: str) -> tuple[int, int]:
     """(partitions done, events deleted) as the worker reports them."""
     url = f"{settings.worker_url}/internal/deletions/{deletion_id}"
-    with urllib.request.urlopen(url, timeout=10) as response:
+    request = urllib.request.Request(url, headers={HEADER: internal_secret(settings)})
+    with urllib.request.urlopen(request, timeout=10) as response:
         records = json.loads(response.read())["partitions"].values()
     return sum(r["state"] == "done" for r in records), sum(r["deleted"] for r in records)
 

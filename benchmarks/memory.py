@@ -33,6 +33,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from benchmarks.ingest import SPEC, infrastructure
 from driftline.client import Driftline
+from driftline.internal_secret import HEADER, internal_secret
 from driftline.settings import Settings
 from driftline.stack.kafka import free_port
 from driftline.stack.worker import WorkerProcess
@@ -90,7 +91,9 @@ def disk_bytes(directory: Path) -> int:
 
 
 def worker_memory(worker: WorkerProcess) -> dict[str, Any]:
-    with urllib.request.urlopen(f"{worker.url}/internal/memory", timeout=10) as response:
+    secret = {HEADER: internal_secret(worker.settings)}
+    request = urllib.request.Request(f"{worker.url}/internal/memory", headers=secret)
+    with urllib.request.urlopen(request, timeout=10) as response:
         found: dict[str, Any] = orjson.loads(response.read())
         return found
 

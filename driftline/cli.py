@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -98,12 +99,19 @@ def worker(settings: Settings, port: int | None, data_dir: Path | None, loglevel
 )
 @click.pass_obj
 def register(settings: Settings, spec_file: Path, baseline: Path | None) -> None:
-    """Register a model from a JSON spec file."""
-    from driftline.client import Driftline
+    """Register a model from a JSON spec file.
+
+    Baseline values that contradict a column's type in some rows are printed as warnings
+    (in every row: refused).
+    """
+    from driftline.client import BaselineTypeWarning, Driftline
 
     raw = json.loads(spec_file.read_text())
-    with Driftline(settings) as client:
+    with Driftline(settings) as client, warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", BaselineTypeWarning)
         model = _or_exit(lambda: client.register_model(raw, baseline))
+    for warning in caught:
+        click.echo(f"warning: {warning.message}", err=True)
     profiled = " with its baseline profile" if model.baseline is not None else ""
     click.echo(f"registered {model.key}{profiled}")
 
@@ -224,9 +232,7 @@ def api(ctx: click.Context, host: str | None, port: int | None) -> None:
         return
     import logging
 
-    from aiohttp import web
-
-    from api.app import create_app
+    from api.server import run
 
     settings: Settings = ctx.obj
     if host is not None:
@@ -234,15 +240,7 @@ def api(ctx: click.Context, host: str | None, port: int | None) -> None:
     if port is not None:
         settings = settings.with_overrides(api_port=port)
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s %(message)s")
-    web.run_app(
-        create_app(settings),
-        host=settings.api_host,
-        port=settings.api_port,
-        print=lambda _: click.echo(
-            f"driftline api on http://{settings.api_host}:{settings.api_port}"
-        ),
-        access_log=None,
-    )
+    run(settings, click.echo)
 
 
 @api.command("token")
@@ -289,22 +287,48 @@ def show(settings: Settings, project_id: str, model_id: str, event_id: str) -> N
 @click.pass_obj
 def metrics(settings: Settings, model: str, start: str, end: str) -> None:
     """Print the hourly bins of MODEL (project_id/model_id) between START and END."""
-    import urllib.error
-    import urllib.parse
-    import urllib.request
+    from driftline.client import Driftline
 
     if model.count("/") != 1:
         raise click.UsageError("MODEL is project_id/model_id")
-    query = urllib.parse.urlencode({"start": start, "end": end})
-    url = f"{settings.worker_url}/v1/metrics/{model}?{query}"
-    try:
-        with urllib.request.urlopen(url, timeout=10) as response:
-            body = exact_json.loads(response.read())
-    except urllib.error.HTTPError as error:
-        raise click.ClickException(
-            exact_json.loads(error.read()).get("error", str(error))
-        ) from None
-    click.echo(exact_json.dumps(body["bins"], option=orjson.OPT_INDENT_2).decode())
+    project_id, model_id = model.split("/")
+    with Driftline(settings) as client:
+        bins = _or_exit(lambda: client.get_metrics(project_id, model_id, start, end))
+    click.echo(exact_json.dumps(bins, option=orjson.OPT_INDENT_2).decode())
+
+
+@main.command()
+@click.option("--project", "project_id", help="Check this model's scope and registration too.")
+@click.option("--model", "model_id", help="With --project: the model.")
+@click.option("--wait", is_flag=True, help="Wait until the bins are final.")
+@click.option("--timeout", default=300.0, show_default=True, help="With --wait: give up after.")
+@click.pass_obj
+def status(
+    settings: Settings, project_id: str | None, model_id: str | None, wait: bool, timeout: float
+) -> None:
+    """The pipeline's lag per stage and whether the bins are final (every event sent so far
+    applied). Exit 0 when final, 1 when not (with --wait: when the timeout passes)."""
+    from driftline.client import Driftline
+
+    if (project_id is None) != (model_id is None):
+        raise click.UsageError("give --project and --model together, or neither")
+    named = {} if project_id is None else {"project_id": project_id, "model_id": str(model_id)}
+    with Driftline(settings) as client:
+        if wait:
+            try:
+                found = _or_exit(lambda: client.wait_until_final(timeout, **named))
+            except click.ClickException as error:
+                if not isinstance(error.__cause__, TimeoutError):
+                    raise
+                click.echo(str(error.__cause__), err=True)
+                found = _or_exit(lambda: client.status(**named))
+        else:
+            found = _or_exit(lambda: client.status(**named))
+    for stage in found["stages"]:
+        state = "caught up" if stage["caught_up"] else "behind"
+        click.echo(f"{stage['stage']:<8} lag {stage['lag']:>10,}  {state}  ({stage['topic']})")
+    click.echo(f"final: {'yes' if found['final'] else 'no'}")
+    sys.exit(0 if found["final"] else 1)
 
 
 @main.command("dead-letters")

@@ -7,6 +7,7 @@ sent (clear errors), and raises when the broker did not accept a message.
 
 from __future__ import annotations
 
+import http.client
 import time
 import urllib.error
 import urllib.parse
@@ -15,21 +16,21 @@ import warnings
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping
 from datetime import UTC, datetime
+from functools import partial
 from typing import Any
 
-import orjson
 from tqdm import tqdm
 
 from driftline.settings import Settings
 from state import exact_json
-from state.baseline import profile_baseline, spec_from_data
+from state.baseline import BaselineTypeError, check_baseline, spec_from_data
 from state.events import dropped_update_fields
 from state.models import ModelSpec, model_key
 from state.registered import RegisteredModel
 from state.wording import shown
 from topics.admin import ensure_topics
 from topics.messages import encode_ingest, ingest_key
-from topics.models import ModelRegistry, publish_model
+from topics.models import ModelConflictError, ModelRegistry, register_model
 from topics.producer import CheckedProducer
 from topics.registry import Topics
 from topics.sources import (
@@ -43,12 +44,17 @@ from topics.sources import (
 
 __all__ = [
     "ApiError",
+    "BaselineTypeError",
+    "BaselineTypeWarning",
     "Driftline",
     "DroppedFieldsWarning",
     "InvalidEventError",
     "ModelConflictError",
     "UnknownModelError",
 ]
+
+# How many ids one lookup request takes (the API refuses more).
+MAX_LOOKUP_IDS = 10_000
 
 # (start, end) or {"start_time": ..., "end_time": ...}, each on the hour: UTC ms, ISO 8601
 # with a zone, "YYYY-MM-DD HH:00:00" (UTC), or an aware datetime.
@@ -70,8 +76,8 @@ class UnknownModelError(LookupError):
     """Publishing to a model that was never registered."""
 
 
-class ModelConflictError(ValueError):
-    """Registering a model again with a different spec or baseline."""
+class BaselineTypeWarning(UserWarning):
+    """Some baseline values contradict their column's type (they count as mismatches)."""
 
 
 class DroppedFieldsWarning(UserWarning):
@@ -99,27 +105,26 @@ class Driftline:
     def register_model(
         self, spec: ModelSpec | Mapping[str, Any], baseline: Source | None = None
     ) -> RegisteredModel:
-        """Register (or replace) a model; every worker learns it from the registry topic.
+        """Register a model; every worker learns it from the registry topic.
 
         ``baseline`` (dicts, a DataFrame, a .csv or .parquet path) is profiled once here:
         its bin edges, categories and histograms are what drift and range checks compare
-        production against. The rows themselves are not kept.
+        production against. The rows themselves are not kept. A baseline whose values
+        contradict a column's type everywhere is refused (``BaselineTypeError``); in some
+        rows only, a ``BaselineTypeWarning`` says which column and types. Registering the
+        identical model again changes nothing; a different one raises
+        ``ModelConflictError``.
         """
         if not isinstance(spec, ModelSpec):
             spec = ModelSpec.from_dict(spec)
-        profile = None if baseline is None else profile_baseline(spec, iter_rows(baseline))
+        profile = None
+        if baseline is not None:
+            checked = check_baseline(spec, iter_rows(baseline))
+            profile = checked.profile
+            for warning in checked.warnings:
+                warnings.warn(warning, BaselineTypeWarning, stacklevel=2)
         model = RegisteredModel(spec, profile)
-        registry = self._models()
-        registry.catch_up()
-        current = registry.get(spec.key)
-        if current is not None and _canonical(current) != _canonical(model):
-            raise ModelConflictError(
-                f"model {spec.key} is already registered with another spec or baseline; a "
-                "model is registered once (its metric bins were computed with that spec and "
-                "baseline): register the new version under a new model_id"
-            )
-        publish_model(self._producer, self.topics.models.name, model)
-        registry.catch_up()  # its own next lookup must find the model, not an earlier miss
+        register_model(self._producer, self.topics.models.name, self._models(), model)
         return model
 
     def register_model_from_data(
@@ -277,19 +282,42 @@ class Driftline:
         event_ids: Iterable[str] | None = None,
         page_size: int = 1000,
     ) -> list[dict[str, Any]]:
-        """Every stored event of a time range (UTC ms or ISO-8601) and/or of some ids, as
-        rows with ``__event_id`` and ``__event_timestamp``, through the API's slices."""
-        query: list[tuple[str, str]] = [
-            ("project_id", project_id), ("model_id", model_id), ("limit", str(page_size)),
-        ]  # fmt: skip
+        """Every stored event of a time range (any time form the API takes) and/or of some
+        ids, as rows with ``__event_id`` and ``__event_timestamp``, through the API.
+
+        Ids go in the body of ``POST /v1/events/lookup`` (a request line holds ~500 of
+        them), 10,000 a request as the API takes them; a range alone pages ``GET /v1/events``.
+        """
+        bounds: dict[str, str] = {}
         if start is not None or end is not None:
-            query += [("start_time", str(start)), ("end_time", str(end))]
-        query += [("event_id", str(event_id)) for event_id in event_ids or ()]
+            bounds = {"start_time": str(start), "end_time": str(end)}
+        if event_ids is None:
+            query = {"project_id": project_id, "model_id": model_id, "limit": str(page_size)}
+            return self._pages(lambda cursor: self._api(
+                "GET", "/v1/events?" + urllib.parse.urlencode(
+                    {**query, **bounds, **({"cursor": cursor} if cursor else {})}
+                ),
+            ))  # fmt: skip
+        ids = [str(event_id) for event_id in event_ids]
+        rows: list[dict[str, Any]] = []
+        for first in range(0, len(ids), MAX_LOOKUP_IDS):
+            body: dict[str, Any] = {
+                "project_id": project_id, "model_id": model_id, **bounds,
+                "event_ids": ids[first : first + MAX_LOOKUP_IDS], "limit": page_size,
+            }  # fmt: skip
+            rows += self._pages(partial(self._lookup_page, body))
+        return rows
+
+    def _lookup_page(self, body: dict[str, Any], cursor: str | None) -> dict[str, Any]:
+        return self._api("POST", "/v1/events/lookup", {**body, "cursor": cursor})
+
+    @staticmethod
+    def _pages(read_page: Callable[[str | None], dict[str, Any]]) -> list[dict[str, Any]]:
+        """The rows of every page, following ``next_cursor`` to its end."""
         rows: list[dict[str, Any]] = []
         cursor: str | None = None
         while True:
-            page_query = query if cursor is None else [*query, ("cursor", cursor)]
-            page = self._api("GET", "/v1/events?" + urllib.parse.urlencode(page_query))
+            page = read_page(cursor)
             rows.extend(page["rows"])
             cursor = page["next_cursor"]
             if cursor is None:
@@ -301,28 +329,72 @@ class Driftline:
     # --- reading back ---------------------------------------------------------------
 
     def get_event(self, project_id: str, model_id: str, event_id: str) -> dict[str, Any] | None:
-        """The stored event as the worker holds it, or None if there is none."""
-        url = f"{self.settings.worker_url}/v1/events/{project_id}/{model_id}/{event_id}"
+        """The stored event (``event_id``, ``event_timestamp``, ``event``) through the API,
+        or None if there is none. Raises ``ApiError`` for any other refusal."""
+        path = f"/v1/events/{_segment(project_id)}/{_segment(model_id)}/{_segment(event_id)}"
         try:
-            with urllib.request.urlopen(url, timeout=10) as response:
-                found: dict[str, Any] = exact_json.loads(response.read())
-                return found
-        except urllib.error.HTTPError as error:
-            if error.code == 404:
+            return self._api("GET", path)
+        except ApiError as error:
+            if error.status == 404 and "no event" in error.message:
                 return None
             raise
 
     def get_metrics(
-        self, project_id: str, model_id: str, start_ms: int, end_ms: int
+        self, project_id: str, model_id: str, start: int | str, end: int | str
     ) -> list[dict[str, Any]]:
-        """The model's hourly bins whose hour starts in [start_ms, end_ms), oldest first."""
-        url = (
-            f"{self.settings.worker_url}/v1/metrics/{project_id}/{model_id}"
-            f"?start={start_ms}&end={end_ms}"
+        """The model's hourly bins whose hour starts in [start, end) (UTC ms or ISO-8601
+        with a zone), oldest first, through the API."""
+        query = {"project_id": project_id, "model_id": model_id, "start": start, "end": end}
+        answer = self._api("GET", "/v1/metrics?" + urllib.parse.urlencode(query))
+        bins: list[dict[str, Any]] = answer["bins"]
+        return bins
+
+    def get_counters(self, project_id: str, model_id: str) -> dict[str, Any]:
+        """The model's counters over every partition: ``dead_letters``, ``dropped_fields``
+        (by column), ``forwarded`` and ``parked_updates`` (updates waiting for an insert)."""
+        return self._api("GET", f"/v1/models/{_segment(project_id)}/{_segment(model_id)}/counters")
+
+    def get_dead_letters(
+        self, project_id: str, model_id: str, limit: int | None = None
+    ) -> list[dict[str, Any]]:
+        """The model's dead letters, oldest first, with their reasons (every page, or the
+        first ``limit``); bytes as text when UTF-8, else base64 (see ``value_encoding``)."""
+        path = f"/v1/models/{_segment(project_id)}/{_segment(model_id)}/dead-letters"
+        letters: list[dict[str, Any]] = []
+        cursor: str | None = None
+        while limit is None or len(letters) < limit:
+            query = {"limit": str(min(1000, limit - len(letters)) if limit else 1000)}
+            if cursor is not None:
+                query["cursor"] = cursor
+            page = self._api("GET", f"{path}?{urllib.parse.urlencode(query)}")
+            letters.extend(page["dead_letters"])
+            cursor = page["next_cursor"]
+            if cursor is None:
+                break
+        return letters
+
+    def status(self, project_id: str | None = None, model_id: str | None = None) -> dict[str, Any]:
+        """The pipeline's progress: each stage's lag, and ``final`` (every message sent
+        before the call has been applied to the bins)."""
+        named = {"project_id": project_id, "model_id": model_id}
+        query = {k: v for k, v in named.items() if v is not None}
+        return self._api(
+            "GET", "/v1/status" + (f"?{urllib.parse.urlencode(query)}" if query else "")
         )
-        with urllib.request.urlopen(url, timeout=10) as response:
-            bins: list[dict[str, Any]] = exact_json.loads(response.read())["bins"]
-            return bins
+
+    def wait_until_final(self, timeout_s: float = 120.0, **model: str) -> dict[str, Any]:
+        """Poll ``status`` until the bins are final; ``TimeoutError`` past ``timeout_s``."""
+        deadline = time.monotonic() + timeout_s
+        interval = 0.1
+        while True:
+            found = self.status(**model)
+            if found["final"]:
+                return found
+            if time.monotonic() > deadline:
+                lags = ", ".join(f"{s['stage']} {s['lag']}" for s in found["stages"])
+                raise TimeoutError(f"the bins are not final after {timeout_s:.0f}s (lag: {lags})")
+            time.sleep(interval)
+            interval = min(1.0, interval * 1.5)
 
     def close(self) -> None:
         self._producer.flush()
@@ -357,10 +429,11 @@ class Driftline:
             try:
                 message = exact_json.loads(raw)["error"]
             except (exact_json.JSONError, KeyError, TypeError):
-                message = raw[:300].decode(errors="replace") or str(error)
+                message = raw[:300].decode(errors="replace") or str(error.reason)
             raise ApiError(error.code, message, dict(error.headers)) from None
-        except (urllib.error.URLError, ConnectionError, TimeoutError) as error:
-            reason = getattr(error, "reason", error)
+        except (OSError, http.client.HTTPException) as error:
+            # URLError, a refused or reset connection, a timeout, a cut-off answer.
+            reason = getattr(error, "reason", error) or type(error).__name__
             raise ApiError(
                 0,
                 f"cannot reach the Driftline API at {self.settings.api_base_url} ({reason}); "
@@ -396,6 +469,11 @@ class Driftline:
         return published
 
 
+def _segment(value: str) -> str:
+    """One path segment, '/' included (event ids may hold it)."""
+    return urllib.parse.quote(str(value), safe="")
+
+
 def _time_range_body(time_range: TimeRange) -> dict[str, str]:
     if isinstance(time_range, Mapping):
         start, end = time_range.get("start_time"), time_range.get("end_time")
@@ -414,11 +492,6 @@ def _hour_text(value: Any) -> Any:
             )
         return value.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
     return value
-
-
-def _canonical(model: RegisteredModel) -> bytes:
-    """The model as the registry stores it, so a registered copy compares equal."""
-    return orjson.dumps(model.to_dict(), option=orjson.OPT_SORT_KEYS | orjson.OPT_SERIALIZE_NUMPY)
 
 
 def _warn_dropped(fields: Iterable[str]) -> None:

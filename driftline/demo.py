@@ -81,7 +81,7 @@ def run_demo(settings: Settings, events: int, label_delay_s: float) -> None:
             _show_events(client, sample, "after labels")
             _show_bins(client, "after labels: performance appears")
             _show_label_latency(client, rows[0]["event_id"])
-            _show_counters(worker)
+            _show_counters(client)
             _show_dead_letters(settings)
             _delete_oldest_hour(client, rows)
     finally:
@@ -238,17 +238,12 @@ def _show_label_latency(client: Driftline, event_id: str) -> None:
     )
 
 
-def _show_counters(worker: WorkerProcess) -> None:
-    import urllib.request
-
-    import orjson
-
-    url = f"{worker.url}/v1/models/{PROJECT}/{MODEL}/counters"
-    with urllib.request.urlopen(url, timeout=10) as response:
-        counters = orjson.loads(response.read())
-    click.secho("\nCounters of demo/fraud:", bold=True)
+def _show_counters(client: Driftline) -> None:
+    counters = client.get_counters(PROJECT, MODEL)
+    click.secho(f"\nCounters of {PROJECT}/{MODEL} (GET /v1/models/.../counters):", bold=True)
     click.echo(f"  dead letters:   {counters['dead_letters']}")
     click.echo(f"  dropped fields: {counters['dropped_fields']}")
+    click.echo(f"  parked updates: {counters['parked_updates']}")
 
 
 def _show_dead_letters(settings: Settings) -> None:

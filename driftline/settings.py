@@ -43,11 +43,15 @@ class Settings:
     parked_updates_per_event: int = 100
     # How soon the group notices a dead worker and moves its partitions.
     session_timeout_ms: int = 10_000
-    # Worker HTTP server (event read-back, health).
+    # Worker HTTP server: the API's reads (with the internal secret), health, readiness.
     worker_host: str = "127.0.0.1"
     worker_port: int = 6066
     # How the API and other workers reach this worker, when not at host:port (containers).
     worker_advertised_url: str | None = None
+    # The shared secret the API sends to the workers' internal routes. None: a random one
+    # kept in ``<home>/internal-secret`` (0600), so a local stack needs no configuration
+    # (``driftline.internal_secret``).
+    internal_secret: str | None = None
     # Embedded stack.
     home: Path = field(default_factory=_default_home)
     kafka_version: str = "4.1.1"
@@ -82,6 +86,13 @@ class Settings:
     # Bearer tokens: SHA-256 hashes with their projects, written by `driftline api token`.
     api_tokens_file: Path = field(default_factory=lambda: _default_home() / "api-tokens.json")
     api_max_body_bytes: int = 16 * 1024 * 1024
+    # A client has this long to send a request's line and headers (408, then closed; an
+    # idle keep-alive connection is closed after as long), and this long for its body.
+    api_header_timeout_s: float = 10.0
+    api_body_timeout_s: float = 30.0
+    # The API's Redis calls give up after this long (one retry on a new connection when a
+    # pooled one is dead, e.g. after a Redis restart); the route then answers 503.
+    api_redis_timeout_s: float = 2.0
     # What clients (the Python client, the CLI) use to reach the API.
     api_url: str | None = None
     api_token: str | None = None
@@ -118,6 +129,7 @@ class Settings:
             worker_host=env.get("DRIFTLINE_WORKER_HOST", defaults.worker_host),
             worker_port=_int(env, "DRIFTLINE_WORKER_PORT", defaults.worker_port),
             worker_advertised_url=env.get("DRIFTLINE_WORKER_ADVERTISED_URL") or None,
+            internal_secret=env.get("DRIFTLINE_INTERNAL_SECRET") or None,
             home=home,
             kafka_version=env.get("DRIFTLINE_KAFKA_VERSION", defaults.kafka_version),
             local_kafka_port=_int(env, "DRIFTLINE_LOCAL_KAFKA_PORT", defaults.local_kafka_port),
@@ -154,6 +166,15 @@ class Settings:
             ),
             api_max_body_bytes=_int(
                 env, "DRIFTLINE_API_MAX_BODY_BYTES", defaults.api_max_body_bytes
+            ),
+            api_header_timeout_s=_float(
+                env, "DRIFTLINE_API_HEADER_TIMEOUT_S", defaults.api_header_timeout_s
+            ),
+            api_body_timeout_s=_float(
+                env, "DRIFTLINE_API_BODY_TIMEOUT_S", defaults.api_body_timeout_s
+            ),
+            api_redis_timeout_s=_float(
+                env, "DRIFTLINE_API_REDIS_TIMEOUT_S", defaults.api_redis_timeout_s
             ),
             api_url=env.get("DRIFTLINE_API_URL") or None,
             api_token=env.get("DRIFTLINE_API_TOKEN") or None,
@@ -193,9 +214,14 @@ class Settings:
             "DRIFTLINE_API_PORT": str(self.api_port),
             "DRIFTLINE_API_TOKENS_FILE": str(self.api_tokens_file),
             "DRIFTLINE_API_MAX_BODY_BYTES": str(self.api_max_body_bytes),
+            "DRIFTLINE_API_HEADER_TIMEOUT_S": str(self.api_header_timeout_s),
+            "DRIFTLINE_API_BODY_TIMEOUT_S": str(self.api_body_timeout_s),
+            "DRIFTLINE_API_REDIS_TIMEOUT_S": str(self.api_redis_timeout_s),
         }
         if self.worker_advertised_url is not None:
             env["DRIFTLINE_WORKER_ADVERTISED_URL"] = self.worker_advertised_url
+        if self.internal_secret is not None:
+            env["DRIFTLINE_INTERNAL_SECRET"] = self.internal_secret
         if self.api_url is not None:
             env["DRIFTLINE_API_URL"] = self.api_url
         if self.api_token is not None:

@@ -207,13 +207,144 @@ class BaselineProfile:
         return cls(columns=columns, rows=_count(raw.get("rows"), "baseline rows"))
 
 
+class BaselineTypeError(InvalidSpecError):
+    """A baseline whose values contradict a column's type in every row: refused (SPEC §1)."""
+
+
+@dataclass(frozen=True, slots=True)
+class TypeContradiction:
+    """Baseline values of a column that are not of the column's type.
+
+    ``observed`` counts the mismatching values by the type they have (``bool``, ``int``,
+    ``float``, ``str``, ``list``, ``object``...), most frequent first; ``present`` is the
+    column's non-null values, so ``total`` means no value at all fits the column.
+    """
+
+    column: str
+    kind: ColumnType
+    declared: bool
+    observed: tuple[tuple[str, int], ...]
+    present: int
+
+    @property
+    def mismatched(self) -> int:
+        return sum(count for _, count in self.observed)
+
+    @property
+    def total(self) -> bool:
+        return self.mismatched == self.present
+
+    def message(self) -> str:
+        """A sentence naming the column, its type and the types its values have."""
+        how = "declared" if self.declared else "inferred as"
+        seen = ", ".join(f"{name} ({count:,})" for name, count in self.observed)
+        if self.total:
+            return (
+                f"column {self.column!r} is {how} {self.kind.value} but every non-null "
+                f"baseline value is of another type: {seen}; declare the column's type "
+                "as what its values are (column_types), or fix the baseline"
+            )
+        return (
+            f"column {self.column!r} is {how} {self.kind.value} but {self.mismatched:,} of "
+            f"its {self.present:,} non-null baseline values are of another type: {seen}; "
+            "they count as type mismatches, not in its drift baseline"
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class CheckedBaseline:
+    """A baseline profile that may be registered, and the warnings it deserves."""
+
+    profile: BaselineProfile
+    warnings: tuple[str, ...] = ()
+
+
+def type_contradiction(
+    name: str, kind: ColumnType, values: Iterable[Any], *, declared: bool = True
+) -> TypeContradiction | None:
+    """The values of a column that contradict its type, or None if every one fits.
+
+    Nulls say nothing about a type and are not counted. Uses the same rules as
+    ``ColumnProfile.type_matches``, so a contradiction here is a type mismatch there.
+    """
+    present = 0
+    observed: Counter[str] = Counter()
+    for value in map(_plain, values):
+        if _null(value):
+            continue
+        present += 1
+        if not _matches(kind, value):
+            observed[observed_type(value)] += 1
+    if not observed:
+        return None
+    ordered = tuple(sorted(observed.items(), key=lambda item: (-item[1], item[0])))
+    return TypeContradiction(name, kind, declared, ordered, present)
+
+
+def observed_type(value: Any) -> str:
+    """A plain name for the type of a non-null value, as a user would call it."""
+    value = _plain(value)
+    if isinstance(value, bool):
+        return "bool"
+    if isinstance(value, int):
+        return "int" if _fits_float(value) else "int (beyond float64)"
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            return "float (infinite)"
+        return "float (whole)" if value.is_integer() else "float"
+    if isinstance(value, str):
+        return "str"
+    if isinstance(value, list | tuple):
+        return "list"
+    if isinstance(value, Mapping):
+        return "object"
+    return type(value).__name__
+
+
+def check_baseline(spec: ModelSpec, rows: Iterable[Mapping[str, Any]]) -> CheckedBaseline:
+    """Profile the baseline and hold it against the column types (SPEC §1).
+
+    A column whose every non-null value contradicts its type would count each production
+    value as a type mismatch and never drift: it is refused (``BaselineTypeError``, every
+    such column named). A column where only some values contradict registers with a
+    warning. The API, the client and the CLI all register through this check.
+    """
+    values, count = _baseline_values(spec, rows)
+    kinds = _column_kinds(spec, values)
+    found = [
+        contradiction
+        for name, column in values.items()
+        if (
+            contradiction := type_contradiction(
+                name, kinds[name], column, declared=name in spec.column_types
+            )
+        )
+        is not None
+    ]
+    refused = [c.message() for c in found if c.total]
+    if refused:
+        raise BaselineTypeError("the baseline contradicts its column types: " + "; ".join(refused))
+    profile = _profile(values, kinds, count)
+    return CheckedBaseline(profile, tuple(c.message() for c in found))
+
+
 def profile_baseline(spec: ModelSpec, rows: Iterable[Mapping[str, Any]]) -> BaselineProfile:
     """Profile every input and output column of ``spec`` over the baseline rows.
 
     Types come from ``spec.column_types``, else from ``infer_column_type``. An empty
     baseline, or a spec column that no baseline row has (most likely a misspelt name),
-    is refused: its profile would silently be all nulls.
+    is refused: its profile would silently be all nulls. Values that contradict their
+    column's type are counted as mismatches; ``check_baseline`` is the registration path
+    that refuses or warns about them.
     """
+    values, count = _baseline_values(spec, rows)
+    return _profile(values, _column_kinds(spec, values), count)
+
+
+def _baseline_values(
+    spec: ModelSpec, rows: Iterable[Mapping[str, Any]]
+) -> tuple[dict[str, list[Any]], int]:
+    """Every input and output column's baseline values, and the number of rows."""
     names = (*spec.inputs, *spec.outputs)
     values: dict[str, list[Any]] = {name: [] for name in names}
     absent = set(names)
@@ -227,11 +358,23 @@ def profile_baseline(spec: ModelSpec, rows: Iterable[Mapping[str, Any]]) -> Base
     if count == 0:
         raise InvalidSpecError("the baseline has no rows; a model needs a baseline to profile")
     if absent:
-        raise InvalidSpecError(f"spec columns missing from every baseline row: {sorted(absent)}")
-    profiles = {
-        name: profile_column(name, spec.column_types.get(name) or infer_column_type(column), column)
+        raise InvalidSpecError(
+            f"spec columns missing from every baseline row: {', '.join(sorted(absent))}"
+        )
+    return values, count
+
+
+def _column_kinds(spec: ModelSpec, values: Mapping[str, list[Any]]) -> dict[str, ColumnType]:
+    return {
+        name: spec.column_types.get(name) or infer_column_type(column)
         for name, column in values.items()
     }
+
+
+def _profile(
+    values: Mapping[str, list[Any]], kinds: Mapping[str, ColumnType], count: int
+) -> BaselineProfile:
+    profiles = {name: profile_column(name, kinds[name], column) for name, column in values.items()}
     return BaselineProfile(columns=profiles, rows=count)
 
 
@@ -331,19 +474,19 @@ def spec_from_data(
     """
     table = list(rows)
     roles = {
-        "outputs": _names(outputs),
-        "targets": _names(targets),
-        "decisions": _names(decisions),
-        "metadata": _names(metadata),
+        "outputs": _names(outputs, "outputs"),
+        "targets": _names(targets, "targets"),
+        "decisions": _names(decisions, "decisions"),
+        "metadata": _names(metadata, "metadata"),
     }
     if inputs is None:
         named = {event_id_col, event_ts_col, *(n for names in roles.values() for n in names)}
         roles["inputs"] = tuple(n for n in _column_names(table) if n not in named)
     else:
-        roles["inputs"] = _names(inputs)
+        roles["inputs"] = _names(inputs, "inputs")
     missing = [n for n in (*roles["inputs"], *roles["outputs"]) if not _in_any(table, n)]
     if missing:
-        raise InvalidSpecError(f"columns missing from every row of the data: {missing}")
+        raise InvalidSpecError(f"columns missing from every row of the data: {', '.join(missing)}")
     types = _inferred_types(table, roles)
     types.update(dict(spec_fields.pop("column_types", None) or {}))
     raw = {
@@ -372,9 +515,13 @@ def _inferred_types(
     return types
 
 
-def _names(names: Sequence[str]) -> tuple[str, ...]:
+def _names(names: Sequence[str], role: str) -> tuple[str, ...]:
     # A lone string is one column, not a sequence of one-letter columns.
-    return (names,) if isinstance(names, str) else tuple(names)
+    if isinstance(names, str):
+        return (names,)
+    if not isinstance(names, list | tuple) or not all(isinstance(n, str) and n for n in names):
+        raise InvalidSpecError(f"{role} must be a list of column names")
+    return tuple(names)
 
 
 def _column_names(table: list[Mapping[str, Any]]) -> list[str]:

@@ -93,7 +93,7 @@ class ModelSpec:
             raise InvalidSpecError("a model spec must be a mapping of field names to values")
         unknown = set(raw) - {f.name for f in fields(cls) if f.init}
         if unknown:
-            raise InvalidSpecError(f"unknown spec fields: {sorted(unknown)}")
+            raise InvalidSpecError(f"unknown spec fields: {', '.join(sorted(map(str, unknown)))}")
         project_id = _name(raw, "project_id")
         model_id = _name(raw, "model_id")
         roles = {role: _column_list(raw, role) for role in ROLES}
@@ -105,7 +105,10 @@ class ModelSpec:
             raise InvalidSpecError(f"threshold must be a number, got {shown(threshold)}")
         if not 0.0 < float(threshold) < 1.0:
             raise InvalidSpecError(f"threshold must be strictly between 0 and 1, got {threshold}")
-        classes = tuple(raw.get("classes") or ())
+        classes = raw.get("classes") or ()
+        if not isinstance(classes, list | tuple):
+            raise InvalidSpecError("classes must be a list of class labels, one per output")
+        classes = tuple(classes)
         if not roles["outputs"]:
             raise InvalidSpecError("a model needs at least one output column")
         if task is Task.MULTICLASS_CLASSIFICATION and len(classes) != len(roles["outputs"]):
@@ -158,7 +161,7 @@ def _column_list(raw: Mapping[str, Any], role: str) -> tuple[str, ...]:
     ):
         raise InvalidSpecError(f"{role} must be a list of column names, got {shown(value)}")
     if len(set(value)) != len(value):
-        raise InvalidSpecError(f"{role} lists a column twice: {list(value)}")
+        raise InvalidSpecError(f"{role} lists a column twice: {', '.join(value)}")
     return tuple(value)
 
 

@@ -6,6 +6,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+import orjson
+
 from state.baseline import BaselineProfile
 from state.models import ModelSpec
 
@@ -18,6 +20,12 @@ class RegisteredModel:
     @property
     def key(self) -> str:
         return self.spec.key
+
+    def canonical(self) -> bytes:
+        """The model as the registry stores it, keys sorted: equal bytes, equal models."""
+        return orjson.dumps(
+            self.to_dict(), option=orjson.OPT_SORT_KEYS | orjson.OPT_SERIALIZE_NUMPY
+        )
 
     def to_dict(self) -> dict[str, Any]:
         raw = self.spec.to_dict()

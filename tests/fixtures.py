@@ -9,6 +9,7 @@ Every test gets its own topic prefix, consumer group and state directory.
 
 from __future__ import annotations
 
+import urllib.request
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -17,6 +18,7 @@ from typing import Any
 import pytest
 
 from agents.merge import EVENTS
+from driftline.internal_secret import HEADER, internal_secret
 from driftline.settings import Settings
 from driftline.stack import LocalKafka, LocalRedis
 from driftline.stack.kafka import free_port
@@ -185,3 +187,36 @@ def start_api(settings: Settings, tmp_path: Path) -> Iterator[Callable[..., Any]
     yield start
     for api in started:
         api.stop()
+
+
+@pytest.fixture
+def api_settings(settings: Settings, start_api: Callable[..., Any]) -> Settings:
+    """``settings`` pointed at a running API with a token for every project: the client
+    reads events and bins through the API only (the worker's port is the API's)."""
+    return reading_through_api(settings, start_api)
+
+
+def reading_through_api(settings: Settings, start_api: Callable[..., Any]) -> Settings:
+    """An API started on ``settings`` (which creates the topics if they are missing: start
+    it after anything that creates them with other settings), and ``settings`` with its
+    address and a token for every project."""
+    from api.auth import create_token
+
+    api = start_api(settings)
+    token = create_token(api.settings.api_tokens_file, [], all_projects=True)
+    return settings.with_overrides(api_url=api.url, api_token=token)
+
+
+def worker_get(settings: Settings, url: str) -> Any:
+    """A worker's internal view, asked as the API asks it (with the shared secret)."""
+    request = urllib.request.Request(url, headers={HEADER: internal_secret(settings)})
+    with urllib.request.urlopen(request, timeout=10) as response:
+        return exact_json.loads(response.read())
+
+
+def worker_counters(settings: Settings, url: str, model: str) -> dict[str, Any]:
+    """A model's counters summed over the partitions the worker at ``url`` holds."""
+    from api.reads import sum_counters
+
+    found = worker_get(settings, f"{url}/internal/models/{model}/counters")["partitions"]
+    return sum_counters(found.values())

@@ -7,7 +7,9 @@ topic is cut to fit, and ``driftline.truncated`` says how long it was.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import time
+import uuid
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from typing import Protocol
 
@@ -19,6 +21,8 @@ TRUNCATED = "driftline.truncated"
 
 # A reason quotes what it found wrong; a quote of a huge value is cut to this.
 REASON_MAX_CHARS = 2000
+# How long reading one page of dead letters may take before it gives up.
+READ_TIMEOUT_S = 20.0
 # Room left for the headers and the record's framing when a value is cut.
 _HEADROOM = 16 * 1024
 
@@ -111,3 +115,80 @@ def read_dead_letters(
         for m in read_topic(bootstrap_servers, topic)
     ]
     return letters if limit is None else letters[-limit:]
+
+
+def letter_model(key: bytes | None) -> str | None:
+    """The ``project/model`` a dead letter's key names (an ingest key ``project/model/
+    event`` or a bin key ``project/model/hour``); None when it names none."""
+    if key is None:
+        return None
+    parts = key.split(b"/")
+    if len(parts) < 3 or not parts[0] or not parts[1]:
+        return None
+    return (parts[0] + b"/" + parts[1]).decode(errors="replace")
+
+
+@dataclass(frozen=True, slots=True)
+class StoredLetter:
+    """A dead letter as the dead-letter topic holds it: where, when, and the letter."""
+
+    offset: int
+    timestamp_ms: int
+    letter: DeadLetter
+
+
+def read_letters_page(
+    bootstrap_servers: str,
+    topic: str,
+    start: int,
+    wanted: Callable[[DeadLetter], bool],
+    limit: int,
+    scan_max: int,
+) -> tuple[list[StoredLetter], int | None]:
+    """Up to ``limit`` wanted letters from offset ``start`` on, and the offset to go on
+    from (None: the topic's end as it was when the read began is reached). At most
+    ``scan_max`` letters are looked at, so a page that finds few answers in bounded time."""
+    from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, TopicPartition
+
+    from topics.offsets import watermarks
+
+    consumer = Consumer(
+        {
+            "bootstrap.servers": bootstrap_servers,
+            "group.id": f"driftline-dead-letters-{uuid.uuid4()}",
+            "enable.auto.commit": False,
+            "enable.partition.eof": True,
+            "auto.offset.reset": "earliest",
+        }
+    )
+    found: list[StoredLetter] = []
+    try:
+        low, high = watermarks(consumer, TopicPartition(topic, 0))
+        position = max(start, low)
+        if position >= high:
+            return found, None
+        consumer.assign([TopicPartition(topic, 0, position if position > 0 else OFFSET_BEGINNING)])
+        scanned = 0
+        deadline = time.monotonic() + READ_TIMEOUT_S
+        while position < high and len(found) < limit and scanned < scan_max:
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"the dead-letter topic {topic} did not answer in time")
+            batch = consumer.consume(min(500, scan_max - scanned), 1.0)
+            for message in batch:
+                error = message.error()
+                if error is not None:
+                    if error.code() == KafkaError._PARTITION_EOF:
+                        return found, None
+                    continue
+                offset = int(message.offset())
+                position, scanned = offset + 1, scanned + 1
+                letter = DeadLetter.from_message(
+                    message.key(), message.value(), message.headers() or []
+                )
+                if wanted(letter):
+                    found.append(StoredLetter(offset, int(message.timestamp()[1]), letter))
+                if len(found) >= limit or scanned >= scan_max or position >= high:
+                    break
+    finally:
+        consumer.close()
+    return found, (position if position < high else None)

@@ -29,9 +29,38 @@ MISS_REFRESH_S = 1.0
 _MISSES_KEPT = 10_000
 
 
+class ModelConflictError(ValueError):
+    """Registering a model again with a different spec or baseline."""
+
+
 def publish_model(producer: CheckedProducer, topic: str, model: RegisteredModel) -> None:
     producer.produce(topic, model.key.encode(), orjson.dumps(model.to_dict()))
     producer.flush()
+
+
+def register_model(
+    producer: CheckedProducer, topic: str, registry: ModelRegistry, model: RegisteredModel
+) -> bool:
+    """Publish ``model`` to the registry unless it is registered already; True if published.
+
+    A model is registered once: its bins were computed with that spec and baseline, so
+    registering the identical model again is a no-op (a retried registration succeeds)
+    and a different one under the same name raises ``ModelConflictError``. The client,
+    the CLI and the REST API all register through here.
+    """
+    registry.catch_up()
+    current = registry.get(model.key)
+    if current is not None:
+        if current.canonical() != model.canonical():
+            raise ModelConflictError(
+                f"model {model.key} is already registered with another spec or baseline; a "
+                "model is registered once (its metric bins were computed with that spec and "
+                "baseline): register the new version under a new model_id"
+            )
+        return False
+    publish_model(producer, topic, model)
+    registry.catch_up()  # its own next lookup must find the model, not an earlier miss
+    return True
 
 
 class ModelRegistry:

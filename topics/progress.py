@@ -1,8 +1,15 @@
-"""How far a consumer group has come through a topic (lag), from committed offsets."""
+"""How far a consumer group has come through a topic (lag), from committed offsets; and
+how far each stage of the pipeline has come (``ProgressReader``, for ``GET /v1/status``)."""
 
 from __future__ import annotations
 
-from confluent_kafka import Consumer, TopicPartition
+import time
+import uuid
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from confluent_kafka import Consumer, KafkaError, TopicPartition
 
 from driftline.settings import Settings
 from driftline.stack.waiting import wait_until
@@ -53,3 +60,184 @@ def merge_progress(settings: Settings) -> GroupProgress:
         topics.ingest.name,
         settings.ingest_partitions,
     )
+
+
+# --- the pipeline's progress, stage by stage (``GET /v1/status``) --------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class StageProgress:
+    """How far one stage has applied its input topic, at one moment."""
+
+    stage: str
+    topic: str
+    # Offsets between what the stage has applied and the topic's end, summed over
+    # partitions. A transaction's commit marker takes an offset too, so a stage that is
+    # done may show a small lag: ``caught_up`` is the answer that counts.
+    lag: int
+    # No message of the topic is waiting for the stage (markers aside).
+    caught_up: bool
+    # The topic's end offsets it was compared with.
+    ends: Mapping[int, int] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The public part (without the end offsets)."""
+        return {"stage": self.stage, "topic": self.topic, "lag": self.lag,
+                "caught_up": self.caught_up}  # fmt: skip
+
+
+def pending_partitions(
+    ends: Mapping[int, int],
+    applied: Mapping[int, int | None],
+    has_messages: Callable[[int, int, int], bool],
+) -> list[int]:
+    """Partitions with a message in [applied, end): only those behind their end are read,
+    since offsets alone cannot tell a waiting message from a transaction marker."""
+    return [
+        partition
+        for partition, end in sorted(ends.items())
+        if (applied.get(partition) or 0) < end
+        and has_messages(partition, applied.get(partition) or 0, end)
+    ]
+
+
+# Messages a status request looks at, at most, for copies of messages it must wait for.
+COPIES_SCANNED = 100_000
+
+
+def copies_to_wait_for(
+    found: list[tuple[int, int, str]], since: Mapping[int, int]
+) -> dict[int, int]:
+    """Of the copies (partition, offset, "source partition:source offset") appended after
+    ``since``, those of messages before ``since``: per partition, the offset past the last."""
+    needed: dict[int, int] = {}
+    for partition, offset, origin in found:
+        source, _, source_offset = origin.partition(":")
+        try:
+            before = int(source_offset) < since.get(int(source), 0)
+        except ValueError:
+            continue  # a header this pipeline did not write
+        if before:
+            needed[partition] = max(needed.get(partition, 0), offset + 1)
+    return needed
+
+
+class ProgressReader:
+    """Reads end offsets, a group's committed offsets, and whether messages wait."""
+
+    def __init__(self, bootstrap_servers: str) -> None:
+        self._bootstrap = bootstrap_servers
+        self._reader = Consumer(
+            {
+                "bootstrap.servers": bootstrap_servers,
+                "group.id": f"driftline-status-{uuid.uuid4()}",
+                "enable.auto.commit": False,
+                "enable.partition.eof": True,
+                # Below the low watermark (retention) reads from there, not from the end.
+                "auto.offset.reset": "earliest",
+                # Driftline writes its own topics in transactions: an open or aborted one
+                # holds nothing a stage could have applied yet.
+                "isolation.level": "read_committed",
+            }
+        )
+
+    def ends(self, topic: str, partitions: int) -> dict[int, int]:
+        return {p: watermarks(self._reader, TopicPartition(topic, p))[1] for p in range(partitions)}
+
+    def committed(self, group_id: str, topic: str, partitions: int) -> dict[int, int | None]:
+        """The group's committed offsets (None: nothing committed yet)."""
+        consumer = Consumer({"bootstrap.servers": self._bootstrap, "group.id": group_id,
+                             "enable.auto.commit": False})  # fmt: skip
+        try:
+            found = consumer.committed(
+                [TopicPartition(topic, p) for p in range(partitions)], timeout=10
+            )
+        finally:
+            consumer.close()
+        return {tp.partition: (tp.offset if tp.offset >= 0 else None) for tp in found}
+
+    def has_messages(self, topic: str, partition: int, start: int, end: int) -> bool:
+        """Whether a committed message lies in [start, end) of the partition."""
+        self._reader.assign([TopicPartition(topic, partition, start)])
+        deadline = time.monotonic() + 10
+        try:
+            while time.monotonic() < deadline:
+                message = self._reader.poll(0.5)
+                if message is None:
+                    continue
+                error = message.error()
+                if error is None:
+                    return int(message.offset()) < end
+                if error.code() == KafkaError._PARTITION_EOF:
+                    return False
+            return True  # no answer: assume something waits rather than claim it is final
+        finally:
+            self._reader.unassign()
+
+    def stage(
+        self,
+        stage: str,
+        topic: str,
+        partitions: int,
+        applied_offsets: Callable[[], Mapping[int, int | None]],
+    ) -> StageProgress:
+        """A stage's progress through ``topic``. The ends are read first, then what the
+        stage has applied: caught up then means every message before the ends is."""
+        ends = self.ends(topic, partitions)
+        applied = applied_offsets()
+        lag = sum(max(0, end - (applied.get(p) or 0)) for p, end in ends.items())
+        waiting = pending_partitions(
+            ends, applied, lambda p, start, end: self.has_messages(topic, p, start, end)
+        )
+        return StageProgress(stage, topic, lag, not waiting, ends)
+
+    def copies_since(
+        self, topic: str, partitions: int, since: Mapping[int, int], header: str
+    ) -> dict[int, int] | None:
+        """Per partition, the offset just past the last message appended since ``since``
+        that is a copy (``header``: "partition:offset" of the original) of a message
+        before ``since``: a stage done with the messages before ``since`` is done only
+        once it is past those copies too. None when too many messages arrived since to
+        look at them all (then nothing can be said)."""
+        ends = self.ends(topic, partitions)
+        found: list[tuple[int, int, str]] = []
+        budget = COPIES_SCANNED
+        for partition in range(partitions):
+            start, end = since.get(partition, 0), ends[partition]
+            if start >= end:
+                continue
+            if end - start > budget:
+                return None
+            budget -= end - start
+            copies = self._origins(topic, partition, start, end, header)
+            found += [(partition, offset, origin) for offset, origin in copies]
+        return copies_to_wait_for(found, since)
+
+    def _origins(
+        self, topic: str, partition: int, start: int, end: int, header: str
+    ) -> Iterator[tuple[int, str]]:
+        """(offset, header value) of the messages in [start, end) that carry ``header``."""
+        self._reader.assign([TopicPartition(topic, partition, start)])
+        deadline = time.monotonic() + 10
+        try:
+            while time.monotonic() < deadline:
+                message = self._reader.poll(0.5)
+                if message is None:
+                    continue
+                error = message.error()
+                if error is not None:
+                    if error.code() == KafkaError._PARTITION_EOF:
+                        return
+                    continue
+                offset = int(message.offset())
+                found = [v for k, v in message.headers() or [] if k == header and v]
+                if found:
+                    yield offset, found[-1].decode()
+                if offset + 1 >= end:
+                    return
+            raise TimeoutError(f"{topic} partition {partition} did not answer in time")
+        finally:
+            self._reader.unassign()
+
+    def close(self) -> None:
+        self._reader.close()

@@ -47,7 +47,8 @@ def test_big_integers_and_counters_past_64_bits_read_back_exactly(
          "ref": -(2**66)}
         for i in range(40)
     ]  # fmt: skip
-    with Driftline(settings) as client:
+    reading = settings.with_overrides(api_url=api.url, api_token=token)
+    with Driftline(reading) as client:
         client.register_model(REGRESSION)
         client.publish_events_batch("shop", "price", rows)
         wait_for_lag_zero(settings)
@@ -88,7 +89,7 @@ def test_big_integers_and_counters_past_64_bits_read_back_exactly(
     cli = subprocess.run(
         [sys.executable, "-m", "driftline.cli", "metrics", "shop/price",
          "--start", str(HOUR0), "--end", str(HOUR0 + HOUR_MS)],
-        env={**os.environ, **settings.to_env()}, capture_output=True, text=True, check=True,
+        env={**os.environ, **reading.to_env()}, capture_output=True, text=True, check=True,
     )  # fmt: skip
     (printed,) = json.loads(cli.stdout)
     assert printed["counts"]["sq_err"] == found["counts"]["sq_err"]

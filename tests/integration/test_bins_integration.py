@@ -254,10 +254,10 @@ def test_a_bin_whose_events_are_all_deleted_is_removed(
 
 
 def test_bins_are_queried_by_time_range_over_http_and_the_cli(
-    settings: Settings, start_worker: Any
+    settings: Settings, start_worker: Any, api_settings: Settings
 ) -> None:
-    worker = start_worker()
-    with Driftline(settings) as client:
+    start_worker()
+    with Driftline(api_settings) as client:
         client.register_model(SPEC, BASELINE)
         rows = [
             {"event_id": f"e{i}", "timestamp": HOUR0 + (i % 3) * HOUR_MS, "age": 40,
@@ -274,8 +274,10 @@ def test_bins_are_queried_by_time_range_over_http_and_the_cli(
         assert [b["hour_start_ms"] for b in middle] == [HOUR0 + HOUR_MS]
 
     def status(query: str) -> tuple[int, dict[str, Any]]:
+        url = f"{api_settings.api_url}/v1/metrics?project_id=shop&model_id=churn&{query}"
+        headers = {"Authorization": f"Bearer {api_settings.api_token}"}
         try:
-            with urllib.request.urlopen(f"{worker.url}/v1/metrics/shop/churn?{query}") as r:
+            with urllib.request.urlopen(urllib.request.Request(url, headers=headers)) as r:
                 return r.status, json.loads(r.read())
         except urllib.error.HTTPError as error:
             return error.code, json.loads(error.read())
@@ -291,7 +293,7 @@ def test_bins_are_queried_by_time_range_over_http_and_the_cli(
     cli = subprocess.run(
         [sys.executable, "-m", "driftline.cli", "metrics", "shop/churn",
          "--start", str(HOUR0), "--end", str(HOUR0 + HOUR_MS)],
-        env={**os.environ, **settings.to_env()}, capture_output=True, text=True, check=True,
+        env={**os.environ, **api_settings.to_env()}, capture_output=True, text=True, check=True,
     )  # fmt: skip
     (only,) = json.loads(cli.stdout)
     assert only["counts"]["n"] == 10

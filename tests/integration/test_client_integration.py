@@ -173,7 +173,7 @@ def test_batch_stores_exactly_the_rows_given(
 
 
 def test_custom_id_and_timestamp_columns_are_used(
-    settings: Settings, client: Driftline, worker: Any, tmp_path: Path
+    settings: Settings, client: Driftline, worker: Any, api_settings: Settings, tmp_path: Path
 ) -> None:
     client.register_model(
         {
@@ -202,7 +202,8 @@ def test_custom_id_and_timestamp_columns_are_used(
         "1001": (T0, {"age": 33, "score": 0.7, "label": 1, "timestamp": "legacy-a"}),
         "req-2": (T0 + HOUR, {"age": 44, "score": 0.2, "label": None, "timestamp": "legacy-b"}),
     }
-    body = client.get_event("shop", "custom", "1001")
+    with Driftline(api_settings) as reader:
+        body = reader.get_event("shop", "custom", "1001")
     assert body is not None
     assert body["event_timestamp"] == T0
 
@@ -245,7 +246,7 @@ def test_batch_update_from_csv_changes_only_targets_and_metadata(
 
 
 def test_publish_event_generates_an_id_and_stamps_the_current_time(
-    settings: Settings, client: Driftline, worker: Any
+    settings: Settings, client: Driftline, worker: Any, api_settings: Settings
 ) -> None:
     before = time.time() * 1000
     generated = client.publish_event("shop", "fraud", {"age": 52, "score": 0.3})
@@ -263,15 +264,17 @@ def test_publish_event_generates_an_id_and_stamps_the_current_time(
     assert generated
     assert str(uuid.UUID(generated)) == generated  # a real, unique id
     assert given == "given-1"
-    body = client.get_event("shop", "fraud", generated)
+    reader = Driftline(api_settings)  # reads go through the API
+    body = reader.get_event("shop", "fraud", generated)
     assert body is not None
     assert body["event_id"] == generated
     assert body["event"] == {"age": 52, "score": 0.3}
     assert abs(body["event_timestamp"] - before) < 60_000
-    body = client.get_event("shop", "fraud", "given-1")
+    body = reader.get_event("shop", "fraud", "given-1")
     assert body is not None
     assert body["event_timestamp"] == utc_ms(2025, 6, 15, 10, 0, 0)
-    assert client.get_event("shop", "fraud", "never-published") is None
+    assert reader.get_event("shop", "fraud", "never-published") is None
+    reader.close()
 
 
 # --- 4. clear errors before anything is sent -----------------------------------------------
@@ -449,7 +452,7 @@ def error_lines(stderr: str) -> list[str]:
 
 
 def test_cli_registers_publishes_updates_and_shows_events(
-    settings: Settings, worker: Any, tmp_path: Path
+    settings: Settings, worker: Any, api_settings: Settings, tmp_path: Path
 ) -> None:
     spec_file = tmp_path / "spec.json"
     spec_file.write_text(json.dumps(SPEC))
@@ -482,7 +485,7 @@ def test_cli_registers_publishes_updates_and_shows_events(
         "c1": (utc_ms(2025, 6, 15, 9, 0, 0), row1),
     }
 
-    shown = run_cli(settings, "show", "shop", "fraud", "c1")
+    shown = run_cli(api_settings, "show", "shop", "fraud", "c1")
     assert shown.returncode == 0, shown.stderr
     assert json.loads(shown.stdout) == {
         "project_id": "shop",
@@ -491,7 +494,7 @@ def test_cli_registers_publishes_updates_and_shows_events(
         "event_timestamp": utc_ms(2025, 6, 15, 9, 0, 0),
         "event": row1,
     }
-    missing = run_cli(settings, "show", "shop", "fraud", "nope")
+    missing = run_cli(api_settings, "show", "shop", "fraud", "nope")
     assert missing.returncode == 1
     assert "no event nope in shop/fraud" in missing.stderr
 

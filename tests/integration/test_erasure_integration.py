@@ -6,9 +6,7 @@ the REST API that sends them in production has its own tests.
 
 from __future__ import annotations
 
-import json
 import time
-import urllib.request
 import uuid
 from typing import Any
 
@@ -20,7 +18,7 @@ from driftline.client import Driftline
 from driftline.settings import Settings
 from driftline.stack.waiting import wait_until
 from state.bins import HOUR_MS
-from tests.fixtures import stored_events, wait_for_lag_zero
+from tests.fixtures import reading_through_api, stored_events, wait_for_lag_zero, worker_get
 from tests.integration.commands import send_id_deletion, send_range_deletion
 from tests.integration.test_bins_integration import (
     BASELINE,
@@ -38,9 +36,8 @@ pytestmark = pytest.mark.integration
 
 def progress(settings: Settings, deletion_id: str) -> dict[str, dict[str, Any]]:
     url = f"{settings.worker_url}/internal/deletions/{deletion_id}"
-    with urllib.request.urlopen(url, timeout=5) as response:
-        found: dict[str, dict[str, Any]] = json.loads(response.read())["partitions"]
-        return found
+    found: dict[str, dict[str, Any]] = worker_get(settings, url)["partitions"]
+    return found
 
 
 def finished(settings: Settings, deletion_id: str, partitions: int) -> bool:
@@ -144,12 +141,13 @@ def test_deletion_without_update_metrics_keeps_the_bins(
 
 
 def test_erasure_leaves_no_trace_in_any_topic_but_the_raw_ingest_one(
-    settings: Settings, start_worker: Any
+    settings: Settings, start_worker: Any, start_api: Any
 ) -> None:
     """Deleted ids vanish from every changelog once compaction has run (small segments and
     tombstone retention here), and from Redis and the worker's reads at once."""
     settings = settings.with_overrides(compaction_lag_ms=1000, tombstone_retention_ms=1000)
-    start_worker(settings)
+    start_worker(settings)  # creates the topics with these compaction settings
+    api_settings = reading_through_api(settings, start_api)
     kept, gone = rows("keep", 100, 0, 2), rows("gone", 60, 0, 2)
     doomed_by_range = rows("span", 40, 3, 1)
     with Driftline(settings) as client:
@@ -166,7 +164,8 @@ def test_erasure_leaves_no_trace_in_any_topic_but_the_raw_ingest_one(
                    what="the range deletion")  # fmt: skip
         wait_for_lag_zero(settings)
         erased = [*gone_ids, *(r["event_id"] for r in doomed_by_range)]
-        assert all(client.get_event("shop", "churn", event_id) is None for event_id in erased)
+        with Driftline(api_settings) as reader:
+            assert all(reader.get_event("shop", "churn", event_id) is None for event_id in erased)
         assert len(stored_events(settings)) == len(kept)
         traces = _redis_traces(settings, erased)
         assert traces == [], traces

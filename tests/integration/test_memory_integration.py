@@ -3,18 +3,16 @@ written beyond it goes to disk instead of growing the worker's memory."""
 
 from __future__ import annotations
 
-import urllib.request
 from collections.abc import Callable
 from typing import Any
 
-import orjson
 import pytest
 
 from driftline.client import Driftline
 from driftline.settings import Settings
 from driftline.stack.worker import WorkerProcess
 from state.store import MIB
-from tests.fixtures import wait_for_lag_zero
+from tests.fixtures import wait_for_lag_zero, worker_get
 from tests.integration.test_pipeline_integration import SPEC, T0
 from topics.messages import encode_ingest, ingest_key
 from topics.producer import CheckedProducer
@@ -42,8 +40,7 @@ def test_a_worker_keeps_its_stores_within_one_memory_budget(
     worker = start_worker(budget)
     wait_for_lag_zero(budget)
 
-    with urllib.request.urlopen(f"{worker.url}/internal/memory", timeout=10) as response:
-        memory = orjson.loads(response.read())
+    memory = worker_get(budget, f"{worker.url}/internal/memory")
     rocksdb = memory["rocksdb"]
     assert rocksdb["stores"] == budget.ingest_partitions + budget.bins_partitions
     assert rocksdb["caches"] == 1

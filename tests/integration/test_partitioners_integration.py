@@ -5,16 +5,14 @@ updates, deletes and re-inserts by id find it, and nothing is counted twice."""
 from __future__ import annotations
 
 import random
-import urllib.request
 from typing import Any
 
-import orjson
 import pytest
 from confluent_kafka import KafkaError, Message, Producer
 
 from driftline.client import Driftline
 from driftline.settings import Settings
-from tests.fixtures import stored_events, wait_for_lag_zero
+from tests.fixtures import stored_events, wait_for_lag_zero, worker_counters, worker_get
 from tests.integration.commands import send_id_deletion
 from tests.integration.test_bins_integration import (
     BASELINE,
@@ -51,16 +49,12 @@ def publish_like_kcat(settings: Settings, rows: list[tuple[str, dict[str, Any], 
 
 
 def counters(settings: Settings) -> dict[str, Any]:
-    url = f"{settings.worker_url}/v1/models/shop/churn/counters"
-    with urllib.request.urlopen(url, timeout=10) as response:
-        body: dict[str, Any] = orjson.loads(response.read())
-        return body
+    return worker_counters(settings, settings.worker_url, "shop/churn")
 
 
 def deletion(settings: Settings, deletion_id: str) -> list[dict[str, Any]]:
     url = f"{settings.worker_url}/internal/deletions/{deletion_id}"
-    with urllib.request.urlopen(url, timeout=10) as response:
-        return list(orjson.loads(response.read())["partitions"].values())
+    return list(worker_get(settings, url)["partitions"].values())
 
 
 def test_events_sent_with_another_partitioner_are_found_by_id(

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import random
-import urllib.request
 from typing import Any
 
 import orjson
@@ -12,7 +11,7 @@ import pytest
 from driftline.client import Driftline
 from driftline.settings import Settings
 from driftline.stack.worker import WorkerProcess
-from tests.fixtures import stored_events, wait_for_lag_zero
+from tests.fixtures import stored_events, wait_for_lag_zero, worker_counters, worker_get
 from tests.reference_model import ReferenceEvents
 from topics.dead_letters import read_dead_letters
 from topics.messages import encode_ingest, ingest_key
@@ -37,10 +36,10 @@ T0 = 1_750_000_000_000
 
 
 def read_back(worker: WorkerProcess, event_id: str) -> dict[str, Any]:
-    url = f"{worker.url}/v1/events/shop/fraud/{event_id}"
-    with urllib.request.urlopen(url, timeout=10) as response:
-        body: dict[str, Any] = orjson.loads(response.read())
-        return body
+    """The event as the worker answers the API."""
+    url = f"{worker.url}/internal/events/shop/fraud/{event_id}"
+    body: dict[str, Any] = worker_get(worker.settings, url)
+    return body
 
 
 def test_inserts_updates_and_deletes_in_shuffled_order_match_the_model(
@@ -205,6 +204,4 @@ def test_an_update_whose_insert_never_comes_is_dead_lettered_after_the_timeout(
     (letter,) = expired()
     assert "its insert never arrived" in letter.reason
     assert orjson.loads(letter.value or b"")["event_id"] == "ghost"
-    url = f"{worker.url}/v1/models/shop/fraud/counters"
-    with urllib.request.urlopen(url, timeout=10) as response:
-        assert orjson.loads(response.read())["dead_letters"] == 1
+    assert worker_counters(settings, worker.url, "shop/fraud")["dead_letters"] == 1

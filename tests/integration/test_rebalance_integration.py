@@ -10,6 +10,7 @@ import orjson
 import pytest
 
 from driftline.client import Driftline
+from driftline.internal_secret import HEADER, internal_secret
 from driftline.settings import Settings
 from driftline.stack.kafka import free_port
 from driftline.stack.waiting import wait_until
@@ -24,6 +25,11 @@ pytestmark = pytest.mark.integration
 
 KNOWN = {"age", "amount", "country", "score", "is_fraud", "blocked", "uri"}
 UPDATABLE = {"is_fraud", "uri"}
+
+
+def as_the_api(settings: Settings) -> dict[str, str]:
+    """The header with which the API reads from workers (and a 307 keeps it)."""
+    return {HEADER: internal_secret(settings)}
 
 
 def assigned(worker: WorkerProcess) -> list[int]:
@@ -84,7 +90,9 @@ def test_state_follows_partitions_when_workers_join_and_die(
             if partition_for(event_key("shop/fraud", e).encode(), len(partitions))
             in assigned(second)
         )  # fmt: skip
-        request = urllib.request.Request(f"{first.url}/v1/events/shop/fraud/{event_id}")
+        request = urllib.request.Request(
+            f"{first.url}/internal/events/shop/fraud/{event_id}", headers=as_the_api(settings)
+        )
         with urllib.request.urlopen(request, timeout=10) as response:  # follows the 307
             assert response.url.startswith(second.url)
             body = orjson.loads(response.read())
@@ -102,6 +110,8 @@ def test_state_follows_partitions_when_workers_join_and_die(
 
     assert stored_events(settings) == model.events
     for event_id in list(model.events)[::500]:
-        with urllib.request.urlopen(f"{first.url}/v1/events/shop/fraud/{event_id}") as response:
+        url = f"{first.url}/internal/events/shop/fraud/{event_id}"
+        request = urllib.request.Request(url, headers=as_the_api(settings))
+        with urllib.request.urlopen(request) as response:
             body = orjson.loads(response.read())
         assert (body["event_timestamp"], body["event"]) == model.events[event_id]

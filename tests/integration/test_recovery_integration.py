@@ -4,17 +4,15 @@ from __future__ import annotations
 
 import random
 import shutil
-import urllib.request
 from typing import Any
 
-import orjson
 import pytest
 
 from driftline.client import Driftline
 from driftline.settings import Settings
 from driftline.stack.waiting import wait_until
 from driftline.stack.worker import WorkerProcess
-from tests.fixtures import merge_progress, stored_events, wait_for_lag_zero
+from tests.fixtures import merge_progress, stored_events, wait_for_lag_zero, worker_counters
 from tests.integration.test_pipeline_integration import SPEC, T0
 from tests.reference_model import ReferenceEvents
 from topics.messages import encode_ingest, ingest_key
@@ -68,9 +66,7 @@ def committed_total(settings: Settings) -> int:
 
 
 def counters(worker: WorkerProcess) -> dict[str, Any]:
-    with urllib.request.urlopen(f"{worker.url}/v1/models/shop/fraud/counters") as response:
-        body: dict[str, Any] = orjson.loads(response.read())
-        return body
+    return worker_counters(worker.settings, worker.url, "shop/fraud")
 
 
 @pytest.mark.parametrize("lose_local_state", [False, True], ids=["same-disk", "new-disk"])
@@ -99,5 +95,6 @@ def test_sigkill_mid_stream_then_restart_applies_every_message_once(
         "dead_letters": 0,
         "dropped_fields": {"score": dropped},
         "forwarded": 0,
-        "partitions": list(range(settings.ingest_partitions)),
+        "parked_updates": 0,
+        "partitions": settings.ingest_partitions,
     }

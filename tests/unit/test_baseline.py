@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -19,11 +20,15 @@ from state.baseline import (
     NUMERIC_BINS,
     OTHER,
     BaselineProfile,
+    BaselineTypeError,
     ColumnProfile,
+    check_baseline,
     infer_column_type,
+    observed_type,
     profile_baseline,
     profile_column,
     spec_from_data,
+    type_contradiction,
 )
 from state.models import ColumnType, InvalidSpecError, ModelSpec, Task
 from topics.sources import iter_rows, json_value
@@ -410,3 +415,138 @@ def test_spec_from_data_validates_like_register() -> None:
         spec_from_data("p", "m", rows, outputs=["score"], targets=["score"])
     with pytest.raises(InvalidSpecError, match="missing"):
         spec_from_data("p", "m", rows, outputs=["scroe"])
+
+
+# --- a baseline that contradicts its column types (SPEC §1) ----------------------------------
+
+
+def flags_spec(kind: str = "category") -> ModelSpec:
+    return ModelSpec.from_dict(
+        {
+            "project_id": "p",
+            "model_id": "m",
+            "inputs": ["flag", "age"],
+            "outputs": ["score"],
+            "column_types": {"flag": kind, "age": "int", "score": "float"},
+        }
+    )
+
+
+def flag_rows(flags: list[Any]) -> list[dict[str, Any]]:
+    return [{"flag": f, "age": 30 + i, "score": i / 100} for i, f in enumerate(flags)]
+
+
+def test_a_boolean_column_declared_category_is_refused_naming_column_and_types() -> None:
+    with pytest.raises(BaselineTypeError) as caught:
+        check_baseline(flags_spec(), flag_rows([True, False, None] * 20))
+    message = str(caught.value)
+    assert "column 'flag' is declared category" in message
+    assert "every non-null baseline value" in message
+    assert "bool (40)" in message
+    assert "None" not in message
+
+
+@pytest.mark.parametrize(
+    ("declared", "values", "observed"),
+    [
+        ("int", ["1", "2", "3"], "str (3)"),
+        ("float", ["1.5", "x", None], "str (2)"),
+        ("bool", [0, 1, 1], "int (3)"),
+        ("bool", [0.0, 1.0], "float (whole) (2)"),
+        ("str", [1, 2.5], "float (1), int (1)"),
+        ("int", [1.5, 2.5], "float (2)"),
+        ("float", [True, False], "bool (2)"),
+    ],
+)
+def test_every_declared_type_refuses_values_all_of_another_type(
+    declared: str, values: list[Any], observed: str
+) -> None:
+    with pytest.raises(BaselineTypeError, match=rf"declared {declared} .*: {re.escape(observed)}"):
+        check_baseline(flags_spec(declared), flag_rows(values))
+
+
+def test_a_partial_contradiction_registers_with_a_warning() -> None:
+    checked = check_baseline(flags_spec(), flag_rows(["a", "b", True, "a", None]))
+    assert checked.warnings == (
+        "column 'flag' is declared category but 1 of its 4 non-null baseline values are of "
+        "another type: bool (1); they count as type mismatches, not in its drift baseline",
+    )
+    assert checked.profile == profile_baseline(flags_spec(), flag_rows(["a", "b", True, "a", None]))
+    assert checked.profile.columns["flag"].mismatches == 1
+
+
+def test_values_the_type_accepts_raise_nothing() -> None:
+    spec = ModelSpec.from_dict(
+        {"project_id": "p", "model_id": "m", "inputs": ["n", "x"], "outputs": ["s"],
+         "column_types": {"n": "int", "x": "float", "s": "float"}}
+    )  # fmt: skip
+    # Whole floats are ints (pandas' int column with a gap), ints are floats, nulls are nulls.
+    rows = [{"n": 3.0, "x": 2, "s": 0.5}, {"n": None, "x": float("nan"), "s": 1}]
+    assert check_baseline(spec, rows).warnings == ()
+
+
+def test_an_inferred_type_says_so_in_its_warning() -> None:
+    spec = ModelSpec.from_dict({"project_id": "p", "model_id": "m", "inputs": ["v"],
+                                "outputs": ["s"]})  # fmt: skip
+    rows = [{"v": v, "s": 0.1} for v in ["a", "b"] * 4 + [7]]
+    (warning,) = check_baseline(spec, rows).warnings
+    assert warning.startswith("column 'v' is inferred as category but 1 of its 9")
+    assert "int (1)" in warning
+
+
+def test_every_contradicting_column_is_named() -> None:
+    spec = ModelSpec.from_dict(
+        {"project_id": "p", "model_id": "m", "inputs": ["a", "b"], "outputs": ["s"],
+         "column_types": {"a": "category", "b": "int", "s": "float"}}
+    )  # fmt: skip
+    with pytest.raises(BaselineTypeError) as caught:
+        check_baseline(spec, [{"a": True, "b": "x", "s": 0.5}])
+    assert "column 'a' is declared category" in str(caught.value)
+    assert "column 'b' is declared int" in str(caught.value)
+
+
+def test_observed_types_name_values_as_a_user_would() -> None:
+    assert [observed_type(v) for v in (True, 3, 2**1100, 1.5, 2.0, math.inf, "x", [1], {})] == [
+        "bool", "int", "int (beyond float64)", "float", "float (whole)", "float (infinite)",
+        "str", "list", "object",
+    ]  # fmt: skip
+    assert observed_type(np.int64(3)) == "int"
+    assert observed_type(np.bool_(True)) == "bool"
+
+
+values_of_any_type = st.one_of(
+    st.booleans(), ints, finite, st.floats(allow_nan=False), words, st.none(),
+    st.lists(ints, max_size=2),
+)  # fmt: skip
+
+
+@given(st.sampled_from(list(ColumnType)), st.lists(values_of_any_type, max_size=80))
+def test_contradictions_are_exactly_the_profiles_mismatches(
+    kind: ColumnType, values: list[Any]
+) -> None:
+    found = type_contradiction("c", kind, values)
+    column = profile_column("c", kind, values)
+    present = sum(1 for v in values if not is_null(v))
+    if found is None:
+        assert column.mismatches == 0
+        return
+    assert found.mismatched == column.mismatches > 0
+    assert found.present == present
+    assert found.total == (sum(column.histogram) == 0)
+    assert sum(n for _, n in found.observed) == found.mismatched
+
+
+@given(st.sampled_from(list(ColumnType)), st.lists(values_of_any_type, min_size=1, max_size=60))
+def test_check_baseline_refuses_exactly_when_no_value_fits(
+    kind: ColumnType, values: list[Any]
+) -> None:
+    spec = flags_spec(kind.value)
+    rows = [{"flag": v, "age": 30, "score": 0.5} for v in values]
+    column = profile_column("flag", kind, values)
+    if column.mismatches and not sum(column.histogram):
+        with pytest.raises(BaselineTypeError, match="column 'flag'"):
+            check_baseline(spec, rows)
+    else:
+        checked = check_baseline(spec, rows)
+        assert len(checked.warnings) == (1 if column.mismatches else 0)
+        assert checked.profile == profile_baseline(spec, rows)

@@ -20,6 +20,7 @@ def test_to_env_round_trips_every_field() -> None:
         heap_trim_interval_s=1.5,
         malloc_arenas=3,
         worker_advertised_url="http://w:6066",
+        internal_secret="shared",
         compaction_lag_ms=5,
         tombstone_retention_ms=6,
         event_deletion_batch_size=7,
@@ -29,6 +30,9 @@ def test_to_env_round_trips_every_field() -> None:
         api_port=8181,
         api_tokens_file=Path("/t.json"),
         api_max_body_bytes=10,
+        api_header_timeout_s=1.5,
+        api_body_timeout_s=2.5,
+        api_redis_timeout_s=0.5,
         api_url="http://api:8181",
         api_token="secret",
     )

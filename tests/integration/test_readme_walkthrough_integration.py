@@ -10,7 +10,6 @@ import os
 import re
 import shutil
 import subprocess
-import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -28,7 +27,7 @@ from sklearn.metrics import (
 
 from driftline.settings import Settings
 from driftline.stack.api import ApiProcess
-from tests.integration.test_api_integration import call, token_for
+from tests.integration.test_api_integration import token_for
 
 pytestmark = pytest.mark.integration
 
@@ -37,46 +36,6 @@ BLOCK = re.compile(r"^```sh walkthrough:(?P<step>[a-z]+)\n(?P<code>.*?)^```$", r
 STEPS = ("setup", "register", "publish", "label", "wait", "metrics", "delete")
 MARKER = "@@walkthrough-step "
 HOUR_START_MS = 1_795_341_600_000  # 2026-11-22 10:00 UTC, the hour the README publishes into
-
-# --- stand-ins for routes another part of issue 9 adds --------------------------------------
-# POST /v1/models (registration) and GET /v1/status (pipeline progress) are not on this
-# branch yet. While the API answers "no such route" for one, its step is replaced by the
-# stand-in below and the test xfails at the end, after every other step has passed.
-# Remove this section (and its use in the test) once both routes are merged.
-REGISTER_IN_PYTHON = (
-    f"{sys.executable} -c 'import json, sys; from driftline.client import Driftline; "
-    'body = json.load(sys.stdin); c = Driftline(); c.register_model(body["spec"], '
-    'body["baseline"]); c.close()\''
-)
-WAIT_ON_METRICS = """
-until curl -sS -H "$AUTH" "$DRIFTLINE_API_URL/v1/metrics?project_id=shop&model_id=fraud\
-&start=2026-11-22T10:00:00Z&end=2026-11-22T11:00:00Z" |
-    jq -e '.bins[0].metrics.traffic | .events == 20 and .labelled == 10' > /dev/null; do
-  sleep 0.5
-done
-"""
-
-
-def route_missing(api: ApiProcess, token: str, method: str, path: str) -> bool:
-    answer = call(api, method, path, {} if method == "POST" else None, token=token)
-    return answer.status in (404, 405) and "registered" not in answer.body.get("error", "")
-
-
-def stand_ins(api: ApiProcess, token: str, blocks: dict[str, str]) -> list[str]:
-    """Replace the steps whose route is missing; the routes replaced."""
-    replaced = []
-    if route_missing(api, token, "POST", "/v1/models"):
-        body, curl = blocks["register"].rsplit("|\n", 1)
-        assert "/v1/models" in curl
-        blocks["register"] = f"{body}|\n  {REGISTER_IN_PYTHON}\n"
-        replaced.append("POST /v1/models")
-    if route_missing(api, token, "GET", "/v1/status"):
-        blocks["wait"] = WAIT_ON_METRICS
-        replaced.append("GET /v1/status")
-    return replaced
-
-
-# --- the walk-through ------------------------------------------------------------------------
 
 
 def walkthrough_blocks(text: str) -> dict[str, str]:
@@ -143,7 +102,6 @@ def test_the_readme_walkthrough_runs_with_curl_kcat_and_jq(
     api = start_api(settings)
     token = token_for(api, "shop")
     blocks = walkthrough_blocks(README.read_text())
-    replaced = stand_ins(api, token, blocks)
     # Only what the README names: no Driftline settings beyond the topic prefix.
     env = {
         "PATH": os.environ["PATH"],
@@ -156,6 +114,9 @@ def test_the_readme_walkthrough_runs_with_curl_kcat_and_jq(
     output = run_steps(blocks, env)
 
     assert output["setup"] == []
+    registered = only_json(output["register"])
+    assert (registered["model"]["project_id"], registered["model"]["model_id"]) == ("shop", "fraud")
+    assert registered["warnings"] == []  # the baseline agrees with the declared types
     assert output["publish"] == []  # kcat says nothing when every message was delivered
     assert only_json(output["label"]) == {"accepted": 10, "errors": [], "dropped_fields": {}}
     assert output["wait"] == []
@@ -166,5 +127,3 @@ def test_the_readme_walkthrough_runs_with_curl_kcat_and_jq(
     status, rows = output["delete"]
     assert json.loads(status) == {"status": "done", "deleted": 2}
     assert json.loads(rows) == [{"__event_id": "tx-2", "is_fraud": 0}]
-    if replaced:
-        pytest.xfail(f"stood in for {', '.join(replaced)}: not on this branch yet")

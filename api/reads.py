@@ -28,6 +28,7 @@ from api.workers import Workers
 from driftline.settings import Settings
 from state.counters import ModelCounters
 from state.models import model_key
+from state.wording import shown
 from topics.dead_letters import DeadLetter, StoredLetter, letter_model, read_letters_page
 from topics.messages import ingest_key
 from topics.partitioning import partition_for
@@ -57,7 +58,7 @@ async def get_event(request: web.Request) -> web.Response:
     event = await services.workers.event(partition, model_key(project_id, model_id), event_id)
     if event is None:
         raise RequestError(
-            404, f"no event {event_id!r} in model {project_id}/{model_id} (never stored, "
+            404, f"no event {shown(event_id)} in model {project_id}/{model_id} (never stored, "
             "deleted, or not applied yet: GET /v1/status says when everything sent is)",
         )  # fmt: skip
     return core.json_response({"project_id": project_id, "model_id": model_id, **event})
@@ -142,7 +143,7 @@ def parse_page(query: Mapping[str, str], scope: str) -> tuple[int, int]:
     try:
         limit = int(raw_limit)
     except ValueError:
-        raise bad_request(f"'limit' must be a whole number; got {raw_limit!r}") from None
+        raise bad_request(f"'limit' must be a whole number; got {shown(raw_limit)}") from None
     if not 1 <= limit <= MAX_DEAD_LETTERS:
         raise bad_request(f"'limit' must be between 1 and {MAX_DEAD_LETTERS:,}; got {limit}")
     cursor = query.get("cursor")

@@ -240,12 +240,12 @@ class TypeContradiction:
         seen = ", ".join(f"{name} ({count:,})" for name, count in self.observed)
         if self.total:
             return (
-                f"column {self.column!r} is {how} {self.kind.value} but every non-null "
+                f"column '{self.column}' is {how} {self.kind.value} but every non-null "
                 f"baseline value is of another type: {seen}; declare the column's type "
                 "as what its values are (column_types), or fix the baseline"
             )
         return (
-            f"column {self.column!r} is {how} {self.kind.value} but {self.mismatched:,} of "
+            f"column '{self.column}' is {how} {self.kind.value} but {self.mismatched:,} of "
             f"its {self.present:,} non-null baseline values are of another type: {seen}; "
             "they count as type mismatches, not in its drift baseline"
         )

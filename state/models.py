@@ -108,7 +108,9 @@ class ModelSpec:
         classes = raw.get("classes") or ()
         if not isinstance(classes, list | tuple):
             raise InvalidSpecError("classes must be a list of class labels, one per output")
-        classes = tuple(classes)
+        classes = tuple(_label(label, f"classes[{index}]") for index, label in enumerate(classes))
+        if len(set(classes)) != len(classes):
+            raise InvalidSpecError(f"classes must be distinct labels, got {shown(list(classes))}")
         if not roles["outputs"]:
             raise InvalidSpecError("a model needs at least one output column")
         if task is Task.MULTICLASS_CLASSIFICATION and len(classes) != len(roles["outputs"]):
@@ -125,11 +127,21 @@ class ModelSpec:
             event_id_col=_str(raw, "event_id_col", "event_id"),
             event_ts_col=_str(raw, "event_ts_col", "timestamp"),
             column_types=column_types,
-            positive_class=raw.get("positive_class", 1),
+            positive_class=_label(raw.get("positive_class", 1), "positive_class"),
             threshold=float(threshold),
             classes=classes,
             **roles,
         )
+
+
+def _label(value: Any, field_name: str) -> Any:
+    """A class label: what a target column holds (text, a number or a boolean); a list or
+    an object could never equal a target, and the model would silently have no positives."""
+    if isinstance(value, str | int | float | bool) and value == value:  # NaN is no label
+        return value
+    raise InvalidSpecError(
+        f"{field_name} must be a class label (text, a number or true/false), got {shown(value)}"
+    )
 
 
 def model_key(project_id: str, model_id: str) -> str:

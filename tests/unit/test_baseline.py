@@ -550,3 +550,20 @@ def test_check_baseline_refuses_exactly_when_no_value_fits(
         checked = check_baseline(spec, rows)
         assert len(checked.warnings) == (1 if column.mismatches else 0)
         assert checked.profile == profile_baseline(spec, rows)
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [("positive_class", [1]), ("positive_class", {"yes": 1}), ("positive_class", None),
+     ("classes", [["a"], "b"]), ("classes", ["a", "a"])],
+)  # fmt: skip
+def test_a_class_label_is_text_a_number_or_a_boolean(field: str, value: object) -> None:
+    """A list or an object can never equal a target: such a spec would register and then
+    count no positive at all."""
+    raw: dict[str, object] = {"project_id": "p", "model_id": "m", field: value}
+    if field == "classes":
+        raw.update(task="multiclass_classification", outputs=["p_a", "p_b"])
+    else:
+        raw.update(outputs=["score"])
+    with pytest.raises(InvalidSpecError, match=field.split("[")[0]):
+        ModelSpec.from_dict(raw)

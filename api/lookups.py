@@ -23,9 +23,9 @@ def parse_lookup(body: object) -> SliceQuery:
         )
     unknown = sorted(set(body) - {*_FIELDS, "event_ids"})
     if unknown:
+        named = ", ".join(f"'{name}'" for name in unknown)
         raise bad_request(
-            f"unknown field(s) {', '.join(map(shown, unknown))}; the fields are "
-            f"{', '.join(sorted({*_FIELDS, 'event_ids'}))}"
+            f"unknown field(s) {named}; the fields are {', '.join(sorted({*_FIELDS, 'event_ids'}))}"
         )
     if body.get("event_ids") is None:
         raise bad_request("'event_ids' is required: a list of up to 10,000 event ids")

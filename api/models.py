@@ -32,7 +32,6 @@ from state import exact_json
 from state.baseline import check_baseline, spec_from_data
 from state.models import InvalidSpecError, ModelSpec, model_key
 from state.registered import RegisteredModel
-from state.wording import shown
 from topics.models import ModelConflictError, register_model
 from topics.producer import DeliveryError
 from topics.sources import InvalidEventError, iter_rows
@@ -220,7 +219,7 @@ async def _read_parts(request: web.Request, max_bytes: int) -> Registration:
             from_data = _form_flag((await budget.read(part)).decode(errors="replace"))
         else:
             raise bad_request(
-                f"unknown form part {shown(part.name or '(unnamed)')}; the parts are 'spec', "
+                f"unknown form part '{part.name or '(unnamed)'}'; the parts are 'spec', "
                 "'baseline' and 'from_data'"
             )
     if spec is None:

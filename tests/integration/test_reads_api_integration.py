@@ -91,7 +91,7 @@ def test_events_are_read_through_the_api_and_the_worker_port_needs_the_secret(
     assert call(api, "GET", "/v1/events/shop/churn/a%2Fb", token=shop).body == found.body
     missing = call(api, "GET", "/v1/events/shop/churn/nope", token=shop)
     assert missing.status == 404
-    assert "no event 'nope' in model shop/churn" in missing.body["error"]
+    assert 'no event "nope" in model shop/churn' in missing.body["error"]
     assert call(api, "GET", "/v1/events/shop/nomodel/x", token=shop).status == 404
 
     # Another project's event: only its own token reads it, through the API only.
@@ -169,7 +169,7 @@ def test_counters_are_summed_over_every_partition(
     )
     unknown = call(api, "GET", "/v1/models/shop/churn/counters?x=1", token=token)
     assert unknown.status == 400
-    assert "unknown query parameter(s): x" in unknown.body["error"]
+    assert "unknown query parameter(s) 'x'" in unknown.body["error"]
     with Driftline(settings.with_overrides(api_url=api.url, api_token=token)) as client:
         assert client.get_counters("shop", "churn")["dead_letters"] == 6
 

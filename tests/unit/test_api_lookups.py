@@ -38,7 +38,7 @@ def test_a_lookup_is_the_get_slice_by_the_same_ids() -> None:
         (lookup_body(event_ids=[f"e{i}" for i in range(MAX_DELETE_IDS + 1)]), "at most 10,000"),
         (lookup_body(event_ids=[""]), "event_ids[0] must be a non-empty string"),
         (lookup_body(event_id=["a"]), "unknown field(s) 'event_id'"),
-        (lookup_body(limit=2.5), "'limit' must be a string or an integer; got float"),
+        (lookup_body(limit=2.5), "'limit' must be a string or an integer; got 2.5"),
         (lookup_body(start_time=True), "'start_time' must be a string or an integer"),
         (lookup_body(limit=0), "between 1 and 10,000"),
         (lookup_body(format="xml"), "json or csv"),

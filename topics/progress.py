@@ -5,11 +5,12 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Generator, Iterator, Mapping
+from contextlib import closing
 from dataclasses import dataclass, field
 from typing import Any
 
-from confluent_kafka import Consumer, KafkaError, TopicPartition
+from confluent_kafka import Consumer, KafkaError, Message, TopicPartition
 
 from driftline.settings import Settings
 from driftline.stack.waiting import wait_until
@@ -158,21 +159,12 @@ class ProgressReader:
 
     def has_messages(self, topic: str, partition: int, start: int, end: int) -> bool:
         """Whether a committed message lies in [start, end) of the partition."""
-        self._reader.assign([TopicPartition(topic, partition, start)])
-        deadline = time.monotonic() + 10
-        try:
-            while time.monotonic() < deadline:
-                message = self._reader.poll(0.5)
-                if message is None:
-                    continue
-                error = message.error()
-                if error is None:
-                    return int(message.offset()) < end
-                if error.code() == KafkaError._PARTITION_EOF:
-                    return False
-            return True  # no answer: assume something waits rather than claim it is final
-        finally:
-            self._reader.unassign()
+        with closing(self._messages(topic, partition, start)) as messages:
+            try:
+                first = next(messages, None)
+            except TimeoutError:
+                return True  # no answer: assume something waits rather than claim it is final
+        return first is not None and int(first.offset() or 0) < end
 
     def stage(
         self,
@@ -217,6 +209,18 @@ class ProgressReader:
         self, topic: str, partition: int, start: int, end: int, header: str
     ) -> Iterator[tuple[int, str]]:
         """(offset, header value) of the messages in [start, end) that carry ``header``."""
+        with closing(self._messages(topic, partition, start)) as messages:
+            for message in messages:
+                offset = int(message.offset() or 0)
+                found = [v for k, v in message.headers() or [] if k == header and v]
+                if found:
+                    yield offset, found[-1].decode()
+                if offset + 1 >= end:
+                    return
+
+    def _messages(self, topic: str, partition: int, start: int) -> Generator[Message]:
+        """The partition's committed messages from ``start`` to its end; TimeoutError when
+        the broker does not get there within 10 s. Close it (``closing``) to unassign."""
         self._reader.assign([TopicPartition(topic, partition, start)])
         deadline = time.monotonic() + 10
         try:
@@ -225,15 +229,9 @@ class ProgressReader:
                 if message is None:
                     continue
                 error = message.error()
-                if error is not None:
-                    if error.code() == KafkaError._PARTITION_EOF:
-                        return
-                    continue
-                offset = int(message.offset())
-                found = [v for k, v in message.headers() or [] if k == header and v]
-                if found:
-                    yield offset, found[-1].decode()
-                if offset + 1 >= end:
+                if error is None:
+                    yield message
+                elif error.code() == KafkaError._PARTITION_EOF:
                     return
             raise TimeoutError(f"{topic} partition {partition} did not answer in time")
         finally:

@@ -468,3 +468,29 @@ def test_a_schemathesis_stateful_run_follows_the_link_from_register_to_read(
     assert seen[("GET /v1/models/{project_id}/{model_id}", 200)] > 0, seen
     assert not [key for key in seen if key[1] >= 500], seen
     assert failures == []
+
+
+def test_a_model_registered_on_one_api_process_is_served_by_another_at_once(
+    settings: Settings, start_api: StartApi
+) -> None:
+    """Behind a load balancer the next request lands on another process: it must know the
+    model (its registry view reads the models topic on a miss), refuse a conflicting one
+    and accept events for it, without waiting."""
+    first, second = start_api(), start_api()
+    token = token_for(first, "shop")
+
+    created = call(first, "POST", "/v1/models", body(SPEC, BASELINE), token=token)
+    assert created.status == 201, created.body
+    read = call(second, "GET", "/v1/models/shop/churn", token=token)
+    assert (read.status, read.body) == (200, created.body["model"])
+    assert call(second, "POST", "/v1/models", body(SPEC, BASELINE), token=token).status == 200
+    other = {**SPEC, "threshold": 0.7}
+    conflict = call(second, "POST", "/v1/models", body(other, BASELINE), token=token)
+    assert conflict.status == 409, conflict.body
+
+    row = {"event_id": "e-1", "event_timestamp": HOUR0, "event": dict(BASELINE[0])}
+    published = call(
+        second, "POST", "/v1/events",
+        {"project_id": "shop", "model_id": "churn", "events": [row]}, token=token,
+    )  # fmt: skip
+    assert (published.status, published.body["event_ids"]) == (200, ["e-1"]), published.body

@@ -24,7 +24,7 @@ from tqdm import tqdm
 from driftline.settings import Settings
 from state import exact_json
 from state.baseline import BaselineTypeError, check_baseline, spec_from_data
-from state.events import dropped_update_fields
+from state.events import dropped_insert_fields, dropped_update_fields
 from state.models import ModelSpec, model_key
 from state.registered import RegisteredModel
 from state.wording import shown
@@ -81,11 +81,12 @@ class BaselineTypeWarning(UserWarning):
 
 
 class DroppedFieldsWarning(UserWarning):
-    """An update carried inputs, outputs or decisions; they are not updatable and were dropped."""
+    """Fields the worker will drop: an update's inputs, outputs or decisions (not updatable),
+    or an insert's columns that the spec does not list."""
 
 
 class EventId(str):
-    """The id of a published event; ``dropped_fields`` lists what an update could not change."""
+    """The id of a published event; ``dropped_fields`` lists what the worker will drop."""
 
     dropped_fields: tuple[str, ...] = ()
 
@@ -206,7 +207,7 @@ class Driftline:
             bar.update(len(ids) - bar.n)
             bar.close()
         if dropped:
-            _warn_dropped(sorted(dropped))
+            _warn_dropped(sorted(dropped), update_event)
         return ids
 
     def delete_events(
@@ -462,10 +463,10 @@ class Driftline:
         key = ingest_key(spec.project_id, spec.model_id, outgoing.event_id)
         self._producer.produce(self.topics.ingest.name, key, value)
         published = EventId(outgoing.event_id)
-        if update:
-            published.dropped_fields = tuple(dropped_update_fields(spec, outgoing.columns))
-            if warn and published.dropped_fields:
-                _warn_dropped(published.dropped_fields)
+        dropped = dropped_update_fields if update else dropped_insert_fields
+        published.dropped_fields = tuple(dropped(spec, outgoing.columns))
+        if warn and published.dropped_fields:
+            _warn_dropped(published.dropped_fields, update)
         return published
 
 
@@ -494,9 +495,10 @@ def _hour_text(value: Any) -> Any:
     return value
 
 
-def _warn_dropped(fields: Iterable[str]) -> None:
+def _warn_dropped(fields: Iterable[str], update: bool) -> None:
+    why = "only targets and metadata can be updated" if update else "the spec has no such column"
     warnings.warn(
-        f"only targets and metadata can be updated; dropped: {', '.join(fields)}",
+        f"{why}; dropped: {', '.join(fields)}",
         DroppedFieldsWarning,
         stacklevel=3,
     )

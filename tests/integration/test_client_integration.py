@@ -208,6 +208,25 @@ def test_custom_id_and_timestamp_columns_are_used(
     assert body["event_timestamp"] == T0
 
 
+def test_an_insert_with_a_column_the_spec_lacks_warns_and_stores_the_rest(
+    settings: Settings, client: Driftline, worker: Any
+) -> None:
+    """The worker drops the column (SPEC §2: the response says which fields were dropped);
+    the client says so before sending, as POST /v1/events does in ``dropped_fields``."""
+    with pytest.warns(DroppedFieldsWarning, match="no such column; dropped: colour"):
+        published = client.publish_event(
+            "shop", "fraud", {**BASE[0], "colour": "red"}, event_id="c1", event_timestamp=T0
+        )
+    assert published.dropped_fields == ("colour",)
+    rows = [{**BASE[1], "event_id": "c2", "timestamp": T0, "colour": "blue", "size": 3}]
+    with pytest.warns(DroppedFieldsWarning, match="dropped: colour, size"):
+        ids = client.publish_events_batch("shop", "fraud", rows)
+    assert ids == ["c2"]
+    stored = stored_after_lag_zero(settings)
+    assert stored["c1"] == (T0, BASE[0])
+    assert stored["c2"] == (T0, BASE[1])
+
+
 # --- 2. updates from a file of labels ------------------------------------------------------
 
 

@@ -332,18 +332,29 @@ def status(
 
 
 @main.command("dead-letters")
-@click.option("--limit", default=20, show_default=True)
+@click.argument("model", required=False)
+@click.option("--limit", default=20, show_default=True, help="How many, oldest first.")
 @click.pass_obj
-def dead_letters(settings: Settings, limit: int) -> None:
-    """Print the most recent dead letters with their reasons."""
-    from topics.dead_letters import read_dead_letters
-    from topics.registry import Topics
+def dead_letters(settings: Settings, model: str | None, limit: int) -> None:
+    """Print MODEL's (project_id/model_id) dead letters with their reasons, through the API;
+    without MODEL every letter, those naming no model too (a token for all projects)."""
+    from driftline.client import Driftline
 
-    topic = Topics.for_settings(settings).dead_letters.name
-    for letter in read_dead_letters(settings.bootstrap_servers, topic, limit):
-        value = (letter.value or b"")[:200].decode(errors="replace")
+    named: tuple[str | None, str | None] = (None, None)
+    if model is not None:
+        if model.count("/") != 1:
+            raise click.UsageError("MODEL is project_id/model_id")
+        project_id, model_id = model.split("/")
+        named = (project_id, model_id)
+    with Driftline(settings) as client:
+        letters = _or_exit(lambda: client.get_dead_letters(*named, limit=limit))
+    for letter in letters:
+        source = letter["source"]
+        value = (letter["value"] or "")[:200]
+        encoding = "" if letter["value_encoding"] in (None, "utf-8") else " (base64)"
         click.echo(
-            f"[{letter.source_partition}:{letter.source_offset}] {letter.reason}\n    {value}"
+            f"[{source['topic']} {source['partition']}:{source['offset']}] {letter['reason']}\n"
+            f"    {value}{encoding}"
         )
 
 

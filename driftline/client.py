@@ -356,11 +356,14 @@ class Driftline:
         return self._api("GET", f"/v1/models/{_segment(project_id)}/{_segment(model_id)}/counters")
 
     def get_dead_letters(
-        self, project_id: str, model_id: str, limit: int | None = None
+        self, project_id: str | None = None, model_id: str | None = None, limit: int | None = None
     ) -> list[dict[str, Any]]:
         """The model's dead letters, oldest first, with their reasons (every page, or the
-        first ``limit``); bytes as text when UTF-8, else base64 (see ``value_encoding``)."""
-        path = f"/v1/models/{_segment(project_id)}/{_segment(model_id)}/dead-letters"
+        first ``limit``); bytes as text when UTF-8, else base64 (see ``value_encoding``).
+        No model: every letter, those that name none too (a token for all projects)."""
+        path = "/v1/dead-letters"
+        if project_id is not None or model_id is not None:
+            path = f"/v1/models/{_segment(str(project_id))}/{_segment(str(model_id))}/dead-letters"
         letters: list[dict[str, Any]] = []
         cursor: str | None = None
         while limit is None or len(letters) < limit:

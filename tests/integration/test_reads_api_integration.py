@@ -238,6 +238,16 @@ def test_dead_letters_are_listed_with_reasons_and_paged(
             "shop/churn/t-1", "shop/churn/t-2"
         ]  # fmt: skip
 
+    env = {**api.settings.to_env(), "DRIFTLINE_API_URL": api.url, "DRIFTLINE_API_TOKEN": shop}
+    shown = CliRunner().invoke(main, ["dead-letters", "shop/churn", "--limit", "5"], env=env)
+    assert shown.exit_code == 0, shown.output
+    assert shown.output.count(f"[{topic} ") == 2
+    assert "{not json" in shown.output
+    assert "(base64)" in shown.output
+    not_allowed = CliRunner().invoke(main, ["dead-letters"], env=env)
+    assert not_allowed.exit_code == 1
+    assert "only a token for all projects" in not_allowed.output
+
 
 def test_status_is_final_only_once_every_event_sent_is_in_the_bins(
     settings: Settings, start_worker: Any, start_api: StartApi

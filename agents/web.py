@@ -9,6 +9,8 @@ partition's owner) answers 503 with ``Retry-After`` while it is down.
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -35,6 +37,8 @@ from topics.partitioning import partition_for
 if TYPE_CHECKING:
     from agents.app import Worker
 
+Handler = Callable[..., Awaitable[Response]]
+
 # What a client should wait before retrying a view that needs Redis while it is down.
 REDIS_RETRY_AFTER_S = 2
 
@@ -42,15 +46,14 @@ REDIS_RETRY_AFTER_S = 2
 def register_views(worker: Worker) -> None:
     app = worker.app
     partitions = worker.settings.ingest_partitions
-    secret = internal_secret(worker.settings)
+    internal = internal_only(internal_secret(worker.settings))
 
     @app.page("/internal/events/{project_id}/{model_id}/{event_id}")
+    @internal
     async def get_event(
         view: View, request: Request, project_id: str, model_id: str, event_id: str
     ) -> Response:
         """One stored event, or a redirect to the worker that holds its partition."""
-        if (refused := _refused(view, request, secret)) is not None:
-            return refused
         key = event_key(model_key(project_id, model_id), event_id)
         partition = partition_for(key.encode(), partitions)
         store = worker.merge.stores.get(partition)
@@ -70,12 +73,11 @@ def register_views(worker: Worker) -> None:
                             **_row(decode_event(raw))})  # fmt: skip
 
     @app.page("/internal/models/{project_id}/{model_id}/counters")
+    @internal
     async def get_counters(
         view: View, request: Request, project_id: str, model_id: str
     ) -> Response:
         """The model's counters in each partition this worker holds (the API sums them)."""
-        if (refused := _refused(view, request, secret)) is not None:
-            return refused
         model = model_key(project_id, model_id)
         found = {
             str(partition): partition_counters(store, model)
@@ -84,10 +86,9 @@ def register_views(worker: Worker) -> None:
         return _json(view, {"partitions": found})
 
     @app.page("/internal/progress")
+    @internal
     async def progress(view: View, request: Request) -> Response:
         """The bins partitions this worker holds and the bins they have yet to emit."""
-        if (refused := _refused(view, request, secret)) is not None:
-            return refused
         stores = list(worker.bins.stores.items())
         dirty = sum(sum(1 for _ in store.items(DIRTY)) for _, store in stores)
         return _json(view, {"bins_partitions": sorted(p for p, _ in stores), "dirty_bins": dirty})
@@ -95,10 +96,9 @@ def register_views(worker: Worker) -> None:
     # --- for the API process: per-partition reads, routed by the owner keys ---------
 
     @app.page("/internal/deletions/{deletion_id}")
+    @internal
     async def deletion_progress(view: View, request: Request, deletion_id: str) -> Response:
         """What this worker's partitions know of a deletion request."""
-        if (refused := _refused(view, request, secret)) is not None:
-            return refused
         found = {}
         for partition, store in list(worker.merge.stores.items()):
             raw = store.get(DELETIONS, deletion_id.encode())
@@ -107,10 +107,9 @@ def register_views(worker: Worker) -> None:
         return _json(view, {"partitions": found})
 
     @app.page("/internal/partitions/{partition}/events")
+    @internal
     async def partition_slice(view: View, request: Request, partition: str) -> Response:
         """A page of one partition's events of a model in [start, end), in hour-index order."""
-        if (refused := _refused(view, request, secret)) is not None:
-            return refused
         store = worker.merge.stores.get(int(partition))
         if store is None:
             return _not_here(view, worker, int(partition))
@@ -128,9 +127,8 @@ def register_views(worker: Worker) -> None:
     class PartitionLookup(View):
         """Events of one partition by id: POST {"model": "project/model", "event_ids": [...]}."""
 
+        @internal
         async def post(self, request: Request, partition: str) -> Response:
-            if (refused := _refused(self, request, secret)) is not None:
-                return refused
             store = worker.merge.stores.get(int(partition))
             if store is None:
                 return _not_here(self, worker, int(partition))
@@ -141,10 +139,9 @@ def register_views(worker: Worker) -> None:
             return _json(self, {"events": [_row(event) for event in found]})
 
     @app.page("/internal/memory")
+    @internal
     async def memory(view: View, request: Request) -> Response:
         """The process's resident memory and what its RocksDB stores say they hold."""
-        if (refused := _refused(view, request, secret)) is not None:
-            return refused
         stores = [*worker.merge.stores.values(), *worker.bins.stores.values()]
         return _json(view, {"rss_bytes": resident_bytes(), "rocksdb": store_memory(stores)})
 
@@ -218,16 +215,28 @@ def partition_counters(store: PartitionStore, model: str) -> dict[str, Any]:
     return {**counters.to_dict(), "parked_updates": waiting}
 
 
-def _refused(view: View, request: Request, secret: str) -> Response | None:
-    """401 unless the request carries the secret only the API and the workers share."""
-    if matches(secret, request.headers.get(HEADER)):
-        return None
-    return _error(
-        view,
-        401,
-        "this worker answers only the Driftline API; read through the API "
-        f"(DRIFTLINE_API_URL), which sends the {HEADER} header",
-    )
+def internal_only(secret: str) -> Callable[[Handler], Handler]:
+    """Guard a view with the secret only the API and the workers share: 401 without it.
+
+    The worker's port serves any partition's events with no token or project scope;
+    those checks are the API's, so every view but /health and /ready answers only it.
+    """
+
+    def guard(handler: Handler) -> Handler:
+        @functools.wraps(handler)
+        async def guarded(view: View, request: Request, *args: Any, **kwargs: Any) -> Response:
+            if matches(secret, request.headers.get(HEADER)):
+                return await handler(view, request, *args, **kwargs)
+            return _error(
+                view,
+                401,
+                "this worker answers only the Driftline API; read through the API "
+                f"(DRIFTLINE_API_URL), which sends the {HEADER} header",
+            )
+
+        return guarded
+
+    return guard
 
 
 def _not_here(view: View, worker: Worker, partition: int) -> Response:

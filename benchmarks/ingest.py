@@ -29,7 +29,7 @@ from confluent_kafka import Consumer, Producer
 from driftline.client import Driftline
 from driftline.settings import Settings
 from driftline.stack import LocalKafka, LocalRedis
-from driftline.stack.kafka import free_port
+from driftline.stack.kafka import free_broker_port, free_port
 from driftline.stack.worker import WorkerProcess
 from topics.admin import ensure_topics
 from topics.messages import encode_ingest, ingest_key
@@ -52,7 +52,7 @@ def infrastructure(base: Settings, workdir: Path) -> Iterator[Settings]:
     kafka = redis_server = None
     settings = base
     if base.kafka_bootstrap_servers is None:
-        kafka = LocalKafka(base.home, workdir / "kafka", free_port(), base.kafka_version)
+        kafka = LocalKafka(base.home, workdir / "kafka", free_broker_port(), base.kafka_version)
         kafka.start()
         settings = settings.with_overrides(kafka_bootstrap_servers=kafka.bootstrap_servers)
     if base.redis_url is None:

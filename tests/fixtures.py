@@ -21,7 +21,7 @@ from agents.merge import EVENTS
 from driftline.internal_secret import HEADER, internal_secret
 from driftline.settings import Settings
 from driftline.stack import LocalKafka, LocalRedis
-from driftline.stack.kafka import free_port
+from driftline.stack.kafka import free_broker_port, free_port
 from driftline.stack.redis import redis_answers
 from driftline.stack.worker import WorkerProcess
 from state import exact_json
@@ -55,19 +55,38 @@ def kafka_bootstrap(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         with KafkaContainer().with_kraft() as container:
             yield container.get_bootstrap_server()
         return
-    broker = LocalKafka(
-        home=_SESSION_SETTINGS.home,
-        data_dir=tmp_path_factory.mktemp("kafka"),
-        port=free_port(),
-        version=_SESSION_SETTINGS.kafka_version,
+    broker = started_broker(
+        lambda attempt: tmp_path_factory.mktemp(f"kafka-{attempt}"),
         # Small segments so that compaction can be observed within a test.
         extra_config={"log.cleaner.backoff.ms": "1000"},
     )
-    broker.start()
     try:
         yield broker.bootstrap_servers
     finally:
         broker.stop()
+
+
+def started_broker(
+    data_dir: Callable[[int], Path], extra_config: dict[str, str] | None = None
+) -> LocalKafka:
+    """An embedded broker on free ports, started. A port found free can be taken before the
+    broker binds it (a client's socket): then it starts again on others, a few times."""
+    for attempt in range(3):
+        broker = LocalKafka(
+            home=_SESSION_SETTINGS.home,
+            data_dir=data_dir(attempt),
+            port=free_broker_port(),
+            version=_SESSION_SETTINGS.kafka_version,
+            extra_config=extra_config or {},
+        )
+        try:
+            broker.start()
+        except RuntimeError as error:
+            if "Address already in use" not in str(error) or attempt == 2:
+                raise
+            continue
+        return broker
+    raise AssertionError("unreachable")
 
 
 @pytest.fixture(scope="session")
@@ -91,13 +110,7 @@ def own_kafka(tmp_path: Path) -> Iterator[LocalKafka]:
     on the same port and data. Only the embedded broker can be stopped so."""
     if _SESSION_SETTINGS.kafka_bootstrap_servers is not None or _docker_answers():
         pytest.skip("outage tests stop and restart the embedded broker")
-    broker = LocalKafka(
-        home=_SESSION_SETTINGS.home,
-        data_dir=tmp_path / "own-kafka",
-        port=free_port(),
-        version=_SESSION_SETTINGS.kafka_version,
-    )
-    broker.start()
+    broker = started_broker(lambda attempt: tmp_path / f"own-kafka-{attempt}")
     try:
         yield broker
     finally:

@@ -114,6 +114,22 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+def free_broker_port() -> int:
+    """A free port whose next port is free too: the broker listens on it, its controller on
+    the next (``free_port`` alone let the controller collide with a client's socket)."""
+    for _ in range(100):
+        with socket.socket() as broker:
+            broker.bind(("127.0.0.1", 0))
+            port = int(broker.getsockname()[1])
+            with socket.socket() as controller:
+                try:
+                    controller.bind(("127.0.0.1", port + 1))
+                except OSError:
+                    continue
+                return port
+    raise RuntimeError("found no two free consecutive ports on 127.0.0.1")
+
+
 def port_answers(host: str, port: int) -> bool:
     try:
         with socket.create_connection((host, port), timeout=0.5):

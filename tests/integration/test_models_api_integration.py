@@ -425,7 +425,10 @@ def test_a_schemathesis_stateful_run_follows_the_link_from_register_to_read(
     api = start_api()
     token = token_for(api)
     schema = schemathesis.openapi.from_url(f"{api.url}/openapi.json")
-    machine = schema.include(path_regex="^/v1/models").as_state_machine()
+    # Registration and its read only: the model's counters and dead letters need a worker.
+    machine = schema.include(
+        path_regex=r"^/v1/models(/\{project_id\}/\{model_id\})?$"
+    ).as_state_machine()
     seen: Counter[tuple[str, int]] = Counter()
     failures: list[str] = []
 

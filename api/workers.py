@@ -68,17 +68,11 @@ class Workers:
         """What the owners of ``partitions`` know of a deletion, by partition (as text)."""
         owners = await self.owners_of(partitions)
         wanted = {str(p) for p in owners}
-        urls = sorted({url for url in owners.values() if url is not None})
-        answers = await asyncio.gather(
-            *(self._get(f"{url}/internal/deletions/{deletion_id}") for url in urls),
-            return_exceptions=True,
-        )
+        # An owner that does not answer leaves its partitions not done, not failed.
+        answers = await self._from_each(owners, f"/internal/deletions/{deletion_id}")
         records: dict[str, dict[str, Any]] = {}
-        for answer in answers:
-            # An owner that does not answer leaves its partitions not done, not failed.
-            if isinstance(answer, BaseException) or answer[0] != 200:
-                continue
-            for partition, record in answer[1].get("partitions", {}).items():
+        for body in answers.values():
+            for partition, record in body.get("partitions", {}).items():
                 if partition in wanted:
                     records[partition] = record
         return records

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from api.requests import SliceQuery, bad_request, parse_event_ids, parse_slice
+from api.requests import SliceQuery, bad_request, parse_event_ids, parse_slice, refuse_unknown
 from state.wording import shown
 
 _FIELDS = ("project_id", "model_id", "start_time", "end_time", "format", "limit", "cursor")
@@ -21,12 +21,7 @@ def parse_lookup(body: object) -> SliceQuery:
         raise bad_request(
             'the body must be a JSON object {"project_id", "model_id", "event_ids": [...]}'
         )
-    unknown = sorted(set(body) - {*_FIELDS, "event_ids"})
-    if unknown:
-        named = ", ".join(f"'{name}'" for name in unknown)
-        raise bad_request(
-            f"unknown field(s) {named}; the fields are {', '.join(sorted({*_FIELDS, 'event_ids'}))}"
-        )
+    refuse_unknown(body, {*_FIELDS, "event_ids"})
     if body.get("event_ids") is None:
         raise bad_request("'event_ids' is required: a list of up to 10,000 event ids")
     ids = parse_event_ids(body["event_ids"], "event_ids")

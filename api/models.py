@@ -27,7 +27,7 @@ from aiohttp import BodyPartReader, web
 from aiohttp.http_exceptions import HttpProcessingError
 
 from api.app import SERVICES, Services, _check_scope, json_response
-from api.requests import RequestError, bad_request
+from api.requests import RequestError, bad_request, refuse_unknown
 from state import exact_json
 from state.baseline import check_baseline, spec_from_data
 from state.models import InvalidSpecError, ModelSpec, model_key
@@ -144,12 +144,7 @@ def parse_registration(body: Any) -> Registration:
     """A JSON registration: ``spec``, optional ``baseline`` rows, optional ``from_data``."""
     if not isinstance(body, Mapping):
         raise bad_request('the body must be a JSON object: {"spec": {...}, "baseline": [...]}')
-    unknown = sorted(set(body) - _BODY_FIELDS)
-    if unknown:
-        raise bad_request(
-            f"unknown field(s) {', '.join(map(repr, unknown))}; the fields are "
-            "'spec', 'baseline' and 'from_data'"
-        )
+    refuse_unknown(body, _BODY_FIELDS)
     baseline = body.get("baseline")
     if baseline is not None:
         baseline = baseline_rows(baseline)

@@ -137,7 +137,7 @@ def query_values(
     given twice that the route takes once.
     """
     items = list(items)
-    _refuse_unknown((name for name, _ in items), known, noun="query parameter")
+    refuse_unknown((name for name, _ in items), known, noun="query parameter")
     single: dict[str, str] = {}
     repeated: dict[str, list[str]] = {name: [] for name in repeatable}
     for name, value in items:
@@ -207,7 +207,7 @@ def _unknown_names(
     return f"{subject} {noun}(s) {listed}; the {noun}s are {', '.join(sorted(allowed))}"
 
 
-def _refuse_unknown(
+def refuse_unknown(
     given: Iterable[str], known: Iterable[str], where: str = "", noun: str = "field"
 ) -> None:
     problem = _unknown_names(given, known, where, noun)
@@ -218,7 +218,7 @@ def _refuse_unknown(
 def parse_delete(body: object) -> DeleteRequest:
     if not isinstance(body, Mapping):
         raise bad_request("the body must be a JSON object")
-    _refuse_unknown(body, _DELETE_FIELDS)
+    refuse_unknown(body, _DELETE_FIELDS)
     project_id, model_id = model_name(body, "project_id"), model_name(body, "model_id")
     environment = body.get("environment", "production")
     if environment != "production":
@@ -279,7 +279,7 @@ def parse_time_range(raw: object) -> tuple[int, int]:
             f'"{HOUR_FORMAT}"}} (or UTC milliseconds, or ISO 8601 with a zone, on the hour); '
             f"got {shown(raw)}"
         )
-    _refuse_unknown(raw, {"start_time", "end_time"}, where="'time_range'")
+    refuse_unknown(raw, {"start_time", "end_time"}, where="'time_range'")
     start = parse_hour(raw.get("start_time"), "time_range.start_time")
     end = parse_hour(raw.get("end_time"), "time_range.end_time")
     if start >= end:
@@ -311,7 +311,7 @@ class PublishBatch:
 def parse_publish(body: object) -> PublishBatch:
     if not isinstance(body, Mapping):
         raise bad_request("the body must be a JSON object")
-    _refuse_unknown(body, {"project_id", "model_id", "events"})
+    refuse_unknown(body, {"project_id", "model_id", "events"})
     project_id, model_id = model_name(body, "project_id"), model_name(body, "model_id")
     rows = body.get("events")
     if not isinstance(rows, list) or not rows:

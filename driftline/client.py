@@ -313,16 +313,21 @@ class Driftline:
         return self._api("POST", "/v1/events/lookup", {**body, "cursor": cursor})
 
     @staticmethod
-    def _pages(read_page: Callable[[str | None], dict[str, Any]]) -> list[dict[str, Any]]:
-        """The rows of every page, following ``next_cursor`` to its end."""
-        rows: list[dict[str, Any]] = []
+    def _pages(
+        read_page: Callable[[str | None], dict[str, Any]],
+        items: str = "rows",
+        limit: int | None = None,
+    ) -> list[dict[str, Any]]:
+        """The ``items`` of every page (the first ``limit``), following ``next_cursor``."""
+        found: list[dict[str, Any]] = []
         cursor: str | None = None
-        while True:
+        while limit is None or len(found) < limit:
             page = read_page(cursor)
-            rows.extend(page["rows"])
+            found.extend(page[items])
             cursor = page["next_cursor"]
             if cursor is None:
-                return rows
+                break
+        return found if limit is None else found[:limit]
 
     def flush(self) -> None:
         self._producer.flush()
@@ -364,18 +369,13 @@ class Driftline:
         path = "/v1/dead-letters"
         if project_id is not None or model_id is not None:
             path = f"/v1/models/{_segment(str(project_id))}/{_segment(str(model_id))}/dead-letters"
-        letters: list[dict[str, Any]] = []
-        cursor: str | None = None
-        while limit is None or len(letters) < limit:
-            query = {"limit": str(min(1000, limit - len(letters)) if limit else 1000)}
-            if cursor is not None:
-                query["cursor"] = cursor
-            page = self._api("GET", f"{path}?{urllib.parse.urlencode(query)}")
-            letters.extend(page["dead_letters"])
-            cursor = page["next_cursor"]
-            if cursor is None:
-                break
-        return letters
+        page_size = str(min(1000, limit or 1000))
+
+        def read_page(cursor: str | None) -> dict[str, Any]:
+            query = {"limit": page_size, **({"cursor": cursor} if cursor else {})}
+            return self._api("GET", f"{path}?{urllib.parse.urlencode(query)}")
+
+        return self._pages(read_page, "dead_letters", limit)
 
     def status(self, project_id: str | None = None, model_id: str | None = None) -> dict[str, Any]:
         """The pipeline's progress: each stage's lag, and ``final`` (every message sent

@@ -21,21 +21,21 @@ from dataclasses import dataclass
 import faust
 import redis
 
-from agents.bins import BinsHandler
-from agents.deletion_budget import RedisDeletionBudget
-from agents.heap import HeapTrimmer
-from agents.merge import MergeHandler
-from agents.ownership import OwnershipHeartbeat, PartitionOwners
-from agents.runtime import PartitionedRunner, RunnerConfig
-from agents.serving import RedisBins, RedisProjection
-from agents.threads import RunnerThreads
-from agents.web import register_views
+from driftline.agents.bins import BinsHandler
+from driftline.agents.deletion_budget import RedisDeletionBudget
+from driftline.agents.heap import HeapTrimmer
+from driftline.agents.merge import MergeHandler
+from driftline.agents.ownership import OwnershipHeartbeat, PartitionOwners
+from driftline.agents.runtime import PartitionedRunner, RunnerConfig
+from driftline.agents.serving import RedisBins, RedisProjection
+from driftline.agents.threads import RunnerThreads
+from driftline.agents.web import register_views
 from driftline.settings import Settings
-from state.store import MIB, StoreResources
-from topics.admin import ensure_topics
-from topics.clients import RepeatFilter
-from topics.models import ModelRegistry
-from topics.registry import Topics
+from driftline.state.store import MIB, StoreResources
+from driftline.topics.admin import ensure_topics
+from driftline.topics.clients import RepeatFilter
+from driftline.topics.models import ModelRegistry
+from driftline.topics.registry import Topics
 
 
 class QuietWorker(faust.Worker):

@@ -17,14 +17,14 @@ from typing import Any
 
 from confluent_kafka import Message
 
-from agents.runtime import BatchResult, Outgoing
-from state import exact_json
-from state.bins import HOUR_MS, Counters, add_into
-from state.metrics import bin_metrics
-from state.registered import RegisteredModel
-from state.store import PartitionStore, Write, table_write
-from topics.clients import DEAD_LETTER_MAX_BYTES
-from topics.dead_letters import DeadLetter
+from driftline.agents.runtime import BatchResult, Outgoing
+from driftline.state import exact_json
+from driftline.state.bins import HOUR_MS, Counters, add_into
+from driftline.state.metrics import bin_metrics
+from driftline.state.registered import RegisteredModel
+from driftline.state.store import PartitionStore, Write, table_write
+from driftline.topics.clients import DEAD_LETTER_MAX_BYTES
+from driftline.topics.dead_letters import DeadLetter
 
 SHARES = "shares"  # model/hour/partition -> {"v": version, "c": counters}
 DIRTY = "dirty"  # model/hour -> b""

@@ -17,7 +17,7 @@ from collections.abc import Mapping
 
 import redis
 
-from agents.outages import OutageLog
+from driftline.agents.outages import OutageLog
 
 log = logging.getLogger(__name__)
 

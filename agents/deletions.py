@@ -16,8 +16,8 @@ from typing import Protocol
 
 import orjson
 
-from agents.runtime import BatchResult, Outgoing
-from state.commands import (
+from driftline.agents.runtime import BatchResult, Outgoing
+from driftline.state.commands import (
     ContinueDeletion,
     Delete,
     DeleteIds,
@@ -25,7 +25,7 @@ from state.commands import (
     DeletionCommand,
     event_key,
 )
-from state.deletions import (
+from driftline.state.deletions import (
     DAY_MS,
     RUNNING,
     DeletionRecord,
@@ -38,10 +38,10 @@ from state.deletions import (
     resumed,
     waiting,
 )
-from state.events import BatchMerge
-from state.hour_index import indexed_in_range
-from state.store import PartitionStore, Write, table_write
-from topics.messages import deletion_key, encode_continue_deletion
+from driftline.state.events import BatchMerge
+from driftline.state.hour_index import indexed_in_range
+from driftline.state.store import PartitionStore, Write, table_write
+from driftline.topics.messages import deletion_key, encode_continue_deletion
 
 DELETIONS = "deletions"
 # The ids of the deletions waiting for a tick (the daily cap, a deferred step): the tick

@@ -14,14 +14,14 @@ from collections.abc import Callable, Mapping, Sequence
 import orjson
 from confluent_kafka import Message
 
-from agents import parked
-from agents.deletions import DeletionBudget, DeletionRecords, DeletionRequests
-from agents.partials import PartialBins
-from agents.runtime import BatchResult, Outgoing
-from state import exact_json
-from state.commands import Command, Delete, DeletionCommand, Insert, Update, event_key
-from state.counters import ModelCounters, counters_update
-from state.events import (
+from driftline.agents import parked
+from driftline.agents.deletions import DeletionBudget, DeletionRecords, DeletionRequests
+from driftline.agents.partials import PartialBins
+from driftline.agents.runtime import BatchResult, Outgoing
+from driftline.state import exact_json
+from driftline.state.commands import Command, Delete, DeletionCommand, Insert, Update, event_key
+from driftline.state.counters import ModelCounters, counters_update
+from driftline.state.events import (
     BatchMerge,
     ExpiredUpdate,
     MergeOutcome,
@@ -29,14 +29,14 @@ from state.events import (
     StoredEvent,
     expire_parked,
 )
-from state.hour_index import HOURS, index_changes
-from state.models import ModelSpec
-from state.registered import RegisteredModel
-from state.store import PartitionStore, Write, table_write
-from topics.clients import DEAD_LETTER_MAX_BYTES
-from topics.dead_letters import DeadLetter, letter_model
-from topics.messages import decode_ingest
-from topics.partitioning import partitions_for
+from driftline.state.hour_index import HOURS, index_changes
+from driftline.state.models import ModelSpec
+from driftline.state.registered import RegisteredModel
+from driftline.state.store import PartitionStore, Write, table_write
+from driftline.topics.clients import DEAD_LETTER_MAX_BYTES
+from driftline.topics.dead_letters import DeadLetter, letter_model
+from driftline.topics.messages import decode_ingest
+from driftline.topics.partitioning import partitions_for
 
 EVENTS = "events"
 COUNTERS = "counters"

@@ -18,7 +18,7 @@ from collections.abc import Callable, Iterable
 
 import redis
 
-from agents.outages import OutageLog
+from driftline.agents.outages import OutageLog
 
 log = logging.getLogger(__name__)
 

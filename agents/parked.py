@@ -20,10 +20,10 @@ from collections.abc import Iterator
 
 import orjson
 
-from state.commands import Update
-from state.events import ParkedUpdate
-from state.store import PartitionStore, Write, table_write
-from topics.messages import decode_ingest
+from driftline.state.commands import Update
+from driftline.state.events import ParkedUpdate
+from driftline.state.store import PartitionStore, Write, table_write
+from driftline.topics.messages import decode_ingest
 
 PARKED = "parked"
 PARKED_UPDATES = "parked-updates"

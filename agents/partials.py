@@ -12,18 +12,18 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from agents.runtime import Outgoing
-from state import exact_json
-from state.bins import (
+from driftline.agents.runtime import Outgoing
+from driftline.state import exact_json
+from driftline.state.bins import (
     BinKey,
     ContributionRules,
     Counters,
     add_into,
     batch_deltas,
 )
-from state.events import EventChange
-from state.registered import RegisteredModel
-from state.store import PartitionStore, Write, table_write
+from driftline.state.events import EventChange
+from driftline.state.registered import RegisteredModel
+from driftline.state.store import PartitionStore, Write, table_write
 
 PARTIALS = "partials"
 

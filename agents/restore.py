@@ -16,9 +16,9 @@ from pathlib import Path
 
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, TopicPartition
 
-from state.store import Checkpoint, PartitionStore, StoreResources
-from topics.clients import consumer_config
-from topics.offsets import watermarks
+from driftline.state.store import Checkpoint, PartitionStore, StoreResources
+from driftline.topics.clients import consumer_config
+from driftline.topics.offsets import watermarks
 
 log = logging.getLogger(__name__)
 

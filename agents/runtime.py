@@ -52,12 +52,16 @@ from confluent_kafka import (
     TopicPartition,
 )
 
-from agents.outages import OutageLog
-from agents.restore import CHECKPOINT_KEY, ChangelogRestorer
-from agents.transactions import NotCommittedError, PartitionTransactions, RecordRefusedError
-from state.store import Checkpoint, PartitionStore, StoreResources, Write
-from topics.clients import DEAD_LETTER_MAX_BYTES, RECORD_MAX_BYTES, consumer_config
-from topics.dead_letters import DeadLetter
+from driftline.agents.outages import OutageLog
+from driftline.agents.restore import CHECKPOINT_KEY, ChangelogRestorer
+from driftline.agents.transactions import (
+    NotCommittedError,
+    PartitionTransactions,
+    RecordRefusedError,
+)
+from driftline.state.store import Checkpoint, PartitionStore, StoreResources, Write
+from driftline.topics.clients import DEAD_LETTER_MAX_BYTES, RECORD_MAX_BYTES, consumer_config
+from driftline.topics.dead_letters import DeadLetter
 
 log = logging.getLogger(__name__)
 

@@ -27,10 +27,10 @@ from typing import Any
 import redis
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaException, Message, TopicPartition
 
-from agents.outages import OutageLog
-from state import exact_json
-from state.bins import HOUR_MS
-from topics.clients import consumer_config
+from driftline.agents.outages import OutageLog
+from driftline.state import exact_json
+from driftline.state.bins import HOUR_MS
+from driftline.topics.clients import consumer_config
 
 log = logging.getLogger(__name__)
 

@@ -29,8 +29,8 @@ from collections.abc import Sequence
 
 from confluent_kafka import KafkaError, KafkaException, Message, Producer
 
-from agents.outages import OutageLog
-from topics.producer import produce_with_room, producer_config
+from driftline.agents.outages import OutageLog
+from driftline.topics.producer import produce_with_room, producer_config
 
 log = logging.getLogger(__name__)
 

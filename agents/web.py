@@ -19,23 +19,23 @@ import redis
 from faust.web import Request, Response, View
 from rocksdict import DbClosedError
 
-from agents import parked
-from agents.bins import DIRTY
-from agents.deletions import DELETIONS
-from agents.merge import COUNTERS, EVENTS, decode_event
+from driftline.agents import parked
+from driftline.agents.bins import DIRTY
+from driftline.agents.deletions import DELETIONS
+from driftline.agents.merge import COUNTERS, EVENTS, decode_event
 from driftline.internal_secret import HEADER, internal_secret, matches
-from state import exact_json
-from state.commands import event_key
-from state.counters import ModelCounters
-from state.deletions import DeletionRecord
-from state.events import StoredEvent
-from state.hour_index import indexed_in_range
-from state.models import model_key
-from state.store import MEMORY, PartitionStore
-from topics.partitioning import partition_for
+from driftline.state import exact_json
+from driftline.state.commands import event_key
+from driftline.state.counters import ModelCounters
+from driftline.state.deletions import DeletionRecord
+from driftline.state.events import StoredEvent
+from driftline.state.hour_index import indexed_in_range
+from driftline.state.models import model_key
+from driftline.state.store import MEMORY, PartitionStore
+from driftline.topics.partitioning import partition_for
 
 if TYPE_CHECKING:
-    from agents.app import Worker
+    from driftline.agents.app import Worker
 
 Handler = Callable[..., Awaitable[Response]]
 

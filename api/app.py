@@ -53,16 +53,16 @@ from confluent_kafka import KafkaException
 from confluent_kafka.admin import AdminClient
 from redis.backoff import NoBackoff
 
-from agents.outages import OutageLog
-from agents.ownership import PartitionOwners
-from agents.serving import RedisBins
-from api import reads
-from api.auth import Principal, TokenStore
-from api.deletions import deletion_messages, deletion_record
-from api.lookups import parse_lookup
-from api.protocol import protocol_error
-from api.rate_limit import DeleteRateLimit
-from api.requests import (
+from driftline.agents.outages import OutageLog
+from driftline.agents.ownership import PartitionOwners
+from driftline.agents.serving import RedisBins
+from driftline.api import reads
+from driftline.api.auth import Principal, TokenStore
+from driftline.api.deletions import deletion_messages, deletion_record
+from driftline.api.lookups import parse_lookup
+from driftline.api.protocol import protocol_error
+from driftline.api.rate_limit import DeleteRateLimit
+from driftline.api.requests import (
     METRICS_PARAMETERS,
     SLICE_PARAMETERS,
     Cursor,
@@ -81,20 +81,20 @@ from api.requests import (
     query_values,
     takes_query,
 )
-from api.responses import csv_columns, deletion_status, public_row, to_csv
-from api.workers import Workers, WorkerUnavailableError
+from driftline.api.responses import csv_columns, deletion_status, public_row, to_csv
+from driftline.api.workers import Workers, WorkerUnavailableError
 from driftline.internal_secret import internal_secret
 from driftline.settings import Settings
-from state import exact_json
-from state.models import ModelSpec, model_key
-from state.wording import shown
-from topics.admin import ensure_topics
-from topics.deletion_requests import DeletionRequests, publish_request, withdraw_request
-from topics.messages import deletion_key, ingest_key
-from topics.models import ModelRegistry
-from topics.partitioning import partition_for
-from topics.producer import CheckedProducer, DeliveryError
-from topics.registry import Topics
+from driftline.state import exact_json
+from driftline.state.models import ModelSpec, model_key
+from driftline.state.wording import shown
+from driftline.topics.admin import ensure_topics
+from driftline.topics.deletion_requests import DeletionRequests, publish_request, withdraw_request
+from driftline.topics.messages import deletion_key, ingest_key
+from driftline.topics.models import ModelRegistry
+from driftline.topics.partitioning import partition_for
+from driftline.topics.producer import CheckedProducer, DeliveryError
+from driftline.topics.registry import Topics
 
 log = logging.getLogger(__name__)
 
@@ -179,7 +179,7 @@ def create_app(settings: Settings) -> web.Application:
     app.router.add_patch("/v1/events", update_events)
     app.router.add_get("/v1/metrics", get_metrics, allow_head=False, name="metrics")
     # Imported here: api.models builds on this module's services and helpers.
-    from api.models import get_model, post_model
+    from driftline.api.models import get_model, post_model
 
     app.router.add_post("/v1/models", post_model)
     app.router.add_get("/v1/models/{project_id}/{model_id}", get_model, allow_head=False)

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import orjson
 
-from state.wording import shown
+from driftline.state.wording import shown
 
 
 def hash_token(token: str) -> str:

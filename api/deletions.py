@@ -16,10 +16,10 @@ from collections import Counter, defaultdict
 from datetime import UTC, datetime
 from typing import Any
 
-from api.requests import DeleteRequest
-from state.models import model_key
-from topics.messages import encode_delete_ids, encode_delete_range, id_chunks, ingest_key
-from topics.partitioning import partition_for
+from driftline.api.requests import DeleteRequest
+from driftline.state.models import model_key
+from driftline.topics.messages import encode_delete_ids, encode_delete_range, id_chunks, ingest_key
+from driftline.topics.partitioning import partition_for
 
 
 def deletion_messages(

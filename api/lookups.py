@@ -9,8 +9,14 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from api.requests import SliceQuery, bad_request, parse_event_ids, parse_slice, refuse_unknown
-from state.wording import shown
+from driftline.api.requests import (
+    SliceQuery,
+    bad_request,
+    parse_event_ids,
+    parse_slice,
+    refuse_unknown,
+)
+from driftline.state.wording import shown
 
 _FIELDS = ("project_id", "model_id", "start_time", "end_time", "format", "limit", "cursor")
 

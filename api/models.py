@@ -26,15 +26,15 @@ import orjson
 from aiohttp import BodyPartReader, web
 from aiohttp.http_exceptions import HttpProcessingError
 
-from api.app import SERVICES, Services, _check_scope, json_response
-from api.requests import RequestError, bad_request, refuse_unknown
-from state import exact_json
-from state.baseline import check_baseline, spec_from_data
-from state.models import InvalidSpecError, ModelSpec, model_key
-from state.registered import RegisteredModel
-from topics.models import ModelConflictError, register_model
-from topics.producer import DeliveryError
-from topics.sources import InvalidEventError, iter_rows
+from driftline.api.app import SERVICES, Services, _check_scope, json_response
+from driftline.api.requests import RequestError, bad_request, refuse_unknown
+from driftline.state import exact_json
+from driftline.state.baseline import check_baseline, spec_from_data
+from driftline.state.models import InvalidSpecError, ModelSpec, model_key
+from driftline.state.registered import RegisteredModel
+from driftline.topics.models import ModelConflictError, register_model
+from driftline.topics.producer import DeliveryError
+from driftline.topics.sources import InvalidEventError, iter_rows
 
 _BODY_FIELDS = frozenset({"spec", "baseline", "from_data"})
 _SPEC_FIELDS = frozenset(f.name for f in fields(ModelSpec) if f.init)

@@ -15,7 +15,7 @@ from aiohttp.http_exceptions import (
     PayloadEncodingError,
 )
 
-from state import exact_json
+from driftline.state import exact_json
 
 # aiohttp's limits, kept: a longer request line is what the POST form of lookups is for.
 MAX_LINE_BYTES = 8190

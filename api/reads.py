@@ -21,19 +21,19 @@ from typing import Any
 import orjson
 from aiohttp import web
 
-from agents.merge import FORWARDED_FROM
-from api import app as core
-from api.requests import RequestError, bad_request, takes_query
-from api.workers import Workers
+from driftline.agents.merge import FORWARDED_FROM
+from driftline.api import app as core
+from driftline.api.requests import RequestError, bad_request, takes_query
+from driftline.api.workers import Workers
 from driftline.settings import Settings
-from state.counters import ModelCounters
-from state.models import model_key
-from state.wording import shown
-from topics.dead_letters import DeadLetter, StoredLetter, letter_model, read_letters_page
-from topics.messages import ingest_key
-from topics.partitioning import partition_for
-from topics.progress import ProgressReader, StageProgress
-from topics.registry import Topics
+from driftline.state.counters import ModelCounters
+from driftline.state.models import model_key
+from driftline.state.wording import shown
+from driftline.topics.dead_letters import DeadLetter, StoredLetter, letter_model, read_letters_page
+from driftline.topics.messages import ingest_key
+from driftline.topics.partitioning import partition_for
+from driftline.topics.progress import ProgressReader, StageProgress
+from driftline.topics.registry import Topics
 
 DEFAULT_DEAD_LETTERS = 100
 MAX_DEAD_LETTERS = 1000

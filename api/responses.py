@@ -7,8 +7,8 @@ import io
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from state import exact_json
-from state.models import ModelSpec
+from driftline.state import exact_json
+from driftline.state.models import ModelSpec
 
 RUNNING = "running"
 DONE = "done"

@@ -28,8 +28,8 @@ from aiohttp import web
 from aiohttp.http_exceptions import HttpProcessingError
 from aiohttp.web_protocol import RequestHandler
 
-from api.app import create_app, error_response
-from api.protocol import MAX_FIELD_BYTES, MAX_LINE_BYTES, protocol_error, raw_json_answer
+from driftline.api.app import create_app, error_response
+from driftline.api.protocol import MAX_FIELD_BYTES, MAX_LINE_BYTES, protocol_error, raw_json_answer
 from driftline.settings import Settings
 
 

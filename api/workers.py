@@ -17,9 +17,9 @@ from urllib.parse import quote
 import aiohttp
 import orjson
 
-from agents.ownership import PartitionOwners
+from driftline.agents.ownership import PartitionOwners
 from driftline.internal_secret import HEADER
-from state import exact_json
+from driftline.state import exact_json
 
 # A worker's HTTP server (aiohttp under Faust) refuses bodies over 1 MiB; a lookup of
 # 10,000 long ids is sent in requests of at most this many bytes of ids.

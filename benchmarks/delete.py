@@ -32,11 +32,11 @@ from driftline.internal_secret import HEADER, internal_secret
 from driftline.settings import Settings
 from driftline.stack.kafka import free_port
 from driftline.stack.worker import WorkerProcess
-from state.bins import HOUR_MS
-from topics.messages import deletion_key, encode_delete_range, encode_ingest, ingest_key
-from topics.producer import CheckedProducer
-from topics.progress import GroupProgress, merge_progress
-from topics.registry import Topics
+from driftline.state.bins import HOUR_MS
+from driftline.topics.messages import deletion_key, encode_delete_range, encode_ingest, ingest_key
+from driftline.topics.producer import CheckedProducer
+from driftline.topics.progress import GroupProgress, merge_progress
+from driftline.topics.registry import Topics
 
 DAY0 = 490_000 * HOUR_MS // (24 * HOUR_MS) * (24 * HOUR_MS)
 

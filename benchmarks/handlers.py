@@ -28,17 +28,17 @@ from confluent_kafka import Message
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from agents.bins import BinsHandler
-from agents.merge import MergeHandler
-from agents.runtime import BatchResult, tune_garbage_collector
 from benchmarks.metrics import MODEL, SPEC, baseline, event_value, label_value
-from state.baseline import profile_baseline
-from state.bins import HOUR_MS
-from state.models import ModelSpec
-from state.registered import RegisteredModel
-from state.store import PartitionStore
-from topics.messages import ingest_key
-from topics.partitioning import partition_for
+from driftline.agents.bins import BinsHandler
+from driftline.agents.merge import MergeHandler
+from driftline.agents.runtime import BatchResult, tune_garbage_collector
+from driftline.state.baseline import profile_baseline
+from driftline.state.bins import HOUR_MS
+from driftline.state.models import ModelSpec
+from driftline.state.registered import RegisteredModel
+from driftline.state.store import PartitionStore
+from driftline.topics.messages import ingest_key
+from driftline.topics.partitioning import partition_for
 
 INGEST, PARTIALS, METRICS, DEAD = "ingest", "partials", "metrics", "dead"
 

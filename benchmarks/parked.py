@@ -22,11 +22,11 @@ from confluent_kafka import Message
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from agents.merge import MergeHandler
-from state.models import ModelSpec
-from state.registered import RegisteredModel
-from state.store import PartitionStore
-from topics.messages import encode_ingest, ingest_key
+from driftline.agents.merge import MergeHandler
+from driftline.state.models import ModelSpec
+from driftline.state.registered import RegisteredModel
+from driftline.state.store import PartitionStore
+from driftline.topics.messages import encode_ingest, ingest_key
 
 SPEC = ModelSpec(project_id="bench", model_id="late", inputs=("x",), outputs=("score",),
                  targets=("label",))  # fmt: skip

@@ -12,7 +12,7 @@ import click
 import orjson
 
 from driftline.settings import Settings
-from state import exact_json
+from driftline.state import exact_json
 
 
 @click.group()
@@ -72,11 +72,11 @@ def stack_down(settings: Settings) -> None:
 @click.pass_obj
 def worker(settings: Settings, port: int | None, data_dir: Path | None, loglevel: str) -> None:
     """Run a worker (merge agent + HTTP views) until interrupted."""
-    from agents.heap import limit_arenas
+    from driftline.agents.heap import limit_arenas
 
     # Before anything starts the threads that would each take an arena.
     limit_arenas(settings.malloc_arenas)
-    from agents.app import QuietWorker, create_app
+    from driftline.agents.app import QuietWorker, create_app
 
     if port is not None:
         settings = settings.with_overrides(worker_port=port)
@@ -232,7 +232,7 @@ def api(ctx: click.Context, host: str | None, port: int | None) -> None:
         return
     import logging
 
-    from api.server import run
+    from driftline.api.server import run
 
     settings: Settings = ctx.obj
     if host is not None:
@@ -250,7 +250,7 @@ def api(ctx: click.Context, host: str | None, port: int | None) -> None:
 @click.pass_obj
 def api_token(settings: Settings, projects: tuple[str, ...], all_projects: bool, name: str) -> None:
     """Create a bearer token; it is printed once, and only its hash is stored."""
-    from api.auth import create_token
+    from driftline.api.auth import create_token
 
     try:
         token = create_token(settings.api_tokens_file, projects, all_projects, name)
@@ -372,7 +372,7 @@ def demo(settings: Settings, events: int, label_delay: float) -> None:
 def _or_exit(action: Any) -> Any:
     """Run a client action; bad input ends the command with its message, not a traceback."""
     from driftline.client import ApiError, InvalidEventError, ModelConflictError, UnknownModelError
-    from state.models import InvalidSpecError
+    from driftline.state.models import InvalidSpecError
 
     try:
         return action()

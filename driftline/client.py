@@ -22,18 +22,18 @@ from typing import Any
 from tqdm import tqdm
 
 from driftline.settings import Settings
-from state import exact_json
-from state.baseline import BaselineTypeError, check_baseline, spec_from_data
-from state.events import dropped_insert_fields, dropped_update_fields
-from state.models import ModelSpec, model_key
-from state.registered import RegisteredModel
-from state.wording import shown
-from topics.admin import ensure_topics
-from topics.messages import encode_ingest, ingest_key
-from topics.models import ModelConflictError, ModelRegistry, register_model
-from topics.producer import CheckedProducer
-from topics.registry import Topics
-from topics.sources import (
+from driftline.state import exact_json
+from driftline.state.baseline import BaselineTypeError, check_baseline, spec_from_data
+from driftline.state.events import dropped_insert_fields, dropped_update_fields
+from driftline.state.models import ModelSpec, model_key
+from driftline.state.registered import RegisteredModel
+from driftline.state.wording import shown
+from driftline.topics.admin import ensure_topics
+from driftline.topics.messages import encode_ingest, ingest_key
+from driftline.topics.models import ModelConflictError, ModelRegistry, register_model
+from driftline.topics.producer import CheckedProducer
+from driftline.topics.registry import Topics
+from driftline.topics.sources import (
     InvalidEventError,
     OutgoingEvent,
     Source,

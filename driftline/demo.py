@@ -18,19 +18,19 @@ from typing import Any
 
 import click
 
-from api.auth import create_token
 from driftline import stack
+from driftline.api.auth import create_token
 from driftline.client import Driftline, DroppedFieldsWarning
 from driftline.settings import Settings
 from driftline.stack.api import ApiProcess
 from driftline.stack.kafka import free_port
 from driftline.stack.worker import WorkerProcess
-from state.bins import HOUR_MS
-from topics.dead_letters import read_dead_letters
-from topics.messages import encode_ingest, ingest_key
-from topics.producer import CheckedProducer
-from topics.progress import merge_progress
-from topics.registry import Topics
+from driftline.state.bins import HOUR_MS
+from driftline.topics.dead_letters import read_dead_letters
+from driftline.topics.messages import encode_ingest, ingest_key
+from driftline.topics.producer import CheckedProducer
+from driftline.topics.progress import merge_progress
+from driftline.topics.registry import Topics
 
 PROJECT, MODEL = "demo", "fraud"
 SPEC = {

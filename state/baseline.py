@@ -41,8 +41,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from state.models import ColumnType, InvalidSpecError, ModelSpec, Task
-from state.wording import shown
+from driftline.state.models import ColumnType, InvalidSpecError, ModelSpec, Task
+from driftline.state.wording import shown
 
 OTHER = "__other__"
 NUMERIC_BINS = 10

@@ -39,9 +39,9 @@ from typing import Any, TypeGuard
 import numpy as np
 import numpy.typing as npt
 
-from state.baseline import BaselineProfile, ColumnProfile
-from state.events import EventChange, StoredEvent
-from state.models import ColumnType, ModelSpec, Task
+from driftline.state.baseline import BaselineProfile, ColumnProfile
+from driftline.state.events import EventChange, StoredEvent
+from driftline.state.models import ColumnType, ModelSpec, Task
 
 HOUR_MS = 3_600_000
 SCALE = 10**9

@@ -16,8 +16,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from state.commands import Command, Delete, Insert, JSONValue, Update, event_key
-from state.models import ModelSpec
+from driftline.state.commands import Command, Delete, Insert, JSONValue, Update, event_key
+from driftline.state.models import ModelSpec
 
 
 @dataclass(frozen=True, slots=True)

@@ -10,9 +10,9 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
 
-from state.bins import HOUR_MS
-from state.events import StoredEvent
-from state.store import PartitionStore
+from driftline.state.bins import HOUR_MS
+from driftline.state.events import StoredEvent
+from driftline.state.store import PartitionStore
 
 HOURS = "hours"
 _SEP = "\x00"

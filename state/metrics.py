@@ -14,9 +14,9 @@ import math
 from collections.abc import Mapping
 from typing import Any
 
-from state.baseline import BaselineProfile, ColumnProfile
-from state.bins import SCALE, SCORE_BINS
-from state.models import ModelSpec, Task
+from driftline.state.baseline import BaselineProfile, ColumnProfile
+from driftline.state.bins import SCALE, SCORE_BINS
+from driftline.state.models import ModelSpec, Task
 
 Counters = Mapping[str, int]
 

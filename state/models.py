@@ -12,7 +12,7 @@ from dataclasses import dataclass, field, fields
 from enum import StrEnum
 from typing import Any, TypeVar
 
-from state.wording import shown
+from driftline.state.wording import shown
 
 _E = TypeVar("_E", bound=StrEnum)
 

@@ -8,8 +8,8 @@ from typing import Any
 
 import orjson
 
-from state.baseline import BaselineProfile
-from state.models import ModelSpec
+from driftline.state.baseline import BaselineProfile
+from driftline.state.models import ModelSpec
 
 
 @dataclass(frozen=True, slots=True)

@@ -17,18 +17,18 @@ from typing import Any
 
 import pytest
 
-from agents.merge import EVENTS
+from driftline.agents.merge import EVENTS
 from driftline.internal_secret import HEADER, internal_secret
 from driftline.settings import Settings
 from driftline.stack import LocalKafka, LocalRedis
 from driftline.stack.kafka import free_broker_port, free_port
 from driftline.stack.redis import redis_answers
 from driftline.stack.worker import WorkerProcess
-from state import exact_json
-from state.store import split_store_key
-from topics.progress import merge_progress
-from topics.reading import read_topic
-from topics.registry import Topics
+from driftline.state import exact_json
+from driftline.state.store import split_store_key
+from driftline.topics.progress import merge_progress
+from driftline.topics.reading import read_topic
+from driftline.topics.registry import Topics
 
 _SESSION_SETTINGS = Settings.from_env()
 
@@ -213,7 +213,7 @@ def reading_through_api(settings: Settings, start_api: Callable[..., Any]) -> Se
     """An API started on ``settings`` (which creates the topics if they are missing: start
     it after anything that creates them with other settings), and ``settings`` with its
     address and a token for every project."""
-    from api.auth import create_token
+    from driftline.api.auth import create_token
 
     api = start_api(settings)
     token = create_token(api.settings.api_tokens_file, [], all_projects=True)
@@ -229,7 +229,7 @@ def worker_get(settings: Settings, url: str) -> Any:
 
 def worker_counters(settings: Settings, url: str, model: str) -> dict[str, Any]:
     """A model's counters summed over the partitions the worker at ``url`` holds."""
-    from api.reads import sum_counters
+    from driftline.api.reads import sum_counters
 
     found = worker_get(settings, f"{url}/internal/models/{model}/counters")["partitions"]
     return sum_counters(found.values())

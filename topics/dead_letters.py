@@ -108,7 +108,7 @@ def _int(value: int | None) -> int:
 def read_dead_letters(
     bootstrap_servers: str, topic: str, limit: int | None = None
 ) -> list[DeadLetter]:
-    from topics.reading import read_topic
+    from driftline.topics.reading import read_topic
 
     letters = [
         DeadLetter.from_message(m.key(), m.value(), m.headers() or [])
@@ -150,7 +150,7 @@ def read_letters_page(
     ``scan_max`` letters are looked at, so a page that finds few answers in bounded time."""
     from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, TopicPartition
 
-    from topics.offsets import watermarks
+    from driftline.topics.offsets import watermarks
 
     consumer = Consumer(
         {

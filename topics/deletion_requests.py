@@ -18,8 +18,8 @@ from typing import Any
 
 import orjson
 
-from topics.producer import CheckedProducer
-from topics.views import TopicView
+from driftline.topics.producer import CheckedProducer
+from driftline.topics.views import TopicView
 
 DAY_MS = 24 * 3600 * 1000
 # How long a deletion's status can be asked for (and the topic's retention).

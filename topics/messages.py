@@ -12,8 +12,8 @@ from typing import Any
 
 import orjson
 
-from state import exact_json
-from state.commands import (
+from driftline.state import exact_json
+from driftline.state.commands import (
     Command,
     ContinueDeletion,
     Delete,
@@ -25,7 +25,7 @@ from state.commands import (
     Update,
     event_key,
 )
-from state.models import model_key
+from driftline.state.models import model_key
 
 OPS = ("insert", "update", "delete")
 # How deeply a column value may nest lists and objects. orjson writes at most 254 levels,

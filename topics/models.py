@@ -18,10 +18,10 @@ import time
 
 import orjson
 
-from state.models import ModelSpec
-from state.registered import RegisteredModel
-from topics.producer import CheckedProducer
-from topics.views import TopicView
+from driftline.state.models import ModelSpec
+from driftline.state.registered import RegisteredModel
+from driftline.topics.producer import CheckedProducer
+from driftline.topics.views import TopicView
 
 # How long "not registered" is believed without reading the registry topic again.
 MISS_REFRESH_S = 1.0

@@ -15,7 +15,7 @@ from typing import Any
 
 from confluent_kafka import KafkaError, Message, Producer
 
-from topics.clients import DEAD_LETTER_MAX_BYTES, RECORD_OVERHEAD_BYTES, client_logging
+from driftline.topics.clients import DEAD_LETTER_MAX_BYTES, RECORD_OVERHEAD_BYTES, client_logging
 
 
 class DeliveryError(RuntimeError):

@@ -7,7 +7,7 @@ from collections.abc import Iterator
 
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, Message, TopicPartition
 
-from topics.offsets import watermarks
+from driftline.topics.offsets import watermarks
 
 
 def read_topic(bootstrap_servers: str, topic: str, timeout_s: float = 30) -> Iterator[Message]:

@@ -10,8 +10,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from driftline.settings import Settings
-from topics.clients import DEAD_LETTER_MAX_BYTES, RECORD_OVERHEAD_BYTES
-from topics.deletion_requests import KEEP_MS as DELETION_REQUESTS_KEEP_MS
+from driftline.topics.clients import DEAD_LETTER_MAX_BYTES, RECORD_OVERHEAD_BYTES
+from driftline.topics.deletion_requests import KEEP_MS as DELETION_REQUESTS_KEEP_MS
 
 
 def _compacted(settings: Settings) -> dict[str, str]:

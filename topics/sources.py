@@ -17,9 +17,9 @@ from typing import Any
 
 import pandas as pd
 
-from state.models import ModelSpec
-from state.wording import shown
-from topics.messages import MAX_VALUE_DEPTH, nested_too_deep
+from driftline.state.models import ModelSpec
+from driftline.state.wording import shown
+from driftline.topics.messages import MAX_VALUE_DEPTH, nested_too_deep
 
 Source = Iterable[Mapping[str, Any]] | pd.DataFrame | str | Path
 

@@ -13,8 +13,8 @@ from collections.abc import Callable
 
 from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
 
-from topics.clients import consumer_config
-from topics.offsets import watermarks
+from driftline.topics.clients import consumer_config
+from driftline.topics.offsets import watermarks
 
 # What the view does with each record (key, value; a None value is a tombstone).
 Apply = Callable[[bytes | None, bytes | None], None]

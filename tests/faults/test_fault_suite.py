@@ -31,6 +31,9 @@ from driftline.settings import Settings
 from driftline.stack import LocalKafka, LocalRedis
 from driftline.stack.waiting import wait_until
 from driftline.stack.worker import WorkerProcess
+from driftline.topics.dead_letters import DeadLetter, read_dead_letters
+from driftline.topics.producer import CheckedProducer
+from driftline.topics.registry import Topics
 from tests.faults.workload import MODEL, PROJECT, Bad, MixedStream, Produced
 from tests.fixtures import stored_events, wait_for_lag_zero
 from tests.integration.commands import send_id_deletion, send_range_deletion
@@ -41,9 +44,6 @@ from tests.integration.test_bins_integration import (
 )
 from tests.integration.test_erasure_integration import finished, progress
 from tests.integration.test_redis_outage_integration import redis_matches_topic
-from topics.dead_letters import DeadLetter, read_dead_letters
-from topics.producer import CheckedProducer
-from topics.registry import Topics
 
 pytestmark = [pytest.mark.integration, pytest.mark.faults]
 

@@ -25,10 +25,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from state.bins import HOUR_MS
+from driftline.state.bins import HOUR_MS
+from driftline.topics.messages import encode_delete, encode_ingest, ingest_key
 from tests.integration.test_bins_integration import HOUR0
 from tests.reference_model import ReferenceEvents
-from topics.messages import encode_delete, encode_ingest, ingest_key
 
 PROJECT, MODEL = "shop", "churn"
 KNOWN = {"age", "plan", "score", "churned", "note"}  # test_bins_integration.SPEC's columns

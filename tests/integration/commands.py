@@ -6,12 +6,12 @@ own): the same messages the API would send, produced here, so a test needs only 
 
 from __future__ import annotations
 
-from api.deletions import deletion_messages
-from api.requests import DeleteRequest
+from driftline.api.deletions import deletion_messages
+from driftline.api.requests import DeleteRequest
 from driftline.settings import Settings
-from topics.messages import deletion_key, encode_delete, ingest_key
-from topics.producer import CheckedProducer
-from topics.registry import Topics
+from driftline.topics.messages import deletion_key, encode_delete, ingest_key
+from driftline.topics.producer import CheckedProducer
+from driftline.topics.registry import Topics
 
 
 def send_deletes(

@@ -17,13 +17,13 @@ import orjson
 import pytest
 from click.testing import CliRunner
 
-from api.auth import create_token
+from driftline.api.auth import create_token
 from driftline.cli import main
 from driftline.client import ApiError, Driftline
 from driftline.settings import Settings
 from driftline.stack.api import ApiProcess
 from driftline.stack.waiting import wait_until
-from state.bins import HOUR_MS
+from driftline.state.bins import HOUR_MS
 from tests.fixtures import wait_for_lag_zero
 from tests.integration.test_bins_integration import BASELINE, HOUR0, SPEC, bins_in_redis
 

@@ -13,11 +13,11 @@ from typing import Any
 import orjson
 import pytest
 
-from api.app import create_app
+from driftline.api.app import create_app
 from driftline.settings import Settings
 from driftline.stack.api import ApiProcess
 from driftline.stack.waiting import wait_until
-from state.bins import HOUR_MS
+from driftline.state.bins import HOUR_MS
 from tests.fixtures import wait_for_lag_zero
 from tests.integration.test_api_integration import (
     HOUR0,

@@ -15,7 +15,7 @@ import pytest
 from driftline.client import Driftline
 from driftline.settings import Settings
 from driftline.stack.waiting import wait_until
-from state.bins import HOUR_MS
+from driftline.state.bins import HOUR_MS
 from tests.fixtures import wait_for_lag_zero
 from tests.integration.test_api_integration import StartApi, call, token_for
 

@@ -16,21 +16,21 @@ from typing import Any
 import pytest
 import redis
 
-from agents.serving import RedisBins
+from driftline.agents.serving import RedisBins
 from driftline.client import Driftline
 from driftline.settings import Settings
 from driftline.stack.waiting import wait_until
-from state import exact_json
-from state.baseline import profile_baseline
-from state.bins import HOUR_MS, ContributionRules, bins_of
-from state.events import StoredEvent
-from state.metrics import bin_metrics
-from state.models import ModelSpec
+from driftline.state import exact_json
+from driftline.state.baseline import profile_baseline
+from driftline.state.bins import HOUR_MS, ContributionRules, bins_of
+from driftline.state.events import StoredEvent
+from driftline.state.metrics import bin_metrics
+from driftline.state.models import ModelSpec
+from driftline.topics.progress import GroupProgress, merge_progress
+from driftline.topics.reading import read_topic
+from driftline.topics.registry import Topics
 from tests.fixtures import stored_events, wait_for_lag_zero
 from tests.integration.commands import send_deletes
-from topics.progress import GroupProgress, merge_progress
-from topics.reading import read_topic
-from topics.registry import Topics
 
 pytestmark = pytest.mark.integration
 

@@ -12,16 +12,16 @@ from pathlib import Path
 import pytest
 from confluent_kafka import Message
 
-from agents.runtime import BatchResult, Outgoing, PartitionedRunner, RunnerConfig
+from driftline.agents.runtime import BatchResult, Outgoing, PartitionedRunner, RunnerConfig
 from driftline.settings import Settings
 from driftline.stack.waiting import wait_until
-from state.store import PartitionStore, table_write
-from topics.admin import ensure_topics
-from topics.dead_letters import DeadLetter
-from topics.producer import CheckedProducer
-from topics.progress import GroupProgress
-from topics.reading import read_topic
-from topics.registry import TopicSpec
+from driftline.state.store import PartitionStore, table_write
+from driftline.topics.admin import ensure_topics
+from driftline.topics.dead_letters import DeadLetter
+from driftline.topics.producer import CheckedProducer
+from driftline.topics.progress import GroupProgress
+from driftline.topics.reading import read_topic
+from driftline.topics.registry import TopicSpec
 
 pytestmark = pytest.mark.integration
 

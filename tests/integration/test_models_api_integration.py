@@ -24,8 +24,8 @@ from driftline.client import BaselineTypeError, BaselineTypeWarning, Driftline
 from driftline.settings import Settings
 from driftline.stack.api import ApiProcess
 from driftline.stack.waiting import wait_until
-from state.bins import HOUR_MS
-from state.models import ModelSpec
+from driftline.state.bins import HOUR_MS
+from driftline.state.models import ModelSpec
 from tests.integration.test_api_integration import Answer, StartApi, call, token_for
 from tests.integration.test_bins_integration import BASELINE, HOUR0, SPEC
 

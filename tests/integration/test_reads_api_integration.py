@@ -21,12 +21,12 @@ from driftline.internal_secret import HEADER, internal_secret
 from driftline.settings import Settings
 from driftline.stack.api import ApiProcess
 from driftline.stack.waiting import wait_until
-from state.bins import HOUR_MS
+from driftline.state.bins import HOUR_MS
+from driftline.topics.messages import encode_ingest, ingest_key
+from driftline.topics.partitioning import partition_for
+from driftline.topics.registry import Topics
 from tests.integration.test_api_integration import call, register, token_for
 from tests.integration.test_bins_integration import HOUR0, bins_in_redis
-from topics.messages import encode_ingest, ingest_key
-from topics.partitioning import partition_for
-from topics.registry import Topics
 
 pytestmark = pytest.mark.integration
 

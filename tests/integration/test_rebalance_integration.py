@@ -15,11 +15,11 @@ from driftline.settings import Settings
 from driftline.stack.kafka import free_port
 from driftline.stack.waiting import wait_until
 from driftline.stack.worker import WorkerProcess
-from state.commands import event_key
+from driftline.state.commands import event_key
+from driftline.topics.partitioning import partition_for
 from tests.fixtures import stored_events, wait_for_lag_zero
 from tests.integration.test_pipeline_integration import SPEC, T0
 from tests.reference_model import ReferenceEvents
-from topics.partitioning import partition_for
 
 pytestmark = pytest.mark.integration
 

@@ -22,7 +22,7 @@ from driftline.settings import Settings
 from driftline.stack import LocalRedis
 from driftline.stack.waiting import wait_until
 from driftline.stack.worker import WorkerProcess
-from state.bins import HOUR_MS
+from driftline.state.bins import HOUR_MS
 from tests.fixtures import wait_for_lag_zero
 from tests.integration.commands import send_range_deletion
 from tests.integration.test_api_integration import (

@@ -10,12 +10,12 @@ import pytest
 
 from driftline.settings import Settings
 from driftline.stack.waiting import wait_until
-from state.models import ModelSpec
-from state.registered import RegisteredModel
-from topics.admin import ensure_topics
-from topics.models import MISS_REFRESH_S, ModelRegistry, publish_model
-from topics.producer import CheckedProducer
-from topics.registry import Topics
+from driftline.state.models import ModelSpec
+from driftline.state.registered import RegisteredModel
+from driftline.topics.admin import ensure_topics
+from driftline.topics.models import MISS_REFRESH_S, ModelRegistry, publish_model
+from driftline.topics.producer import CheckedProducer
+from driftline.topics.registry import Topics
 
 pytestmark = pytest.mark.integration
 

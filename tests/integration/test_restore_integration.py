@@ -8,11 +8,11 @@ from pathlib import Path
 import pytest
 from confluent_kafka import Producer
 
-from agents.restore import CHECKPOINT_KEY, ChangelogRestorer
+from driftline.agents.restore import CHECKPOINT_KEY, ChangelogRestorer
 from driftline.settings import Settings
-from state.store import Checkpoint, PartitionStore, store_key
-from topics.admin import ensure_topics
-from topics.registry import TopicSpec
+from driftline.state.store import Checkpoint, PartitionStore, store_key
+from driftline.topics.admin import ensure_topics
+from driftline.topics.registry import TopicSpec
 
 pytestmark = pytest.mark.integration
 

@@ -8,9 +8,9 @@ from typing import Any
 import orjson
 import pytest
 
-from api.lookups import parse_lookup
-from api.requests import MAX_DELETE_IDS, RequestError, parse_slice
-from api.workers import batches_by_size
+from driftline.api.lookups import parse_lookup
+from driftline.api.requests import MAX_DELETE_IDS, RequestError, parse_slice
+from driftline.api.workers import batches_by_size
 
 
 def lookup_body(**fields: Any) -> dict[str, Any]:

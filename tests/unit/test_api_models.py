@@ -11,7 +11,7 @@ import orjson
 import pandas as pd
 import pytest
 
-from api.models import (
+from driftline.api.models import (
     BaselineFile,
     Registration,
     baseline_suffix,
@@ -20,10 +20,10 @@ from api.models import (
     model_path,
     parse_registration,
 )
-from api.requests import RequestError
-from state.baseline import check_baseline
-from state.models import ModelSpec
-from state.registered import RegisteredModel
+from driftline.api.requests import RequestError
+from driftline.state.baseline import check_baseline
+from driftline.state.models import ModelSpec
+from driftline.state.registered import RegisteredModel
 
 SPEC: dict[str, Any] = {
     "project_id": "shop",

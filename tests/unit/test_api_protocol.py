@@ -12,7 +12,7 @@ import pytest
 from aiohttp.http_exceptions import HttpProcessingError
 from aiohttp.http_parser import HttpRequestParser
 
-from api.protocol import protocol_error, raw_json_answer
+from driftline.api.protocol import protocol_error, raw_json_answer
 
 
 def parse_error(raw: bytes) -> HttpProcessingError:

@@ -12,10 +12,10 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from api.auth import TokenStore, bearer, create_token, hash_token
-from api.deletions import deletion_messages, expected_commands
-from api.rate_limit import Window, day_window
-from api.requests import (
+from driftline.api.auth import TokenStore, bearer, create_token, hash_token
+from driftline.api.deletions import deletion_messages, expected_commands
+from driftline.api.rate_limit import Window, day_window
+from driftline.api.requests import (
     MAX_DELETE_IDS,
     Cursor,
     RequestError,
@@ -25,12 +25,12 @@ from api.requests import (
     parse_publish,
     parse_slice,
 )
-from api.responses import csv_columns, deletion_status, public_row, to_csv
-from state import instants
-from state.models import ModelSpec
-from topics.messages import decode_ingest, deletion_key, ingest_key
-from topics.partitioning import partition_for
-from topics.sources import InvalidEventError
+from driftline.api.responses import csv_columns, deletion_status, public_row, to_csv
+from driftline.state import instants
+from driftline.state.models import ModelSpec
+from driftline.topics.messages import decode_ingest, deletion_key, ingest_key
+from driftline.topics.partitioning import partition_for
+from driftline.topics.sources import InvalidEventError
 
 HOUR = 3600 * 1000
 T0 = int(datetime(2026, 11, 22, tzinfo=UTC).timestamp() * 1000)
@@ -531,7 +531,7 @@ def test_the_openapi_document_is_valid_and_lists_exactly_the_apps_routes() -> No
     import yaml
     from openapi_spec_validator import validate
 
-    from api.app import OPENAPI_PATH, create_app
+    from driftline.api.app import OPENAPI_PATH, create_app
     from driftline.settings import Settings
 
     document = yaml.safe_load(OPENAPI_PATH.read_text())
@@ -552,7 +552,7 @@ def test_the_openapi_document_is_valid_and_lists_exactly_the_apps_routes() -> No
 
 
 def test_a_bad_row_never_costs_the_valid_ones() -> None:
-    from api.requests import publish_messages
+    from driftline.api.requests import publish_messages
 
     rows = [{"event_id": "a", "event": {"is_fraud": 1, "age": 5}}, {"event": {"is_fraud": 0}},
             {"event_id": "b", "event": {"channel": "x" * 500}}]  # fmt: skip

@@ -10,7 +10,7 @@ from typing import Any
 import orjson
 import pytest
 
-from api.requests import (
+from driftline.api.requests import (
     Cursor,
     RequestError,
     check_row,
@@ -26,12 +26,12 @@ from api.requests import (
     query_values,
     takes_query,
 )
-from state.commands import Insert
-from state.events import dropped_insert_fields
-from state.models import ModelSpec
-from state.wording import shown
-from topics.messages import MAX_VALUE_DEPTH, decode_ingest, encode_ingest, ingest_key
-from topics.sources import InvalidEventError, outgoing_event
+from driftline.state.commands import Insert
+from driftline.state.events import dropped_insert_fields
+from driftline.state.models import ModelSpec
+from driftline.state.wording import shown
+from driftline.topics.messages import MAX_VALUE_DEPTH, decode_ingest, encode_ingest, ingest_key
+from driftline.topics.sources import InvalidEventError, outgoing_event
 
 SPEC = ModelSpec.from_dict(
     {"project_id": "shop", "model_id": "fraud", "inputs": ["age"], "outputs": ["score"],

@@ -15,7 +15,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from state.baseline import (
+from driftline.state.baseline import (
     MAX_STR_CATEGORIES,
     NUMERIC_BINS,
     OTHER,
@@ -30,8 +30,8 @@ from state.baseline import (
     spec_from_data,
     type_contradiction,
 )
-from state.models import ColumnType, InvalidSpecError, ModelSpec, Task
-from topics.sources import iter_rows, json_value
+from driftline.state.models import ColumnType, InvalidSpecError, ModelSpec, Task
+from driftline.topics.sources import iter_rows, json_value
 
 DECILES = [i / 10 for i in range(1, 10)]
 

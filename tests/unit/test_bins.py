@@ -9,9 +9,9 @@ import numpy as np
 from hypothesis import given
 from hypothesis import strategies as st
 
-from state import exact_json
-from state.baseline import profile_baseline, profile_column
-from state.bins import (
+from driftline.state import exact_json
+from driftline.state.baseline import profile_baseline, profile_column
+from driftline.state.bins import (
     HOUR_MS,
     BinKey,
     ColumnRule,
@@ -22,9 +22,9 @@ from state.bins import (
     bins_of,
     change_deltas,
 )
-from state.commands import Command, Delete, Insert, Update
-from state.events import MergeOutcome, StoredEvent, merge_batch
-from state.models import ColumnType, ModelSpec, Task
+from driftline.state.commands import Command, Delete, Insert, Update
+from driftline.state.events import MergeOutcome, StoredEvent, merge_batch
+from driftline.state.models import ColumnType, ModelSpec, Task
 from tests.unit.test_merge_rules import DictStore
 
 BINARY = ModelSpec(

@@ -20,27 +20,27 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from agents.deletions import DELETIONS, WAITING
-from agents.merge import EVENTS, MergeHandler
-from agents.partials import PARTIALS
-from agents.runtime import BatchResult, Outgoing
-from state import exact_json
-from state.baseline import profile_baseline
-from state.bins import HOUR_MS, ContributionRules, Counters, bins_of
-from state.deletions import DAY_MS, DONE, RUNNING, WAITING_FOR_DAILY_CAP, DeletionRecord
-from state.events import StoredEvent
-from state.hour_index import HOURS, index_key
-from state.models import ColumnType, ModelSpec, Task
-from state.registered import RegisteredModel
-from state.store import PartitionStore
-from tests.fakes import FakeMessage
-from topics.messages import (
+from driftline.agents.deletions import DELETIONS, WAITING
+from driftline.agents.merge import EVENTS, MergeHandler
+from driftline.agents.partials import PARTIALS
+from driftline.agents.runtime import BatchResult, Outgoing
+from driftline.state import exact_json
+from driftline.state.baseline import profile_baseline
+from driftline.state.bins import HOUR_MS, ContributionRules, Counters, bins_of
+from driftline.state.deletions import DAY_MS, DONE, RUNNING, WAITING_FOR_DAILY_CAP, DeletionRecord
+from driftline.state.events import StoredEvent
+from driftline.state.hour_index import HOURS, index_key
+from driftline.state.models import ColumnType, ModelSpec, Task
+from driftline.state.registered import RegisteredModel
+from driftline.state.store import PartitionStore
+from driftline.topics.messages import (
     deletion_key,
     encode_delete_ids,
     encode_delete_range,
     encode_ingest,
     ingest_key,
 )
+from tests.fakes import FakeMessage
 
 INGEST = "ingest"
 SPEC = ModelSpec(

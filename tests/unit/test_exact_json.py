@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from state import exact_json
+from driftline.state import exact_json
 
 documents = st.recursive(
     st.one_of(

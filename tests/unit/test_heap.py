@@ -7,7 +7,7 @@ import threading
 
 import pytest
 
-from agents.heap import HeapTrimmer, limit_arenas
+from driftline.agents.heap import HeapTrimmer, limit_arenas
 
 glibc = pytest.mark.skipif(platform.libc_ver()[0] != "glibc", reason="glibc only")
 

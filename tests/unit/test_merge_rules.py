@@ -8,8 +8,8 @@ from typing import Any
 from hypothesis import given
 from hypothesis import strategies as st
 
-from state.commands import Command, Delete, Insert, Update, event_key
-from state.events import (
+from driftline.state.commands import Command, Delete, Insert, Update, event_key
+from driftline.state.events import (
     EventStore,
     MergeOutcome,
     ParkedUpdate,
@@ -17,7 +17,7 @@ from state.events import (
     expire_parked,
     merge_batch,
 )
-from state.models import ModelSpec
+from driftline.state.models import ModelSpec
 from tests.reference_model import ReferenceEvents
 
 SPEC = ModelSpec(

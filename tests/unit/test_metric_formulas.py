@@ -42,9 +42,9 @@ from sklearn.metrics import (
     root_mean_squared_error,
 )
 
-from state import exact_json
-from state.baseline import profile_baseline
-from state.bins import (
+from driftline.state import exact_json
+from driftline.state.baseline import profile_baseline
+from driftline.state.bins import (
     HOUR_MS,
     SCALE,
     SCORE_BINS,
@@ -52,9 +52,9 @@ from state.bins import (
     Counters,
     add_into,
 )
-from state.events import StoredEvent
-from state.metrics import bin_metrics, drift, js_distance, performance, psi
-from state.models import ColumnType, ModelSpec, Task
+from driftline.state.events import StoredEvent
+from driftline.state.metrics import bin_metrics, drift, js_distance, performance, psi
+from driftline.state.models import ColumnType, ModelSpec, Task
 
 HOUR0 = 1_700_000_000_000 // HOUR_MS * HOUR_MS  # start of an hour: every event in one bin
 EXACT = 1e-12  # ratios of exact integer counts

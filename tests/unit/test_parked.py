@@ -8,15 +8,15 @@ from typing import Any
 
 import pytest
 
-from agents import parked
-from agents.merge import EVENTS, MergeHandler
-from agents.runtime import BatchResult
-from state.models import ModelSpec
-from state.registered import RegisteredModel
-from state.store import PartitionStore
+from driftline.agents import parked
+from driftline.agents.merge import EVENTS, MergeHandler
+from driftline.agents.runtime import BatchResult
+from driftline.state.models import ModelSpec
+from driftline.state.registered import RegisteredModel
+from driftline.state.store import PartitionStore
+from driftline.topics.clients import RECORD_MAX_BYTES
+from driftline.topics.messages import encode_ingest, ingest_key
 from tests.fakes import FakeMessage
-from topics.clients import RECORD_MAX_BYTES
-from topics.messages import encode_ingest, ingest_key
 
 SPEC = ModelSpec(
     project_id="shop", model_id="fraud", inputs=("age",), outputs=(), targets=("label",),

@@ -4,7 +4,7 @@ from aiokafka.partitioner import murmur2 as aiokafka_murmur2
 from hypothesis import given
 from hypothesis import strategies as st
 
-from topics.partitioning import murmur2, partition_for, partitions_for
+from driftline.topics.partitioning import murmur2, partition_for, partitions_for
 
 
 @given(st.binary(max_size=64))

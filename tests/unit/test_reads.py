@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from api import reads
-from api.reads import (
+from driftline.api import reads
+from driftline.api.reads import (
     decode_cursor,
     encode_cursor,
     letter_json,
@@ -19,12 +19,12 @@ from api.reads import (
     status_body,
     sum_counters,
 )
-from api.requests import RequestError, query_parameters_of
+from driftline.api.requests import RequestError, query_parameters_of
 from driftline.internal_secret import internal_secret, matches
 from driftline.settings import Settings
-from topics.dead_letters import DeadLetter, StoredLetter, letter_model
-from topics.progress import StageProgress, copies_to_wait_for, pending_partitions
-from topics.registry import Topics
+from driftline.topics.dead_letters import DeadLetter, StoredLetter, letter_model
+from driftline.topics.progress import StageProgress, copies_to_wait_for, pending_partitions
+from driftline.topics.registry import Topics
 
 # --- the internal secret ---------------------------------------------------------------
 
@@ -225,8 +225,8 @@ def test_counters_come_from_each_partitions_owner_or_name_the_missing_ones() -> 
     from aiohttp import web
     from aiohttp.test_utils import TestServer
 
-    from agents.ownership import PartitionOwners
-    from api.workers import Workers, WorkerUnavailableError
+    from driftline.agents.ownership import PartitionOwners
+    from driftline.api.workers import Workers, WorkerUnavailableError
     from driftline.internal_secret import HEADER
 
     async def counters(request: web.Request) -> web.Response:

@@ -13,12 +13,17 @@ import pytest
 import redis
 from confluent_kafka import OFFSET_BEGINNING
 
-from agents.outages import BACKOFF_MAX_S, OutageLog, backoff_s
-from agents.serving import _bin_of, lost_writes, resume_offset
-from api.deletions import deletion_messages, deletion_record
-from api.rate_limit import DeleteRateLimit, day_window
-from api.requests import parse_delete
-from topics.deletion_requests import DAY_MS, DeletionRequestIndex, created_ms, encode_request
+from driftline.agents.outages import BACKOFF_MAX_S, OutageLog, backoff_s
+from driftline.agents.serving import _bin_of, lost_writes, resume_offset
+from driftline.api.deletions import deletion_messages, deletion_record
+from driftline.api.rate_limit import DeleteRateLimit, day_window
+from driftline.api.requests import parse_delete
+from driftline.topics.deletion_requests import (
+    DAY_MS,
+    DeletionRequestIndex,
+    created_ms,
+    encode_request,
+)
 
 NOON = datetime(2026, 11, 22, 12, tzinfo=UTC)
 NOON_MS = int(NOON.timestamp() * 1000)

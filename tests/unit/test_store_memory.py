@@ -2,7 +2,7 @@
 
 from pathlib import Path
 
-from state.store import (
+from driftline.state.store import (
     MIB,
     Checkpoint,
     PartitionStore,

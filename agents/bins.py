@@ -17,12 +17,13 @@ from typing import Any
 
 from confluent_kafka import Message
 
-from driftline.agents.runtime import BatchResult, Outgoing
+from driftline.agents.runtime import Outgoing
 from driftline.state import exact_json
 from driftline.state.bins import HOUR_MS, Counters, add_into
 from driftline.state.metrics import bin_metrics
 from driftline.state.registered import RegisteredModel
 from driftline.state.store import PartitionStore, Write, table_write
+from driftline.state.tables import PartitionTransaction
 from driftline.topics.clients import DEAD_LETTER_MAX_BYTES
 from driftline.topics.dead_letters import DeadLetter
 
@@ -45,8 +46,9 @@ class BinsHandler:
         self._last_emitted: dict[bytes, int] = {}
 
     def handle(
-        self, partition: int, messages: Sequence[Message], store: PartitionStore
-    ) -> BatchResult:
+        self, partition: int, messages: Sequence[Message], tx: PartitionTransaction, now_ms: int
+    ) -> list[Outgoing]:
+        store = tx.store
         newest: dict[bytes, tuple[int, bytes]] = {}
         for message in messages:
             bin_key, value = message.key(), message.value()
@@ -64,8 +66,9 @@ class BinsHandler:
                 continue  # redelivered or older than what we have
             writes.append(table_write(SHARES, share_key, value))
             fresh.setdefault(share_key.rsplit(b"/", 1)[0], {})[share_key] = value
-        outgoing = self._emit_due(fresh, store, writes, int(time.time() * 1000))
-        return BatchResult(writes, outgoing)
+        outgoing = self._emit_due(fresh, store, writes, now_ms)
+        tx.add_writes(writes)
+        return outgoing
 
     def _emit_due(
         self,
@@ -91,13 +94,13 @@ class BinsHandler:
         return outgoing
 
     def dead_letter(
-        self, partition: int, message: Message, reason: str, store: PartitionStore
-    ) -> BatchResult:
+        self, partition: int, message: Message, reason: str, tx: PartitionTransaction
+    ) -> list[Outgoing]:
         letter = DeadLetter.of(message, reason).fitted(DEAD_LETTER_MAX_BYTES)
-        topic = self._dead_letter_topic
-        return BatchResult(outgoing=[Outgoing(topic, letter.key, letter.value, letter.headers())])
+        return [Outgoing(self._dead_letter_topic, letter.key, letter.value, letter.headers())]
 
-    def tick(self, partition: int, store: PartitionStore, now_ms: int) -> BatchResult:
+    def tick(self, partition: int, tx: PartitionTransaction, now_ms: int) -> list[Outgoing]:
+        store = tx.store
         self._forget_emissions_before(now_ms - self._emit_interval_ms)
         writes: list[Write] = []
         outgoing: list[Outgoing] = []
@@ -107,7 +110,8 @@ class BinsHandler:
             outgoing.append(Outgoing(self._metrics_topic, bin_key, self._bin_value(bin_key, store)))
             writes.append(table_write(DIRTY, bin_key, None))
             self._last_emitted[bin_key] = now_ms
-        return BatchResult(writes, outgoing)
+        tx.add_writes(writes)
+        return outgoing
 
     def _forget_emissions_before(self, cutoff_ms: int) -> None:
         """Past the coalescing window an emission time no longer matters; keep the map small."""

@@ -33,6 +33,7 @@ from driftline.state.hour_index import HOURS, index_changes
 from driftline.state.models import ModelSpec
 from driftline.state.registered import RegisteredModel
 from driftline.state.store import PartitionStore, Write, table_write
+from driftline.state.tables import PartitionTransaction
 from driftline.topics.clients import DEAD_LETTER_MAX_BYTES
 from driftline.topics.dead_letters import DeadLetter, letter_model
 from driftline.topics.messages import decode_ingest
@@ -117,8 +118,9 @@ class MergeHandler:
         self._partitions = ingest_partitions
 
     def handle(
-        self, partition: int, messages: Sequence[Message], store: PartitionStore
-    ) -> BatchResult:
+        self, partition: int, messages: Sequence[Message], tx: PartitionTransaction, now_ms: int
+    ) -> list[Outgoing]:
+        store = tx.store
         commands: list[Command | DeletionCommand] = []
         raw_values: list[bytes] = []
         dead: list[DeadLetter] = []
@@ -170,8 +172,9 @@ class MergeHandler:
         version = messages[-1].offset() + 1
         bin_writes, snapshots = self._partials.apply(partition, version, outcome.changes, store)
         writes.extend(bin_writes)
+        tx.add_writes(writes)
         letters = (self._outgoing(letter) for letter in dead)
-        return BatchResult(writes, [*snapshots, *letters, *continuations, *forwarded])
+        return [*snapshots, *letters, *continuations, *forwarded]
 
     def _forwarded(self, message: Message, home: int) -> Outgoing:
         """The message as it came, for its key's partition: same key, value, headers and
@@ -185,14 +188,13 @@ class MergeHandler:
         registered = self._model_of(model)
         return None if registered is None else registered.spec
 
-    def tick(self, partition: int, store: PartitionStore, now_ms: int) -> BatchResult:
+    def tick(self, partition: int, tx: PartitionTransaction, now_ms: int) -> list[Outgoing]:
         """Dead-letter updates whose insert did not come within the timeout; resume range
         deletions that the daily cap stopped, once a new UTC day has begun."""
-        result = self._expire_parked(partition, store, now_ms)
-        resumed = self._deletions.resume(partition, store, now_ms)
-        result.writes.extend(resumed.writes)
-        result.outgoing.extend(resumed.outgoing)
-        return result
+        result = self._expire_parked(partition, tx.store, now_ms)
+        resumed = self._deletions.resume(partition, tx.store, now_ms)
+        tx.add_writes([*result.writes, *resumed.writes])
+        return [*result.outgoing, *resumed.outgoing]
 
     def _expire_parked(self, partition: int, store: PartitionStore, now_ms: int) -> BatchResult:
         writes: list[Write] = []
@@ -210,12 +212,12 @@ class MergeHandler:
     # --- dead letters and counters ------------------------------------------------------
 
     def dead_letter(
-        self, partition: int, message: Message, reason: str, store: PartitionStore
-    ) -> BatchResult:
+        self, partition: int, message: Message, reason: str, tx: PartitionTransaction
+    ) -> list[Outgoing]:
         """A message the engine could not apply: its dead letter, counted for its model."""
         letter = self._dead_letter(message, reason)
-        writes = self._counter_writes(store, MergeOutcome(), [letter])
-        return BatchResult(writes, [self._outgoing(letter)])
+        tx.add_writes(self._counter_writes(tx.store, MergeOutcome(), [letter]))
+        return [self._outgoing(letter)]
 
     def _dead_letter(self, message: Message, reason: str) -> DeadLetter:
         return DeadLetter.of(message, reason)

@@ -7,8 +7,9 @@ So the hot path consumes batches with librdkafka and keeps per-partition state i
 RocksDB the way Kafka Streams does, while Faust hosts the worker (lifecycle, web views).
 
 Per batch, in this order:
-1. the handler (pure logic) turns each partition's messages into table writes and
-   outgoing messages; a record the broker would refuse is caught here;
+1. the processor turns each partition's messages into table writes (through a
+   ``PartitionTransaction``) and outgoing messages; a record the broker would refuse is
+   caught here;
 2. each partition's writes go to its changelog partition, closed by a checkpoint record
    (the next input offset), with the messages the batch sends, in one Kafka transaction
    of the partition's own producer (``agents.transactions``) — all visible, or none; the
@@ -60,6 +61,7 @@ from driftline.agents.transactions import (
     RecordRefusedError,
 )
 from driftline.state.store import Checkpoint, PartitionStore, StoreResources, Write
+from driftline.state.tables import PartitionTransaction
 from driftline.topics.clients import DEAD_LETTER_MAX_BYTES, RECORD_MAX_BYTES, consumer_config
 from driftline.topics.dead_letters import DeadLetter
 
@@ -102,23 +104,64 @@ class Outgoing:
 
 @dataclass
 class BatchResult:
+    """What a committed batch leaves: its table writes and the messages it sends."""
+
     writes: list[Write] = field(default_factory=list)
     outgoing: list[Outgoing] = field(default_factory=list)
 
 
-class BatchHandler(Protocol):
+class Processor(Protocol):
+    """A stateful stage: decodes its input, asks ``state`` what follows, encodes the
+    outputs. It reads and writes its tables only through the batch's transaction, and is
+    told the time, so the runtime and a test driver run it the same way."""
+
     def handle(
-        self, partition: int, messages: Sequence[Message], store: PartitionStore
-    ) -> BatchResult:
+        self,
+        partition: int,
+        messages: Sequence[Message],
+        tx: PartitionTransaction,
+        now_ms: int,
+    ) -> list[Outgoing]:
         """Apply one partition's messages, in offset order."""
 
-    def tick(self, partition: int, store: PartitionStore, now_ms: int) -> BatchResult:
+    def tick(self, partition: int, tx: PartitionTransaction, now_ms: int) -> list[Outgoing]:
         """Periodic work with no input (timeouts); called about once per tick interval."""
 
     def dead_letter(
-        self, partition: int, message: Message, reason: str, store: PartitionStore
-    ) -> BatchResult:
+        self, partition: int, message: Message, reason: str, tx: PartitionTransaction
+    ) -> list[Outgoing]:
         """What a message that could not be applied leaves: its dead letter, counters."""
+
+
+def wall_clock_ms() -> int:
+    return int(time.time() * 1000)
+
+
+def handled(
+    processor: Processor,
+    partition: int,
+    messages: Sequence[Message],
+    store: PartitionStore,
+    now_ms: int,
+) -> BatchResult:
+    """One batch through a processor: its writes (not yet in the store) and outputs."""
+    tx = PartitionTransaction(store)
+    outgoing = processor.handle(partition, messages, tx, now_ms)
+    return BatchResult(tx.writes(), outgoing)
+
+
+def ticked(processor: Processor, partition: int, store: PartitionStore, now_ms: int) -> BatchResult:
+    tx = PartitionTransaction(store)
+    outgoing = processor.tick(partition, tx, now_ms)
+    return BatchResult(tx.writes(), outgoing)
+
+
+def dead_lettered(
+    processor: Processor, partition: int, message: Message, reason: str, store: PartitionStore
+) -> BatchResult:
+    tx = PartitionTransaction(store)
+    outgoing = processor.dead_letter(partition, message, reason, tx)
+    return BatchResult(tx.writes(), outgoing)
 
 
 @dataclass(frozen=True)
@@ -185,17 +228,17 @@ def reason_of(error: BaseException) -> str:
 
 
 class PartitionedRunner:
-    """Runs a ``BatchHandler`` over the partitions this process is assigned."""
+    """Runs a ``Processor`` over the partitions this process is assigned."""
 
     def __init__(
         self,
         config: RunnerConfig,
-        handler: BatchHandler,
+        processor: Processor,
         on_assignment: Callable[[set[int]], None] | None = None,
     ) -> None:
         self.config = config
         self.name = config.name
-        self.handler = handler
+        self.processor = processor
         self._on_assignment = on_assignment
         self.stores: dict[int, PartitionStore] = {}
         self._consumer = Consumer(
@@ -354,7 +397,7 @@ class PartitionedRunner:
         """The batch's result; ``PoisonError`` if applying it raised for what it holds."""
         store = self.stores[partition]
         try:
-            result = self.handler.handle(partition, batch, store)
+            result = handled(self.processor, partition, batch, store, wall_clock_ms())
             self._check_sizes(result)
         except INFRASTRUCTURE:
             raise
@@ -394,14 +437,14 @@ class PartitionedRunner:
         store = self.stores[partition]
         checkpoint = store.checkpoint().following(next_input)
         try:
-            result = self.handler.dead_letter(partition, message, reason, store)
+            result = dead_lettered(self.processor, partition, message, reason, store)
             self._check_sizes(result)
             self._commit({partition: _Applied(result, checkpoint)})
             return
         except INFRASTRUCTURE:
             raise
         except Exception as error:
-            log.error("%s[%d]: the handler's dead letter failed: %s", self.name, partition, error)
+            log.error("%s[%d]: the processor's dead letter failed: %s", self.name, partition, error)
         # The plainest dead letter there is, then (cut to fit if need be).
         letter = DeadLetter.of(message, reason).fitted(DEAD_LETTER_MAX_BYTES)
         topic = self.config.dead_letter_topic
@@ -432,7 +475,7 @@ class PartitionedRunner:
 
     def _tick(self) -> None:
         started = time.perf_counter()
-        wall_ms = int(time.time() * 1000)
+        wall_ms = wall_clock_ms()
         applied: dict[int, _Applied] = {}
         for partition, store in list(self.stores.items()):
             checkpoint = store.checkpoint()
@@ -442,7 +485,7 @@ class PartitionedRunner:
             if now_ms is None:
                 continue  # a backlog, and none of it applied yet: no time has passed
             try:
-                result = self.handler.tick(partition, store, now_ms)
+                result = ticked(self.processor, partition, store, now_ms)
                 self._check_sizes(result)
             except INFRASTRUCTURE:
                 raise

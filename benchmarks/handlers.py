@@ -31,7 +31,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from benchmarks.metrics import MODEL, SPEC, baseline, event_value, label_value
 from driftline.agents.bins import BinsHandler
 from driftline.agents.merge import MergeHandler
-from driftline.agents.runtime import BatchResult, tune_garbage_collector
+from driftline.agents.runtime import BatchResult, handled, ticked, tune_garbage_collector
 from driftline.state.baseline import profile_baseline
 from driftline.state.bins import HOUR_MS
 from driftline.state.models import ModelSpec
@@ -129,10 +129,11 @@ def run(events: int, partitions: int, batch: int, workdir: Path) -> None:
     bins_store = PartitionStore(workdir / "bins" / "0")
     snapshots: list[Message] = []
 
+    now_ms = int(time.time() * 1000)
     started = time.process_time()
     written = 0.0
     for partition, messages in batches:
-        result = merge.handle(partition, messages, merge_stores[partition])
+        result = handled(merge, partition, messages, merge_stores[partition], now_ms)
         written += persist(merge_stores[partition], result, messages[-1].offset() + 1)
         snapshots.extend(
             Message(
@@ -147,9 +148,9 @@ def run(events: int, partitions: int, batch: int, workdir: Path) -> None:
     now_ms = int(time.time() * 1000)
     for start in range(0, len(snapshots), batch):
         chunk = snapshots[start : start + batch]
-        persist(bins_store, bins.handle(0, chunk, bins_store), start + len(chunk))
+        persist(bins_store, handled(bins, 0, chunk, bins_store, now_ms), start + len(chunk))
         now_ms += 100
-        persist(bins_store, bins.tick(0, bins_store, now_ms), start + len(chunk))
+        persist(bins_store, ticked(bins, 0, bins_store, now_ms), start + len(chunk))
     summed = time.process_time() - started
 
     print(f"workload:                 {events} events, {partitions} partitions, "

@@ -23,6 +23,7 @@ from confluent_kafka import Message
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from driftline.agents.merge import MergeHandler
+from driftline.agents.runtime import handled, ticked
 from driftline.state.models import ModelSpec
 from driftline.state.registered import RegisteredModel
 from driftline.state.store import PartitionStore
@@ -64,17 +65,17 @@ def main() -> None:
                 )
                 for i in range(first, min(first + 5_000, args.waiting))
             ]  # fmt: skip
-            result = handler.handle(0, batch, store)
+            result = handled(handler, 0, batch, store, now_ms)
             store.write(result.writes, store.checkpoint().following(batch[-1].offset() + 1))
         parked_s = time.perf_counter() - started
 
         started = time.perf_counter()
-        result = handler.tick(0, store, now_ms)
+        result = ticked(handler, 0, store, now_ms)
         due_tick_s = time.perf_counter() - started
         store.write(result.writes, store.checkpoint().following(args.waiting))
         letters = sum(1 for out in result.outgoing if out.topic == "dead")
         started = time.perf_counter()
-        idle = handler.tick(0, store, now_ms)
+        idle = ticked(handler, 0, store, now_ms)
         idle_tick_s = time.perf_counter() - started
         store.close()
     print(f"parked {args.waiting:,} updates in {parked_s:.1f} s")

@@ -12,10 +12,10 @@ from pathlib import Path
 import pytest
 from confluent_kafka import Message
 
-from driftline.agents.runtime import BatchResult, Outgoing, PartitionedRunner, RunnerConfig
+from driftline.agents.runtime import Outgoing, PartitionedRunner, RunnerConfig
 from driftline.settings import Settings
 from driftline.stack.waiting import wait_until
-from driftline.state.store import PartitionStore, table_write
+from driftline.state.tables import BYTES, PartitionTransaction, Table
 from driftline.topics.admin import ensure_topics
 from driftline.topics.dead_letters import DeadLetter
 from driftline.topics.producer import CheckedProducer
@@ -28,6 +28,9 @@ pytestmark = pytest.mark.integration
 PARTITIONS = 2
 
 
+SEEN = Table("seen", BYTES, BYTES)
+
+
 @dataclass
 class EchoHandler:
     """Keeps each message's value in its store and echoes it to ``out``; raises on values
@@ -38,29 +41,26 @@ class EchoHandler:
     handled: list[int] = field(default_factory=list)
 
     def handle(
-        self, partition: int, messages: Sequence[Message], store: PartitionStore
-    ) -> BatchResult:
+        self, partition: int, messages: Sequence[Message], tx: PartitionTransaction, now_ms: int
+    ) -> list[Outgoing]:
         self.handled.append(len(messages))
-        result = BatchResult()
+        outgoing = []
         for message in messages:
             value = message.value() or b""
             if value.startswith(b"poison"):
                 raise ValueError(f"cannot apply {value!r}")
-            stored = value * 2_000_000 if value == b"huge" else value
-            result.writes.append(table_write("seen", value, stored))
-            result.outgoing.append(Outgoing(self.out, message.key(), value))
-        return result
+            tx.set(SEEN, value, value * 2_000_000 if value == b"huge" else value)
+            outgoing.append(Outgoing(self.out, message.key(), value))
+        return outgoing
 
-    def tick(self, partition: int, store: PartitionStore, now_ms: int) -> BatchResult:
-        return BatchResult()
+    def tick(self, partition: int, tx: PartitionTransaction, now_ms: int) -> list[Outgoing]:
+        return []
 
     def dead_letter(
-        self, partition: int, message: Message, reason: str, store: PartitionStore
-    ) -> BatchResult:
+        self, partition: int, message: Message, reason: str, tx: PartitionTransaction
+    ) -> list[Outgoing]:
         letter = DeadLetter.of(message, reason)
-        return BatchResult(
-            outgoing=[Outgoing(self.dead_letters, letter.key, letter.value, letter.headers())]
-        )
+        return [Outgoing(self.dead_letters, letter.key, letter.value, letter.headers())]
 
 
 @dataclass

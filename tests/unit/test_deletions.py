@@ -23,7 +23,7 @@ from hypothesis import strategies as st
 from driftline.agents.deletions import DELETIONS, WAITING
 from driftline.agents.merge import EVENTS, MergeHandler
 from driftline.agents.partials import PARTIALS
-from driftline.agents.runtime import BatchResult, Outgoing
+from driftline.agents.runtime import BatchResult, Outgoing, handled, ticked
 from driftline.state import exact_json
 from driftline.state.baseline import profile_baseline
 from driftline.state.bins import HOUR_MS, ContributionRules, Counters, bins_of
@@ -107,10 +107,10 @@ class Partition:
         while self.position < len(self.log):
             messages = self.log[self.position : self.position + batch]
             self.position += len(messages)
-            self.apply(self.handler.handle(0, messages, self.store))
+            self.apply(handled(self.handler, 0, messages, self.store, self.now_ms))
 
     def tick(self, now_ms: int) -> None:
-        self.apply(self.handler.tick(0, self.store, now_ms))
+        self.apply(ticked(self.handler, 0, self.store, now_ms))
 
     def apply(self, result: BatchResult) -> None:
         self.store.write(result.writes, self.store.checkpoint().following(self.position))
@@ -278,7 +278,7 @@ def test_delete_by_ids_counts_each_event_once_and_ignores_a_redelivery(
     partition.send(deletion_key("shop", "fraud"), message)
     partition.run()
     again = FakeMessage(deletion_key("shop", "fraud"), message, partition.log[-1].offset(), HOUR0)
-    partition.apply(partition.handler.handle(0, [again], partition.store))
+    partition.apply(handled(partition.handler, 0, [again], partition.store, partition.now_ms))
     assert sorted(partition.events()) == sorted(f"e{i}" for i in range(10) if i not in (1, 2))
     record = partition.record("d1")
     assert (record.kind, record.commands, record.deleted, record.state) == ("ids", 1, 2, DONE)

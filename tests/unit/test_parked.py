@@ -10,7 +10,7 @@ import pytest
 
 from driftline.agents import parked
 from driftline.agents.merge import EVENTS, MergeHandler
-from driftline.agents.runtime import BatchResult
+from driftline.agents.runtime import BatchResult, handled, ticked
 from driftline.state.models import ModelSpec
 from driftline.state.registered import RegisteredModel
 from driftline.state.store import PartitionStore
@@ -63,11 +63,11 @@ class Partition:
         value = encode_ingest(op, "shop", "fraud", event_id, columns)
         message = FakeMessage(ingest_key("shop", "fraud", event_id), value, self.offset, at_ms)
         self.offset += 1
-        self.apply(self.handler.handle(0, [message], self.store))
+        self.apply(handled(self.handler, 0, [message], self.store, at_ms))
 
     def tick(self, now_ms: int) -> None:
         self.store.read.clear()
-        self.apply(self.handler.tick(0, self.store, now_ms))
+        self.apply(ticked(self.handler, 0, self.store, now_ms))
 
     def apply(self, result: BatchResult) -> None:
         for write in result.writes:

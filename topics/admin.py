@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
+from typing import Any
 
 from confluent_kafka import KafkaError, KafkaException
 from confluent_kafka.admin import AdminClient, NewTopic
@@ -12,7 +13,7 @@ from driftline.topics.registry import TopicSpec
 
 
 def ensure_topics(
-    bootstrap_servers: str, specs: Iterable[TopicSpec], timeout_s: float = 30
+    bootstrap_servers: str, specs: Iterable[TopicSpec[Any, Any]], timeout_s: float = 30
 ) -> None:
     """Create the topics that do not exist yet; existing ones are left as they are."""
     admin = AdminClient({"bootstrap.servers": bootstrap_servers})

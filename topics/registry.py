@@ -8,10 +8,16 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import Any, Generic, TypeVar
 
 from driftline.settings import Settings
+from driftline.state.tables import BYTES as RAW
+from driftline.state.tables import Codec
 from driftline.topics.clients import DEAD_LETTER_MAX_BYTES, RECORD_OVERHEAD_BYTES
 from driftline.topics.deletion_requests import KEEP_MS as DELETION_REQUESTS_KEEP_MS
+
+K = TypeVar("K")
+V = TypeVar("V")
 
 
 def _compacted(settings: Settings) -> dict[str, str]:
@@ -29,30 +35,36 @@ def _compacted(settings: Settings) -> dict[str, str]:
 
 
 @dataclass(frozen=True, slots=True)
-class TopicSpec:
+class TopicSpec(Generic[K, V]):
+    """A topic declared once: its name, partitions and configuration, and the codecs of
+    its keys and values (kafka-streams-examples' ``Schemas.Topic<K, V>``), so a producer
+    and every consumer of it encode and decode through the same two functions."""
+
     name: str
     partitions: int
     config: Mapping[str, str] = field(default_factory=dict)
+    key: Codec[K] = RAW  # type: ignore[assignment]
+    value: Codec[V] = RAW  # type: ignore[assignment]
 
 
 @dataclass(frozen=True, slots=True)
 class Topics:
     # Raw inserts, partial updates and deletes, keyed project/model/event_id.
-    ingest: TopicSpec
+    ingest: TopicSpec[Any, Any]
     # Model specs keyed project/model; compacted, read whole by every worker and client.
-    models: TopicSpec
+    models: TopicSpec[Any, Any]
     # Messages the pipeline could not apply: original key and bytes, reason in headers.
-    dead_letters: TopicSpec
+    dead_letters: TopicSpec[Any, Any]
     # The merge agent's table writes, one partition per ingest partition; compacted.
-    merge_changelog: TopicSpec
+    merge_changelog: TopicSpec[Any, Any]
     # Partial bin snapshots, one per (model, hour, ingest partition), keyed model/hour.
-    bin_partials: TopicSpec
+    bin_partials: TopicSpec[Any, Any]
     # The bins agent's table writes; compacted.
-    bins_changelog: TopicSpec
+    bins_changelog: TopicSpec[Any, Any]
     # Every changed bin, whole (counts, metrics, version), keyed model/hour; compacted.
-    metrics: TopicSpec
+    metrics: TopicSpec[Any, Any]
     # Delete requests the API accepted, keyed by deletion id; compacted, kept 30 days.
-    deletion_requests: TopicSpec
+    deletion_requests: TopicSpec[Any, Any]
     # Faust app id and consumer group of the workers.
     app_id: str
 
@@ -114,7 +126,7 @@ class Topics:
         return f"{self.app_id}-serving"
 
     @property
-    def owned(self) -> tuple[TopicSpec, ...]:
+    def owned(self) -> tuple[TopicSpec[Any, Any], ...]:
         """Every topic Driftline creates (Faust adds its own internal ones)."""
         return (
             self.ingest,

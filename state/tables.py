@@ -40,16 +40,10 @@ def _identity(raw: bytes) -> bytes:
     return raw
 
 
-def _utf8(text: str) -> bytes:
-    return text.encode()
-
-
-def _text(raw: bytes) -> str:
-    return raw.decode()
-
-
 BYTES: Codec[bytes] = Codec(_identity, _identity)
-TEXT: Codec[str] = Codec(_utf8, _text)
+# The methods themselves, not functions calling them: a key is encoded on every read and
+# write of the merge processor's hot path.
+TEXT: Codec[str] = Codec(str.encode, bytes.decode)
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,8 +75,10 @@ class PartitionTransaction:
 
     def get(self, table: Table[K, V], key: K) -> V | None:
         raw_key = table.key.encode(key)
-        values = self._values.setdefault(table.name, {})
-        if raw_key in values:
+        values = self._values.get(table.name)
+        if values is None:
+            values = self._values[table.name] = {}
+        elif raw_key in values:
             known: V | None = values[raw_key]
             return known
         raw = self.store.get(table.name, raw_key)
@@ -131,9 +127,13 @@ class PartitionTransaction:
         self._write(table, table.key.encode(key), None)
 
     def _write(self, table: Table[Any, Any], raw_key: bytes, value: Any) -> None:
-        self._tables.setdefault(table.name, table)
-        self._values.setdefault(table.name, {})[raw_key] = value
-        self._written.setdefault(table.name, {})[raw_key] = None
+        written = self._written.get(table.name)
+        if written is None:
+            self._tables[table.name] = table
+            written = self._written[table.name] = {}
+            self._values.setdefault(table.name, {})
+        self._values[table.name][raw_key] = value
+        written[raw_key] = None
 
     def add_writes(self, writes: Iterable[Write]) -> None:
         """Records already encoded by the processor (not read back by ``get``)."""

@@ -24,7 +24,7 @@ import redis
 from driftline.agents.bins import BinsHandler
 from driftline.agents.deletion_budget import RedisDeletionBudget
 from driftline.agents.heap import HeapTrimmer
-from driftline.agents.merge import MergeHandler
+from driftline.agents.merge import MergeProcessor
 from driftline.agents.ownership import OwnershipHeartbeat, PartitionOwners
 from driftline.agents.runtime import PartitionedRunner, RunnerConfig
 from driftline.agents.serving import RedisBins, RedisProjection
@@ -117,7 +117,7 @@ def _merge_runner(
     resources: StoreResources,
 ) -> PartitionedRunner:
     registry = ModelRegistry(settings.bootstrap_servers, topics.models.name)
-    handler = MergeHandler(
+    handler = MergeProcessor(
         model_of=registry.get,
         ingest_topic=topics.ingest.name,
         dead_letter_topic=topics.dead_letters.name,

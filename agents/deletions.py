@@ -1,22 +1,20 @@
-"""Deletion requests inside the merge agent: by ids, and by time range in steps.
+"""Deletion requests inside the merge processor: by ids, and by time range in steps.
 
-The merge handler hands every deletion command of a batch here, in order with the other
-commands, together with the batch's ``BatchMerge`` (so a deletion sees the batch's own
-writes) and the partition store (the hour index, the records). Progress per request is a
-``state.deletions.DeletionRecord`` in the partition's ``deletions`` table, written in the
-batch's atomic write like everything else. The rules of progress are pure and live in
-``state.deletions``; this module only finds the events and asks the cap.
+The merge processor hands every deletion command of a batch here, in order with the other
+commands, together with the batch's ``BatchMerge`` and transaction, so a deletion sees the
+batch's own writes. Progress per request is a ``state.deletions.DeletionRecord`` in the
+partition's ``DELETIONS`` table, written in the batch's transaction like everything else.
+The rules of progress and of a range step are pure and live in ``state.deletions``; this
+module finds the candidate events, asks the daily cap, and sends the next step.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import replace
 from typing import Protocol
 
-import orjson
-
-from driftline.agents.runtime import BatchResult, Outgoing
+from driftline.agents.runtime import Outgoing
 from driftline.state.commands import (
     ContinueDeletion,
     Delete,
@@ -27,29 +25,20 @@ from driftline.state.commands import (
 )
 from driftline.state.deletions import (
     DAY_MS,
-    RUNNING,
     DeletionRecord,
-    after_step,
-    capped,
-    deferred,
+    DeletionState,
     ids_applied,
     range_registered,
+    range_step,
     resumable,
     resumed,
     waiting,
 )
 from driftline.state.events import BatchMerge
 from driftline.state.hour_index import indexed_in_range
-from driftline.state.store import PartitionStore, Write, table_write
+from driftline.state.partition_tables import DELETED_PER_DAY, DELETIONS, DELETIONS_WAITING
+from driftline.state.tables import PartitionTransaction
 from driftline.topics.messages import deletion_key, encode_continue_deletion
-
-DELETIONS = "deletions"
-# The ids of the deletions waiting for a tick (the daily cap, a deferred step): the tick
-# reads this small table, not every deletion the partition ever ran.
-WAITING = "deletions-waiting"
-# model \0 UTC day -> events this partition deleted by time range that day (the cap's
-# exact count; Redis holds a copy that the partition sets, see agents.deletion_budget).
-DELETED_PER_DAY = "deleted-per-day"
 
 
 class DeletionBudget(Protocol):
@@ -63,133 +52,72 @@ class DeletionBudget(Protocol):
         """The partition's own counts of ``day`` (model -> events deleted)."""
 
 
-class DeletionRecords:
-    """The batch's view of the deletion records and daily counts: the store's, overlaid
-    by its own writes."""
-
-    def __init__(self, store: PartitionStore) -> None:
-        self._store = store
-        self._written: dict[str, DeletionRecord] = {}
-        self._counted: dict[tuple[str, int], int] = {}
-
-    def get(self, deletion_id: str) -> DeletionRecord | None:
-        if deletion_id in self._written:
-            return self._written[deletion_id]
-        raw = self._store.get(DELETIONS, deletion_id.encode())
-        return None if raw is None else DeletionRecord.from_dict(orjson.loads(raw))
-
-    def put(self, deletion_id: str, record: DeletionRecord) -> None:
-        self._written[deletion_id] = record
-
-    def deleted_on(self, model: str, day: int) -> int:
-        if (model, day) in self._counted:
-            return self._counted[(model, day)]
-        raw = self._store.get(DELETED_PER_DAY, _day_key(model, day))
-        return 0 if raw is None else int(raw)
-
-    def count_deleted(self, model: str, day: int, deleted: int) -> None:
-        self._counted[(model, day)] = self.deleted_on(model, day) + deleted
-
-    def writes(self) -> list[Write]:
-        writes: list[Write] = []
-        for key, record in self._written.items():
-            writes.extend(_record_writes(key, record))
-        writes.extend(
-            table_write(DELETED_PER_DAY, _day_key(model, day), str(count).encode())
-            for (model, day), count in self._counted.items()
-        )
-        return writes
-
-
 class DeletionRequests:
-    def __init__(
-        self,
-        ingest_topic: str,
-        batch_size: int,
-        budget: DeletionBudget,
-        clock_ms: Callable[[], int],
-    ) -> None:
+    def __init__(self, ingest_topic: str, batch_size: int, budget: DeletionBudget) -> None:
         self._ingest_topic = ingest_topic
         self._batch_size = batch_size
         self._budget = budget
-        self._clock_ms = clock_ms
 
     def apply(
         self,
         partition: int,
         command: DeletionCommand,
         merge: BatchMerge,
-        records: DeletionRecords,
-        store: PartitionStore,
+        tx: PartitionTransaction,
+        now_ms: int,
     ) -> list[Outgoing]:
         """Apply one deletion command; returns the request for its next step, if any."""
         if isinstance(command, DeleteIds):
-            self._delete_ids(merge, records, command)
+            _delete_ids(merge, tx, command)
             return []
-        return self._range_command(partition, merge, records, store, command)
+        return self._range_command(partition, merge, tx, command, now_ms)
 
-    def resume(self, partition: int, store: PartitionStore, now_ms: int) -> BatchResult:
+    def resume(self, partition: int, tx: PartitionTransaction, now_ms: int) -> list[Outgoing]:
         """Range deletions that waited go on: past the daily cap once a new UTC day has
         begun, a deferred step at once. Also sets the partition's daily counts in Redis
         again (they come back by themselves after Redis is wiped) and forgets old ones."""
-        result = BatchResult()
+        outgoing = []
         today = now_ms // DAY_MS
-        for raw_key, _ in store.items(WAITING):
-            raw = store.get(DELETIONS, raw_key)
-            record = None if raw is None else DeletionRecord.from_dict(orjson.loads(raw))
+        for deletion_id, _ in list(tx.items(DELETIONS_WAITING)):
+            record = tx.get(DELETIONS, deletion_id)
             if record is not None and resumable(record, today):
-                deletion_id = raw_key.decode()
-                result.writes.extend(_record_writes(deletion_id, resumed(record)))
-                result.outgoing.append(self._continuation(partition, record.model, deletion_id))
+                _put(tx, deletion_id, resumed(record))
+                outgoing.append(self._continuation(partition, record.model, deletion_id))
         counts: dict[str, int] = {}
-        for raw_key, raw in store.items(DELETED_PER_DAY):
-            model, day = _split_day_key(raw_key)
+        for (model, day), count in list(tx.items(DELETED_PER_DAY)):
             if day == today:
-                counts[model] = int(raw)
+                counts[model] = count
             elif day < today - 1:
-                result.writes.append(table_write(DELETED_PER_DAY, raw_key, None))
+                tx.delete(DELETED_PER_DAY, (model, day))
         self._budget.publish(partition, today, counts)
-        return result
-
-    def _delete_ids(self, merge: BatchMerge, records: DeletionRecords, command: DeleteIds) -> None:
-        record = records.get(command.deletion_id)
-        if record is not None and command.offset <= record.last_offset:
-            return  # redelivered
-        before = merge.outcome.deleted[command.deletion_id]
-        requested = list(dict.fromkeys(command.event_ids))
-        for event_id in requested:
-            delete = Delete(command.model_key, event_id, 0, command.offset, command.ref,
-                            command.update_metrics, command.deletion_id)  # fmt: skip
-            merge.apply(delete, b"")
-        deleted = merge.outcome.deleted[command.deletion_id] - before
-        records.put(
-            command.deletion_id,
-            ids_applied(record, command.model_key, command.update_metrics, command.offset,
-                        len(requested), deleted),
-        )  # fmt: skip
+        return outgoing
 
     def _range_command(
         self,
         partition: int,
         merge: BatchMerge,
-        records: DeletionRecords,
-        store: PartitionStore,
+        tx: PartitionTransaction,
         command: DeleteRange | ContinueDeletion,
+        now_ms: int,
     ) -> list[Outgoing]:
         """Register a range deletion or continue one: one step, and ask for the next."""
-        record = records.get(command.deletion_id)
+        record = tx.get(DELETIONS, command.deletion_id)
         if isinstance(command, DeleteRange):
             if record is not None:
                 return []  # redelivered
             record = range_registered(command.model_key, command.start_ms, command.end_ms,
                                       command.update_metrics, command.offset)  # fmt: skip
-        elif record is None or record.state != RUNNING or command.offset <= record.last_offset:
+        elif (
+            record is None
+            or record.state != DeletionState.RUNNING
+            or command.offset <= record.last_offset
+        ):
             return []  # unknown, finished, waiting for its cap, or redelivered
         else:
             record = replace(record, last_offset=command.offset)
-        record = self._range_step(partition, merge, records, store, command.deletion_id, record)
-        records.put(command.deletion_id, record)
-        if record.state != RUNNING or record.deferred:
+        record = self._range_step(partition, merge, tx, command.deletion_id, record, now_ms)
+        _put(tx, command.deletion_id, record)
+        if record.state != DeletionState.RUNNING or record.deferred:
             return []  # done, or waiting for a tick
         return [self._continuation(partition, record.model, command.deletion_id)]
 
@@ -197,33 +125,23 @@ class DeletionRequests:
         self,
         partition: int,
         merge: BatchMerge,
-        records: DeletionRecords,
-        store: PartitionStore,
+        tx: PartitionTransaction,
         deletion_id: str,
         record: DeletionRecord,
+        now_ms: int,
     ) -> DeletionRecord:
-        """Delete up to one batch of the range's events, within the model's daily cap."""
-        model = record.model
-        day = self._clock_ms() // DAY_MS
-        already = records.deleted_on(model, day)
+        """One step within the model's daily cap; the partition's count of the day kept
+        exact in its own table, and set in Redis once the range is done."""
+        model, day = record.model, now_ms // DAY_MS
+        already = tx.get(DELETED_PER_DAY, (model, day)) or 0
         budget = self._budget.grant(model, day, partition, already, self._batch_size)
-        if budget is None:
-            return deferred(record)
-        if budget <= 0:
-            return capped(record, day)
-        deleted = 0
-        for key in _range_candidates(store, merge, record):
-            if deleted >= budget:
-                break
-            event = merge.event(key)
-            if event is None or not record.start_ms <= event.timestamp_ms < record.end_ms:
-                continue
-            merge.erase(model, key, record.update_metrics, deletion_id)
-            deleted += 1
-        records.count_deleted(model, day, deleted)
-        if deleted < budget:
-            self._budget.publish(partition, day, {model: already + deleted})
-        return after_step(record, deleted, budget)
+        step = range_step(merge, deletion_id, record, day, budget,
+                          _range_candidates(tx, merge, record))  # fmt: skip
+        if step.deleted is not None:
+            tx.set(DELETED_PER_DAY, (model, day), already + step.deleted)
+            if step.last:
+                self._budget.publish(partition, day, {model: already + step.deleted})
+        return step.record
 
     def _continuation(self, partition: int, model: str, deletion_id: str) -> Outgoing:
         project_id, model_id = model.split("/", 1)
@@ -235,35 +153,45 @@ class DeletionRequests:
         )
 
 
-def _record_writes(deletion_id: str, record: DeletionRecord) -> list[Write]:
-    key = deletion_id.encode()
-    return [
-        table_write(DELETIONS, key, orjson.dumps(record.to_dict())),
-        table_write(WAITING, key, b"" if waiting(record) else None),
-    ]
+def _delete_ids(merge: BatchMerge, tx: PartitionTransaction, command: DeleteIds) -> None:
+    record = tx.get(DELETIONS, command.deletion_id)
+    if record is not None and command.offset <= record.last_offset:
+        return  # redelivered
+    before = merge.outcome.deleted[command.deletion_id]
+    requested = list(dict.fromkeys(command.event_ids))
+    for event_id in requested:
+        delete = Delete(command.model_key, event_id, 0, command.offset, command.ref,
+                        command.update_metrics, command.deletion_id)  # fmt: skip
+        merge.apply(delete, b"")
+    deleted = merge.outcome.deleted[command.deletion_id] - before
+    _put(
+        tx,
+        command.deletion_id,
+        ids_applied(record, command.model_key, command.update_metrics, command.offset,
+                    len(requested), deleted),
+    )  # fmt: skip
 
 
-def _day_key(model: str, day: int) -> bytes:
-    return f"{model}\0{day}".encode()
-
-
-def _split_day_key(raw: bytes) -> tuple[str, int]:
-    model, _, day = raw.decode().rpartition("\0")
-    return model, int(day)
+def _put(tx: PartitionTransaction, deletion_id: str, record: DeletionRecord) -> None:
+    """The record, and its mark in the table the tick reads if it waits for one."""
+    tx.set(DELETIONS, deletion_id, record)
+    if waiting(record):
+        tx.set(DELETIONS_WAITING, deletion_id, b"")
+    else:
+        tx.delete(DELETIONS_WAITING, deletion_id)
 
 
 def _range_candidates(
-    store: PartitionStore, merge: BatchMerge, record: DeletionRecord
+    tx: PartitionTransaction, merge: BatchMerge, record: DeletionRecord
 ) -> Iterator[str]:
-    """Events-table keys that may lie in the range: the hour index's, then the batch's own.
+    """Events-table keys that may lie in the range: the hour index's, then the batch's own
+    (the index takes them when the batch ends).
 
-    Keys come in index order; the caller re-checks each event's time, since the batch may
-    have moved or deleted it.
+    Keys come in index order; ``range_step`` re-checks each event's time, since the batch
+    may have moved or deleted it.
     """
     model = record.model
-    for _, event_id in indexed_in_range(store, model, record.start_ms, record.end_ms):
+    for _, _, event_id in indexed_in_range(tx, model, record.start_ms, record.end_ms):
         yield event_key(model, event_id)
     owned = f"{model}/"
-    for key, event in list(merge.outcome.events.items()):
-        if event is not None and key.startswith(owned):
-            yield key
+    yield from (key for key in list(merge.outcome.previous) if key.startswith(owned))

@@ -19,19 +19,17 @@ import redis
 from faust.web import Request, Response, View
 from rocksdict import DbClosedError
 
-from driftline.agents import parked
 from driftline.agents.bins import DIRTY
-from driftline.agents.deletions import DELETIONS
-from driftline.agents.merge import COUNTERS, EVENTS, decode_event
 from driftline.internal_secret import HEADER, internal_secret, matches
 from driftline.state import exact_json
 from driftline.state.commands import event_key
 from driftline.state.counters import ModelCounters
-from driftline.state.deletions import DeletionRecord
 from driftline.state.events import StoredEvent
 from driftline.state.hour_index import indexed_in_range
 from driftline.state.models import model_key
+from driftline.state.partition_tables import COUNTERS, DELETIONS, EVENTS, HOURS, PARKED
 from driftline.state.store import MEMORY, PartitionStore
+from driftline.state.tables import PartitionTransaction
 from driftline.topics.partitioning import partition_for
 
 if TYPE_CHECKING:
@@ -66,11 +64,11 @@ def register_views(worker: Worker) -> None:
                 location = f"{owner}/internal/events/{project_id}/{model_id}/{event_id}"
                 return _json(view, {"owner": owner}, 307, headers={"Location": location})
             return _error(view, 503, f"partition {partition} is not assigned to any worker yet")
-        raw = store.get(EVENTS, key.encode())
-        if raw is None:
+        event = PartitionTransaction(store).get(EVENTS, key)
+        if event is None:
             return _error(view, 404, f"no event {event_id!r} in model {project_id}/{model_id}")
         return _json(view, {"project_id": project_id, "model_id": model_id,
-                            **_row(decode_event(raw))})  # fmt: skip
+                            **_row(event)})  # fmt: skip
 
     @app.page("/internal/models/{project_id}/{model_id}/counters")
     @internal
@@ -101,9 +99,9 @@ def register_views(worker: Worker) -> None:
         """What this worker's partitions know of a deletion request."""
         found = {}
         for partition, store in list(worker.merge.stores.items()):
-            raw = store.get(DELETIONS, deletion_id.encode())
-            if raw is not None:
-                found[str(partition)] = DeletionRecord.from_dict(orjson.loads(raw)).public()
+            record = PartitionTransaction(store).get(DELETIONS, deletion_id)
+            if record is not None:
+                found[str(partition)] = record.public()
         return _json(view, {"partitions": found})
 
     @app.page("/internal/partitions/{partition}/events")
@@ -134,9 +132,9 @@ def register_views(worker: Worker) -> None:
                 return _not_here(self, worker, int(partition))
             body = orjson.loads(await request.read())
             model = body["model"]
-            keys = [event_key(model, str(event_id)).encode() for event_id in body["event_ids"]]
-            found = [decode_event(raw) for raw in store.get_many(EVENTS, keys) if raw is not None]
-            return _json(self, {"events": [_row(event) for event in found]})
+            keys = [event_key(model, str(event_id)) for event_id in body["event_ids"]]
+            found = PartitionTransaction(store).get_many(EVENTS, keys)
+            return _json(self, {"events": [_row(event) for event in found if event is not None]})
 
     @app.page("/internal/memory")
     @internal
@@ -187,15 +185,13 @@ def slice_events(
 ) -> tuple[list[dict[str, Any]], bytes | None]:
     """Up to ``limit`` events and the index key to continue after (None: no more)."""
     rows: list[dict[str, Any]] = []
-    for index_key, event_id in indexed_in_range(store, model, start_ms, end_ms, after):
-        raw = store.get(EVENTS, event_key(model, event_id).encode())
-        if raw is None:
-            continue
-        event = decode_event(raw)
-        if start_ms <= event.timestamp_ms < end_ms:
+    tx = PartitionTransaction(store)
+    for index_key in indexed_in_range(tx, model, start_ms, end_ms, after):
+        event = tx.get(EVENTS, event_key(model, index_key[2]))
+        if event is not None and start_ms <= event.timestamp_ms < end_ms:
             rows.append(_row(event))
             if len(rows) >= limit:
-                return rows, index_key
+                return rows, HOURS.key.encode(index_key)
     return rows, None
 
 
@@ -206,12 +202,9 @@ def _row(event: StoredEvent) -> dict[str, Any]:
 
 def partition_counters(store: PartitionStore, model: str) -> dict[str, Any]:
     """One partition's counters of a model, with the updates still waiting for an insert."""
-    raw = store.get(COUNTERS, model.encode())
-    counters = ModelCounters() if raw is None else ModelCounters.from_dict(orjson.loads(raw))
-    waiting = sum(
-        len(parked.waiting(value))
-        for _, value in store.items(parked.PARKED, (model + "/").encode())
-    )
+    tx = PartitionTransaction(store)
+    counters = tx.get(COUNTERS, model) or ModelCounters()
+    waiting = sum(len(value) for _, value in tx.items(PARKED, (model + "/").encode()))
     return {**counters.to_dict(), "parked_updates": waiting}
 
 

@@ -8,11 +8,8 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from driftline.state import exact_json
+from driftline.state.deletions import DeletionState
 from driftline.state.models import ModelSpec
-
-RUNNING = "running"
-DONE = "done"
-WAITING_FOR_DAILY_CAP = "waiting_for_daily_cap"
 
 
 def deletion_status(
@@ -34,15 +31,15 @@ def deletion_status(
             continue
         requested += int(record.get("requested", 0))
         deleted += int(record.get("deleted", 0))
-        waiting = waiting or record.get("state") == WAITING_FOR_DAILY_CAP
-        if int(record.get("commands", 0)) >= wanted and record.get("state") == DONE:
+        waiting = waiting or record.get("state") == DeletionState.WAITING_FOR_DAILY_CAP
+        if int(record.get("commands", 0)) >= wanted and record.get("state") == DeletionState.DONE:
             done += 1
     if done == len(expected):
-        status = DONE
+        status = DeletionState.DONE
     elif waiting:
-        status = WAITING_FOR_DAILY_CAP
+        status = DeletionState.WAITING_FOR_DAILY_CAP
     else:
-        status = RUNNING
+        status = DeletionState.RUNNING
     return {
         "deletion_id": deletion_id,
         "status": status,

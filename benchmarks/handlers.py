@@ -4,7 +4,7 @@
 
 The same workload as ``benchmarks/metrics.py`` (a binary model with 20 float inputs and
 a baseline; a third of the messages are labels for the event before), cut into per
-partition batches the way the runner cuts them, and run through ``MergeHandler.handle``
+partition batches the way the runner cuts them, and run through ``MergeProcessor.handle``
 and each partition store's atomic write, then the partial snapshots through
 ``BinsHandler.handle`` and its tick. Rates are per CPU-second of this process
 (``time.process_time``), not wall-clock: with no broker involved and other work sharing
@@ -30,7 +30,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from benchmarks.metrics import MODEL, SPEC, baseline, event_value, label_value
 from driftline.agents.bins import BinsHandler
-from driftline.agents.merge import MergeHandler
+from driftline.agents.merge import MergeProcessor
 from driftline.agents.runtime import BatchResult, handled, ticked, tune_garbage_collector
 from driftline.state.baseline import profile_baseline
 from driftline.state.bins import HOUR_MS
@@ -109,7 +109,7 @@ def run(events: int, partitions: int, batch: int, workdir: Path) -> None:
     tune_garbage_collector()  # as the worker's runners do
     registered = registered_model()
     model_of = {MODEL: registered}.get
-    merge = MergeHandler(
+    merge = MergeProcessor(
         model_of,
         INGEST,
         DEAD,

@@ -3,8 +3,8 @@
     python benchmarks/parked.py [--waiting 200000] [--expired 1000]
 
 Parks ``--waiting`` updates (each for an id never inserted) in one partition store through
-``MergeHandler.handle``, ``--expired`` of them old enough to be due, then times one
-``MergeHandler.tick`` (which dead-letters the due ones) and a second, idle tick. The tick
+``MergeProcessor.handle``, ``--expired`` of them old enough to be due, then times one
+``MergeProcessor.tick`` (which dead-letters the due ones) and a second, idle tick. The tick
 runs every second on every partition: before the index by time it read every waiting
 update, and with 200k of them a tick took 1.2 s and the merge agent's throughput halved.
 """
@@ -22,7 +22,7 @@ from confluent_kafka import Message
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from driftline.agents.merge import MergeHandler
+from driftline.agents.merge import MergeProcessor
 from driftline.agents.runtime import handled, ticked
 from driftline.state.models import ModelSpec
 from driftline.state.registered import RegisteredModel
@@ -47,7 +47,7 @@ def main() -> None:
     parser.add_argument("--waiting", type=int, default=200_000)
     parser.add_argument("--expired", type=int, default=1_000)
     args = parser.parse_args()
-    handler = MergeHandler(
+    handler = MergeProcessor(
         {SPEC.key: RegisteredModel(SPEC)}.get, "ingest", "dead", 1 << 20, 100, TIMEOUT_S,
         "partials", 100_000, NoDeletions(), 1,
     )  # fmt: skip

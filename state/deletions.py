@@ -7,13 +7,23 @@ work is left. The API sums the partitions' records into the request's status.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, replace
+from enum import StrEnum
 from typing import Any
 
-RUNNING = "running"
-DONE = "done"
-# The model reached its daily cap of deleted events: the rest waits for the next UTC day.
-WAITING_FOR_DAILY_CAP = "waiting_for_daily_cap"
+from driftline.state.events import BatchMerge
+
+
+class DeletionState(StrEnum):
+    """Where a request stands on one partition; the API sums them into its ``status``
+    (the same words: SPEC, openapi.yaml)."""
+
+    RUNNING = "running"
+    DONE = "done"
+    # The model reached its daily cap of deleted events: the rest waits for the next UTC day.
+    WAITING_FOR_DAILY_CAP = "waiting_for_daily_cap"
+
 
 DAY_MS = 24 * 3600 * 1000
 
@@ -27,7 +37,7 @@ class DeletionRecord:
     # Distinct ids asked for (by ids), and of those, events found and deleted.
     requested: int = 0
     deleted: int = 0
-    state: str = RUNNING
+    state: DeletionState = DeletionState.RUNNING
     # Time range of a range deletion, UTC ms, start inclusive, end exclusive.
     start_ms: int = 0
     end_ms: int = 0
@@ -50,7 +60,7 @@ class DeletionRecord:
 
     @classmethod
     def from_dict(cls, raw: dict[str, Any]) -> DeletionRecord:
-        return cls(**raw)
+        return cls(**{**raw, "state": DeletionState(raw["state"])})
 
     def public(self) -> dict[str, Any]:
         """What the status endpoint shows."""
@@ -74,7 +84,7 @@ def ids_applied(
         commands=current.commands + 1,
         requested=current.requested + requested,
         deleted=current.deleted + deleted,
-        state=DONE,
+        state=DeletionState.DONE,
         last_offset=offset,
     )
 
@@ -90,12 +100,12 @@ def range_registered(
 
 def after_step(record: DeletionRecord, deleted: int, budget: int) -> DeletionRecord:
     """A step that used its whole budget may have left work; one that did not is the last."""
-    state = RUNNING if deleted >= budget else DONE
+    state = DeletionState.RUNNING if deleted >= budget else DeletionState.DONE
     return replace(record, deleted=record.deleted + deleted, state=state)
 
 
 def capped(record: DeletionRecord, day: int) -> DeletionRecord:
-    return replace(record, state=WAITING_FOR_DAILY_CAP, capped_day=day)
+    return replace(record, state=DeletionState.WAITING_FOR_DAILY_CAP, capped_day=day)
 
 
 def deferred(record: DeletionRecord) -> DeletionRecord:
@@ -103,15 +113,53 @@ def deferred(record: DeletionRecord) -> DeletionRecord:
 
 
 def resumed(record: DeletionRecord) -> DeletionRecord:
-    return replace(record, state=RUNNING, deferred=False)
+    return replace(record, state=DeletionState.RUNNING, deferred=False)
 
 
 def waiting(record: DeletionRecord) -> bool:
     """Whether the request waits for a tick to go on (the daily cap, or a deferred step)."""
-    return record.state == WAITING_FOR_DAILY_CAP or record.deferred
+    return record.state == DeletionState.WAITING_FOR_DAILY_CAP or record.deferred
 
 
 def resumable(record: DeletionRecord, today: int) -> bool:
     if record.deferred:
-        return record.state == RUNNING
-    return record.state == WAITING_FOR_DAILY_CAP and record.capped_day < today
+        return record.state == DeletionState.RUNNING
+    return record.state == DeletionState.WAITING_FOR_DAILY_CAP and record.capped_day < today
+
+
+@dataclass(frozen=True, slots=True)
+class RangeStep:
+    """One step of a time-range deletion: the record after it, and the events it deleted
+    (None: it could not run, the cap being unknown or reached)."""
+
+    record: DeletionRecord
+    deleted: int | None = None
+
+    @property
+    def last(self) -> bool:
+        """Whether the step left no work (so the partition's daily count is final)."""
+        return self.record.state == DeletionState.DONE
+
+
+def range_step(
+    merge: BatchMerge,
+    deletion_id: str,
+    record: DeletionRecord,
+    day: int,
+    budget: int | None,
+    candidates: Iterable[str],
+) -> RangeStep:
+    """Delete up to ``budget`` of the range's events (the daily cap's grant; None: the cap
+    could not be checked) among ``candidates``, events-table keys that may lie in it."""
+    if budget is None:
+        return RangeStep(deferred(record))
+    if budget <= 0:
+        return RangeStep(capped(record, day))
+    deleted = 0
+    for key in candidates:
+        if deleted >= budget:
+            break
+        if merge.erase_in_range(record.model, key, record.start_ms, record.end_ms,
+                                record.update_metrics, deletion_id):  # fmt: skip
+            deleted += 1
+    return RangeStep(after_step(record, deleted, budget), deleted)

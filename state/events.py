@@ -1,8 +1,10 @@
 """Merge rules: how inserts, partial updates and deletes change the stored events.
 
-Everything here is pure. ``merge_batch`` applies a batch of commands against an
-``EventStore`` view and returns a write-set (final value per touched key), so the caller
-writes each key once per batch however many messages touched it. Every stored
+Everything here is pure. A ``BatchMerge`` applies one batch's commands, in order, to
+``EventTables`` (in the merge processor, the batch's ``PartitionTransaction``, which reads
+the batch's own writes back and writes each key once when the batch commits), given the
+specs of the models the batch names (resolved by the processor beforehand: nothing here
+reaches the registry). Every stored
 event remembers the offset of the last message applied to it, and a message at or below
 that offset is a redelivery and changes nothing: that is what makes at-least-once
 delivery safe, and it is needed because an insert is not idempotent on its own (it
@@ -12,7 +14,7 @@ consumes the updates that were waiting for it).
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -71,23 +73,27 @@ class ExpiredUpdate:
     parked: ParkedUpdate
 
 
-class EventStore(Protocol):
+class EventTables(Protocol):
+    """The events and their waiting updates, as the batch has left them so far."""
+
     def get_event(self, key: str) -> StoredEvent | None: ...
 
+    def set_event(self, key: str, event: StoredEvent | None) -> None: ...
+
     def get_parked(self, key: str) -> tuple[ParkedUpdate, ...]: ...
+
+    def set_parked(self, key: str, parked: tuple[ParkedUpdate, ...]) -> None: ...
 
 
 @dataclass
 class MergeOutcome:
-    events: dict[str, StoredEvent | None] = field(default_factory=dict)
-    parked: dict[str, tuple[ParkedUpdate, ...]] = field(default_factory=dict)
     changes: list[EventChange] = field(default_factory=list)
     rejections: list[Rejection] = field(default_factory=list)
     # (model_key, column) -> how many values were dropped (updates of read-only columns,
     # columns the spec does not know).
     dropped_fields: Counter[tuple[str, str]] = field(default_factory=Counter)
-    # Every written key's event as the store held it before the batch: with ``events``,
-    # what the hour index must change.
+    # Every event key the batch wrote, with its event as the store held it before the
+    # batch: with the events after it, what the hour index must change.
     previous: dict[str, StoredEvent | None] = field(default_factory=dict)
     # deletion_id -> events this batch deleted for that deletion request.
     deleted: Counter[str] = field(default_factory=Counter)
@@ -133,20 +139,6 @@ def dropped_update_fields(spec: ModelSpec, columns: dict[str, JSONValue]) -> lis
     return [name for name in columns if name not in updatable]
 
 
-def merge_batch(
-    commands: Sequence[Command],
-    raw_values: Sequence[bytes],
-    store: EventStore,
-    spec_of: Callable[[str], ModelSpec | None],
-    parked_updates_per_event: int,
-) -> MergeOutcome:
-    """Apply ``commands`` in order; ``raw_values[c.ref]`` is the message of command ``c``."""
-    merge = BatchMerge(store, spec_of, parked_updates_per_event)
-    for command in commands:
-        merge.apply(command, raw_values[command.ref])
-    return merge.outcome
-
-
 def expire_parked(
     key: str, parked: tuple[ParkedUpdate, ...], now_ms: int, timeout_ms: int
 ) -> tuple[tuple[ParkedUpdate, ...], list[ExpiredUpdate]]:
@@ -162,21 +154,22 @@ def _already_applied(current: StoredEvent | None, command: Command) -> bool:
 
 
 class BatchMerge:
-    """Overlay of the batch's own writes on top of the store, so later commands see them."""
+    """One batch's commands applied in order: each reads what the ones before it wrote."""
 
     def __init__(
         self,
-        store: EventStore,
-        spec_of: Callable[[str], ModelSpec | None],
+        tables: EventTables,
+        specs: Mapping[str, ModelSpec],
         parked_updates_per_event: int,
     ) -> None:
-        self._store = store
-        self._spec_of = spec_of
+        self._tables = tables
+        self._specs = specs
         self._parked_limit = parked_updates_per_event
         self.outcome = MergeOutcome()
 
     def apply(self, command: Command, raw_value: bytes) -> None:
-        spec = self._spec_of(command.model_key)
+        """Apply one command; ``raw_value`` is its message (kept if the update waits)."""
+        spec = self._specs.get(command.model_key)
         if spec is None:
             self._reject(command, f"model {command.model_key!r} is not registered")
         elif isinstance(command, Insert):
@@ -188,7 +181,7 @@ class BatchMerge:
 
     def _insert(self, spec: ModelSpec, insert: Insert) -> None:
         key = event_key(insert.model_key, insert.event_id)
-        before = self._event(key)
+        before = self._tables.get_event(key)
         if _already_applied(before, insert):
             return
         after, dropped = inserted_event(spec, insert)
@@ -198,12 +191,12 @@ class BatchMerge:
             after, dropped = updated_event(spec, after, parked.update)
             self._count_dropped(spec, dropped)
         if waited:
-            self.outcome.parked[key] = later
+            self._tables.set_parked(key, later)
         self._write(spec.key, key, before, after)
 
     def _update(self, spec: ModelSpec, update: Update, raw_value: bytes) -> None:
         key = event_key(update.model_key, update.event_id)
-        current = self._event(key)
+        current = self._tables.get_event(key)
         if current is None:
             self._park(update, key, raw_value)
             return
@@ -215,27 +208,33 @@ class BatchMerge:
 
     def _delete(self, delete: Delete) -> None:
         key = event_key(delete.model_key, delete.event_id)
-        before = self._event(key)
+        before = self._tables.get_event(key)
         if _already_applied(before, delete):
             return
         waited, later = self._parked_split(key, delete.offset)
         if waited:
-            self.outcome.parked[key] = later
+            self._tables.set_parked(key, later)
         if before is not None:
             self._erase(delete.model_key, key, before, delete.update_metrics, delete.deletion_id)
 
-    def event(self, key: str) -> StoredEvent | None:
-        """The event as the batch left it so far (the store's, unless the batch wrote it)."""
-        return self._event(key)
-
-    def erase(self, model: str, key: str, update_metrics: bool, deletion_id: str) -> None:
-        """Delete an event found by a time-range deletion (if it is still there)."""
-        before = self._event(key)
-        if before is None:
-            return
-        if self._parked(key):
-            self.outcome.parked[key] = ()
+    def erase_in_range(
+        self,
+        model: str,
+        key: str,
+        start_ms: int,
+        end_ms: int,
+        update_metrics: bool,
+        deletion_id: str,
+    ) -> bool:
+        """Delete an event a time-range deletion found, if the batch has not deleted it or
+        moved it out of ``[start_ms, end_ms)`` meanwhile; whether it did."""
+        before = self._tables.get_event(key)
+        if before is None or not start_ms <= before.timestamp_ms < end_ms:
+            return False
+        if self._tables.get_parked(key):
+            self._tables.set_parked(key, ())
         self._erase(model, key, before, update_metrics, deletion_id)
+        return True
 
     def _erase(
         self,
@@ -251,7 +250,7 @@ class BatchMerge:
             self.outcome.deleted[deletion_id] += 1
 
     def _park(self, update: Update, key: str, raw_value: bytes) -> None:
-        waiting = self._parked(key)
+        waiting = self._tables.get_parked(key)
         if any(p.update.offset == update.offset for p in waiting):
             return
         if len(waiting) >= self._parked_limit:
@@ -262,7 +261,7 @@ class BatchMerge:
             )
             return
         parked = ParkedUpdate(update, raw_value)
-        self.outcome.parked[key] = (*waiting, parked)
+        self._tables.set_parked(key, (*waiting, parked))
 
     def _write(
         self,
@@ -274,7 +273,7 @@ class BatchMerge:
     ) -> None:
         """Store ``after``; the change goes to the metric bins unless told otherwise."""
         self._remember_previous(key, before)
-        self.outcome.events[key] = after
+        self._tables.set_event(key, after)
         if counts_in_metrics and before != after:
             self.outcome.changes.append(EventChange(model, before, after))
 
@@ -282,16 +281,6 @@ class BatchMerge:
         """The first write of a key in the batch sees what the store held."""
         if key not in self.outcome.previous:
             self.outcome.previous[key] = before
-
-    def _event(self, key: str) -> StoredEvent | None:
-        if key in self.outcome.events:
-            return self.outcome.events[key]
-        return self._store.get_event(key)
-
-    def _parked(self, key: str) -> tuple[ParkedUpdate, ...]:
-        if key in self.outcome.parked:
-            return self.outcome.parked[key]
-        return self._store.get_parked(key)
 
     def _parked_split(
         self, key: str, offset: int
@@ -302,7 +291,7 @@ class BatchMerge:
         being redelivered: it was parked after this message deleted the event, and it
         must stay parked rather than be applied to (or erased with) an older version.
         """
-        parked = self._parked(key)
+        parked = self._tables.get_parked(key)
         earlier = tuple(p for p in parked if p.update.offset < offset)
         if len(earlier) == len(parked):
             return earlier, ()

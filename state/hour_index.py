@@ -1,9 +1,10 @@
 """The hour index: which events of a model fall in which hour, per partition.
 
 A time-range deletion or an event slice must find a model's events in a range without
-scanning the whole events table. The index is a table next to the events whose keys sort
-by model, then hour, then event id, so one hour of one model is one prefix scan. It is
-kept in the same atomic batch as the events it indexes, so the two cannot disagree.
+scanning the whole events table. The index (``HOURS``, declared in
+``state.partition_tables``) is a table next to the events whose keys sort by model, then
+hour, then event id, so one hour of one model is one prefix scan. It is written in the
+same transaction as the events it indexes, so the two cannot disagree.
 """
 
 from __future__ import annotations
@@ -12,49 +13,37 @@ from collections.abc import Iterator, Mapping
 
 from driftline.state.bins import HOUR_MS
 from driftline.state.events import StoredEvent
-from driftline.state.store import PartitionStore
-
-HOURS = "hours"
-_SEP = "\x00"
-# Hours as fixed-width decimals sort in time order (good until the year 2^40 ms or so).
-_HOUR_DIGITS = 10
+from driftline.state.partition_tables import EVENTS, HOURS, HourKey, hour_prefix
+from driftline.state.tables import PartitionTransaction
 
 
-def hour_prefix(model: str, hour: int) -> bytes:
-    return f"{model}{_SEP}{hour:0{_HOUR_DIGITS}d}{_SEP}".encode()
-
-
-def index_key(model: str, event: StoredEvent) -> bytes:
-    return hour_prefix(model, event.timestamp_ms // HOUR_MS) + event.event_id.encode()
-
-
-def event_id_of(index_key_: bytes) -> str:
-    return index_key_.split(_SEP.encode(), 2)[2].decode()
+def index_key(model: str, event: StoredEvent) -> HourKey:
+    return model, event.timestamp_ms // HOUR_MS, event.event_id
 
 
 def indexed_in_range(
-    store: PartitionStore, model: str, start_ms: int, end_ms: int, after: bytes = b""
-) -> Iterator[tuple[bytes, str]]:
-    """(index key, event id) of the model's events in the hours that ``[start_ms, end_ms)``
-    touches, in index order, from the first key past ``after``.
+    tx: PartitionTransaction, model: str, start_ms: int, end_ms: int, after: bytes = b""
+) -> Iterator[HourKey]:
+    """Index keys of the model's events in the hours that ``[start_ms, end_ms)`` touches,
+    in index order, from the first key past the encoded key ``after``.
 
     Whole hours: an event near either end may lie outside the range, so the caller checks
     the event's own time.
     """
-    scope = f"{model}{_SEP}".encode()
+    scope = f"{model}\0".encode()
     first = hour_prefix(model, start_ms // HOUR_MS)
     if after:
-        first = max(first, after + _SEP.encode())
-    past = hour_prefix(model, (end_ms - 1) // HOUR_MS + 1)
-    for key, _ in store.items(HOURS, scope, start=first):
-        if key >= past:
+        first = max(first, after + b"\0")
+    last_hour = (end_ms - 1) // HOUR_MS
+    for key, _ in tx.items(HOURS, scope, start=first):
+        if key[1] > last_hour:
             return
-        yield key, event_id_of(key)
+        yield key
 
 
 def index_changes(
     previous: Mapping[str, StoredEvent | None], current: Mapping[str, StoredEvent | None]
-) -> Iterator[tuple[bytes, bool]]:
+) -> Iterator[tuple[HourKey, bool]]:
     """(index key, present) pairs that bring the index from ``previous`` to ``current``.
 
     Both map events-table keys (``project/model/event_id``) to the event before and after
@@ -72,3 +61,14 @@ def index_changes(
             yield old, False
         if new is not None:
             yield new, True
+
+
+def reindex(tx: PartitionTransaction, previous: Mapping[str, StoredEvent | None]) -> None:
+    """Bring the index in line with the events the batch wrote (``previous``: each written
+    key's event before the batch), once, when the batch's events are final."""
+    current = {key: tx.get(EVENTS, key) for key in previous}
+    for key, present in index_changes(previous, current):
+        if present:
+            tx.set(HOURS, key, b"")
+        else:
+            tx.delete(HOURS, key)

@@ -8,7 +8,165 @@ declare it here, and read and write it through the transaction.
 
 from __future__ import annotations
 
+import orjson
+
+from driftline.state import exact_json
+from driftline.state.counters import ModelCounters
+from driftline.state.deletions import DeletionRecord
+from driftline.state.events import StoredEvent
+from driftline.state.tables import BYTES, TEXT, Codec, Table
+
 # --- the merge stage (one store per ingest partition) ---------------------------------
+
+# Separates the parts of a composite key; no model key, event id or number holds it.
+_SEP = b"\x00"
+# Fixed-width decimals sort as numbers: milliseconds until the year 2286, offsets to
+# 10^20, hours until the year 2^40 ms or so.
+_MS_DIGITS = 13
+_OFFSET_DIGITS = 20
+_HOUR_DIGITS = 10
+
+
+def _event_bytes(event: StoredEvent) -> bytes:
+    return exact_json.dumps_tagged(event.to_dict())
+
+
+def _event_of(raw: bytes) -> StoredEvent:
+    return StoredEvent.from_dict(exact_json.loads_tagged(raw))
+
+
+# event key (``project/model/event_id``) -> the stored event
+EVENTS: Table[str, StoredEvent] = Table("events", TEXT, Codec(_event_bytes, _event_of))
+
+
+# An event's waiting updates as the ``parked`` table lists them: (offset, received_ms).
+Waiting = tuple[tuple[int, int], ...]
+
+
+def _waiting_of(raw: bytes) -> Waiting:
+    return tuple((offset, received) for offset, received in orjson.loads(raw))
+
+
+# event key -> which updates wait for its insert (a few bytes each, their count bounded
+# by DRIFTLINE_PARKED_UPDATES_PER_EVENT): the merge processor multi-gets it for every
+# batch, so it stays small; the updates themselves are in PARKED_UPDATES.
+PARKED: Table[str, Waiting] = Table("parked", TEXT, Codec(orjson.dumps, _waiting_of))
+
+# (event key, offset) of a waiting update
+UpdateKey = tuple[str, int]
+
+
+def _update_key_bytes(key: UpdateKey) -> bytes:
+    event, offset = key
+    return event.encode() + _SEP + str(offset).zfill(_OFFSET_DIGITS).encode()
+
+
+def _update_key_of(raw: bytes) -> UpdateKey:
+    event, offset = raw.rsplit(_SEP, 1)
+    return event.decode(), int(offset)
+
+
+# (event key, offset) -> the waiting update's original message, one record each, so that
+# no record grows with the updates an event waits for.
+PARKED_UPDATES: Table[UpdateKey, bytes] = Table(
+    "parked-updates", Codec(_update_key_bytes, _update_key_of), BYTES
+)
+
+# (received_ms, event key, offset) of a waiting update
+TimeKey = tuple[int, str, int]
+
+
+def _time_key_bytes(key: TimeKey) -> bytes:
+    received_ms, event, offset = key
+    return str(received_ms).zfill(_MS_DIGITS).encode() + _SEP + _update_key_bytes((event, offset))
+
+
+def _time_key_of(raw: bytes) -> TimeKey:
+    received, rest = raw.split(_SEP, 1)
+    event, offset = _update_key_of(rest)
+    return int(received), event, offset
+
+
+# (received_ms, event key, offset) -> b"": the tick finds the updates whose wait is over by
+# one range scan from the oldest, instead of reading every waiting update every second.
+PARKED_BY_TIME: Table[TimeKey, bytes] = Table(
+    "parked-by-time", Codec(_time_key_bytes, _time_key_of), BYTES
+)
+
+# (model key, hour since the epoch, event id) of an event
+HourKey = tuple[str, int, str]
+
+
+def hour_prefix(model: str, hour: int) -> bytes:
+    """The encoded HOURS keys of one model's events in one hour all start with this."""
+    return f"{model}\0{hour:0{_HOUR_DIGITS}d}\0".encode()
+
+
+def _hour_key_bytes(key: HourKey) -> bytes:
+    model, hour, event_id = key
+    return hour_prefix(model, hour) + event_id.encode()
+
+
+def _hour_key_of(raw: bytes) -> HourKey:
+    model, hour, event_id = raw.split(_SEP, 2)
+    return model.decode(), int(hour), event_id.decode()
+
+
+# (model key, hour, event id) -> b"": the hour index (``state.hour_index``); keys sort by
+# model, then hour, then event id, so one hour of one model is one prefix scan.
+HOURS: Table[HourKey, bytes] = Table("hours", Codec(_hour_key_bytes, _hour_key_of), BYTES)
+
+
+def _counters_bytes(counters: ModelCounters) -> bytes:
+    return orjson.dumps(counters.to_dict())
+
+
+def _counters_of(raw: bytes) -> ModelCounters:
+    return ModelCounters.from_dict(orjson.loads(raw))
+
+
+# model key -> the model's service counters in this partition (``state.counters``)
+COUNTERS: Table[str, ModelCounters] = Table("counters", TEXT, Codec(_counters_bytes, _counters_of))
+
+
+def _record_bytes(record: DeletionRecord) -> bytes:
+    return orjson.dumps(record.to_dict())
+
+
+def _record_of(raw: bytes) -> DeletionRecord:
+    return DeletionRecord.from_dict(orjson.loads(raw))
+
+
+# deletion id -> what this partition did of the request (``state.deletions``)
+DELETIONS: Table[str, DeletionRecord] = Table("deletions", TEXT, Codec(_record_bytes, _record_of))
+
+# deletion id -> b"": the deletions waiting for a tick (the daily cap, a deferred step);
+# the tick reads this small table, not every deletion the partition ever ran.
+DELETIONS_WAITING: Table[str, bytes] = Table("deletions-waiting", TEXT, BYTES)
+
+# (model key, UTC day) of a count of deleted events
+DayKey = tuple[str, int]
+
+
+def _day_key_bytes(key: DayKey) -> bytes:
+    model, day = key
+    return f"{model}\0{day}".encode()
+
+
+def _day_key_of(raw: bytes) -> DayKey:
+    model, _, day = raw.decode().rpartition("\0")
+    return model, int(day)
+
+
+def _count_bytes(count: int) -> bytes:
+    return str(count).encode()
+
+
+# (model key, UTC day) -> events this partition deleted by time range that day: the daily
+# cap's exact count; Redis holds a copy that the partition sets (agents.deletion_budget).
+DELETED_PER_DAY: Table[DayKey, int] = Table(
+    "deleted-per-day", Codec(_day_key_bytes, _day_key_of), Codec(_count_bytes, int)
+)
 
 
 # --- the bins stage (one store per bin-partials partition) ----------------------------

@@ -17,7 +17,6 @@ from typing import Any
 
 import pytest
 
-from driftline.agents.merge import EVENTS
 from driftline.internal_secret import HEADER, internal_secret
 from driftline.settings import Settings
 from driftline.stack import LocalKafka, LocalRedis
@@ -25,6 +24,7 @@ from driftline.stack.kafka import free_broker_port, free_port
 from driftline.stack.redis import redis_answers
 from driftline.stack.worker import WorkerProcess
 from driftline.state import exact_json
+from driftline.state.partition_tables import EVENTS
 from driftline.state.store import split_store_key
 from driftline.topics.progress import merge_progress
 from driftline.topics.reading import read_topic
@@ -174,7 +174,7 @@ def stored_events(settings: Settings) -> dict[str, tuple[int, dict[str, Any]]]:
     events = {}
     for raw_key, value in table.items():
         name, _ = split_store_key(raw_key)
-        if name == EVENTS and value is not None:
+        if name == EVENTS.name and value is not None:
             stored = exact_json.loads_tagged(value)
             events[stored["id"]] = (stored["ts"], stored["cols"])
     return events

@@ -1,10 +1,10 @@
-"""Deletion requests in the merge agent: by ids, by time range in steps, under a daily cap.
+"""Deletion requests in the merge processor: by ids, by time range in steps, under a daily cap.
 
-The handler runs on a real partition store (RocksDB in a temporary directory) with
-messages as the broker would deliver them; its continuation messages are fed back to it
-as the ingest topic would. What is checked is computed apart from the handler: the
-expected survivors from the published rows, the expected bins with ``bins_of``, the hour
-index from the events table.
+The processor runs through the ``ProcessorDriver`` on a real partition store (RocksDB in a
+temporary directory) with messages as the broker would deliver them; its continuation
+messages are fed back to it as the ingest topic would. What is checked is computed apart
+from the processor: the expected survivors from the published rows, the expected bins
+with ``bins_of``, the hour index from the events table.
 """
 
 from __future__ import annotations
@@ -15,24 +15,24 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
-import orjson
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from driftline.agents.deletions import DELETIONS, WAITING
-from driftline.agents.merge import EVENTS, MergeHandler
+from driftline.agents.driver import Input, ProcessorDriver
+from driftline.agents.merge import MergeProcessor
 from driftline.agents.partials import PARTIALS
-from driftline.agents.runtime import BatchResult, Outgoing, handled, ticked
+from driftline.agents.runtime import Outgoing
 from driftline.state import exact_json
 from driftline.state.baseline import profile_baseline
 from driftline.state.bins import HOUR_MS, ContributionRules, Counters, bins_of
-from driftline.state.deletions import DAY_MS, DONE, RUNNING, WAITING_FOR_DAILY_CAP, DeletionRecord
+from driftline.state.deletions import DAY_MS, DeletionRecord, DeletionState
 from driftline.state.events import StoredEvent
-from driftline.state.hour_index import HOURS, index_key
+from driftline.state.hour_index import index_key
 from driftline.state.models import ColumnType, ModelSpec, Task
+from driftline.state.partition_tables import DELETIONS, DELETIONS_WAITING, EVENTS, HOURS
 from driftline.state.registered import RegisteredModel
-from driftline.state.store import PartitionStore
+from driftline.state.tables import PartitionTransaction
 from driftline.topics.messages import (
     deletion_key,
     encode_delete_ids,
@@ -40,7 +40,6 @@ from driftline.topics.messages import (
     encode_ingest,
     ingest_key,
 )
-from tests.fakes import FakeMessage
 
 INGEST = "ingest"
 SPEC = ModelSpec(
@@ -58,6 +57,8 @@ REGISTERED = RegisteredModel(
 )
 RULES = {MODEL: ContributionRules(SPEC, REGISTERED.baseline)}
 HOUR0 = 1_700_000_000_000 // HOUR_MS * HOUR_MS
+RUNNING, DONE = DeletionState.RUNNING, DeletionState.DONE
+WAITING_FOR_DAILY_CAP = DeletionState.WAITING_FOR_DAILY_CAP
 
 
 class MemoryBudget:
@@ -83,38 +84,39 @@ class MemoryBudget:
 
 
 class Partition:
-    """One ingest partition: its log, the handler and the store, applied batch by batch."""
+    """One ingest partition in the driver: its log, consumed batch by batch, continuations
+    fed back to it; the driver's clock is the processor's only one."""
 
     def __init__(self, path: Path, batch_size: int = 100_000, cap: int = 10**9) -> None:
-        self.store = PartitionStore(path)
         self.budget = MemoryBudget(cap)
-        self.now_ms = int(time.time() * 1000)
-        self.handler = MergeHandler(
+        processor = MergeProcessor(
             model_of={MODEL: REGISTERED}.get, ingest_topic=INGEST, dead_letter_topic="dlq",
             max_event_bytes=1 << 20, parked_updates_per_event=10, parked_update_timeout_s=60,
             bin_partials_topic="partials", deletion_batch_size=batch_size,
-            deletion_budget=self.budget, ingest_partitions=1, clock_ms=lambda: self.now_ms,
+            deletion_budget=self.budget, ingest_partitions=1,
         )  # fmt: skip
-        self.log: list[FakeMessage] = []
+        self.driver = ProcessorDriver(processor, path, INGEST, now_ms=int(time.time() * 1000))
+        self.store = self.driver.store(0)
+        self.log = self.driver.partition(0).log
         self.position = 0
         self.dead_letters: list[Outgoing] = []
 
     def send(self, key: bytes, value: bytes) -> None:
-        self.log.append(FakeMessage(key, value, len(self.log), HOUR0, topic_=INGEST))
+        self.driver.message(0, Input(key, value, timestamp_ms=HOUR0))
 
     def run(self, batch: int = 50) -> None:
         """Consume the log to its end (continuations included), ``batch`` messages at a time."""
         while self.position < len(self.log):
             messages = self.log[self.position : self.position + batch]
             self.position += len(messages)
-            self.apply(handled(self.handler, 0, messages, self.store, self.now_ms))
+            self.apply(self.driver.process(messages))
 
     def tick(self, now_ms: int) -> None:
-        self.apply(ticked(self.handler, 0, self.store, now_ms))
+        self.driver.now_ms = now_ms
+        self.apply(self.driver.tick())
 
-    def apply(self, result: BatchResult) -> None:
-        self.store.write(result.writes, self.store.checkpoint().following(self.position))
-        for out in result.outgoing:
+    def apply(self, outgoing: list[Outgoing]) -> None:
+        for out in outgoing:
             if out.topic == INGEST:
                 assert out.key is not None
                 assert out.value is not None
@@ -122,11 +124,12 @@ class Partition:
             elif out.topic == "dlq":
                 self.dead_letters.append(out)
 
+    def tables(self) -> PartitionTransaction:
+        """The partition's tables as the last batch left them."""
+        return PartitionTransaction(self.store)
+
     def events(self) -> dict[str, StoredEvent]:
-        return {
-            orjson.loads(raw)["id"]: StoredEvent.from_dict(orjson.loads(raw))
-            for _, raw in self.store.items(EVENTS)
-        }
+        return {event.event_id: event for _, event in self.tables().items(EVENTS)}
 
     def bins(self) -> dict[Any, Counters]:
         found = {}
@@ -136,16 +139,19 @@ class Partition:
         return found
 
     def record(self, deletion_id: str) -> DeletionRecord:
-        raw = self.store.get(DELETIONS, deletion_id.encode())
-        assert raw is not None
-        return DeletionRecord.from_dict(orjson.loads(raw))
+        record = self.tables().get(DELETIONS, deletion_id)
+        assert record is not None
+        return record
+
+    def waiting(self) -> list[str]:
+        return [deletion_id for deletion_id, _ in self.tables().items(DELETIONS_WAITING)]
 
 
 @pytest.fixture
 def partition(tmp_path: Path) -> Iterator[Partition]:
     created = Partition(tmp_path / "p0", batch_size=7)
     yield created
-    created.store.close()
+    created.driver.close()
 
 
 def publish(partition: Partition, rows: list[tuple[str, int]], label: bool = False) -> None:
@@ -178,8 +184,8 @@ def test_a_range_deletion_runs_in_steps_and_retracts_exactly(partition: Partitio
     assert {i: e.timestamp_ms for i, e in partition.events().items()} == survivors
     record = partition.record("d1")
     assert (record.state, record.deleted) == (DONE, len(rows) - len(survivors))
-    # Steps of 7 events: the continuations the handler sent itself show it went in steps.
-    continuations = [m for m in partition.log if b"delete_continue" in m.value()]
+    # Steps of 7 events: the continuations the processor sent itself show it went in steps.
+    continuations = [m for m in partition.log if b"delete_continue" in (m.value() or b"")]
     assert len(continuations) == (len(rows) - len(survivors)) // 7
     expected = bins_of(RULES, [(MODEL, e) for e in partition.events().values()])
     assert partition.bins() == expected
@@ -217,18 +223,17 @@ def test_the_daily_cap_pauses_a_deletion_until_the_next_utc_day(tmp_path: Path) 
     assert (record.state, record.deleted, len(partition.events())) == (
         WAITING_FOR_DAILY_CAP, 10, 8,
     )  # fmt: skip
-    assert [key for key, _ in partition.store.items(WAITING)] == [b"d1"]
+    assert partition.waiting() == ["d1"]
     partition.tick(now_ms=(record.capped_day + 0) * DAY_MS + 1000)  # same day: nothing
     partition.run()
     assert partition.record("d1").state == WAITING_FOR_DAILY_CAP
-    partition.now_ms = (record.capped_day + 1) * DAY_MS + 1000
-    partition.tick(now_ms=partition.now_ms)
+    partition.tick(now_ms=(record.capped_day + 1) * DAY_MS + 1000)  # the clock moves on
     assert partition.record("d1").state == RUNNING
     partition.run()
     assert (partition.record("d1").state, partition.record("d1").deleted) == (DONE, 18)
-    assert list(partition.store.items(WAITING)) == []
+    assert partition.waiting() == []
     assert partition.events() == {}
-    partition.store.close()
+    partition.driver.close()
 
 
 def test_a_step_that_cannot_check_the_cap_waits_for_the_next_tick(tmp_path: Path) -> None:
@@ -240,15 +245,15 @@ def test_a_step_that_cannot_check_the_cap_waits_for_the_next_tick(tmp_path: Path
     record = partition.record("d1")
     assert (record.state, record.deleted, record.deferred) == (RUNNING, 0, True)
     assert len(partition.events()) == 10
-    partition.tick(now_ms=partition.now_ms)
+    partition.tick(now_ms=partition.driver.now_ms)
     partition.run()
     assert partition.record("d1").deleted == 0  # still down: deferred again
     partition.budget.answers = True
-    partition.tick(now_ms=partition.now_ms)
+    partition.tick(now_ms=partition.driver.now_ms)
     partition.run()
     assert (partition.record("d1").state, partition.record("d1").deleted) == (DONE, 10)
-    assert list(partition.store.items(WAITING)) == []
-    partition.store.close()
+    assert partition.waiting() == []
+    partition.driver.close()
 
 
 def test_the_daily_counts_come_back_after_redis_is_wiped(tmp_path: Path) -> None:
@@ -258,15 +263,15 @@ def test_the_daily_counts_come_back_after_redis_is_wiped(tmp_path: Path) -> None
     partition.run()
     assert partition.record("d1").deleted == 5
     partition.budget.fields.clear()  # FLUSHALL
-    partition.tick(now_ms=partition.now_ms)
-    day = partition.now_ms // DAY_MS
+    partition.tick(now_ms=partition.driver.now_ms)
+    day = partition.driver.now_ms // DAY_MS
     assert partition.budget.fields == {(MODEL, day): {0: 5}}
     delete_range(partition, "d2", HOUR0 + HOUR_MS, HOUR0 + 2 * HOUR_MS, metrics=True)
     partition.run()
     assert (partition.record("d2").state, partition.record("d2").deleted) == (
         WAITING_FOR_DAILY_CAP, 1,
     )  # fmt: skip
-    partition.store.close()
+    partition.driver.close()
 
 
 def test_delete_by_ids_counts_each_event_once_and_ignores_a_redelivery(
@@ -277,8 +282,7 @@ def test_delete_by_ids_counts_each_event_once_and_ignores_a_redelivery(
     message = encode_delete_ids("shop", "fraud", "d1", ids, True)
     partition.send(deletion_key("shop", "fraud"), message)
     partition.run()
-    again = FakeMessage(deletion_key("shop", "fraud"), message, partition.log[-1].offset(), HOUR0)
-    partition.apply(handled(partition.handler, 0, [again], partition.store, partition.now_ms))
+    partition.apply(partition.driver.process([partition.log[-1]]))  # redelivered
     assert sorted(partition.events()) == sorted(f"e{i}" for i in range(10) if i not in (1, 2))
     record = partition.record("d1")
     assert (record.kind, record.commands, record.deleted, record.state) == ("ids", 1, 2, DONE)
@@ -288,7 +292,7 @@ def test_a_deletion_for_an_unregistered_model_is_dead_lettered(partition: Partit
     partition.send(b"shop/nope", encode_delete_range("shop", "nope", "d1", 0, HOUR_MS, True))
     partition.run()
     assert len(partition.dead_letters) == 1
-    assert partition.store.get(DELETIONS, b"d1") is None
+    assert partition.tables().get(DELETIONS, "d1") is None
 
 
 operations = st.lists(
@@ -322,9 +326,9 @@ def test_the_hour_index_always_matches_the_events_table(
             value = encode_ingest("delete", "shop", "fraud", event_id)
         partition.send(key, value)
     partition.run(batch)
-    indexed = {raw_key for raw_key, _ in partition.store.items(HOURS)}
+    indexed = {key for key, _ in partition.tables().items(HOURS)}
     assert indexed == {index_key(MODEL, event) for event in partition.events().values()}
-    partition.store.close()
+    partition.driver.close()
 
 
 def test_a_range_deletes_from_its_start_inclusive_to_its_end_exclusive(
@@ -361,4 +365,4 @@ def test_a_malformed_deletion_request_is_dead_lettered_with_its_reason(
     assert letter.value == value
     assert reason in dict(letter.headers or [])["driftline.reason"].decode()
     assert list(partition.events()) == ["kept"]
-    assert partition.store.get(DELETIONS, b"d1") is None
+    assert partition.tables().get(DELETIONS, "d1") is None

@@ -2,21 +2,21 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from driftline.agents import parked
-from driftline.agents.merge import EVENTS, MergeHandler
-from driftline.agents.runtime import BatchResult, handled, ticked
+from driftline.agents.driver import DriverPartition, Input, ProcessorDriver
+from driftline.agents.merge import MergeProcessor
+from driftline.agents.runtime import Outgoing
 from driftline.state.models import ModelSpec
+from driftline.state.partition_tables import EVENTS, PARKED, PARKED_BY_TIME, PARKED_UPDATES
 from driftline.state.registered import RegisteredModel
-from driftline.state.store import PartitionStore
+from driftline.state.store import Checkpoint, PartitionStore, Write
 from driftline.topics.clients import RECORD_MAX_BYTES
 from driftline.topics.messages import encode_ingest, ingest_key
-from tests.fakes import FakeMessage
 
 SPEC = ModelSpec(
     project_id="shop", model_id="fraud", inputs=("age",), outputs=(), targets=("label",),
@@ -26,7 +26,8 @@ TIMEOUT_S = 60.0
 
 
 class CountingStore(PartitionStore):
-    """Counts what ``items`` hands out, per table."""
+    """Counts what ``items`` hands out, per table; checks that every record it is given
+    fits the broker's limit (it goes to the changelog too)."""
 
     def __init__(self, path: Path) -> None:
         super().__init__(path)
@@ -36,6 +37,12 @@ class CountingStore(PartitionStore):
         for pair in super().items(table, prefix, start):
             self.read[table] = self.read.get(table, 0) + 1
             yield pair
+
+    def write(self, writes: Iterable[Write], checkpoint: Checkpoint) -> None:
+        writes = list(writes)
+        for write in writes:
+            assert len(write.key) + len(write.value or b"") <= RECORD_MAX_BYTES
+        super().write(writes, checkpoint)
 
 
 class NoBudget:
@@ -47,53 +54,53 @@ class NoBudget:
 
 
 class Partition:
+    """Partition 0 of the merge processor in the driver, on a store that counts its reads."""
+
     def __init__(self, path: Path) -> None:
-        self.store = CountingStore(path)
-        self.handler = MergeHandler(
+        processor = MergeProcessor(
             model_of={SPEC.key: RegisteredModel(SPEC)}.get, ingest_topic="ingest",
             dead_letter_topic="dlq", max_event_bytes=1 << 20, parked_updates_per_event=100,
             parked_update_timeout_s=TIMEOUT_S, bin_partials_topic="partials",
             deletion_batch_size=10, deletion_budget=NoBudget(),
             ingest_partitions=1,
         )  # fmt: skip
-        self.offset = 0
+        self.driver = ProcessorDriver(processor, path, "ingest")
+        self.store = CountingStore(path / "0")
+        self.driver.partitions[0] = DriverPartition(self.store)
         self.dead_letters: list[bytes] = []
 
     def send(self, op: str, event_id: str, columns: dict[str, Any], at_ms: int) -> None:
         value = encode_ingest(op, "shop", "fraud", event_id, columns)
-        message = FakeMessage(ingest_key("shop", "fraud", event_id), value, self.offset, at_ms)
-        self.offset += 1
-        self.apply(handled(self.handler, 0, [message], self.store, at_ms))
+        self.driver.now_ms = at_ms
+        self.keep(self.driver.send([Input(ingest_key("shop", "fraud", event_id), value)]))
 
     def tick(self, now_ms: int) -> None:
         self.store.read.clear()
-        self.apply(ticked(self.handler, 0, self.store, now_ms))
+        self.driver.now_ms = now_ms
+        self.keep(self.driver.tick())
 
-    def apply(self, result: BatchResult) -> None:
-        for write in result.writes:
-            assert len(write.key) + len(write.value or b"") <= RECORD_MAX_BYTES
-        self.store.write(result.writes, self.store.checkpoint().following(self.offset))
-        self.dead_letters += [out.value or b"" for out in result.outgoing if out.topic == "dlq"]
+    def keep(self, outgoing: list[Outgoing]) -> None:
+        self.dead_letters += [out.value or b"" for out in outgoing if out.topic == "dlq"]
 
 
 @pytest.fixture
 def partition(tmp_path: Path) -> Iterator[Partition]:
-    created = Partition(tmp_path / "p")
+    created = Partition(tmp_path)
     yield created
-    created.store.close()
+    created.driver.close()
 
 
 def test_each_waiting_update_is_a_record_of_its_own(partition: Partition) -> None:
     for i in range(20):
         partition.send("update", "late", {"note": str(i) * 60_000}, at_ms=1_000 + i)
-    records = list(partition.store.items(parked.PARKED_UPDATES))
+    records = list(partition.store.items(PARKED_UPDATES.name))
     assert len(records) == 20
-    (summary,) = partition.store.items(parked.PARKED)
+    (summary,) = partition.store.items(PARKED.name)
     assert len(summary[1]) < 1_000  # offsets and times only, however large the updates
     partition.send("insert", "late", {"age": 3}, at_ms=5_000)
-    assert list(partition.store.items(parked.PARKED_UPDATES)) == []
-    assert list(partition.store.items(parked.PARKED_BY_TIME)) == []
-    (stored,) = partition.store.items(EVENTS)
+    assert list(partition.store.items(PARKED_UPDATES.name)) == []
+    assert list(partition.store.items(PARKED_BY_TIME.name)) == []
+    (stored,) = partition.store.items(EVENTS.name)
     assert b'"note":"' + b"19" * 60_000 in stored[1]
 
 
@@ -104,9 +111,9 @@ def test_the_tick_reads_only_the_updates_whose_wait_is_over(partition: Partition
     timeout_ms = int(TIMEOUT_S * 1000)
     partition.tick(now_ms=10_000 + timeout_ms + 4_500)  # the first five are due
     assert len(partition.dead_letters) == 5
-    assert partition.store.read.get(parked.PARKED_BY_TIME, 0) <= 6
-    assert partition.store.read.get(parked.PARKED, 0) == 0  # no scan of every waiting event
+    assert partition.store.read.get(PARKED_BY_TIME.name, 0) <= 6
+    assert partition.store.read.get(PARKED.name, 0) == 0  # no scan of every waiting event
     partition.tick(now_ms=10_000 + timeout_ms + 4_500)
     assert len(partition.dead_letters) == 5  # each once
-    remaining = list(partition.store.items(parked.PARKED_BY_TIME))
+    remaining = list(partition.store.items(PARKED_BY_TIME.name))
     assert len(remaining) == waiting - 5

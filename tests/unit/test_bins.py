@@ -23,9 +23,9 @@ from driftline.state.bins import (
     change_deltas,
 )
 from driftline.state.commands import Command, Delete, Insert, Update
-from driftline.state.events import MergeOutcome, StoredEvent, merge_batch
+from driftline.state.events import MergeOutcome, StoredEvent
 from driftline.state.models import ColumnType, ModelSpec, Task
-from tests.unit.test_merge_rules import DictStore
+from tests.unit.test_merge_rules import DictStore, merged
 
 BINARY = ModelSpec(
     project_id="p",
@@ -140,8 +140,7 @@ def merged_in_batches(
     start = 0
     for cut in [*cuts, len(sequence)]:
         batch = [replace(c, ref=i) for i, c in enumerate(sequence[start:cut])]
-        outcome = merge_batch(batch, [b"{}"] * len(batch), store, SPECS.get, 10)
-        store.write(outcome)
+        outcome = merged(batch, [b"{}"] * len(batch), store, SPECS, 10)
         outcomes.append(outcome)
         start = cut
     final = [(key.rsplit("/", 1)[0], event) for key, event in store.events.items()]
@@ -181,7 +180,7 @@ def kept_by_deletes(sequence: list[Command]) -> list[tuple[str, StoredEvent]]:
     kept = []
     for command in sequence:
         before = dict(store.events)
-        store.write(merge_batch([replace(command, ref=0)], [b"{}"], store, SPECS.get, 10))
+        merged([replace(command, ref=0)], [b"{}"], store, SPECS, 10)
         if isinstance(command, Delete) and not command.update_metrics:
             key = f"{command.model_key}/{command.event_id}"
             if key in before and key not in store.events:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -10,12 +11,12 @@ from hypothesis import strategies as st
 
 from driftline.state.commands import Command, Delete, Insert, Update, event_key
 from driftline.state.events import (
-    EventStore,
+    BatchMerge,
+    EventTables,
     MergeOutcome,
     ParkedUpdate,
     StoredEvent,
     expire_parked,
-    merge_batch,
 )
 from driftline.state.models import ModelSpec
 from tests.reference_model import ReferenceEvents
@@ -34,34 +35,50 @@ PARK_LIMIT = 3
 
 
 @dataclass
-class DictStore(EventStore):
+class DictStore(EventTables):
+    """The merge rules' tables as two dicts (the processor's are its transaction's)."""
+
     events: dict[str, StoredEvent] = field(default_factory=dict)
     parked: dict[str, tuple[ParkedUpdate, ...]] = field(default_factory=dict)
 
     def get_event(self, key: str) -> StoredEvent | None:
         return self.events.get(key)
 
+    def set_event(self, key: str, event: StoredEvent | None) -> None:
+        if event is None:
+            self.events.pop(key, None)
+        else:
+            self.events[key] = event
+
     def get_parked(self, key: str) -> tuple[ParkedUpdate, ...]:
         return self.parked.get(key, ())
 
-    def write(self, outcome: MergeOutcome) -> None:
-        for key, event in outcome.events.items():
-            if event is None:
-                self.events.pop(key, None)
-            else:
-                self.events[key] = event
-        for key, parked in outcome.parked.items():
-            if parked:
-                self.parked[key] = parked
-            else:
-                self.parked.pop(key, None)
+    def set_parked(self, key: str, parked: tuple[ParkedUpdate, ...]) -> None:
+        if parked:
+            self.parked[key] = parked
+        else:
+            self.parked.pop(key, None)
+
+
+def merged(
+    commands: Sequence[Command],
+    raw_values: Sequence[bytes],
+    store: DictStore,
+    specs: Mapping[str, ModelSpec],
+    parked_updates_per_event: int,
+) -> MergeOutcome:
+    """One batch merged into ``store``; ``raw_values[c.ref]`` is the message of ``c``."""
+    merge = BatchMerge(store, specs, parked_updates_per_event)
+    for command in commands:
+        merge.apply(command, raw_values[command.ref])
+    return merge.outcome
 
 
 def run(commands: list[Command], store: DictStore | None = None) -> DictStore:
     store = store or DictStore()
     raws = [b'{"raw": %d}' % i for i in range(len(commands))]
     in_batch = [replace(c, ref=i) for i, c in enumerate(commands)]
-    store.write(merge_batch(in_batch, raws, store, {MODEL: SPEC}.get, PARK_LIMIT))
+    merged(in_batch, raws, store, {MODEL: SPEC}, PARK_LIMIT)
     return store
 
 
@@ -146,11 +163,10 @@ def test_update_changes_only_targets_and_metadata_and_reports_the_rest() -> None
     )
     store = DictStore()
     raws = [b"{}", b"{}"]
-    outcome = merge_batch(
-        at_offsets([insert, replace(update, ref=1)]), raws, store, {MODEL: SPEC}.get, PARK_LIMIT
+    outcome = merged(
+        at_offsets([insert, replace(update, ref=1)]), raws, store, {MODEL: SPEC}, PARK_LIMIT
     )
-    stored = outcome.events[event_key(MODEL, "e1")]
-    assert stored is not None
+    stored = store.events[event_key(MODEL, "e1")]
     assert stored.columns == {"age": 30, "score": 0.9, "label": 1, "uri": "u"}
     assert stored.timestamp_ms == 1000
     assert stored.ingested_ms == 5
@@ -169,9 +185,7 @@ def test_explicit_null_clears_and_omitted_fields_stay() -> None:
 
 def test_update_with_timestamp_moves_the_event_and_reports_both_states() -> None:
     store = run([Insert(MODEL, "e1", {"age": 1}, 3_600_000, 10, 0)])
-    outcome = merge_batch(
-        [Update(MODEL, "e1", {}, 7_200_000, 11, 1)], [b"{}"], store, {MODEL: SPEC}.get, 3
-    )
+    outcome = merged([Update(MODEL, "e1", {}, 7_200_000, 11, 1)], [b"{}"], store, {MODEL: SPEC}, 3)
     (change,) = outcome.changes
     assert change.before is not None
     assert change.after is not None
@@ -187,15 +201,14 @@ def test_reinserting_a_labelled_event_replaces_it_label_included() -> None:
     run([Update(MODEL, "e1", {"label": 1}, None, 6, 1)], store)
     assert store.events[key].columns == {"age": 30, "label": 1, "uri": "u"}
 
-    outcome = merge_batch(
+    outcome = merged(
         [Insert(MODEL, "e1", {"age": 31, "label": None}, None, 9_000, 2)],
-        [b"{}"], store, {MODEL: SPEC}.get, PARK_LIMIT,
+        [b"{}"], store, {MODEL: SPEC}, PARK_LIMIT,
     )  # fmt: skip
     (change,) = outcome.changes
     assert change.before is not None
     assert change.before.columns["label"] == 1  # retracted from its bin
-    replaced = outcome.events[key]
-    assert replaced is not None
+    replaced = store.events[key]
     assert replaced.columns == {"age": 31, "label": None}
     assert replaced.timestamp_ms == 9_000
 
@@ -218,7 +231,7 @@ def test_update_before_insert_waits_then_applies_in_order() -> None:
 def test_parked_updates_beyond_the_limit_are_rejected_with_a_reason() -> None:
     commands: list[Command] = [Update(MODEL, "e1", {"label": i}, None, i, 0) for i in range(5)]
     numbered = [replace(c, ref=i) for i, c in enumerate(at_offsets(commands))]
-    outcome = merge_batch(numbered, [b"{}"] * 5, DictStore(), {MODEL: SPEC}.get, PARK_LIMIT)
+    outcome = merged(numbered, [b"{}"] * 5, DictStore(), {MODEL: SPEC}, PARK_LIMIT)
     assert [r.ref for r in outcome.rejections] == [3, 4]
     assert "already 3 updates wait" in outcome.rejections[0].reason
 
@@ -237,7 +250,7 @@ def test_delete_removes_event_and_its_waiting_updates() -> None:
     store = run(
         [Insert(MODEL, "e1", {"age": 1}, 10, 10, 0), Update(MODEL, "e2", {"label": 1}, None, 11, 1)]
     )
-    outcome = merge_batch(
+    outcome = merged(
         [
             Delete(MODEL, "e1", 12, 2),
             Delete(MODEL, "e2", 12, 3, 1),
@@ -245,10 +258,9 @@ def test_delete_removes_event_and_its_waiting_updates() -> None:
         ],
         [b"{}"] * 3,
         store,
-        {MODEL: SPEC}.get,
+        {MODEL: SPEC},
         3,
     )
-    store.write(outcome)
     assert store.events == {}
     assert store.parked == {}
     # update_metrics defaults to false (SPEC §2): the bins keep the event's contribution.
@@ -257,23 +269,24 @@ def test_delete_removes_event_and_its_waiting_updates() -> None:
 
 def test_a_delete_with_update_metrics_retracts_the_event_and_counts_for_its_request() -> None:
     store = run([Insert(MODEL, "e1", {"age": 1}, 10, 10, 0)])
-    outcome = merge_batch(
+    outcome = merged(
         [Delete(MODEL, "e1", 12, 1, 0, True, "d1"), Delete(MODEL, "e1", 12, 2, 1, True, "d1")],
         [b"{}"] * 2,
         store,
-        {MODEL: SPEC}.get,
+        {MODEL: SPEC},
         3,
     )
     assert [(c.before is not None, c.after) for c in outcome.changes] == [(True, None)]
     assert outcome.deleted == {"d1": 1}
-    assert outcome.events == {event_key(MODEL, "e1"): None}
+    assert list(outcome.previous) == [event_key(MODEL, "e1")]  # the one key written
+    assert store.events == {}
 
 
 def test_unknown_model_is_rejected() -> None:
-    outcome = merge_batch(
-        [Insert("p/other", "e1", {}, None, 1, 0)], [b"{}"], DictStore(), {MODEL: SPEC}.get, 3
-    )
-    assert outcome.events == {}
+    store = DictStore()
+    outcome = merged([Insert("p/other", "e1", {}, None, 1, 0)], [b"{}"], store, {MODEL: SPEC}, 3)
+    assert outcome.previous == {}
+    assert store.events == {}
     assert outcome.rejections[0].reason == "model 'p/other' is not registered"
 
 

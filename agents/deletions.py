@@ -130,8 +130,8 @@ class DeletionRequests:
         record: DeletionRecord,
         now_ms: int,
     ) -> DeletionRecord:
-        """One step within the model's daily cap; the partition's count of the day kept
-        exact in its own table, and set in Redis once the range is done."""
+        """One step within the model's daily cap; the partition's count of the day is kept
+        exact in its own table (Redis holds a copy, see ``agents.deletion_budget``)."""
         model, day = record.model, now_ms // DAY_MS
         already = tx.get(DELETED_PER_DAY, (model, day)) or 0
         budget = self._budget.grant(model, day, partition, already, self._batch_size)
@@ -139,7 +139,7 @@ class DeletionRequests:
                           _range_candidates(tx, merge, record))  # fmt: skip
         if step.deleted is not None:
             tx.set(DELETED_PER_DAY, (model, day), already + step.deleted)
-            if step.last:
+            if step.left_grant_unused:
                 self._budget.publish(partition, day, {model: already + step.deleted})
         return step.record
 

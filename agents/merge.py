@@ -147,7 +147,7 @@ class MergeProcessor:
         for key in parked.waited_since(tx, deadline, EXPIRIES_PER_TICK):
             kept, gone = expire_parked(key, parked.load(tx, key), now_ms, self._parked_timeout_ms)
             expired.extend(gone)
-            parked.store(tx, key, kept)
+            parked.save(tx, key, kept)
         letters = [self._expired_letter(partition, item) for item in expired]
         _count(tx, letters)
         return [self._outgoing(letter) for letter in letters]

@@ -45,7 +45,7 @@ class MergeTables:
         return load(self._tx, key)
 
     def set_parked(self, key: str, parked: tuple[ParkedUpdate, ...]) -> None:
-        store(self._tx, key, parked)
+        save(self._tx, key, parked)
 
 
 def load(tx: PartitionTransaction, key: str) -> tuple[ParkedUpdate, ...]:
@@ -71,9 +71,12 @@ def _decoded(key: bytes, body: bytes, offset: int, received_ms: int) -> Update:
     return command
 
 
-def store(tx: PartitionTransaction, key: str, parked: tuple[ParkedUpdate, ...]) -> None:
+def save(tx: PartitionTransaction, key: str, parked: tuple[ParkedUpdate, ...]) -> None:
     """Leave ``parked`` as the event's waiting updates: the records of those no longer
-    waiting go, those of the new ones come."""
+    waiting go, those of the new ones come.
+
+    Compared with what the transaction holds now, so an update parked and consumed within
+    one batch leaves a tombstone in the changelog (the tables end the same)."""
     kept = {p.update.offset for p in parked}
     had = tx.get(PARKED, key) or ()
     for offset, received_ms in had:

@@ -136,8 +136,10 @@ class RangeStep:
     deleted: int | None = None
 
     @property
-    def last(self) -> bool:
-        """Whether the step left no work (so the partition's daily count is final)."""
+    def left_grant_unused(self) -> bool:
+        """Whether the step deleted fewer events than the cap granted, which ends the
+        range: the grant counted them all in the shared daily count, so the partition sets
+        its share back to what it really deleted."""
         return self.record.state == DeletionState.DONE
 
 

@@ -1,14 +1,15 @@
 """Merge rules: how inserts, partial updates and deletes change the stored events.
 
-Everything here is pure. A ``BatchMerge`` applies one batch's commands, in order, to
-``EventTables`` (in the merge processor, the batch's ``PartitionTransaction``, which reads
-the batch's own writes back and writes each key once when the batch commits), given the
-specs of the models the batch names (resolved by the processor beforehand: nothing here
-reaches the registry). Every stored
-event remembers the offset of the last message applied to it, and a message at or below
-that offset is a redelivery and changes nothing: that is what makes at-least-once
-delivery safe, and it is needed because an insert is not idempotent on its own (it
-consumes the updates that were waiting for it).
+Everything here is pure: no clock, no broker, no store of its own. A ``BatchMerge``
+applies one batch's commands, in order, to ``EventTables`` (in the merge processor, over
+the batch's ``PartitionTransaction``, which reads the batch's own writes back and encodes
+each key once when the batch commits), given the specs of the models the batch names
+(resolved by the processor beforehand; nothing here reaches the registry).
+
+Every stored event remembers the offset of the last message applied to it, and a message
+at or below that offset is a redelivery and changes nothing: that is what makes
+at-least-once delivery safe, and it is needed because an insert is not idempotent on its
+own (it consumes the updates that were waiting for it).
 """
 
 from __future__ import annotations

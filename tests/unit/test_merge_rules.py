@@ -6,10 +6,12 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+import orjson
 from hypothesis import given
 from hypothesis import strategies as st
 
 from driftline.state.commands import Command, Delete, Insert, Update, event_key
+from driftline.state.deletions import DeletionRecord, DeletionState, range_registered, range_step
 from driftline.state.events import (
     BatchMerge,
     EventTables,
@@ -293,3 +295,56 @@ def test_unknown_model_is_rejected() -> None:
 def test_stored_event_round_trips_through_its_dict() -> None:
     event = StoredEvent("e", 1, {"a": [1, 2], "b": None}, 2, 3)
     assert StoredEvent.from_dict(event.to_dict()) == event
+
+
+# --- time-range deletion steps (state.deletions) ----------------------------------------
+
+
+def stored_at(*timestamps: int) -> DictStore:
+    """Events e0, e1, ... of MODEL at these times."""
+    return run([Insert(MODEL, f"e{i}", {}, ts, 1, i) for i, ts in enumerate(timestamps)])
+
+
+def keys(*event_ids: str) -> list[str]:
+    return [event_key(MODEL, event_id) for event_id in event_ids]
+
+
+def test_a_range_step_deletes_up_to_its_grant_from_start_inclusive_to_end_exclusive() -> None:
+    store = stored_at(99, 100, 150, 199, 200)
+    record = range_registered(MODEL, 100, 200, True, offset=7)
+    merge = BatchMerge(store, {MODEL: SPEC}, PARK_LIMIT)
+    candidates = keys("e0", "missing", "e1", "e2", "e3", "e4")
+    step = range_step(merge, "d1", record, day=3, budget=2, candidates=candidates)
+    assert (step.deleted, step.record.deleted, step.record.state) == (2, 2, "running")
+    assert not step.left_grant_unused
+    assert sorted(store.events) == keys("e0", "e3", "e4")
+    assert merge.outcome.deleted == {"d1": 2}
+    assert len(merge.outcome.changes) == 2  # update_metrics: retracted from the bins
+
+    last = range_step(merge, "d1", step.record, day=3, budget=5, candidates=candidates)
+    assert (last.deleted, last.record.deleted, last.record.state) == (1, 3, "done")
+    assert last.left_grant_unused
+    assert sorted(store.events) == keys("e0", "e4")
+
+
+def test_a_range_step_without_a_grant_deletes_nothing_and_says_why() -> None:
+    store = stored_at(150)
+    record = range_registered(MODEL, 100, 200, False, offset=7)
+    merge = BatchMerge(store, {MODEL: SPEC}, PARK_LIMIT)
+    deferred = range_step(merge, "d1", record, day=3, budget=None, candidates=keys("e0"))
+    assert (deferred.deleted, deferred.record.deferred, deferred.record.state) == (
+        None, True, DeletionState.RUNNING,
+    )  # fmt: skip
+    capped = range_step(merge, "d1", record, day=3, budget=0, candidates=keys("e0"))
+    assert (capped.deleted, capped.record.state, capped.record.capped_day) == (
+        None, DeletionState.WAITING_FOR_DAILY_CAP, 3,
+    )  # fmt: skip
+    assert sorted(store.events) == keys("e0")
+
+
+def test_a_deletion_record_round_trips_and_its_state_is_the_api_word() -> None:
+    record = replace(range_registered(MODEL, 1, 2, True, 3), state=DeletionState.DONE)
+    raw = orjson.dumps(record.to_dict())
+    assert b'"state":"done"' in raw
+    assert DeletionRecord.from_dict(orjson.loads(raw)) == record
+    assert type(DeletionRecord.from_dict(orjson.loads(raw)).state) is DeletionState

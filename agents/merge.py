@@ -170,8 +170,7 @@ class MergeHandler:
         writes.extend(deletions.writes())
         writes.extend(self._counter_writes(store, outcome, dead, forwarded_by_model))
         version = messages[-1].offset() + 1
-        bin_writes, snapshots = self._partials.apply(partition, version, outcome.changes, store)
-        writes.extend(bin_writes)
+        snapshots = self._partials.apply(partition, version, outcome.changes, tx)
         tx.add_writes(writes)
         letters = (self._outgoing(letter) for letter in dead)
         return [*snapshots, *letters, *continuations, *forwarded]

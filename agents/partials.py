@@ -4,8 +4,8 @@ The shares live in the same partition store as the events that feed them and are
 in the same atomic batch, so a bin share always equals the contributions of the
 partition's current events, whatever crashes and redeliveries happened. Each changed
 share is then sent whole, as a snapshot versioned by the batch's input offset, to the
-bin-partials topic; the bins agent keeps the newest snapshot per partition and sums them.
-A snapshot, unlike a delta, can be applied twice.
+bin-partials topic; the bins stage (``agents/bins.py``) keeps the newest snapshot
+per partition and sums them. A snapshot, unlike a delta, can be applied twice.
 """
 
 from __future__ import annotations
@@ -13,8 +13,9 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from driftline.agents.runtime import Outgoing
-from driftline.state import exact_json
+from driftline.state.bin_totals import Share
 from driftline.state.bins import (
+    BIN_KEY,
     BinKey,
     ContributionRules,
     Counters,
@@ -22,43 +23,38 @@ from driftline.state.bins import (
     batch_deltas,
 )
 from driftline.state.events import EventChange
+from driftline.state.partition_tables import PARTIALS
 from driftline.state.registered import RegisteredModel
-from driftline.state.store import PartitionStore, Write, table_write
-
-PARTIALS = "partials"
-
-
-def bin_key(key: BinKey) -> bytes:
-    model, hour = key
-    return f"{model}/{hour}".encode()
+from driftline.state.tables import PartitionTransaction
+from driftline.topics.bin_partials import BIN_PARTIAL, BinPartial
 
 
 class PartialBins:
+    """Called by the merge processor with each batch's event changes."""
+
     def __init__(self, model_of: Callable[[str], RegisteredModel | None], topic: str) -> None:
         self._model_of = model_of
         self._topic = topic
         self._rules: dict[str, tuple[RegisteredModel, ContributionRules]] = {}
 
     def apply(
-        self, partition: int, version: int, changes: list[EventChange], store: PartitionStore
-    ) -> tuple[list[Write], list[Outgoing]]:
+        self, partition: int, version: int, changes: list[EventChange], tx: PartitionTransaction
+    ) -> list[Outgoing]:
+        """Add the changes' deltas to the partition's shares; a snapshot of each changed one."""
         deltas = self.deltas(changes)
         changed = list(deltas)
-        if not changed:
-            return [], []
-        raw_keys = [bin_key(key) for key in changed]
-        writes: list[Write] = []
         outgoing: list[Outgoing] = []
-        for key, raw_key, current in zip(
-            changed, raw_keys, store.get_many(PARTIALS, raw_keys), strict=True
-        ):
-            share: Counters = {} if current is None else exact_json.loads_tagged(current)
+        shares = tx.get_many(PARTIALS, changed)
+        for key, current in zip(changed, shares, strict=True):
+            share = dict(current or {})
             add_into(share, deltas[key])
-            value = exact_json.dumps_tagged(share) if share else None
-            writes.append(table_write(PARTIALS, raw_key, value))
-            snapshot = {"p": partition, "v": version, "c": share or None}
-            outgoing.append(Outgoing(self._topic, raw_key, exact_json.dumps_tagged(snapshot)))
-        return writes, outgoing
+            if share:
+                tx.set(PARTIALS, key, share)
+            else:
+                tx.delete(PARTIALS, key)
+            snapshot = BIN_PARTIAL.encode(BinPartial(partition, Share(version, share)))
+            outgoing.append(Outgoing(self._topic, BIN_KEY.encode(key), snapshot))
+        return outgoing
 
     def deltas(self, changes: list[EventChange]) -> dict[BinKey, Counters]:
         """The batch's non-empty bin deltas, each model's changes counted together."""

@@ -22,15 +22,15 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Iterable
-from typing import Any
+from typing import Any, cast
 
 import redis
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaException, Message, TopicPartition
 
 from driftline.agents.outages import OutageLog
-from driftline.state import exact_json
 from driftline.state.bins import HOUR_MS
 from driftline.topics.clients import consumer_config
+from driftline.topics.metric_bins import METRICS_VALUE
 
 log = logging.getLogger(__name__)
 
@@ -78,7 +78,9 @@ class RedisBins:
         if not hours:
             return []
         keys = [self.bin_key(model, int(hour)) for hour in hours]  # type: ignore[arg-type]
-        return [exact_json.loads(raw) for raw in self.client.mget(keys) if raw is not None]
+        # The client is made without decode_responses: values come as bytes.
+        values = cast("list[bytes | None]", self.client.mget(keys))
+        return [METRICS_VALUE.decode(raw) for raw in values if raw is not None]
 
 
 # A wiped or replaced Redis with no traffic is noticed within this interval.

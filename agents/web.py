@@ -20,7 +20,6 @@ from faust.web import Request, Response, View
 from rocksdict import DbClosedError
 
 from driftline.agents import parked
-from driftline.agents.bins import DIRTY
 from driftline.agents.deletions import DELETIONS
 from driftline.agents.merge import COUNTERS, EVENTS, decode_event
 from driftline.internal_secret import HEADER, internal_secret, matches
@@ -31,6 +30,7 @@ from driftline.state.deletions import DeletionRecord
 from driftline.state.events import StoredEvent
 from driftline.state.hour_index import indexed_in_range
 from driftline.state.models import model_key
+from driftline.state.partition_tables import DIRTY
 from driftline.state.store import MEMORY, PartitionStore
 from driftline.topics.partitioning import partition_for
 
@@ -90,7 +90,7 @@ def register_views(worker: Worker) -> None:
     async def progress(view: View, request: Request) -> Response:
         """The bins partitions this worker holds and the bins they have yet to emit."""
         stores = list(worker.bins.stores.items())
-        dirty = sum(sum(1 for _ in store.items(DIRTY)) for _, store in stores)
+        dirty = sum(sum(1 for _ in store.items(DIRTY.name)) for _, store in stores)
         return _json(view, {"bins_partitions": sorted(p for p, _ in stores), "dirty_bins": dirty})
 
     # --- for the API process: per-partition reads, routed by the owner keys ---------

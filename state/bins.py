@@ -42,6 +42,7 @@ import numpy.typing as npt
 from driftline.state.baseline import BaselineProfile, ColumnProfile
 from driftline.state.events import EventChange, StoredEvent
 from driftline.state.models import ColumnType, ModelSpec, Task
+from driftline.state.tables import Codec
 
 HOUR_MS = 3_600_000
 SCALE = 10**9
@@ -63,6 +64,21 @@ _PLAIN_NUMBERS = frozenset({float, int, type(None)})
 
 def hour_of(timestamp_ms: int) -> int:
     return timestamp_ms // HOUR_MS
+
+
+def _encode_bin_key(key: BinKey) -> bytes:
+    model, hour = key
+    return f"{model}/{hour}".encode()
+
+
+def _decode_bin_key(raw: bytes) -> BinKey:
+    model, hour = raw.decode().rsplit("/", 1)
+    return model, int(hour)
+
+
+# A bin as bytes, ``project/model/<hour>``: the key of the bin-partials and metrics topics
+# and of the bins' tables, so one bin is one key from the merge stage to Redis.
+BIN_KEY: Codec[BinKey] = Codec(_encode_bin_key, _decode_bin_key)
 
 
 def fixed(value: float) -> int:

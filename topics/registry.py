@@ -11,10 +11,13 @@ from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
 
 from driftline.settings import Settings
+from driftline.state.bins import BIN_KEY
 from driftline.state.tables import BYTES as RAW
 from driftline.state.tables import Codec
+from driftline.topics.bin_partials import BIN_PARTIAL
 from driftline.topics.clients import DEAD_LETTER_MAX_BYTES, RECORD_OVERHEAD_BYTES
 from driftline.topics.deletion_requests import KEEP_MS as DELETION_REQUESTS_KEEP_MS
+from driftline.topics.metric_bins import METRICS_VALUE
 
 K = TypeVar("K")
 V = TypeVar("V")
@@ -92,12 +95,22 @@ class Topics:
             # Snapshots are superseded within seconds; a day covers any consumer outage
             # that the bins agent's own changelog does not.
             bin_partials=TopicSpec(
-                f"{prefix}.bin-partials", settings.bins_partitions, {"retention.ms": "86400000"}
+                f"{prefix}.bin-partials",
+                settings.bins_partitions,
+                {"retention.ms": "86400000"},
+                key=BIN_KEY,
+                value=BIN_PARTIAL,
             ),
             bins_changelog=TopicSpec(
                 f"{prefix}.bins-changelog", settings.bins_partitions, compacted
             ),
-            metrics=TopicSpec(f"{prefix}.metrics", settings.bins_partitions, compacted),
+            metrics=TopicSpec(
+                f"{prefix}.metrics",
+                settings.bins_partitions,
+                compacted,
+                key=BIN_KEY,
+                value=METRICS_VALUE,
+            ),
             # The status window: requests are read back by id (compaction) for 30 days
             # (time retention), and no longer.
             deletion_requests=TopicSpec(

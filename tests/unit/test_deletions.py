@@ -22,7 +22,6 @@ from hypothesis import strategies as st
 
 from driftline.agents.deletions import DELETIONS, WAITING
 from driftline.agents.merge import EVENTS, MergeHandler
-from driftline.agents.partials import PARTIALS
 from driftline.agents.runtime import BatchResult, Outgoing, handled, ticked
 from driftline.state import exact_json
 from driftline.state.baseline import profile_baseline
@@ -31,6 +30,7 @@ from driftline.state.deletions import DAY_MS, DONE, RUNNING, WAITING_FOR_DAILY_C
 from driftline.state.events import StoredEvent
 from driftline.state.hour_index import HOURS, index_key
 from driftline.state.models import ColumnType, ModelSpec, Task
+from driftline.state.partition_tables import PARTIALS
 from driftline.state.registered import RegisteredModel
 from driftline.state.store import PartitionStore
 from driftline.topics.messages import (
@@ -130,7 +130,7 @@ class Partition:
 
     def bins(self) -> dict[Any, Counters]:
         found = {}
-        for raw_key, raw in self.store.items(PARTIALS):
+        for raw_key, raw in self.store.items(PARTIALS.name):
             model, hour = raw_key.decode().rsplit("/", 1)
             found[(model, int(hour))] = exact_json.loads_tagged(raw)
         return found

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 import faust
 import redis
 
-from driftline.agents.bins import BinsHandler
+from driftline.agents.bin_totals import BinTotalsProcessor
 from driftline.agents.deletion_budget import RedisDeletionBudget
 from driftline.agents.heap import HeapTrimmer
 from driftline.agents.merge import MergeHandler
@@ -152,7 +152,7 @@ def _bins_runner(
 ) -> PartitionedRunner:
     # Its own registry reader: each runner thread owns the consumer it reads with.
     registry = ModelRegistry(settings.bootstrap_servers, topics.models.name)
-    handler = BinsHandler(
+    handler = BinTotalsProcessor(
         registry.get, topics.metrics.name, settings.emit_interval_s, topics.dead_letters.name
     )
     config = RunnerConfig(

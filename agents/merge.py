@@ -15,8 +15,8 @@ import orjson
 from confluent_kafka import Message
 
 from driftline.agents import parked
+from driftline.agents.bin_shares import BinShares
 from driftline.agents.deletions import DeletionBudget, DeletionRecords, DeletionRequests
-from driftline.agents.partials import PartialBins
 from driftline.agents.runtime import BatchResult, Outgoing
 from driftline.state import exact_json
 from driftline.state.commands import Command, Delete, DeletionCommand, Insert, Update, event_key
@@ -109,7 +109,7 @@ class MergeHandler:
         self._deletions = DeletionRequests(
             ingest_topic, deletion_batch_size, deletion_budget, clock_ms
         )
-        self._partials = PartialBins(model_of, bin_partials_topic)
+        self._partials = BinShares(model_of, bin_partials_topic)
         self._ingest_topic = ingest_topic
         self._dead_letter_topic = dead_letter_topic
         self._max_event_bytes = max_event_bytes

@@ -1,11 +1,11 @@
 """The bins stage's component-test helpers: a model, its events, and stage 1
-(``PartialBins``) run on an ingest partition's real store."""
+(``BinShares``) run on an ingest partition's real store."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-from driftline.agents.partials import PartialBins
+from driftline.agents.bin_shares import BinShares
 from driftline.agents.runtime import Outgoing
 from driftline.state.bins import HOUR_MS, BinKey, Counters
 from driftline.state.events import EventChange, StoredEvent
@@ -45,7 +45,7 @@ class IngestPartition:
     one transaction per batch, committed to the partition's store."""
 
     number: int
-    shares: PartialBins
+    shares: BinShares
     store: PartitionStore
     next_offset: int = 0
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from driftline.agents.partials import PartialBins
+from driftline.agents.bin_shares import BinShares
 from driftline.state.baseline import profile_baseline
 from driftline.state.registered import RegisteredModel
 from driftline.state.store import PartitionStore
@@ -31,7 +31,7 @@ def ingest_partition(
     made: list[IngestPartition] = []
 
     def make(number: int) -> IngestPartition:
-        shares = PartialBins({MODEL: registered}.get, "bin-partials")
+        shares = BinShares({MODEL: registered}.get, "bin-partials")
         made.append(IngestPartition(number, shares, PartitionStore(tmp_path / f"ingest-{number}")))
         return made[-1]
 

@@ -1,4 +1,4 @@
-"""Stage 1 of the bins (``PartialBins``) on a real partition store: each ingest partition's
+"""Stage 1 of the bins (``BinShares``) on a real partition store: each ingest partition's
 share of every hour bin, kept in its store and sent whole as a versioned snapshot."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Stage 2 of the bins (``BinsHandler``) through the ``ProcessorDriver``: the
+"""Stage 2 of the bins (``BinTotalsProcessor``) through the ``ProcessorDriver``: the
 partitions' shares summed into bins, the newest share per partition kept, emissions
 coalesced, empty bins as tombstones, dead letters."""
 
@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from driftline.agents.bins import BinsHandler
+from driftline.agents.bin_totals import BinTotalsProcessor
 from driftline.agents.driver import Input, ProcessorDriver
 from driftline.agents.runtime import Outgoing
 from driftline.state import exact_json
@@ -32,7 +32,7 @@ BIN = (MODEL, HOUR)
 
 @pytest.fixture
 def driver(registered: RegisteredModel, tmp_path: Path) -> Iterator[ProcessorDriver]:
-    processor = BinsHandler({MODEL: registered}.get, "metrics", INTERVAL_MS / 1000, "dlq")
+    processor = BinTotalsProcessor({MODEL: registered}.get, "metrics", INTERVAL_MS / 1000, "dlq")
     driver = ProcessorDriver(processor, tmp_path / "bins", "bin-partials", now_ms=START_MS)
     yield driver
     driver.close()
@@ -144,12 +144,12 @@ def test_a_bin_changed_within_its_interval_waits_dirty_for_the_tick(
 def test_a_dirty_bin_outlives_a_restart(registered: RegisteredModel, tmp_path: Path) -> None:
     """The dirty marks are a table: a new processor on the store emits what waited."""
     path = tmp_path / "bins"
-    processor = BinsHandler({MODEL: registered}.get, "metrics", INTERVAL_MS / 1000, "dlq")
+    processor = BinTotalsProcessor({MODEL: registered}.get, "metrics", INTERVAL_MS / 1000, "dlq")
     before = ProcessorDriver(processor, path, "bin-partials", now_ms=START_MS)
     before.send([snapshot(0, 10, {"n": 1})])
     before.send([snapshot(0, 11, {"n": 2})])
     before.close()
-    processor = BinsHandler({MODEL: registered}.get, "metrics", INTERVAL_MS / 1000, "dlq")
+    processor = BinTotalsProcessor({MODEL: registered}.get, "metrics", INTERVAL_MS / 1000, "dlq")
     after = ProcessorDriver(processor, path, "bin-partials", now_ms=START_MS + 1)
     due = emitted(after.tick())[BIN]
     after.close()

@@ -4,7 +4,7 @@ The shares live in the same partition store as the events that feed them and are
 in the same atomic batch, so a bin share always equals the contributions of the
 partition's current events, whatever crashes and redeliveries happened. Each changed
 share is then sent whole, as a snapshot versioned by the batch's input offset, to the
-bin-partials topic; the bins stage (``agents/bins.py``) keeps the newest snapshot
+bin-partials topic; the bins stage (``agents/bin_totals.py``) keeps the newest snapshot
 per partition and sums them. A snapshot, unlike a delta, can be applied twice.
 """
 
@@ -29,7 +29,7 @@ from driftline.state.tables import PartitionTransaction
 from driftline.topics.bin_partials import BIN_PARTIAL, BinPartial
 
 
-class PartialBins:
+class BinShares:
     """Called by the merge processor with each batch's event changes."""
 
     def __init__(self, model_of: Callable[[str], RegisteredModel | None], topic: str) -> None:

@@ -1,6 +1,6 @@
 """Stage 2 of the metric bins: sum the partitions' shares, compute metrics, re-emit.
 
-Input: bin-partials snapshots keyed by bin (``agents/partials.py``). For each bin the
+Input: bin-partials snapshots keyed by bin (``agents/bin_shares.py``). For each bin the
 processor keeps the newest snapshot of every ingest partition (an older or repeated one
 changes nothing) and emits the bin whole - counts, metrics and a version - to the
 compacted metrics topic, at most once per ``DRIFTLINE_EMIT_INTERVAL_S`` per bin, so a
@@ -38,7 +38,7 @@ from driftline.topics.metric_bins import METRICS_VALUE, metrics_value
 MARKED = b""
 
 
-class BinsHandler:
+class BinTotalsProcessor:
     def __init__(
         self,
         model_of: Callable[[str], RegisteredModel | None],

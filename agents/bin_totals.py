@@ -11,7 +11,7 @@ The rules are ``state.bin_totals``'; this module decodes, applies them and encod
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 
 from confluent_kafka import Message
 
@@ -22,6 +22,7 @@ from driftline.state.bin_totals import (
     ShareKey,
     bin_of,
     bin_total,
+    changed_shares,
     newest_shares,
 )
 from driftline.state.bins import BIN_KEY, BinKey
@@ -58,12 +59,10 @@ class BinTotalsProcessor:
         rest dirty. Leaving every changed bin to the next tick made a label wait up to a
         tick interval (0.1 s) more on its way to Redis, even in a bin that had not changed
         for seconds."""
-        snapshots = _decoded(messages)
-        keys = list(dict.fromkeys(key for key, _ in snapshots))
-        found = tx.get_many(SHARES, keys)
-        stored = dict(zip(keys, found, strict=True))
+        newest = newest_shares(_decoded(messages))
+        stored = tx.get_many(SHARES, list(newest))
         changed: dict[BinKey, None] = {}
-        for key, share in newest_shares(snapshots, stored).items():
+        for key, share in changed_shares(newest, stored).items():
             tx.set(SHARES, key, share)
             changed[bin_of(key)] = None
         outgoing: list[Outgoing] = []
@@ -107,15 +106,13 @@ class BinTotalsProcessor:
         return Outgoing(self._metrics_topic, key, METRICS_VALUE.encode(value))
 
 
-def _decoded(messages: Sequence[Message]) -> list[tuple[ShareKey, Share]]:
-    """Each snapshot as (model, hour, ingest partition) and its share; a message without
-    key or value (none is written) is skipped."""
-    snapshots: list[tuple[ShareKey, Share]] = []
+def _decoded(messages: Sequence[Message]) -> Iterator[tuple[ShareKey, Share]]:
+    """Each snapshot as (model, hour, ingest partition) and its share, one at a time; a
+    message without key or value (none is written) is skipped."""
     for message in messages:
         raw_key, value = message.key(), message.value()
         if raw_key is None or value is None:
             continue
         model, hour = BIN_KEY.decode(raw_key)
         partial = BIN_PARTIAL.decode(value)
-        snapshots.append(((model, hour, partial.partition), partial.share))
-    return snapshots
+        yield (model, hour, partial.partition), partial.share

@@ -12,7 +12,7 @@ clock is always passed in (``now_ms``), never read here.
 
 from __future__ import annotations
 
-from collections.abc import Hashable, Iterable, Mapping
+from collections.abc import Hashable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Generic, TypeVar
 
@@ -54,17 +54,25 @@ def supersedes(share: Share, current: Share | None) -> bool:
     return current is None or share.version > current.version
 
 
-def newest_shares(
-    snapshots: Iterable[tuple[K, Share]], stored: Mapping[K, Share | None]
-) -> dict[K, Share]:
-    """The snapshots that change something: per key, the newest of the batch's, if newer
-    than the stored share (``stored`` holds one entry, maybe None, per key)."""
+def newest_shares(snapshots: Iterable[tuple[K, Share]]) -> dict[K, Share]:
+    """Per key, the newest of a batch's snapshots (the first of them on a tie). Consumed
+    as they come, so that a superseded snapshot (its counters can be large) is dropped at
+    once: keeping a batch's decoded snapshots alive cost the bins stage a tenth."""
     newest: dict[K, Share] = {}
     for key, share in snapshots:
-        current = newest[key] if key in newest else stored[key]
-        if supersedes(share, current):
+        if supersedes(share, newest.get(key)):
             newest[key] = share
     return newest
+
+
+def changed_shares(newest: Mapping[K, Share], stored: Sequence[Share | None]) -> dict[K, Share]:
+    """The batch's newest shares that replace the stored ones (``stored`` in the order of
+    ``newest``): a snapshot no newer than the stored share changes nothing."""
+    return {
+        key: share
+        for (key, share), current in zip(newest.items(), stored, strict=True)
+        if supersedes(share, current)
+    }
 
 
 def bin_total(shares: Iterable[Share]) -> BinTotal | None:

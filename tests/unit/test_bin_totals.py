@@ -12,6 +12,7 @@ from driftline.state.bin_totals import (
     EmissionTimes,
     Share,
     bin_total,
+    changed_shares,
     newest_shares,
     supersedes,
 )
@@ -29,8 +30,9 @@ stored_shares = st.dictionaries(st.integers(0, 3), shares)
 
 def applied(stored: dict[int, Share], batch: list[tuple[int, Share]]) -> dict[int, Share]:
     """The stored shares after a batch: what the bins processor does with the store."""
-    found = {key: stored.get(key) for key, _ in batch}
-    return {**stored, **newest_shares(batch, found)}
+    newest = newest_shares(batch)
+    found = [stored.get(key) for key in newest]
+    return {**stored, **changed_shares(newest, found)}
 
 
 def test_a_share_supersedes_only_an_older_one() -> None:

@@ -6,7 +6,8 @@ changes nothing) and emits the bin whole - counts, metrics and a version - to th
 compacted metrics topic, at most once per ``DRIFTLINE_EMIT_INTERVAL_S`` per bin, so a
 burst of changes gives few emissions: a bin changed within its interval is marked dirty
 and emitted by a later tick. A bin whose shares are all empty is emitted as a tombstone.
-The rules are ``state.bin_totals``'; this module decodes, applies them and encodes.
+The rules live in ``state.bin_totals``: this module decodes the snapshots, applies the
+rules through the batch's transaction and encodes the bins.
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ from driftline.state.bin_totals import (
 )
 from driftline.state.bins import BIN_KEY, BinKey
 from driftline.state.metrics import bin_metrics
-from driftline.state.partition_tables import DIRTY, SHARES, shares_of
+from driftline.state.partition_tables import DIRTY, MARKED, SHARES, shares_of
 from driftline.state.registered import RegisteredModel
 from driftline.state.tables import PartitionTransaction
 from driftline.topics.bin_partials import BIN_PARTIAL
@@ -35,11 +36,11 @@ from driftline.topics.clients import DEAD_LETTER_MAX_BYTES
 from driftline.topics.dead_letters import DeadLetter
 from driftline.topics.metric_bins import METRICS_VALUE, metrics_value
 
-# The value of a dirty mark: only its key matters.
-MARKED = b""
-
 
 class BinTotalsProcessor:
+    """The bins runner's processor; one per worker, for all the partitions it holds (the
+    emission times are per bin, and a bin lives in one partition)."""
+
     def __init__(
         self,
         model_of: Callable[[str], RegisteredModel | None],
@@ -96,7 +97,8 @@ class BinTotalsProcessor:
         key = BIN_KEY.encode(bin_key)
         if total is None:
             return Outgoing(self._metrics_topic, key, None)
-        registered = self._model_of(bin_key[0])
+        model, _ = bin_key
+        registered = self._model_of(model)
         metrics = (
             None
             if registered is None

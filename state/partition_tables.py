@@ -56,5 +56,6 @@ SHARES: Table[ShareKey, Share] = Table(
     Codec(_encode_share_key, _decode_share_key),
     Codec(_encode_share, _decode_share),
 )
-# A bin waiting for its emission: ``b""``, deleted once emitted.
+# A bin waiting for its emission, deleted once emitted; only the key matters.
 DIRTY: Table[BinKey, bytes] = Table("dirty", BIN_KEY, BYTES)
+MARKED = b""

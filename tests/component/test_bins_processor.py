@@ -15,7 +15,7 @@ from driftline.agents.driver import Input, ProcessorDriver
 from driftline.agents.runtime import Outgoing
 from driftline.state import exact_json
 from driftline.state.bin_totals import Share
-from driftline.state.bins import BIN_KEY, BinKey, ContributionRules, Counters, bins_of
+from driftline.state.bins import BIN_KEY, HOUR_MS, BinKey, ContributionRules, Counters, bins_of
 from driftline.state.events import EventChange
 from driftline.state.metrics import bin_metrics
 from driftline.state.partition_tables import DIRTY, SHARES
@@ -91,9 +91,11 @@ def test_shares_of_several_partitions_sum_to_the_batch_recomputation(
         assert found is not None
         assert found["metrics"] == bin_metrics(registered.spec, registered.baseline, counts)
         assert (found["hour_start_ms"], found["project_id"], found["model_id"]) == (
-            hour * 3_600_000, "shop", "churn",
+            hour * HOUR_MS, "shop", "churn",
         )  # fmt: skip
     assert dirty(driver) == []
+    driver.now_ms += INTERVAL_MS
+    assert driver.send(sent[::-1]) == []  # all of it redelivered, newest first
 
 
 def test_an_older_or_repeated_snapshot_changes_nothing(driver: ProcessorDriver) -> None:

@@ -30,8 +30,8 @@ from driftline.state.events import (
     expire_parked,
 )
 from driftline.state.hour_index import HOURS, index_changes
-from driftline.state.models import ModelSpec
 from driftline.state.registered import RegisteredModel
+from driftline.state.spec import ModelSpec
 from driftline.state.store import PartitionStore, Write, table_write
 from driftline.state.tables import PartitionTransaction
 from driftline.topics.clients import DEAD_LETTER_MAX_BYTES

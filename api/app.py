@@ -86,7 +86,7 @@ from driftline.api.workers import Workers, WorkerUnavailableError
 from driftline.internal_secret import internal_secret
 from driftline.settings import Settings
 from driftline.state import exact_json
-from driftline.state.models import ModelSpec, model_key
+from driftline.state.spec import ModelSpec, model_key
 from driftline.state.wording import shown
 from driftline.topics.admin import ensure_topics
 from driftline.topics.deletion_requests import DeletionRequests, publish_request, withdraw_request

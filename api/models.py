@@ -30,8 +30,8 @@ from driftline.api.app import SERVICES, Services, _check_scope, json_response
 from driftline.api.requests import RequestError, bad_request, refuse_unknown
 from driftline.state import exact_json
 from driftline.state.baseline import check_baseline, spec_from_data
-from driftline.state.models import InvalidSpecError, ModelSpec, model_key
 from driftline.state.registered import RegisteredModel
+from driftline.state.spec import InvalidSpecError, ModelSpec, model_key
 from driftline.topics.models import ModelConflictError, register_model
 from driftline.topics.producer import DeliveryError
 from driftline.topics.sources import InvalidEventError, iter_rows

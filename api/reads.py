@@ -27,7 +27,7 @@ from driftline.api.requests import RequestError, bad_request, takes_query
 from driftline.api.workers import Workers
 from driftline.settings import Settings
 from driftline.state.counters import ModelCounters
-from driftline.state.models import model_key
+from driftline.state.spec import model_key
 from driftline.state.wording import shown
 from driftline.topics.dead_letters import DeadLetter, StoredLetter, letter_model, read_letters_page
 from driftline.topics.messages import ingest_key

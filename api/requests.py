@@ -19,7 +19,7 @@ import orjson
 
 from driftline.state import instants
 from driftline.state.events import dropped_insert_fields, dropped_update_fields
-from driftline.state.models import ModelSpec
+from driftline.state.spec import ModelSpec
 from driftline.state.wording import shown
 from driftline.topics.messages import encode_ingest, ingest_key
 from driftline.topics.sources import InvalidEventError, OutgoingEvent, outgoing_event

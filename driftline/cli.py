@@ -372,7 +372,7 @@ def demo(settings: Settings, events: int, label_delay: float) -> None:
 def _or_exit(action: Any) -> Any:
     """Run a client action; bad input ends the command with its message, not a traceback."""
     from driftline.client import ApiError, InvalidEventError, ModelConflictError, UnknownModelError
-    from driftline.state.models import InvalidSpecError
+    from driftline.state.spec import InvalidSpecError
 
     try:
         return action()

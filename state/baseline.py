@@ -41,7 +41,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from driftline.state.models import ColumnType, InvalidSpecError, ModelSpec, Task
+from driftline.state.spec import ColumnType, InvalidSpecError, ModelSpec, Task
 from driftline.state.wording import shown
 
 OTHER = "__other__"

@@ -41,7 +41,7 @@ import numpy.typing as npt
 
 from driftline.state.baseline import BaselineProfile, ColumnProfile
 from driftline.state.events import EventChange, StoredEvent
-from driftline.state.models import ColumnType, ModelSpec, Task
+from driftline.state.spec import ColumnType, ModelSpec, Task
 
 HOUR_MS = 3_600_000
 SCALE = 10**9

@@ -25,7 +25,7 @@ from driftline.state.commands import (
     Update,
     event_key,
 )
-from driftline.state.models import model_key
+from driftline.state.spec import model_key
 
 OPS = ("insert", "update", "delete")
 # How deeply a column value may nest lists and objects. orjson writes at most 254 levels,

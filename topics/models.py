@@ -18,8 +18,8 @@ import time
 
 import orjson
 
-from driftline.state.models import ModelSpec
 from driftline.state.registered import RegisteredModel
+from driftline.state.spec import ModelSpec
 from driftline.topics.producer import CheckedProducer
 from driftline.topics.views import TopicView
 

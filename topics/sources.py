@@ -17,7 +17,7 @@ from typing import Any
 
 import pandas as pd
 
-from driftline.state.models import ModelSpec
+from driftline.state.spec import ModelSpec
 from driftline.state.wording import shown
 from driftline.topics.messages import MAX_VALUE_DEPTH, nested_too_deep
 

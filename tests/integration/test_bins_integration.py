@@ -25,7 +25,7 @@ from driftline.state.baseline import profile_baseline
 from driftline.state.bins import HOUR_MS, ContributionRules, bins_of
 from driftline.state.events import StoredEvent
 from driftline.state.metrics import bin_metrics
-from driftline.state.models import ModelSpec
+from driftline.state.spec import ModelSpec
 from driftline.topics.progress import GroupProgress, merge_progress
 from driftline.topics.reading import read_topic
 from driftline.topics.registry import Topics

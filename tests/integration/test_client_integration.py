@@ -27,7 +27,7 @@ from driftline.client import (
 )
 from driftline.settings import Settings
 from driftline.stack.kafka import free_port
-from driftline.state.models import InvalidSpecError, ModelSpec
+from driftline.state.spec import InvalidSpecError, ModelSpec
 from driftline.topics.producer import CheckedProducer, DeliveryError
 from driftline.topics.reading import read_topic
 from driftline.topics.registry import Topics

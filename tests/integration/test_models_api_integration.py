@@ -25,7 +25,7 @@ from driftline.settings import Settings
 from driftline.stack.api import ApiProcess
 from driftline.stack.waiting import wait_until
 from driftline.state.bins import HOUR_MS
-from driftline.state.models import ModelSpec
+from driftline.state.spec import ModelSpec
 from tests.integration.test_api_integration import Answer, StartApi, call, token_for
 from tests.integration.test_bins_integration import BASELINE, HOUR0, SPEC
 

@@ -10,8 +10,8 @@ import pytest
 
 from driftline.settings import Settings
 from driftline.stack.waiting import wait_until
-from driftline.state.models import ModelSpec
 from driftline.state.registered import RegisteredModel
+from driftline.state.spec import ModelSpec
 from driftline.topics.admin import ensure_topics
 from driftline.topics.models import MISS_REFRESH_S, ModelRegistry, publish_model
 from driftline.topics.producer import CheckedProducer

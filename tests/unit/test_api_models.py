@@ -22,8 +22,8 @@ from driftline.api.models import (
 )
 from driftline.api.requests import RequestError
 from driftline.state.baseline import check_baseline
-from driftline.state.models import ModelSpec
 from driftline.state.registered import RegisteredModel
+from driftline.state.spec import ModelSpec
 
 SPEC: dict[str, Any] = {
     "project_id": "shop",

@@ -27,7 +27,7 @@ from driftline.api.requests import (
 )
 from driftline.api.responses import csv_columns, deletion_status, public_row, to_csv
 from driftline.state import instants
-from driftline.state.models import ModelSpec
+from driftline.state.spec import ModelSpec
 from driftline.topics.messages import decode_ingest, deletion_key, ingest_key
 from driftline.topics.partitioning import partition_for
 from driftline.topics.sources import InvalidEventError

@@ -28,7 +28,7 @@ from driftline.api.requests import (
 )
 from driftline.state.commands import Insert
 from driftline.state.events import dropped_insert_fields
-from driftline.state.models import ModelSpec
+from driftline.state.spec import ModelSpec
 from driftline.state.wording import shown
 from driftline.topics.messages import MAX_VALUE_DEPTH, decode_ingest, encode_ingest, ingest_key
 from driftline.topics.sources import InvalidEventError, outgoing_event

@@ -30,7 +30,7 @@ from driftline.state.baseline import (
     spec_from_data,
     type_contradiction,
 )
-from driftline.state.models import ColumnType, InvalidSpecError, ModelSpec, Task
+from driftline.state.spec import ColumnType, InvalidSpecError, ModelSpec, Task
 from driftline.topics.sources import iter_rows, json_value
 
 DECILES = [i / 10 for i in range(1, 10)]

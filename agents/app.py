@@ -34,7 +34,7 @@ from driftline.settings import Settings
 from driftline.state.store import MIB, StoreResources
 from driftline.topics.admin import ensure_topics
 from driftline.topics.clients import RepeatFilter
-from driftline.topics.models import ModelRegistry
+from driftline.topics.model_registry import ModelRegistry
 from driftline.topics.registry import Topics
 
 

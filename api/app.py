@@ -91,7 +91,7 @@ from driftline.state.wording import shown
 from driftline.topics.admin import ensure_topics
 from driftline.topics.deletion_requests import DeletionRequests, publish_request, withdraw_request
 from driftline.topics.messages import deletion_key, ingest_key
-from driftline.topics.models import ModelRegistry
+from driftline.topics.model_registry import ModelRegistry
 from driftline.topics.partitioning import partition_for
 from driftline.topics.producer import CheckedProducer, DeliveryError
 from driftline.topics.registry import Topics

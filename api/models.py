@@ -7,7 +7,7 @@ as objects) or as ``multipart/form-data`` with a ``spec`` part (JSON text) and a
 ``from_data`` (a JSON field or a form part, ``true``) infers the column types from the
 baseline as ``Driftline.register_model_from_data`` does.
 
-Registration goes through the same code as the client (``topics.models.register_model``
+Registration goes through the same code as the client (``topics.model_registry.register_model``
 and ``state.baseline.check_baseline``): identical again is 200, different is 409, and a
 baseline that contradicts its column types is refused or warned about alike.
 """
@@ -32,7 +32,7 @@ from driftline.state import exact_json
 from driftline.state.baseline import check_baseline, spec_from_data
 from driftline.state.registered import RegisteredModel
 from driftline.state.spec import InvalidSpecError, ModelSpec, model_key
-from driftline.topics.models import ModelConflictError, register_model
+from driftline.topics.model_registry import ModelConflictError, register_model
 from driftline.topics.producer import DeliveryError
 from driftline.topics.sources import InvalidEventError, iter_rows
 

@@ -33,9 +33,9 @@ from driftline.agents.web import register_views
 from driftline.settings import Settings
 from driftline.state.store import MIB, StoreResources
 from driftline.topics.admin import ensure_topics
+from driftline.topics.catalog import Topics
 from driftline.topics.clients import RepeatFilter
 from driftline.topics.model_registry import ModelRegistry
-from driftline.topics.registry import Topics
 
 
 class QuietWorker(faust.Worker):

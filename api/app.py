@@ -89,12 +89,12 @@ from driftline.state import exact_json
 from driftline.state.spec import ModelSpec, model_key
 from driftline.state.wording import shown
 from driftline.topics.admin import ensure_topics
+from driftline.topics.catalog import Topics
 from driftline.topics.deletion_requests import DeletionRequests, publish_request, withdraw_request
 from driftline.topics.messages import deletion_key, ingest_key
 from driftline.topics.model_registry import ModelRegistry
 from driftline.topics.partitioning import partition_for
 from driftline.topics.producer import CheckedProducer, DeliveryError
-from driftline.topics.registry import Topics
 
 log = logging.getLogger(__name__)
 

@@ -29,11 +29,11 @@ from driftline.settings import Settings
 from driftline.state.counters import ModelCounters
 from driftline.state.spec import model_key
 from driftline.state.wording import shown
+from driftline.topics.catalog import Topics
 from driftline.topics.dead_letters import DeadLetter, StoredLetter, letter_model, read_letters_page
 from driftline.topics.messages import ingest_key
 from driftline.topics.partitioning import partition_for
 from driftline.topics.progress import ProgressReader, StageProgress
-from driftline.topics.registry import Topics
 
 DEFAULT_DEAD_LETTERS = 100
 MAX_DEAD_LETTERS = 1000

@@ -29,10 +29,10 @@ from driftline.state.registered import RegisteredModel
 from driftline.state.spec import ModelSpec, model_key
 from driftline.state.wording import shown
 from driftline.topics.admin import ensure_topics
+from driftline.topics.catalog import Topics
 from driftline.topics.messages import encode_ingest, ingest_key
 from driftline.topics.model_registry import ModelConflictError, ModelRegistry, register_model
 from driftline.topics.producer import CheckedProducer
-from driftline.topics.registry import Topics
 from driftline.topics.sources import (
     InvalidEventError,
     OutgoingEvent,

@@ -26,9 +26,9 @@ from driftline.stack.redis import redis_answers
 from driftline.stack.worker import WorkerProcess
 from driftline.state import exact_json
 from driftline.state.store import split_store_key
+from driftline.topics.catalog import Topics
 from driftline.topics.progress import merge_progress
 from driftline.topics.reading import read_topic
-from driftline.topics.registry import Topics
 
 _SESSION_SETTINGS = Settings.from_env()
 

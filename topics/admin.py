@@ -9,7 +9,7 @@ from confluent_kafka import KafkaError, KafkaException
 from confluent_kafka.admin import AdminClient, NewTopic
 
 from driftline.stack.waiting import wait_until
-from driftline.topics.registry import TopicSpec
+from driftline.topics.catalog import TopicSpec
 
 
 def ensure_topics(

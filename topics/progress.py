@@ -14,8 +14,8 @@ from confluent_kafka import Consumer, KafkaError, Message, TopicPartition
 
 from driftline.settings import Settings
 from driftline.stack.waiting import wait_until
+from driftline.topics.catalog import Topics
 from driftline.topics.offsets import watermarks
-from driftline.topics.registry import Topics
 
 
 class GroupProgress:

@@ -9,9 +9,9 @@ from __future__ import annotations
 from driftline.api.deletions import deletion_messages
 from driftline.api.requests import DeleteRequest
 from driftline.settings import Settings
+from driftline.topics.catalog import Topics
 from driftline.topics.messages import deletion_key, encode_delete, ingest_key
 from driftline.topics.producer import CheckedProducer
-from driftline.topics.registry import Topics
 
 
 def send_deletes(

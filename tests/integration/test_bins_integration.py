@@ -26,9 +26,9 @@ from driftline.state.bins import HOUR_MS, ContributionRules, bins_of
 from driftline.state.events import StoredEvent
 from driftline.state.metrics import bin_metrics
 from driftline.state.spec import ModelSpec
+from driftline.topics.catalog import Topics
 from driftline.topics.progress import GroupProgress, merge_progress
 from driftline.topics.reading import read_topic
-from driftline.topics.registry import Topics
 from tests.fixtures import stored_events, wait_for_lag_zero
 from tests.integration.commands import send_deletes
 

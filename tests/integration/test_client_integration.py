@@ -28,9 +28,9 @@ from driftline.client import (
 from driftline.settings import Settings
 from driftline.stack.kafka import free_port
 from driftline.state.spec import InvalidSpecError, ModelSpec
+from driftline.topics.catalog import Topics
 from driftline.topics.producer import CheckedProducer, DeliveryError
 from driftline.topics.reading import read_topic
-from driftline.topics.registry import Topics
 from tests.fixtures import stored_events, wait_for_lag_zero
 from tests.integration.test_pipeline_integration import SPEC
 

@@ -17,11 +17,11 @@ from driftline.settings import Settings
 from driftline.stack.waiting import wait_until
 from driftline.state.tables import BYTES, PartitionTransaction, Table
 from driftline.topics.admin import ensure_topics
+from driftline.topics.catalog import TopicSpec
 from driftline.topics.dead_letters import DeadLetter
 from driftline.topics.producer import CheckedProducer
 from driftline.topics.progress import GroupProgress
 from driftline.topics.reading import read_topic
-from driftline.topics.registry import TopicSpec
 
 pytestmark = pytest.mark.integration
 

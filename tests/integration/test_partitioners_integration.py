@@ -12,9 +12,9 @@ from confluent_kafka import KafkaError, Message, Producer
 
 from driftline.client import Driftline
 from driftline.settings import Settings
+from driftline.topics.catalog import Topics
 from driftline.topics.messages import encode_ingest, ingest_key
 from driftline.topics.partitioning import partition_for
-from driftline.topics.registry import Topics
 from tests.fixtures import stored_events, wait_for_lag_zero, worker_counters, worker_get
 from tests.integration.commands import send_id_deletion
 from tests.integration.test_bins_integration import (

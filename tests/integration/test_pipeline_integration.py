@@ -11,10 +11,10 @@ import pytest
 from driftline.client import Driftline
 from driftline.settings import Settings
 from driftline.stack.worker import WorkerProcess
+from driftline.topics.catalog import Topics
 from driftline.topics.dead_letters import read_dead_letters
 from driftline.topics.messages import encode_ingest, ingest_key
 from driftline.topics.producer import CheckedProducer
-from driftline.topics.registry import Topics
 from tests.fixtures import stored_events, wait_for_lag_zero, worker_counters, worker_get
 from tests.reference_model import ReferenceEvents
 

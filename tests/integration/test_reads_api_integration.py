@@ -22,9 +22,9 @@ from driftline.settings import Settings
 from driftline.stack.api import ApiProcess
 from driftline.stack.waiting import wait_until
 from driftline.state.bins import HOUR_MS
+from driftline.topics.catalog import Topics
 from driftline.topics.messages import encode_ingest, ingest_key
 from driftline.topics.partitioning import partition_for
-from driftline.topics.registry import Topics
 from tests.integration.test_api_integration import call, register, token_for
 from tests.integration.test_bins_integration import HOUR0, bins_in_redis
 

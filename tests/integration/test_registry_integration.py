@@ -13,9 +13,9 @@ from driftline.stack.waiting import wait_until
 from driftline.state.registered import RegisteredModel
 from driftline.state.spec import ModelSpec
 from driftline.topics.admin import ensure_topics
+from driftline.topics.catalog import Topics
 from driftline.topics.model_registry import MISS_REFRESH_S, ModelRegistry, publish_model
 from driftline.topics.producer import CheckedProducer
-from driftline.topics.registry import Topics
 
 pytestmark = pytest.mark.integration
 

@@ -12,7 +12,7 @@ from driftline.agents.restore import CHECKPOINT_KEY, ChangelogRestorer
 from driftline.settings import Settings
 from driftline.state.store import Checkpoint, PartitionStore, store_key
 from driftline.topics.admin import ensure_topics
-from driftline.topics.registry import TopicSpec
+from driftline.topics.catalog import TopicSpec
 
 pytestmark = pytest.mark.integration
 

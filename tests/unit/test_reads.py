@@ -22,9 +22,9 @@ from driftline.api.reads import (
 from driftline.api.requests import RequestError, query_parameters_of
 from driftline.internal_secret import internal_secret, matches
 from driftline.settings import Settings
+from driftline.topics.catalog import Topics
 from driftline.topics.dead_letters import DeadLetter, StoredLetter, letter_model
 from driftline.topics.progress import StageProgress, copies_to_wait_for, pending_partitions
-from driftline.topics.registry import Topics
 
 # --- the internal secret ---------------------------------------------------------------
 

@@ -7,7 +7,6 @@ which becomes the dead letter's reason. The format is documented in ``SCHEMAS.md
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from typing import Any
 
 import orjson
@@ -24,14 +23,11 @@ from driftline.state.commands import (
     JSONValue,
     Update,
     event_key,
+    nesting_problem,
 )
 from driftline.state.spec import model_key
 
 OPS = ("insert", "update", "delete")
-# How deeply a column value may nest lists and objects. orjson writes at most 254 levels,
-# and a stored event wraps the value in two more: a value nested 300 deep was accepted
-# here, could not be stored, and stopped the partition.
-MAX_VALUE_DEPTH = 64
 # Commands about many events of one model, sent by the API to chosen partitions.
 DELETION_OPS = ("delete_ids", "delete_range", "delete_continue")
 
@@ -164,12 +160,9 @@ def decode_ingest(
     event = message.get("event")
     if not isinstance(event, dict):
         return f"{op} needs 'event', a JSON object of column values; got {_quoted(event)}"
-    too_deep = nested_too_deep(event)
+    too_deep = nesting_problem(event)
     if too_deep is not None:
-        return (
-            f"column {too_deep!r} holds a value nested more than {MAX_VALUE_DEPTH} levels "
-            "deep; flatten it or send it as a string"
-        )
+        return too_deep
     timestamp = message.get("event_timestamp")
     if timestamp is not None and (
         isinstance(timestamp, bool) or not isinstance(timestamp, int) or timestamp < 0
@@ -233,28 +226,6 @@ def _epoch_ms(value: object) -> int | None:
     if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
         return value
     return None
-
-
-def nested_too_deep(event: Mapping[str, Any]) -> str | None:
-    """The first column whose value nests lists/objects deeper than ``MAX_VALUE_DEPTH``."""
-    for name, value in event.items():
-        if isinstance(value, list | dict) and _depth_exceeds(value, MAX_VALUE_DEPTH):
-            return name
-    return None
-
-
-def _depth_exceeds(value: list[Any] | dict[str, Any], limit: int) -> bool:
-    level: list[Any] = [value]
-    for _ in range(limit):
-        level = [
-            child
-            for item in level
-            for child in (item.values() if isinstance(item, dict) else item)
-            if isinstance(child, list | dict)
-        ]
-        if not level:
-            return False
-    return True
 
 
 def _quoted(value: object) -> str:

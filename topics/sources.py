@@ -17,9 +17,9 @@ from typing import Any
 
 import pandas as pd
 
+from driftline.state.commands import nesting_problem
 from driftline.state.spec import ModelSpec
 from driftline.state.wording import shown
-from driftline.topics.messages import MAX_VALUE_DEPTH, nested_too_deep
 
 Source = Iterable[Mapping[str, Any]] | pd.DataFrame | str | Path
 
@@ -108,14 +108,11 @@ def outgoing_event(
     """Split a row into id, time and column values, checking what the wire format needs."""
     if not isinstance(row, Mapping):
         raise InvalidEventError(f"{where}: an event must be a dict, got {type(row).__name__}")
-    too_deep = nested_too_deep(row)
+    too_deep = nesting_problem(row)
     if too_deep is not None:
         # Refused here, as the worker would dead-letter it (and as it could not be written:
         # orjson stops at 254 levels, and reading it back would overflow the stack).
-        raise InvalidEventError(
-            f"{where}: column '{too_deep}' holds a value nested more than {MAX_VALUE_DEPTH} "
-            "levels deep; flatten it or send it as a string"
-        )
+        raise InvalidEventError(f"{where}: {too_deep}")
     columns = {str(name): json_value(value, where, str(name)) for name, value in row.items()}
     raw_id = columns.pop(spec.event_id_col, None) if event_id is None else event_id
     columns.pop(spec.event_id_col, None)

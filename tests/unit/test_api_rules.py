@@ -26,11 +26,11 @@ from driftline.api.requests import (
     query_values,
     takes_query,
 )
-from driftline.state.commands import Insert
+from driftline.state.commands import MAX_VALUE_DEPTH, Insert
 from driftline.state.events import dropped_insert_fields
 from driftline.state.spec import ModelSpec
 from driftline.state.wording import shown
-from driftline.topics.messages import MAX_VALUE_DEPTH, decode_ingest, encode_ingest, ingest_key
+from driftline.topics.messages import decode_ingest, encode_ingest, ingest_key
 from driftline.topics.sources import InvalidEventError, outgoing_event
 
 SPEC = ModelSpec.from_dict(

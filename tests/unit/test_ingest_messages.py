@@ -7,8 +7,8 @@ from typing import Any
 
 import pytest
 
-from driftline.state.commands import Insert
-from driftline.topics.messages import MAX_VALUE_DEPTH, decode_ingest, encode_ingest, ingest_key
+from driftline.state.commands import MAX_VALUE_DEPTH, Insert
+from driftline.topics.messages import decode_ingest, encode_ingest, ingest_key
 
 KEY = ingest_key("shop", "fraud", "e1")
 

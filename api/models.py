@@ -32,9 +32,9 @@ from driftline.state import exact_json
 from driftline.state.baseline import check_baseline, spec_from_data
 from driftline.state.registered import RegisteredModel
 from driftline.state.spec import InvalidSpecError, ModelSpec, model_key
+from driftline.state.tabular import InvalidEventError, iter_rows
 from driftline.topics.model_registry import ModelConflictError, register_model
 from driftline.topics.producer import DeliveryError
-from driftline.topics.sources import InvalidEventError, iter_rows
 
 _BODY_FIELDS = frozenset({"spec", "baseline", "from_data"})
 _SPEC_FIELDS = frozenset(f.name for f in fields(ModelSpec) if f.init)

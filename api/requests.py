@@ -20,9 +20,9 @@ import orjson
 from driftline.state import instants
 from driftline.state.events import dropped_insert_fields, dropped_update_fields
 from driftline.state.spec import ModelSpec
+from driftline.state.tabular import InvalidEventError, OutgoingEvent, outgoing_event
 from driftline.state.wording import shown
 from driftline.topics.messages import encode_ingest, ingest_key
-from driftline.topics.sources import InvalidEventError, OutgoingEvent, outgoing_event
 
 MAX_DELETE_IDS = 10_000
 DEFAULT_SLICE_LIMIT = 1_000

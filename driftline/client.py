@@ -27,13 +27,7 @@ from driftline.state.baseline import BaselineTypeError, check_baseline, spec_fro
 from driftline.state.events import dropped_insert_fields, dropped_update_fields
 from driftline.state.registered import RegisteredModel
 from driftline.state.spec import ModelSpec, model_key
-from driftline.state.wording import shown
-from driftline.topics.admin import ensure_topics
-from driftline.topics.catalog import Topics
-from driftline.topics.messages import encode_ingest, ingest_key
-from driftline.topics.model_registry import ModelConflictError, ModelRegistry, register_model
-from driftline.topics.producer import CheckedProducer
-from driftline.topics.sources import (
+from driftline.state.tabular import (
     InvalidEventError,
     OutgoingEvent,
     Source,
@@ -41,6 +35,12 @@ from driftline.topics.sources import (
     iter_rows,
     outgoing_event,
 )
+from driftline.state.wording import shown
+from driftline.topics.admin import ensure_topics
+from driftline.topics.catalog import Topics
+from driftline.topics.messages import encode_ingest, ingest_key
+from driftline.topics.model_registry import ModelConflictError, ModelRegistry, register_model
+from driftline.topics.producer import CheckedProducer
 
 __all__ = [
     "ApiError",

@@ -28,9 +28,9 @@ from driftline.api.requests import (
 from driftline.api.responses import csv_columns, deletion_status, public_row, to_csv
 from driftline.state import instants
 from driftline.state.spec import ModelSpec
+from driftline.state.tabular import InvalidEventError
 from driftline.topics.messages import decode_ingest, deletion_key, ingest_key
 from driftline.topics.partitioning import partition_for
-from driftline.topics.sources import InvalidEventError
 
 HOUR = 3600 * 1000
 T0 = int(datetime(2026, 11, 22, tzinfo=UTC).timestamp() * 1000)

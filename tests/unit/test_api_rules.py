@@ -29,9 +29,9 @@ from driftline.api.requests import (
 from driftline.state.commands import MAX_VALUE_DEPTH, Insert
 from driftline.state.events import dropped_insert_fields
 from driftline.state.spec import ModelSpec
+from driftline.state.tabular import InvalidEventError, outgoing_event
 from driftline.state.wording import shown
 from driftline.topics.messages import decode_ingest, encode_ingest, ingest_key
-from driftline.topics.sources import InvalidEventError, outgoing_event
 
 SPEC = ModelSpec.from_dict(
     {"project_id": "shop", "model_id": "fraud", "inputs": ["age"], "outputs": ["score"],

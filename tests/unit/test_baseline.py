@@ -31,7 +31,7 @@ from driftline.state.baseline import (
     type_contradiction,
 )
 from driftline.state.spec import ColumnType, InvalidSpecError, ModelSpec, Task
-from driftline.topics.sources import iter_rows, json_value
+from driftline.state.tabular import iter_rows, json_value
 
 DECILES = [i / 10 for i in range(1, 10)]
 

@@ -1,4 +1,9 @@
-"""Turning user data (dicts, DataFrames, CSV and Parquet files) into ingest messages.
+"""User data as rows of events: dicts, DataFrames, CSV and Parquet files, each row split
+into its event id, time and JSON column values, checked as the worker would check them.
+
+Not a topic format (``topics.messages`` encodes the rows): the client and the CLI publish
+and register from these rows, and the REST API reads a registration's baseline upload
+with them.
 
 Files are read in chunks so that a large backfill never sits in memory whole. Pandas'
 missing values (NaN, NaT, None) become JSON null: an event without ground truth carries

@@ -64,7 +64,7 @@ def model_name(body: Mapping[str, Any], field: str) -> str:
     return value
 
 
-def model_of(body: object) -> tuple[str, str] | None:
+def model_named_in(body: object) -> tuple[str, str] | None:
     """The (project_id, model_id) a body names, if it names one: for the rate-limit headers."""
     if not isinstance(body, Mapping):
         return None
@@ -92,14 +92,14 @@ def model_named_anywhere(raw: bytes, query: Mapping[str, str]) -> tuple[str, str
     """
     try:
         # Valid JSON says exactly what it names (a name with '/' names no model).
-        return model_of(orjson.loads(raw)) or model_of(query)
+        return model_named_in(orjson.loads(raw)) or model_named_in(query)
     except orjson.JSONDecodeError:
         pass
     text = raw[:65_536].decode("utf-8", errors="replace")
     matches = {field: pattern.search(text) for field, pattern in _NAMED_VALUE.items()}
     if matches["project_id"] and matches["model_id"]:
         return matches["project_id"].group(1), matches["model_id"].group(1)
-    return model_of(query)
+    return model_named_in(query)
 
 
 # --- query strings and content types ------------------------------------------------------

@@ -30,7 +30,7 @@ from driftline.state.counters import ModelCounters
 from driftline.state.deletions import DeletionRecord
 from driftline.state.events import StoredEvent
 from driftline.state.hour_index import indexed_in_range
-from driftline.state.spec import model_key
+from driftline.state.names import model_key
 from driftline.state.store import MEMORY, PartitionStore
 from driftline.topics.partitioning import partition_for
 

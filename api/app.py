@@ -86,7 +86,8 @@ from driftline.api.workers import Workers, WorkerUnavailableError
 from driftline.internal_secret import internal_secret
 from driftline.settings import Settings
 from driftline.state import exact_json
-from driftline.state.spec import ModelSpec, model_key
+from driftline.state.names import model_key
+from driftline.state.spec import ModelSpec
 from driftline.state.wording import shown
 from driftline.topics.admin import ensure_topics
 from driftline.topics.catalog import Topics

@@ -30,8 +30,9 @@ from driftline.api.app import SERVICES, Services, _check_scope, json_response
 from driftline.api.requests import RequestError, bad_request, refuse_unknown
 from driftline.state import exact_json
 from driftline.state.baseline import check_baseline, spec_from_data
+from driftline.state.names import model_key
 from driftline.state.registered import RegisteredModel
-from driftline.state.spec import InvalidSpecError, ModelSpec, model_key
+from driftline.state.spec import InvalidSpecError, ModelSpec
 from driftline.state.tabular import InvalidEventError, iter_rows
 from driftline.topics.model_registry import ModelConflictError, register_model
 from driftline.topics.producer import DeliveryError

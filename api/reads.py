@@ -23,11 +23,11 @@ from aiohttp import web
 
 from driftline.agents.merge import FORWARDED_FROM
 from driftline.api import app as core
-from driftline.api.requests import RequestError, bad_request, takes_query
+from driftline.api.requests import RequestError, bad_request, model_name, takes_query
 from driftline.api.workers import Workers
 from driftline.settings import Settings
 from driftline.state.counters import ModelCounters
-from driftline.state.spec import model_key
+from driftline.state.names import model_key
 from driftline.state.wording import shown
 from driftline.topics.catalog import Topics
 from driftline.topics.dead_letters import DeadLetter, StoredLetter, letter_model, read_letters_page
@@ -315,11 +315,9 @@ def _optional_model(query: Mapping[str, str]) -> tuple[str, str] | None:
     project_id, model_id = query.get("project_id"), query.get("model_id")
     if project_id is None and model_id is None:
         return None
-    if not project_id or not model_id or "/" in project_id or "/" in model_id:
-        raise bad_request(
-            "give both 'project_id' and 'model_id' (non-empty, without '/'), or neither"
-        )
-    return project_id, model_id
+    if project_id is None or model_id is None:
+        raise bad_request("give both 'project_id' and 'model_id', or neither")
+    return model_name(query, "project_id"), model_name(query, "model_id")
 
 
 def _iso(ms: int) -> str:

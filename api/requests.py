@@ -19,6 +19,7 @@ import orjson
 
 from driftline.state import instants
 from driftline.state.events import dropped_insert_fields, dropped_update_fields
+from driftline.state.names import name_problem
 from driftline.state.spec import ModelSpec
 from driftline.state.tabular import InvalidEventError, OutgoingEvent, outgoing_event
 from driftline.state.wording import shown
@@ -57,11 +58,12 @@ def named(name: str, limit: int = 60) -> str:
 
 
 def model_name(body: Mapping[str, Any], field: str) -> str:
+    """The body's ``field`` (project_id or model_id), a 400 unless it is a name."""
     value = body.get(field)
-    if not isinstance(value, str) or not value or "/" in value:
-        got = "it is missing" if value is None else f"got {shown(value)}"
-        raise bad_request(f"'{field}' must be a non-empty string without '/'; {got}")
-    return value
+    problem = name_problem(value, field)
+    if problem is not None:
+        raise bad_request(problem)
+    return str(value)
 
 
 def model_named_in(body: object) -> tuple[str, str] | None:

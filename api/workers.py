@@ -20,6 +20,7 @@ import orjson
 from driftline.agents.ownership import PartitionOwners
 from driftline.internal_secret import HEADER
 from driftline.state import exact_json
+from driftline.state.names import split_model_key
 
 # A worker's HTTP server (aiohttp under Faust) refuses bodies over 1 MiB; a lookup of
 # 10,000 long ids is sent in requests of at most this many bytes of ids.
@@ -89,7 +90,7 @@ class Workers:
         sum without them would be silently low.
         """
         owners = await self.owners_of(range(partitions))
-        project_id, _, model_id = model.partition("/")
+        project_id, model_id = split_model_key(model)
         path = f"/internal/models/{quote(project_id, safe='')}/{quote(model_id, safe='')}/counters"
         answers = await self._from_each(owners, path)
         found: dict[int, dict[str, Any]] = {}

@@ -13,6 +13,7 @@ import orjson
 
 from driftline.settings import Settings
 from driftline.state import exact_json
+from driftline.state.names import split_model_key
 
 
 @click.group()
@@ -289,9 +290,7 @@ def metrics(settings: Settings, model: str, start: str, end: str) -> None:
     """Print the hourly bins of MODEL (project_id/model_id) between START and END."""
     from driftline.client import Driftline
 
-    if model.count("/") != 1:
-        raise click.UsageError("MODEL is project_id/model_id")
-    project_id, model_id = model.split("/")
+    project_id, model_id = _model_argument(model)
     with Driftline(settings) as client:
         bins = _or_exit(lambda: client.get_metrics(project_id, model_id, start, end))
     click.echo(exact_json.dumps(bins, option=orjson.OPT_INDENT_2).decode())
@@ -342,10 +341,7 @@ def dead_letters(settings: Settings, model: str | None, limit: int) -> None:
 
     named: tuple[str | None, str | None] = (None, None)
     if model is not None:
-        if model.count("/") != 1:
-            raise click.UsageError("MODEL is project_id/model_id")
-        project_id, model_id = model.split("/")
-        named = (project_id, model_id)
+        named = _model_argument(model)
     with Driftline(settings) as client:
         letters = _or_exit(lambda: client.get_dead_letters(*named, limit=limit))
     for letter in letters:
@@ -367,6 +363,13 @@ def demo(settings: Settings, events: int, label_delay: float) -> None:
     from driftline.demo import run_demo
 
     run_demo(settings, events=events, label_delay_s=label_delay)
+
+
+def _model_argument(model: str) -> tuple[str, str]:
+    """A MODEL argument's (project_id, model_id)."""
+    if model.count("/") != 1:
+        raise click.UsageError("MODEL is project_id/model_id")
+    return split_model_key(model)
 
 
 def _or_exit(action: Any) -> Any:

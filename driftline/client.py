@@ -25,8 +25,9 @@ from driftline.settings import Settings
 from driftline.state import exact_json
 from driftline.state.baseline import BaselineTypeError, check_baseline, spec_from_data
 from driftline.state.events import dropped_insert_fields, dropped_update_fields
+from driftline.state.names import model_key
 from driftline.state.registered import RegisteredModel
-from driftline.state.spec import ModelSpec, model_key
+from driftline.state.spec import ModelSpec
 from driftline.state.tabular import (
     InvalidEventError,
     OutgoingEvent,

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field, fields
 from enum import StrEnum
 from typing import Any, TypeVar
 
+from driftline.state.names import model_key, name_problem
 from driftline.state.wording import shown
 
 _E = TypeVar("_E", bound=StrEnum)
@@ -144,17 +145,12 @@ def _label(value: Any, field_name: str) -> Any:
     )
 
 
-def model_key(project_id: str, model_id: str) -> str:
-    return f"{project_id}/{model_id}"
-
-
 def _name(raw: Mapping[str, Any], field_name: str) -> str:
     value = raw.get(field_name)
-    if not isinstance(value, str) or not value:
-        raise InvalidSpecError(f"{field_name} must be a non-empty string, got {shown(value)}")
-    if "/" in value:
-        raise InvalidSpecError(f"{field_name} must not contain '/', got {shown(value)}")
-    return value
+    problem = name_problem(value, field_name)
+    if problem is not None:
+        raise InvalidSpecError(problem)
+    return str(value)
 
 
 def _str(raw: Mapping[str, Any], field_name: str, default: str) -> str:

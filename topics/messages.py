@@ -25,7 +25,7 @@ from driftline.state.commands import (
     event_key,
     nesting_problem,
 )
-from driftline.state.spec import model_key
+from driftline.state.names import model_key, name_problem, split_model_key
 
 OPS = ("insert", "update", "delete")
 # Commands about many events of one model, sent by the API to chosen partitions.
@@ -110,7 +110,7 @@ def encode_delete_range(
 
 
 def encode_continue_deletion(model: str, deletion_id: str) -> bytes:
-    project_id, model_id = model.split("/", 1)
+    project_id, model_id = split_model_key(model)
     return orjson.dumps(
         {"op": "delete_continue", "project_id": project_id, "model_id": model_id,
          "deletion_id": deletion_id}
@@ -177,10 +177,9 @@ def decode_ingest(
 
 
 def _envelope(message: dict[str, Any]) -> tuple[str, str] | str:
-    for field_name in ("project_id", "model_id"):
-        value = message.get(field_name)
-        if not isinstance(value, str) or not value or "/" in value:
-            return f"{field_name!r} must be a non-empty string without '/'; got {_quoted(value)}"
+    problem = _model_problem(message)
+    if problem is not None:
+        return problem
     event_id = message.get("event_id")
     if isinstance(event_id, int) and not isinstance(event_id, bool):
         event_id = str(event_id)
@@ -193,10 +192,9 @@ def _envelope(message: dict[str, Any]) -> tuple[str, str] | str:
 def _deletion_command(
     key: bytes | None, message: dict[str, Any], offset: int, ref: int
 ) -> DeletionCommand | str:
-    for field_name in ("project_id", "model_id"):
-        value = message.get(field_name)
-        if not isinstance(value, str) or not value or "/" in value:
-            return f"{field_name!r} must be a non-empty string without '/'; got {_quoted(value)}"
+    problem = _model_problem(message)
+    if problem is not None:
+        return problem
     model = model_key(message["project_id"], message["model_id"])
     if key != model.encode():
         return f"a {message['op']} message must be keyed {model!r} (project_id/model_id)"
@@ -220,6 +218,13 @@ def _deletion_command(
     if start >= end:
         return f"delete_range needs start_time < end_time; got {start} >= {end}"
     return DeleteRange(model, deletion_id, start, end, update_metrics, offset, ref)
+
+
+def _model_problem(message: dict[str, Any]) -> str | None:
+    """Why the message names no model (its project_id or model_id is no name), or None."""
+    return name_problem(message.get("project_id"), "project_id") or name_problem(
+        message.get("model_id"), "model_id"
+    )
 
 
 def _epoch_ms(value: object) -> int | None:

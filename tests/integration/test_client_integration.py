@@ -382,7 +382,7 @@ def test_a_model_is_registered_once(client: Driftline) -> None:
         ),
         ({"task": "ranking"}, "task must be one of"),
         ({"outputs": []}, "at least one output column"),
-        ({"model_id": "a/b"}, "must not contain '/'"),
+        ({"model_id": "a/b"}, "'model_id' must be a non-empty string without '/'; got"),
     ],
 )
 def test_an_invalid_spec_is_refused(

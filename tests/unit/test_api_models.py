@@ -117,7 +117,7 @@ def test_from_data_infers_types_and_inputs_as_spec_from_data() -> None:
         (Registration(SPEC, None, True), "from_data infers the column types"),
         (
             Registration({**SPEC, "model_id": None}, None, False),
-            "model_id must be a non-empty string, got null",
+            "'model_id' must be a non-empty string without '/'; it is missing",
         ),
         (Registration({**SPEC, "task": 3}, None, False), "task must be one of"),
         (

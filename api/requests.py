@@ -19,6 +19,7 @@ import orjson
 
 from driftline.state import instants
 from driftline.state.events import dropped_insert_fields, dropped_update_fields
+from driftline.state.instants import epoch_ms_problem
 from driftline.state.names import name_problem
 from driftline.state.spec import ModelSpec
 from driftline.state.tabular import InvalidEventError, OutgoingEvent, outgoing_event
@@ -338,13 +339,9 @@ def check_row(spec: ModelSpec, row: object, index: int, update: bool) -> Outgoin
             f"{where}.event must be an object of column values; got {shown(event)}"
         )
     timestamp = row.get("event_timestamp")
-    if timestamp is not None and (
-        isinstance(timestamp, bool) or not isinstance(timestamp, int) or timestamp < 0
-    ):
-        raise InvalidEventError(
-            f"{where}.event_timestamp must be UTC milliseconds since the epoch (a "
-            f"non-negative integer); got {shown(timestamp)}"
-        )
+    problem = None if timestamp is None else epoch_ms_problem(timestamp, f"{where}.event_timestamp")
+    if problem is not None:
+        raise InvalidEventError(problem)
     event_id = row.get("event_id")
     if update and event_id is None and spec.event_id_col not in event:
         raise InvalidEventError(f"{where}: an update needs 'event_id' to find the event")

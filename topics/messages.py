@@ -25,6 +25,7 @@ from driftline.state.commands import (
     event_key,
     nesting_problem,
 )
+from driftline.state.instants import epoch_ms, epoch_ms_problem
 from driftline.state.names import model_key, name_problem, split_model_key
 
 OPS = ("insert", "update", "delete")
@@ -164,13 +165,9 @@ def decode_ingest(
     if too_deep is not None:
         return too_deep
     timestamp = message.get("event_timestamp")
-    if timestamp is not None and (
-        isinstance(timestamp, bool) or not isinstance(timestamp, int) or timestamp < 0
-    ):
-        return (
-            "'event_timestamp' must be UTC milliseconds since the epoch (a non-negative "
-            f"integer); got {_quoted(timestamp)}"
-        )
+    problem = None if timestamp is None else epoch_ms_problem(timestamp, "'event_timestamp'")
+    if problem is not None:
+        return problem
     if op == "insert":
         return Insert(model, event_id, event, timestamp, received_ms, offset, ref)
     return Update(model, event_id, event, timestamp, received_ms, offset, ref)
@@ -212,7 +209,7 @@ def _deletion_command(
         if not isinstance(ids, list) or not all(isinstance(i, str) and i for i in ids):
             return "delete_ids needs 'event_ids', a list of non-empty strings"
         return DeleteIds(model, deletion_id, tuple(ids), update_metrics, offset, ref)
-    start, end = _epoch_ms(message.get("start_time")), _epoch_ms(message.get("end_time"))
+    start, end = epoch_ms(message.get("start_time")), epoch_ms(message.get("end_time"))
     if start is None or end is None:
         return "delete_range needs 'start_time' and 'end_time', UTC ms since the epoch"
     if start >= end:
@@ -225,12 +222,6 @@ def _model_problem(message: dict[str, Any]) -> str | None:
     return name_problem(message.get("project_id"), "project_id") or name_problem(
         message.get("model_id"), "model_id"
     )
-
-
-def _epoch_ms(value: object) -> int | None:
-    if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
-        return value
-    return None
 
 
 def _quoted(value: object) -> str:

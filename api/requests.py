@@ -18,6 +18,7 @@ from typing import Any, TypeVar
 import orjson
 
 from driftline.state import instants
+from driftline.state.commands import event_id_of
 from driftline.state.events import dropped_insert_fields, dropped_update_fields
 from driftline.state.instants import epoch_ms_problem
 from driftline.state.names import name_problem
@@ -264,13 +265,12 @@ def parse_event_ids(raw: object, field: str) -> tuple[str, ...]:
         )
     ids: dict[str, None] = {}
     for index, value in enumerate(raw):
-        if isinstance(value, int) and not isinstance(value, bool):
-            value = str(value)
-        if not isinstance(value, str) or not value:
+        event_id = event_id_of(value)
+        if event_id is None:
             raise bad_request(
                 f"{field}[{index}] must be a non-empty string (or an integer); got {shown(value)}"
             )
-        ids[value] = None
+        ids[event_id] = None
     return tuple(ids)
 
 

@@ -103,6 +103,17 @@ class ContinueDeletion:
 DeletionCommand = DeleteIds | DeleteRange | ContinueDeletion
 
 
+def event_id_of(value: object) -> str | None:
+    """``value`` as an event id, or None if it cannot be one: any non-empty string ('/'
+    included: the event key splits at its first two '/'), or an integer as its decimal
+    string. The worker, the client and the REST API's lookups and deletes all read ids so."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        return str(value)
+    if isinstance(value, str) and value:
+        return value
+    return None
+
+
 def event_key(model_key: str, event_id: str) -> str:
     """The Kafka key of every message about one event, and the events table's key."""
     return f"{model_key}/{event_id}"

@@ -22,7 +22,7 @@ from typing import Any
 
 import pandas as pd
 
-from driftline.state.commands import nesting_problem
+from driftline.state.commands import event_id_of, nesting_problem
 from driftline.state.spec import ModelSpec
 from driftline.state.wording import shown
 
@@ -135,18 +135,17 @@ def outgoing_event(
 
 
 def _event_id(value: Any, where: str) -> str:
-    """Any non-empty string (an integer as its decimal form), ``/`` included: the key
-    ``project_id/model_id/event_id`` splits at its first two ``/`` (SPEC §4), the same rule
-    as the worker's, the slices' and the deletes'."""
+    """``event_id_of``'s rule, the worker's (a numpy integer unwrapped first); the client
+    says which part of it a row broke."""
     value = _unwrapped(value)
     if isinstance(value, bool) or not isinstance(value, str | int):
         raise InvalidEventError(
             f"{where}: event id must be a string or integer, got {shown(value)}"
         )
-    text = str(value)
-    if not text:
+    event_id = event_id_of(value)
+    if event_id is None:
         raise InvalidEventError(f"{where}: event id must be a non-empty string")
-    return text
+    return event_id
 
 
 def timestamp_ms(value: Any, where: str) -> int | None:

@@ -22,6 +22,7 @@ from driftline.state.commands import (
     Insert,
     JSONValue,
     Update,
+    event_id_of,
     event_key,
     nesting_problem,
 )
@@ -177,12 +178,11 @@ def _envelope(message: dict[str, Any]) -> tuple[str, str] | str:
     problem = _model_problem(message)
     if problem is not None:
         return problem
-    event_id = message.get("event_id")
-    if isinstance(event_id, int) and not isinstance(event_id, bool):
-        event_id = str(event_id)
-    if not isinstance(event_id, str) or not event_id:
+    raw_id = message.get("event_id")
+    event_id = event_id_of(raw_id)
+    if event_id is None:
         what = "an update" if message.get("op") == "update" else "every message"
-        return f"{what} needs 'event_id', a non-empty string; got {_quoted(event_id)}"
+        return f"{what} needs 'event_id', a non-empty string; got {_quoted(raw_id)}"
     return model_key(message["project_id"], message["model_id"]), event_id
 
 

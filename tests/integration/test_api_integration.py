@@ -8,69 +8,38 @@ import csv
 import io
 import urllib.error
 import urllib.request
-from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-import orjson
 import pytest
 from click.testing import CliRunner
 
-from driftline.api.auth import create_token
 from driftline.cli import main
-from driftline.client import ApiError, Driftline
+from driftline.client import ApiError
 from driftline.settings import Settings
-from driftline.stack.api import ApiProcess
 from driftline.stack.waiting import wait_until
 from driftline.state.bins import HOUR_MS
-from tests.fixtures import wait_for_lag_zero
-from tests.integration.test_bins_integration import BASELINE, HOUR0, SPEC, bins_in_redis
+from tests.support.api import (
+    StartApi,
+    bin_counts,
+    call,
+    client_for,
+    hour,
+    ids_body,
+    published,
+    register,
+    rows,
+    serving_shop,
+    token_for,
+)
+from tests.support.hourly_bins import bins_in_redis
+from tests.support.models import HOUR0
+from tests.support.pipeline import wait_for_lag_zero
 
 pytestmark = pytest.mark.integration
 
 HOUR0_TEXT = datetime.fromtimestamp(HOUR0 / 1000, UTC).strftime("%Y-%m-%d %H:%M:%S")
-StartApi = Callable[..., ApiProcess]
-
-
-class Answer:
-    def __init__(self, status: int, headers: dict[str, str], raw: bytes) -> None:
-        self.status = status
-        self.headers = headers
-        self.raw = raw
-
-    @property
-    def body(self) -> Any:
-        return orjson.loads(self.raw)
-
-
-def call(
-    api: ApiProcess, method: str, path: str, body: Any = None, token: str | None = None
-) -> Answer:
-    headers = {} if token is None else {"Authorization": f"Bearer {token}"}
-    data = None if body is None else orjson.dumps(body)
-    if data is not None:
-        headers["Content-Type"] = "application/json"
-    request = urllib.request.Request(api.url + path, data=data, headers=headers, method=method)
-    try:
-        with urllib.request.urlopen(request, timeout=30) as response:
-            return Answer(response.status, dict(response.headers), response.read())
-    except urllib.error.HTTPError as error:
-        return Answer(error.code, dict(error.headers), error.read())
-
-
-def token_for(api: ApiProcess, *projects: str) -> str:
-    return create_token(api.settings.api_tokens_file, projects, all_projects=not projects)
-
-
-def hour(n: int) -> str:
-    return (datetime.fromtimestamp(HOUR0 / 1000, UTC) + timedelta(hours=n)).strftime(
-        "%Y-%m-%d %H:%M:%S"
-    )
-
-
-def ids_body(*ids: str, **extra: Any) -> dict[str, Any]:
-    return {"project_id": "shop", "model_id": "churn", "event_ids": list(ids), **extra}
 
 
 def range_body(first: int, last: int, **extra: Any) -> dict[str, Any]:
@@ -82,34 +51,6 @@ def next_midnight() -> int:
     now = datetime.now(UTC)
     return int((now.replace(hour=0, minute=0, second=0, microsecond=0) + timedelta(days=1))
                .timestamp())  # fmt: skip
-
-
-def register(settings: Settings) -> None:
-    with Driftline(settings) as client:
-        client.register_model(SPEC, BASELINE)
-
-
-def rows(count: int, hours: int, prefix: str = "e") -> list[dict[str, Any]]:
-    return [
-        {"event_id": f"{prefix}-{i:04d}", "event_timestamp": HOUR0 + (i % hours) * HOUR_MS + i,
-         "event": {"age": 20 + i % 50, "plan": ["free", "pro"][i % 2], "score": (i % 10) / 10,
-                   "churned": None}}
-        for i in range(count)
-    ]  # fmt: skip
-
-
-def serving_shop(
-    settings: Settings, start_worker: Callable[..., Any], start_api: StartApi
-) -> tuple[ApiProcess, str]:
-    """A worker and an API on ``settings``, the test model registered, a token for shop."""
-    start_worker(settings)
-    api = start_api(settings)
-    register(settings)
-    return api, token_for(api, "shop")
-
-
-def client_for(api: ApiProcess, token: str) -> Driftline:
-    return Driftline(api.settings.with_overrides(api_url=api.url, api_token=token))
 
 
 # --- auth and open endpoints --------------------------------------------------------------
@@ -326,22 +267,6 @@ def test_a_body_over_the_limit_is_413(settings: Settings, start_api: StartApi) -
 
 
 # --- deletions end to end (the workers apply them) ----------------------------------------------
-
-
-def published(
-    settings: Settings, api: ApiProcess, token: str, events: list[dict[str, Any]]
-) -> None:
-    answer = call(api, "POST", "/v1/events", {"project_id": "shop", "model_id": "churn",
-                  "events": events}, token=token)  # fmt: skip
-    assert answer.status == 200, answer.body
-    wait_until(
-        lambda: sum(b["counts"]["n"] for b in bins_in_redis(settings).values()) == len(events),
-        timeout_s=30, what=f"{len(events)} events in the bins",
-    )  # fmt: skip
-
-
-def bin_counts(settings: Settings) -> dict[int, int]:
-    return {h - HOUR0 // HOUR_MS: b["counts"]["n"] for h, b in bins_in_redis(settings).items()}
 
 
 def test_deleting_by_ids_through_the_client_removes_them_from_slices(

@@ -18,9 +18,7 @@ from driftline.settings import Settings
 from driftline.stack.api import ApiProcess
 from driftline.stack.waiting import wait_until
 from driftline.state.bins import HOUR_MS
-from tests.fixtures import wait_for_lag_zero
-from tests.integration.test_api_integration import (
-    HOUR0,
+from tests.support.api import (
     Answer,
     StartApi,
     call,
@@ -31,6 +29,8 @@ from tests.integration.test_api_integration import (
     serving_shop,
     token_for,
 )
+from tests.support.models import HOUR0
+from tests.support.pipeline import wait_for_lag_zero
 
 pytestmark = pytest.mark.integration
 

@@ -24,8 +24,7 @@ from driftline.stack.api import ApiProcess
 from driftline.stack.waiting import wait_until
 from driftline.stack.worker import WorkerProcess
 from driftline.state.bins import HOUR_MS
-from tests.fixtures import wait_for_lag_zero
-from tests.integration.test_api_integration import (
+from tests.support.api import (
     Answer,
     StartApi,
     call,
@@ -35,7 +34,9 @@ from tests.integration.test_api_integration import (
     serving_shop,
     token_for,
 )
-from tests.integration.test_bins_integration import HOUR0, bins_in_redis
+from tests.support.hourly_bins import bins_in_redis
+from tests.support.models import HOUR0
+from tests.support.pipeline import wait_for_lag_zero
 
 pytestmark = pytest.mark.integration
 

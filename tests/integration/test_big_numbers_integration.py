@@ -16,12 +16,12 @@ from driftline.client import Driftline
 from driftline.settings import Settings
 from driftline.stack.waiting import wait_until
 from driftline.state.bins import HOUR_MS
-from tests.fixtures import wait_for_lag_zero
-from tests.integration.test_api_integration import StartApi, call, token_for
+from tests.support.api import StartApi, call, token_for
+from tests.support.models import HOUR0
+from tests.support.pipeline import wait_for_lag_zero
 
 pytestmark = pytest.mark.integration
 
-HOUR0 = 490_000 * HOUR_MS
 REGRESSION = {
     "project_id": "shop",
     "model_id": "price",

@@ -31,13 +31,12 @@ from driftline.state.models import InvalidSpecError, ModelSpec
 from driftline.topics.producer import CheckedProducer, DeliveryError
 from driftline.topics.reading import read_topic
 from driftline.topics.registry import Topics
-from tests.fixtures import stored_events, wait_for_lag_zero
-from tests.integration.test_pipeline_integration import SPEC
+from tests.support.models import FRAUD_SPEC, T0
+from tests.support.pipeline import stored_events, wait_for_lag_zero
 
 pytestmark = pytest.mark.integration
 
 HOUR = 3_600_000
-T0 = 1_750_000_000_000  # 2025-06-15 15:06:40 UTC
 
 
 def utc_ms(*when: int, ms: int = 0) -> int:
@@ -78,7 +77,7 @@ def ingest_keys(settings: Settings) -> list[bytes]:
 def client(settings: Settings) -> Iterator[Driftline]:
     """A client with the test model registered (no worker: only the broker)."""
     with Driftline(settings) as driftline:
-        driftline.register_model(SPEC)
+        driftline.register_model(FRAUD_SPEC)
         yield driftline
 
 
@@ -363,12 +362,14 @@ def test_an_unknown_model_is_refused(settings: Settings, client: Driftline) -> N
 def test_a_model_is_registered_once(client: Driftline) -> None:
     """The same registration again is harmless; another spec or baseline is refused, since
     the bins already hold contributions computed with the first (SPEC §1)."""
-    client.register_model(SPEC)
+    client.register_model(FRAUD_SPEC)
     with pytest.raises(ModelConflictError, match="already registered with another spec"):
-        client.register_model({**SPEC, "metadata": ["uri", "extra"]})
+        client.register_model({**FRAUD_SPEC, "metadata": ["uri", "extra"]})
     with pytest.raises(ModelConflictError, match="register the new version under a new"):
-        client.register_model(SPEC, [{"age": 30, "amount": 2.0, "country": "fr", "score": 0.5}])
-    assert client.model("shop", "fraud") == ModelSpec.from_dict(SPEC)
+        client.register_model(
+            FRAUD_SPEC, [{"age": 30, "amount": 2.0, "country": "fr", "score": 0.5}]
+        )
+    assert client.model("shop", "fraud") == ModelSpec.from_dict(FRAUD_SPEC)
 
 
 @pytest.mark.parametrize(
@@ -388,7 +389,7 @@ def test_a_model_is_registered_once(client: Driftline) -> None:
 def test_an_invalid_spec_is_refused(
     settings: Settings, client: Driftline, change: dict[str, Any], problem: str
 ) -> None:
-    bad = {**SPEC, "model_id": "bad", **change}
+    bad = {**FRAUD_SPEC, "model_id": "bad", **change}
     with pytest.raises(InvalidSpecError, match=problem):
         client.register_model(bad)
     with pytest.raises(UnknownModelError):
@@ -474,7 +475,7 @@ def test_cli_registers_publishes_updates_and_shows_events(
     settings: Settings, worker: Any, api_settings: Settings, tmp_path: Path
 ) -> None:
     spec_file = tmp_path / "spec.json"
-    spec_file.write_text(json.dumps(SPEC))
+    spec_file.write_text(json.dumps(FRAUD_SPEC))
     events = tmp_path / "events.csv"
     events.write_text(
         "event_id,timestamp,age,amount,country,score,is_fraud,blocked,uri\n"

@@ -1,6 +1,6 @@
 """Deletion on the real broker and Redis: exact retraction, progress, and erasure.
 
-The commands go straight to the ingest topic here (``tests/integration/commands.py``);
+The commands go straight to the ingest topic here (``tests/support/deletions.py``);
 the REST API that sends them in production has its own tests.
 """
 
@@ -20,29 +20,18 @@ from driftline.stack.waiting import wait_until
 from driftline.state.bins import HOUR_MS
 from driftline.topics.reading import read_topic
 from driftline.topics.registry import Topics
-from tests.fixtures import reading_through_api, stored_events, wait_for_lag_zero, worker_get
-from tests.integration.commands import send_id_deletion, send_range_deletion
-from tests.integration.test_bins_integration import (
-    BASELINE,
-    HOUR0,
-    SPEC,
-    bins_in_redis,
-    publish,
-    recomputed,
+from tests.support.api import reading_through_api
+from tests.support.deletions import (
+    deletion_finished,
+    deletion_progress,
+    send_id_deletion,
+    send_range_deletion,
 )
+from tests.support.hourly_bins import bins_in_redis, recomputed
+from tests.support.models import CHURN_BASELINE, CHURN_SPEC, HOUR0, publish_churn
+from tests.support.pipeline import stored_events, wait_for_lag_zero
 
 pytestmark = pytest.mark.integration
-
-
-def progress(settings: Settings, deletion_id: str) -> dict[str, dict[str, Any]]:
-    url = f"{settings.worker_url}/internal/deletions/{deletion_id}"
-    found: dict[str, dict[str, Any]] = worker_get(settings, url)["partitions"]
-    return found
-
-
-def finished(settings: Settings, deletion_id: str, partitions: int) -> bool:
-    records = progress(settings, deletion_id)
-    return len(records) == partitions and all(r["state"] == "done" for r in records.values())
 
 
 def rows(prefix: str, count: int, first_hour: int, hours: int) -> list[dict[str, Any]]:
@@ -60,16 +49,16 @@ def test_a_range_deletion_with_update_metrics_leaves_bins_equal_to_the_recomputa
     settings = settings.with_overrides(event_deletion_batch_size=50)
     start_worker(settings)
     with Driftline(settings) as client:
-        client.register_model(SPEC, BASELINE)
-        publish(client, rows("e", 900, 0, 3))
+        client.register_model(CHURN_SPEC, CHURN_BASELINE)
+        publish_churn(client, rows("e", 900, 0, 3))
     wait_until(lambda: sum(b["counts"]["n"] for b in bins_in_redis(settings).values()) == 900,
                timeout_s=30, what="900 events in the bins")  # fmt: skip
 
     send_range_deletion(settings, "shop", "churn", "d1", HOUR0 + HOUR_MS, HOUR0 + 2 * HOUR_MS,
                         update_metrics=True)  # fmt: skip
-    wait_until(lambda: finished(settings, "d1", settings.ingest_partitions), timeout_s=30,
+    wait_until(lambda: deletion_finished(settings, "d1", settings.ingest_partitions), timeout_s=30,
                what="the deletion to finish on every partition")  # fmt: skip
-    assert sum(r["deleted"] for r in progress(settings, "d1").values()) == 300
+    assert sum(r["deleted"] for r in deletion_progress(settings, "d1").values()) == 300
     wait_for_lag_zero(settings)
     assert {ts // HOUR_MS - HOUR0 // HOUR_MS for ts, _ in stored_events(settings).values()} == {
         0, 2,
@@ -89,8 +78,8 @@ def test_a_worker_killed_mid_deletion_finishes_it_exactly_after_a_restart(
     settings = settings.with_overrides(event_deletion_batch_size=10)
     first = start_worker(settings)
     with Driftline(settings) as client:
-        client.register_model(SPEC, BASELINE)
-        publish(client, rows("e", 2400, 0, 3))
+        client.register_model(CHURN_SPEC, CHURN_BASELINE)
+        publish_churn(client, rows("e", 2400, 0, 3))
     wait_for_lag_zero(settings)
     send_range_deletion(settings, "shop", "churn", "d5", HOUR0, HOUR0 + 2 * HOUR_MS,
                         update_metrics=True)  # fmt: skip
@@ -98,16 +87,16 @@ def test_a_worker_killed_mid_deletion_finishes_it_exactly_after_a_restart(
     seen: list[int] = []
 
     def under_way() -> bool:
-        seen.append(sum(r["deleted"] for r in progress(settings, "d5").values()))
+        seen.append(sum(r["deleted"] for r in deletion_progress(settings, "d5").values()))
         return seen[-1] > 0
 
     wait_until(under_way, timeout_s=30, interval_s=0.01, what="the deletion under way")
     first.kill()
     assert seen[-1] < 1600, "the deletion finished before the worker could be killed"
     start_worker(settings)
-    wait_until(lambda: finished(settings, "d5", settings.ingest_partitions), timeout_s=60,
+    wait_until(lambda: deletion_finished(settings, "d5", settings.ingest_partitions), timeout_s=60,
                what="the deletion finished after the restart")  # fmt: skip
-    assert sum(r["deleted"] for r in progress(settings, "d5").values()) == 1600
+    assert sum(r["deleted"] for r in deletion_progress(settings, "d5").values()) == 1600
     wait_for_lag_zero(settings)
     hours = {ts // HOUR_MS - HOUR0 // HOUR_MS for ts, _ in stored_events(settings).values()}
     assert (hours, len(stored_events(settings))) == ({2}, 800)
@@ -125,15 +114,18 @@ def test_deletion_without_update_metrics_keeps_the_bins(
 ) -> None:
     start_worker()
     with Driftline(settings) as client:
-        client.register_model(SPEC, BASELINE)
-        publish(client, rows("e", 200, 0, 2))
+        client.register_model(CHURN_SPEC, CHURN_BASELINE)
+        publish_churn(client, rows("e", 200, 0, 2))
     wait_until(lambda: sum(b["counts"]["n"] for b in bins_in_redis(settings).values()) == 200,
                timeout_s=30, what="200 events in the bins")  # fmt: skip
     before = {h: b["counts"] for h, b in bins_in_redis(settings).items()}
     doomed = [f"e-{i:05d}-x" for i in range(0, 200, 3)]
     send_id_deletion(settings, "shop", "churn", "d2", doomed, update_metrics=False)
-    wait_until(lambda: sum(r["deleted"] for r in progress(settings, "d2").values()) == len(doomed),
-               timeout_s=30, what="the ids to be deleted")  # fmt: skip
+    wait_until(
+        lambda: sum(r["deleted"] for r in deletion_progress(settings, "d2").values())
+        == len(doomed),
+        timeout_s=30, what="the ids to be deleted",
+    )  # fmt: skip
     wait_for_lag_zero(settings)
     assert len(stored_events(settings)) == 200 - len(doomed)
     time.sleep(2 * settings.emit_interval_s)
@@ -151,17 +143,17 @@ def test_erasure_leaves_no_trace_in_any_topic_but_the_raw_ingest_one(
     kept, gone = rows("keep", 100, 0, 2), rows("gone", 60, 0, 2)
     doomed_by_range = rows("span", 40, 3, 1)
     with Driftline(settings) as client:
-        client.register_model(SPEC, BASELINE)
-        publish(client, kept + gone + doomed_by_range)
+        client.register_model(CHURN_SPEC, CHURN_BASELINE)
+        publish_churn(client, kept + gone + doomed_by_range)
         labels = [{"event_id": r["event_id"], "churned": 0} for r in gone[:20]]
-        publish(client, labels, update=True)
+        publish_churn(client, labels, update=True)
         wait_for_lag_zero(settings)
         gone_ids = [r["event_id"] for r in gone]
         send_id_deletion(settings, "shop", "churn", "d3", gone_ids, update_metrics=True)
         send_range_deletion(settings, "shop", "churn", "d4", HOUR0 + 3 * HOUR_MS,
                             HOUR0 + 4 * HOUR_MS, update_metrics=True)  # fmt: skip
-        wait_until(lambda: finished(settings, "d4", settings.ingest_partitions), timeout_s=30,
-                   what="the range deletion")  # fmt: skip
+        wait_until(lambda: deletion_finished(settings, "d4", settings.ingest_partitions),
+                   timeout_s=30, what="the range deletion")  # fmt: skip
         wait_for_lag_zero(settings)
         erased = [*gone_ids, *(r["event_id"] for r in doomed_by_range)]
         with Driftline(api_settings) as reader:
@@ -172,7 +164,9 @@ def test_erasure_leaves_no_trace_in_any_topic_but_the_raw_ingest_one(
 
         # Compaction needs newer records behind the deleted ones: keep the model busy.
         def clean() -> bool:
-            publish(client, [{**row, "event_id": f"filler-{uuid.uuid4().hex}"} for row in kept[:5]])
+            publish_churn(
+                client, [{**row, "event_id": f"filler-{uuid.uuid4().hex}"} for row in kept[:5]]
+            )
             return not _topic_traces(settings, erased)
 
         wait_until(clean, timeout_s=120, interval_s=2, what="compaction to erase every trace")

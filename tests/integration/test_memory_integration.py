@@ -15,8 +15,8 @@ from driftline.state.store import MIB
 from driftline.topics.messages import encode_ingest, ingest_key
 from driftline.topics.producer import CheckedProducer
 from driftline.topics.registry import Topics
-from tests.fixtures import wait_for_lag_zero, worker_get
-from tests.integration.test_pipeline_integration import SPEC, T0
+from tests.support.models import FRAUD_SPEC, T0
+from tests.support.pipeline import wait_for_lag_zero, worker_get
 
 pytestmark = pytest.mark.integration
 
@@ -28,7 +28,7 @@ def test_a_worker_keeps_its_stores_within_one_memory_budget(
 ) -> None:
     budget = settings.with_overrides(store_write_buffer_mb=4, store_block_cache_mb=16)
     with Driftline(budget) as client:
-        client.register_model(SPEC)
+        client.register_model(FRAUD_SPEC)
     producer = CheckedProducer(budget.bootstrap_servers)
     topic = Topics.for_settings(budget).ingest.name
     uri = "https://example.com/" + "x" * 300

@@ -29,8 +29,7 @@ from driftline.settings import Settings
 from driftline.stack.api import ApiProcess
 from driftline.stack.waiting import wait_until
 from driftline.state.bins import HOUR_MS
-from tests.integration.test_api_integration import (
-    HOUR0,
+from tests.support.api import (
     StartApi,
     bin_counts,
     call,
@@ -40,11 +39,12 @@ from tests.integration.test_api_integration import (
     rows,
     serving_shop,
 )
-from tests.integration.test_bins_integration import bins_in_redis
+from tests.support.hourly_bins import bins_in_redis
+from tests.support.models import HOUR0
 
 pytestmark = pytest.mark.integration
 
-THRESHOLD = 0.5  # the test model's (SPEC in test_bins_integration: the default)
+THRESHOLD = 0.5  # the test model's (CHURN_SPEC leaves the default)
 
 
 def iso(millis: int, zone: timezone = UTC) -> str:

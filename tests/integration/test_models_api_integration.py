@@ -26,15 +26,15 @@ from driftline.stack.api import ApiProcess
 from driftline.stack.waiting import wait_until
 from driftline.state.bins import HOUR_MS
 from driftline.state.models import ModelSpec
-from tests.integration.test_api_integration import Answer, StartApi, call, token_for
-from tests.integration.test_bins_integration import BASELINE, HOUR0, SPEC
+from tests.support.api import Answer, StartApi, call, token_for
+from tests.support.models import CHURN_BASELINE, CHURN_SPEC, HOUR0
 
 pytestmark = pytest.mark.integration
 
 DECILES = [i / 10 for i in range(1, 10)]
 # A boolean column declared category: the issue's case (SPEC §1).
-FLAGS_SPEC = {**SPEC, "model_id": "flags", "inputs": ["age", "plan", "vip"],
-              "column_types": {**SPEC["column_types"], "vip": "category"}}  # fmt: skip
+FLAGS_SPEC = {**CHURN_SPEC, "model_id": "flags", "inputs": ["age", "plan", "vip"],
+              "column_types": {**CHURN_SPEC["column_types"], "vip": "category"}}  # fmt: skip
 
 
 def body(spec: dict[str, Any], baseline: list[dict[str, Any]] | None = None) -> dict[str, Any]:
@@ -76,7 +76,7 @@ def raw_post(api: ApiProcess, data: bytes, headers: dict[str, str]) -> Answer:
 
 
 def baseline_frame() -> pd.DataFrame:
-    return pd.DataFrame(BASELINE)
+    return pd.DataFrame(CHURN_BASELINE)
 
 
 def expected_edges(values: list[float]) -> list[float]:
@@ -85,15 +85,16 @@ def expected_edges(values: list[float]) -> list[float]:
 
 
 def assert_profiles_the_baseline(model: dict[str, Any]) -> None:
-    """The profile of SPEC's columns over BASELINE, recomputed with numpy and counting."""
+    """The profile of CHURN_SPEC's columns over CHURN_BASELINE, recomputed with numpy and
+    counting."""
     profile = {c["name"]: c for c in model["baseline_profile"]["columns"]}
-    assert model["baseline_profile"]["rows"] == len(BASELINE)
-    ages = [row["age"] for row in BASELINE]
+    assert model["baseline_profile"]["rows"] == len(CHURN_BASELINE)
+    ages = [row["age"] for row in CHURN_BASELINE]
     assert profile["age"]["edges"] == pytest.approx(expected_edges(ages))
     assert (profile["age"]["minimum"], profile["age"]["maximum"]) == (min(ages), max(ages))
     counts = np.bincount(np.searchsorted(expected_edges(ages), ages, side="right"))
     assert profile["age"]["histogram"] == counts.tolist()
-    plans = pd.Series([row["plan"] for row in BASELINE]).value_counts()
+    plans = pd.Series([row["plan"] for row in CHURN_BASELINE]).value_counts()
     assert profile["plan"]["categories"] == sorted(plans.index)
     assert profile["plan"]["histogram"] == [int(plans[c]) for c in sorted(plans.index)] + [0]
 
@@ -107,37 +108,37 @@ def test_a_model_registered_over_json_reads_back_and_registers_once(
     api = start_api()
     token = token_for(api, "shop")
 
-    created = call(api, "POST", "/v1/models", body(SPEC, BASELINE), token=token)
+    created = call(api, "POST", "/v1/models", body(CHURN_SPEC, CHURN_BASELINE), token=token)
     assert created.status == 201, created.body
     assert created.headers["Location"] == "/v1/models/shop/churn"
     assert created.body["warnings"] == []
     model = created.body["model"]
     assert (model["project_id"], model["model_id"]) == ("shop", "churn")
-    assert model["spec"] == ModelSpec.from_dict(SPEC).to_dict()
+    assert model["spec"] == ModelSpec.from_dict(CHURN_SPEC).to_dict()
     assert_profiles_the_baseline(model)
 
     read = call(api, "GET", "/v1/models/shop/churn", token=token)
     assert (read.status, read.body) == (200, model)
     # Published through the models topic: the Python client (a Kafka reader) finds it.
     with Driftline(settings) as client:
-        assert client.model("shop", "churn") == ModelSpec.from_dict(SPEC)
+        assert client.model("shop", "churn") == ModelSpec.from_dict(CHURN_SPEC)
 
-    again = call(api, "POST", "/v1/models", body(SPEC, BASELINE), token=token)
+    again = call(api, "POST", "/v1/models", body(CHURN_SPEC, CHURN_BASELINE), token=token)
     assert (again.status, again.body) == (200, created.body)
     assert again.headers["Location"] == "/v1/models/shop/churn"
 
-    other_baseline = [dict(row, age=row["age"] + 1) for row in BASELINE]
-    conflict = call(api, "POST", "/v1/models", body(SPEC, other_baseline), token=token)
+    other_baseline = [dict(row, age=row["age"] + 1) for row in CHURN_BASELINE]
+    conflict = call(api, "POST", "/v1/models", body(CHURN_SPEC, other_baseline), token=token)
     assert conflict.status == 409
     assert (
         "shop/churn is already registered with another spec or baseline" in (conflict.body["error"])
     )
     assert "new model_id" in conflict.body["error"]
-    assert call(api, "POST", "/v1/models", body({**SPEC, "threshold": 0.7}, BASELINE),
+    assert call(api, "POST", "/v1/models", body({**CHURN_SPEC, "threshold": 0.7}, CHURN_BASELINE),
                 token=token).status == 409  # fmt: skip
     assert call(api, "GET", "/v1/models/shop/churn", token=token).body == model
 
-    bare = call(api, "POST", "/v1/models", body({**SPEC, "model_id": "bare"}), token=token)
+    bare = call(api, "POST", "/v1/models", body({**CHURN_SPEC, "model_id": "bare"}), token=token)
     assert bare.status == 201
     assert bare.body["model"]["baseline_profile"] is None
     missing = call(api, "GET", "/v1/models/shop/nope", token=token)
@@ -154,40 +155,40 @@ def test_the_client_registering_the_same_model_again_is_a_no_op_across_paths(
     api = start_api()
     token = token_for(api, "shop")
     with Driftline(settings) as client:
-        client.register_model(SPEC, BASELINE)
-    same = call(api, "POST", "/v1/models", body(SPEC, BASELINE), token=token)
+        client.register_model(CHURN_SPEC, CHURN_BASELINE)
+    same = call(api, "POST", "/v1/models", body(CHURN_SPEC, CHURN_BASELINE), token=token)
     assert same.status == 200, same.body
-    assert call(api, "POST", "/v1/models", body(SPEC), token=token).status == 409
+    assert call(api, "POST", "/v1/models", body(CHURN_SPEC), token=token).status == 409
 
 
 def test_scopes_and_bad_requests_are_clear_4xx(settings: Settings, start_api: StartApi) -> None:
     api = start_api()
     shop, bank = token_for(api, "shop"), token_for(api, "bank")
-    assert call(api, "POST", "/v1/models", body(SPEC, BASELINE)).status == 401
-    forbidden = call(api, "POST", "/v1/models", body(SPEC, BASELINE), token=bank)
+    assert call(api, "POST", "/v1/models", body(CHURN_SPEC, CHURN_BASELINE)).status == 401
+    forbidden = call(api, "POST", "/v1/models", body(CHURN_SPEC, CHURN_BASELINE), token=bank)
     assert forbidden.status == 403
     assert "project 'shop'" in forbidden.body["error"]
     assert call(api, "GET", "/v1/models/shop/churn", token=bank).status == 403
     assert call(api, "GET", "/v1/models/shop/churn", token=shop).status == 404  # not registered
 
     refused = [
-        (body({**SPEC, "threshold": "high"}, BASELINE), "threshold must be a number"),
-        (body({**SPEC, "outputs": [], "column_types": {}}), "at least one output"),
-        (body({**SPEC, "colour": "red"}), "unknown spec fields"),
-        (body({**SPEC, "column_types": {"age": "integer"}}), "type of column 'age' must be"),
-        (body({**SPEC, "inputs": ["age", "plan", "height"]}, BASELINE), "height"),
-        ({"spec": SPEC, "baseline": {"age": 1}}, "'baseline' must be a list of rows"),
-        ({"spec": SPEC, "baseline": [{"age": 1}, 5]}, "baseline row 1 is not a JSON object"),
-        ({"spec": SPEC, "baseline": []}, "the baseline has no rows"),
-        ({"spec": SPEC, "rows": BASELINE}, "unknown field(s) 'rows'"),
-        ({"baseline": BASELINE}, "'spec' is required"),
-        ([SPEC], "the body must be a JSON object"),
-        ({"spec": SPEC, "from_data": True}, "from_data infers the column types"),
-        ({"spec": SPEC, "from_data": "yes"}, "'from_data' must be true or false"),
+        (body({**CHURN_SPEC, "threshold": "high"}, CHURN_BASELINE), "threshold must be a number"),
+        (body({**CHURN_SPEC, "outputs": [], "column_types": {}}), "at least one output"),
+        (body({**CHURN_SPEC, "colour": "red"}), "unknown spec fields"),
+        (body({**CHURN_SPEC, "column_types": {"age": "integer"}}), "type of column 'age' must be"),
+        (body({**CHURN_SPEC, "inputs": ["age", "plan", "height"]}, CHURN_BASELINE), "height"),
+        ({"spec": CHURN_SPEC, "baseline": {"age": 1}}, "'baseline' must be a list of rows"),
+        ({"spec": CHURN_SPEC, "baseline": [{"age": 1}, 5]}, "baseline row 1 is not a JSON object"),
+        ({"spec": CHURN_SPEC, "baseline": []}, "the baseline has no rows"),
+        ({"spec": CHURN_SPEC, "rows": CHURN_BASELINE}, "unknown field(s) 'rows'"),
+        ({"baseline": CHURN_BASELINE}, "'spec' is required"),
+        ([CHURN_SPEC], "the body must be a JSON object"),
+        ({"spec": CHURN_SPEC, "from_data": True}, "from_data infers the column types"),
+        ({"spec": CHURN_SPEC, "from_data": "yes"}, "'from_data' must be true or false"),
         (
             {
                 "spec": {"project_id": "shop", "model_id": "m", "outputs": 5},
-                "baseline": BASELINE,
+                "baseline": CHURN_BASELINE,
                 "from_data": True,
             },
             "outputs must be a list of column names",
@@ -201,7 +202,7 @@ def test_scopes_and_bad_requests_are_clear_4xx(settings: Settings, start_api: St
                                      "Content-Type": "application/json"})  # fmt: skip
     assert not_json.status == 400
     assert "the body is not valid JSON" in not_json.body["error"]
-    as_text = raw_post(api, orjson.dumps(body(SPEC)), {"Authorization": f"Bearer {shop}",
+    as_text = raw_post(api, orjson.dumps(body(CHURN_SPEC)), {"Authorization": f"Bearer {shop}",
                                                         "Content-Type": "text/plain"})  # fmt: skip
     assert as_text.status == 415
     assert "application/json" in as_text.body["error"]
@@ -217,7 +218,7 @@ def test_a_baseline_contradicting_its_types_is_refused_and_a_partial_one_warns(
 ) -> None:
     api = start_api()
     token = token_for(api, "shop")
-    booleans = [dict(row, vip=i % 3 == 0) for i, row in enumerate(BASELINE)]
+    booleans = [dict(row, vip=i % 3 == 0) for i, row in enumerate(CHURN_BASELINE)]
     refused = call(api, "POST", "/v1/models", body(FLAGS_SPEC, booleans), token=token)
     assert refused.status == 400
     message = refused.body["error"]
@@ -225,7 +226,7 @@ def test_a_baseline_contradicting_its_types_is_refused_and_a_partial_one_warns(
     assert "every non-null baseline value is of another type: bool (500)" in message
     assert call(api, "GET", "/v1/models/shop/flags", token=token).status == 404
 
-    mostly = [dict(row, vip="yes" if i % 3 else True) for i, row in enumerate(BASELINE)]
+    mostly = [dict(row, vip="yes" if i % 3 else True) for i, row in enumerate(CHURN_BASELINE)]
     warned = call(api, "POST", "/v1/models", body(FLAGS_SPEC, mostly), token=token)
     assert warned.status == 201, warned.body
     assert warned.body["warnings"] == [
@@ -251,7 +252,9 @@ def test_a_baseline_contradicting_its_types_is_refused_and_a_partial_one_warns(
     int_spec = {**FLAGS_SPEC, "model_id": "flags4",
                 "column_types": {**FLAGS_SPEC["column_types"], "vip": "int"}}  # fmt: skip
     spec_file.write_text(orjson.dumps(int_spec).decode())
-    fractions = [dict(row, vip=0.5 if i % 3 == 0 else i % 4) for i, row in enumerate(BASELINE)]
+    fractions = [
+        dict(row, vip=0.5 if i % 3 == 0 else i % 4) for i, row in enumerate(CHURN_BASELINE)
+    ]
     pd.DataFrame(fractions).to_csv(csv_file, index=False)
     printed = CliRunner().invoke(main, ["register", str(spec_file), "--baseline", str(csv_file)],
                                  env=env)  # fmt: skip
@@ -285,13 +288,13 @@ def test_csv_and_parquet_baselines_upload_as_form_parts(
     parquet = io.BytesIO()
     baseline_frame().to_parquet(parquet, index=False)
 
-    by_name = upload(api, token, [("spec", None, "application/json", orjson.dumps(SPEC)),
+    by_name = upload(api, token, [("spec", None, "application/json", orjson.dumps(CHURN_SPEC)),
                                   ("baseline", "sample.CSV", None, csv_bytes)])  # fmt: skip
     assert by_name.status == 201, by_name.body
     assert by_name.headers["Location"] == "/v1/models/shop/churn"
     assert_profiles_the_baseline(by_name.body["model"])
 
-    other = {**SPEC, "model_id": "churn-parquet"}
+    other = {**CHURN_SPEC, "model_id": "churn-parquet"}
     by_type = upload(api, token, [
         ("spec", None, None, orjson.dumps(other)),
         ("baseline", "blob", "application/vnd.apache.parquet", parquet.getvalue()),
@@ -314,10 +317,11 @@ def test_csv_and_parquet_baselines_upload_as_form_parts(
     assert spec["column_types"] == {"age": "int", "plan": "category", "score": "float"}
 
     xlsx = ("baseline", "b.xlsx", "application/zip", b"PK")
-    unknown_type = upload(api, token, [("spec", None, None, orjson.dumps(SPEC)), xlsx])
+    unknown_type = upload(api, token, [("spec", None, None, orjson.dumps(CHURN_SPEC)), xlsx])
     assert unknown_type.status == 415
     assert ".csv or .parquet" in unknown_type.body["error"]
-    garbage = upload(api, token, [("spec", None, None, orjson.dumps({**SPEC, "model_id": "g"})),
+    garbage_spec = orjson.dumps({**CHURN_SPEC, "model_id": "g"})
+    garbage = upload(api, token, [("spec", None, None, garbage_spec),
                                   ("baseline", "b.parquet", None, b"not parquet")])  # fmt: skip
     assert garbage.status == 400
     assert "the baseline cannot be read" in garbage.body["error"]
@@ -329,7 +333,7 @@ def test_csv_and_parquet_baselines_upload_as_form_parts(
     assert bad_spec.status == 400
     assert "the 'spec' part is not valid JSON" in bad_spec.body["error"]
     extra = upload(
-        api, token, [("spec", None, None, orjson.dumps(SPEC)), ("rows", None, None, b"")]
+        api, token, [("spec", None, None, orjson.dumps(CHURN_SPEC)), ("rows", None, None, b"")]
     )
     assert extra.status == 400
     assert "unknown form part 'rows'" in extra.body["error"]
@@ -339,7 +343,7 @@ def test_an_upload_over_the_body_limit_is_413(settings: Settings, start_api: Sta
     api = start_api(settings.with_overrides(api_max_body_bytes=10_000))
     token = token_for(api, "shop")
     csv_bytes = baseline_frame().to_csv(index=False).encode() * 3
-    too_big = upload(api, token, [("spec", None, None, orjson.dumps(SPEC)),
+    too_big = upload(api, token, [("spec", None, None, orjson.dumps(CHURN_SPEC)),
                                   ("baseline", "b.csv", None, csv_bytes)])  # fmt: skip
     assert too_big.status == 413
     assert "larger than 10,000 bytes" in too_big.body["error"]
@@ -355,7 +359,9 @@ def test_a_model_registered_over_rest_is_what_the_worker_bins_against(
     start_worker(settings)
     api = start_api()
     token = token_for(api, "shop")
-    assert call(api, "POST", "/v1/models", body(SPEC, BASELINE), token=token).status == 201
+    assert (
+        call(api, "POST", "/v1/models", body(CHURN_SPEC, CHURN_BASELINE), token=token).status == 201
+    )
     # Production skews to "team" and older ages, and meets an unseen plan.
     plans = ["team"] * 30 + ["free"] * 5 + ["gold"] * 5
     events = [
@@ -377,7 +383,7 @@ def test_a_model_registered_over_rest_is_what_the_worker_bins_against(
     drift = hour_bin["metrics"]["drift"]
 
     # plan: the baseline's categories plus __other__, +1-smoothed (SciPy's JS distance).
-    base_plans = pd.Series([row["plan"] for row in BASELINE]).value_counts()
+    base_plans = pd.Series([row["plan"] for row in CHURN_BASELINE]).value_counts()
     categories = sorted(base_plans.index)
     expected = np.array([base_plans[c] for c in categories] + [0]) + 1
     observed = np.array([plans.count(c) for c in categories] + [plans.count("gold")]) + 1
@@ -388,10 +394,10 @@ def test_a_model_registered_over_rest_is_what_the_worker_bins_against(
     assert drift["plan"]["psi"] == pytest.approx(float(np.sum((p - q) * np.log(p / q))), abs=1e-12)
 
     # age: numpy's decile edges of the baseline, open outer bins.
-    edges = expected_edges([row["age"] for row in BASELINE])
+    edges = expected_edges([row["age"] for row in CHURN_BASELINE])
     bins = len(edges) + 1
-    base_ages = np.bincount(np.searchsorted(edges, [r["age"] for r in BASELINE], side="right"),
-                            minlength=bins)  # fmt: skip
+    base_ages = np.bincount(np.searchsorted(edges, [r["age"] for r in CHURN_BASELINE],
+                                            side="right"), minlength=bins)  # fmt: skip
     prod_ages = np.bincount(np.searchsorted(edges, [e["event"]["age"] for e in events],
                                             side="right"), minlength=bins)  # fmt: skip
     assert drift["age"]["js_distance"] == pytest.approx(
@@ -482,16 +488,19 @@ def test_a_model_registered_on_one_api_process_is_served_by_another_at_once(
     first, second = start_api(), start_api()
     token = token_for(first, "shop")
 
-    created = call(first, "POST", "/v1/models", body(SPEC, BASELINE), token=token)
+    created = call(first, "POST", "/v1/models", body(CHURN_SPEC, CHURN_BASELINE), token=token)
     assert created.status == 201, created.body
     read = call(second, "GET", "/v1/models/shop/churn", token=token)
     assert (read.status, read.body) == (200, created.body["model"])
-    assert call(second, "POST", "/v1/models", body(SPEC, BASELINE), token=token).status == 200
-    other = {**SPEC, "threshold": 0.7}
-    conflict = call(second, "POST", "/v1/models", body(other, BASELINE), token=token)
+    assert (
+        call(second, "POST", "/v1/models", body(CHURN_SPEC, CHURN_BASELINE), token=token).status
+        == 200
+    )
+    other = {**CHURN_SPEC, "threshold": 0.7}
+    conflict = call(second, "POST", "/v1/models", body(other, CHURN_BASELINE), token=token)
     assert conflict.status == 409, conflict.body
 
-    row = {"event_id": "e-1", "event_timestamp": HOUR0, "event": dict(BASELINE[0])}
+    row = {"event_id": "e-1", "event_timestamp": HOUR0, "event": dict(CHURN_BASELINE[0])}
     published = call(
         second, "POST", "/v1/events",
         {"project_id": "shop", "model_id": "churn", "events": [row]}, token=token,

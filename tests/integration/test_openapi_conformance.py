@@ -29,11 +29,10 @@ from schemathesis.specs.openapi.checks import (
 
 from driftline.settings import Settings
 from driftline.stack.api import ApiProcess
-from tests.integration.test_api_integration import register, token_for
+from tests.support.api import StartApi, register, token_for
 
 pytestmark = pytest.mark.integration
 
-StartApi = Callable[..., ApiProcess]
 # The model the stateful run publishes to (registered by `register`), so that publishes
 # succeed and their links lead somewhere; the per-operation run names random models.
 PROJECT, MODEL = "shop", "churn"

@@ -12,13 +12,9 @@ import pytest
 from driftline.client import Driftline
 from driftline.settings import Settings
 from driftline.stack import LocalKafka
-from tests.fixtures import stored_events, wait_for_lag_zero
-from tests.integration.test_bins_integration import (
-    BASELINE,
-    HOUR0,
-    SPEC,
-    assert_redis_equals_recomputation,
-)
+from tests.support.hourly_bins import assert_redis_equals_recomputation
+from tests.support.models import CHURN_BASELINE, CHURN_SPEC, HOUR0
+from tests.support.pipeline import stored_events, wait_for_lag_zero
 
 pytestmark = pytest.mark.integration
 
@@ -41,7 +37,7 @@ def test_a_worker_waits_out_a_broker_outage_and_resumes_by_itself(
     worker = start_worker(settings)
     rng = random.Random(8)
     with Driftline(settings) as client:
-        client.register_model(SPEC, BASELINE)
+        client.register_model(CHURN_SPEC, CHURN_BASELINE)
         client.publish_events_batch("shop", "churn", rows(0, 300, rng))
     wait_for_lag_zero(settings)
     with Driftline(settings) as client:

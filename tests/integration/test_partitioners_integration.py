@@ -15,20 +15,13 @@ from driftline.settings import Settings
 from driftline.topics.messages import encode_ingest, ingest_key
 from driftline.topics.partitioning import partition_for
 from driftline.topics.registry import Topics
-from tests.fixtures import stored_events, wait_for_lag_zero, worker_counters, worker_get
-from tests.integration.commands import send_id_deletion
-from tests.integration.test_bins_integration import (
-    BASELINE,
-    HOUR0,
-    SPEC,
-    assert_redis_equals_recomputation,
-)
 from tests.reference_model import ReferenceEvents
+from tests.support.deletions import send_id_deletion
+from tests.support.hourly_bins import assert_redis_equals_recomputation
+from tests.support.models import CHURN_BASELINE, CHURN_SPEC, HOUR0
+from tests.support.pipeline import stored_events, wait_for_lag_zero, worker_counters, worker_get
 
 pytestmark = pytest.mark.integration
-
-KNOWN = {"age", "plan", "score", "churned", "note"}
-UPDATABLE = {"churned", "note"}
 
 
 def publish_like_kcat(settings: Settings, rows: list[tuple[str, dict[str, Any], int]]) -> list[int]:
@@ -62,14 +55,14 @@ def test_events_sent_with_another_partitioner_are_found_by_id(
 ) -> None:
     start_worker()
     rng = random.Random(5)
-    model = ReferenceEvents(KNOWN, UPDATABLE, settings.parked_updates_per_event)
+    model = ReferenceEvents.for_spec(CHURN_SPEC, settings.parked_updates_per_event)
     rows = [
         (f"ev-{i}", {"age": rng.randint(18, 90), "plan": rng.choice(["free", "pro"]),
                      "score": rng.random(), "churned": None}, HOUR0 + rng.randrange(3_600_000))
         for i in range(1000)
     ]  # fmt: skip
     with Driftline(settings) as client:
-        client.register_model(SPEC, BASELINE)
+        client.register_model(CHURN_SPEC, CHURN_BASELINE)
         landed = publish_like_kcat(settings, rows)
         for event_id, columns, timestamp in rows:
             model.insert(event_id, columns, timestamp)

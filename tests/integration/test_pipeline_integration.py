@@ -15,24 +15,13 @@ from driftline.topics.dead_letters import read_dead_letters
 from driftline.topics.messages import encode_ingest, ingest_key
 from driftline.topics.producer import CheckedProducer
 from driftline.topics.registry import Topics
-from tests.fixtures import stored_events, wait_for_lag_zero, worker_counters, worker_get
 from tests.reference_model import ReferenceEvents
+from tests.support.models import FRAUD_SPEC, T0
+from tests.support.pipeline import stored_events, wait_for_lag_zero, worker_counters, worker_get
 
 pytestmark = pytest.mark.integration
 
-SPEC = {
-    "project_id": "shop",
-    "model_id": "fraud",
-    "inputs": ["age", "amount", "country"],
-    "outputs": ["score"],
-    "targets": ["is_fraud"],
-    "decisions": ["blocked"],
-    "metadata": ["uri"],
-}
-KNOWN = {"age", "amount", "country", "score", "is_fraud", "blocked", "uri"}
-UPDATABLE = {"is_fraud", "uri"}
 HOUR = 3_600_000
-T0 = 1_750_000_000_000
 
 
 def read_back(worker: WorkerProcess, event_id: str) -> dict[str, Any]:
@@ -46,7 +35,7 @@ def test_inserts_updates_and_deletes_in_shuffled_order_match_the_model(
     settings: Settings, start_worker: Any
 ) -> None:
     rng = random.Random(7)
-    model = ReferenceEvents(KNOWN, UPDATABLE, settings.parked_updates_per_event)
+    model = ReferenceEvents.for_spec(FRAUD_SPEC, settings.parked_updates_per_event)
     operations: list[tuple[str, str, dict[str, Any], int | None]] = []
     for i in range(10_000):
         columns = {
@@ -73,7 +62,7 @@ def test_inserts_updates_and_deletes_in_shuffled_order_match_the_model(
 
     start_worker()
     with Driftline(settings) as client:
-        client.register_model(SPEC)
+        client.register_model(FRAUD_SPEC)
         producer = CheckedProducer(settings.bootstrap_servers)
         topic = client.topics.ingest.name
         for op, event_id, columns, ts in operations:
@@ -104,7 +93,7 @@ def test_poison_messages_are_dead_lettered_while_valid_ones_are_kept(
     start_worker(settings)
     topics = Topics.for_settings(settings)
     with Driftline(settings) as client:
-        client.register_model(SPEC)
+        client.register_model(FRAUD_SPEC)
     good = encode_ingest("insert", "shop", "fraud", "ok1", {"age": 3, "score": 0.2}, T0)
     poison: list[tuple[bytes | None, bytes, str]] = [
         (b"shop/fraud/x1", b"{not json", "not valid JSON"),
@@ -191,7 +180,7 @@ def test_an_update_whose_insert_never_comes_is_dead_lettered_after_the_timeout(
     settings = settings.with_overrides(parked_update_timeout_s=1.0)
     worker = start_worker(settings)
     with Driftline(settings) as client:
-        client.register_model(SPEC)
+        client.register_model(FRAUD_SPEC)
         client.publish_event("shop", "fraud", {"is_fraud": 1}, event_id="ghost", update_event=True)
     dead_letters = Topics.for_settings(settings).dead_letters.name
 

@@ -18,12 +18,12 @@ from driftline.topics.dead_letters import read_dead_letters
 from driftline.topics.messages import encode_ingest, ingest_key
 from driftline.topics.producer import CheckedProducer
 from driftline.topics.registry import Topics
-from tests.fixtures import stored_events, wait_for_lag_zero
-from tests.integration.test_pipeline_integration import SPEC, T0
+from tests.support.models import FRAUD_SPEC, T0
+from tests.support.pipeline import stored_events, wait_for_lag_zero
 
 pytestmark = pytest.mark.integration
 
-OTHER = {**SPEC, "model_id": "other"}
+OTHER = {**FRAUD_SPEC, "model_id": "other"}
 
 
 def produce(settings: Settings, messages: list[tuple[bytes, bytes]]) -> None:
@@ -61,7 +61,7 @@ def test_a_value_nested_300_deep_is_dead_lettered_and_every_model_goes_on(
 ) -> None:
     start_worker()
     with Driftline(settings) as client:
-        client.register_model(SPEC)
+        client.register_model(FRAUD_SPEC)
         client.register_model(OTHER)
     # 734 bytes, valid JSON, within every limit: orjson reads 1023 levels, writes 254.
     deep = json.dumps(
@@ -89,7 +89,7 @@ def test_large_updates_waiting_for_their_insert_never_outgrow_a_record(
     """Five 200 KB updates for an id not inserted yet: once one changelog record of ~2 MB."""
     start_worker(settings.with_overrides(parked_update_timeout_s=600.0))
     with Driftline(settings) as client:
-        client.register_model(SPEC)
+        client.register_model(FRAUD_SPEC)
     updates = large_updates("late")
     assert all(len(value) < settings.max_event_bytes for _, value in updates)
     produce(settings, [*updates, insert("fraud", "meanwhile", {"age": 1})])
@@ -107,7 +107,7 @@ def test_waiting_updates_that_expire_are_dead_lettered_whole(
 ) -> None:
     start_worker(settings.with_overrides(parked_update_timeout_s=2.0))
     with Driftline(settings) as client:
-        client.register_model(SPEC)
+        client.register_model(FRAUD_SPEC)
     updates = large_updates("ghost")
     produce(settings, updates)
     dead_letters = Topics.for_settings(settings).dead_letters.name
@@ -127,7 +127,7 @@ def test_a_message_just_under_the_brokers_limit_is_dead_lettered_byte_for_byte(
     """1,040,024 bytes: the broker takes it; its dead letter once could not be produced."""
     start_worker()
     with Driftline(settings) as client:
-        client.register_model(SPEC)
+        client.register_model(FRAUD_SPEC)
     big = encode_ingest("insert", "shop", "fraud", "big", {"uri": "x" * 1_039_934})
     assert len(big) == 1_040_024
     produce(
@@ -157,7 +157,7 @@ def test_an_update_whose_insert_is_still_in_the_backlog_is_not_timed_out(
         ingest_partitions=1, parked_update_timeout_s=2.0, batch_max_messages=20
     )
     with Driftline(settings) as client:
-        client.register_model(SPEC)
+        client.register_model(FRAUD_SPEC)
     label = encode_ingest("update", "shop", "fraud", "early", {"is_fraud": 1})
     fillers = [insert("fraud", f"f{i}", {"age": i % 90}) for i in range(20_000)]
     produce(settings, [(ingest_key("shop", "fraud", "early"), label), *fillers,

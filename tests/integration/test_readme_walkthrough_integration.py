@@ -27,7 +27,7 @@ from sklearn.metrics import (
 
 from driftline.settings import Settings
 from driftline.stack.api import ApiProcess
-from tests.integration.test_api_integration import token_for
+from tests.support.api import token_for
 
 pytestmark = pytest.mark.integration
 

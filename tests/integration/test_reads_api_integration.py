@@ -7,7 +7,6 @@ from __future__ import annotations
 import base64
 import urllib.error
 import urllib.request
-from collections.abc import Callable
 from typing import Any
 
 import orjson
@@ -25,12 +24,12 @@ from driftline.state.bins import HOUR_MS
 from driftline.topics.messages import encode_ingest, ingest_key
 from driftline.topics.partitioning import partition_for
 from driftline.topics.registry import Topics
-from tests.integration.test_api_integration import call, register, token_for
-from tests.integration.test_bins_integration import HOUR0, bins_in_redis
+from tests.support.api import StartApi, call, register, token_for
+from tests.support.hourly_bins import bins_in_redis
+from tests.support.models import CHURN_SPEC, HOUR0
 
 pytestmark = pytest.mark.integration
 
-StartApi = Callable[..., ApiProcess]
 COLUMNS = {"age": 30, "plan": "pro", "score": 0.25, "churned": None}
 
 
@@ -295,6 +294,4 @@ def test_status_is_final_only_once_every_event_sent_is_in_the_bins(
 
 
 def _spec() -> dict[str, Any]:
-    from tests.integration.test_bins_integration import SPEC
-
-    return dict(SPEC)
+    return dict(CHURN_SPEC)

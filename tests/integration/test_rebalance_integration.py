@@ -17,14 +17,11 @@ from driftline.stack.waiting import wait_until
 from driftline.stack.worker import WorkerProcess
 from driftline.state.commands import event_key
 from driftline.topics.partitioning import partition_for
-from tests.fixtures import stored_events, wait_for_lag_zero
-from tests.integration.test_pipeline_integration import SPEC, T0
 from tests.reference_model import ReferenceEvents
+from tests.support.models import FRAUD_SPEC, T0
+from tests.support.pipeline import stored_events, wait_for_lag_zero
 
 pytestmark = pytest.mark.integration
-
-KNOWN = {"age", "amount", "country", "score", "is_fraud", "blocked", "uri"}
-UPDATABLE = {"is_fraud", "uri"}
 
 
 def as_the_api(settings: Settings) -> dict[str, str]:
@@ -61,11 +58,11 @@ def publish_round(
 def test_state_follows_partitions_when_workers_join_and_die(
     settings: Settings, start_worker: Any
 ) -> None:
-    model = ReferenceEvents(KNOWN, UPDATABLE, settings.parked_updates_per_event)
+    model = ReferenceEvents.for_spec(FRAUD_SPEC, settings.parked_updates_per_event)
     partitions = list(range(settings.ingest_partitions))
     first = start_worker()
     with Driftline(settings) as client:
-        client.register_model(SPEC)
+        client.register_model(FRAUD_SPEC)
         publish_round(client, model, 0)
         wait_for_lag_zero(settings)
 

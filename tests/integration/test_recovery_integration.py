@@ -14,22 +14,21 @@ from driftline.stack.waiting import wait_until
 from driftline.stack.worker import WorkerProcess
 from driftline.topics.messages import encode_ingest, ingest_key
 from driftline.topics.producer import CheckedProducer
+from driftline.topics.progress import merge_progress
 from driftline.topics.registry import Topics
-from tests.fixtures import merge_progress, stored_events, wait_for_lag_zero, worker_counters
-from tests.integration.test_pipeline_integration import SPEC, T0
 from tests.reference_model import ReferenceEvents
+from tests.support.models import FRAUD_SPEC, T0
+from tests.support.pipeline import stored_events, wait_for_lag_zero, worker_counters
 
 pytestmark = pytest.mark.integration
 
-KNOWN = {"age", "amount", "country", "score", "is_fraud", "blocked", "uri"}
-UPDATABLE = {"is_fraud", "uri"}
 EVENTS = 60_000
 
 
 def publish_workload(settings: Settings) -> tuple[ReferenceEvents, int]:
     """Inserts, then label updates that also carry a read-only field (counted as dropped)."""
     rng = random.Random(11)
-    model = ReferenceEvents(KNOWN, UPDATABLE, settings.parked_updates_per_event)
+    model = ReferenceEvents.for_spec(FRAUD_SPEC, settings.parked_updates_per_event)
     producer = CheckedProducer(settings.bootstrap_servers)
     topic = Topics.for_settings(settings).ingest.name
     dropped = 0
@@ -74,7 +73,7 @@ def test_sigkill_mid_stream_then_restart_applies_every_message_once(
     settings: Settings, start_worker: Any, lose_local_state: bool
 ) -> None:
     with Driftline(settings) as client:
-        client.register_model(SPEC)
+        client.register_model(FRAUD_SPEC)
     model, dropped = publish_workload(settings)
 
     # Small batches, so that the kill lands mid-stream however fast the worker merges.

@@ -23,23 +23,11 @@ from driftline.stack import LocalRedis
 from driftline.stack.waiting import wait_until
 from driftline.stack.worker import WorkerProcess
 from driftline.state.bins import HOUR_MS
-from tests.fixtures import wait_for_lag_zero
-from tests.integration.commands import send_range_deletion
-from tests.integration.test_api_integration import (
-    StartApi,
-    call,
-    ids_body,
-    register,
-    rows,
-    token_for,
-)
-from tests.integration.test_bins_integration import (
-    BASELINE,
-    HOUR0,
-    SPEC,
-    bins_in_redis,
-    bins_in_topic,
-)
+from tests.support.api import StartApi, call, ids_body, register, rows, token_for
+from tests.support.deletions import deletion_progress, send_range_deletion
+from tests.support.hourly_bins import bins_in_redis, bins_in_topic, redis_matches_topic
+from tests.support.models import CHURN_BASELINE, CHURN_SPEC, HOUR0
+from tests.support.pipeline import wait_for_lag_zero
 
 pytestmark = pytest.mark.integration
 
@@ -54,16 +42,6 @@ def client_rows(first: int, count: int, hours: int = 3) -> list[dict[str, Any]]:
 
 def events_in_topic(settings: Settings) -> int:
     return sum(b["counts"]["n"] for b in bins_in_topic(settings).values() if b is not None)
-
-
-def redis_matches_topic(settings: Settings) -> bool:
-    """Redis holds exactly the metrics topic's last value of every bin (tombstones: none)."""
-    try:
-        in_redis = bins_in_redis(settings)
-    except redis.RedisError:
-        return False
-    in_topic = {hour: b for hour, b in bins_in_topic(settings).items() if b is not None}
-    return bool(in_topic) and in_redis == in_topic
 
 
 def read_event(worker: WorkerProcess, event_id: str) -> tuple[int, Any]:
@@ -97,7 +75,7 @@ def test_a_worker_rides_out_a_redis_outage_and_catches_up(
     settings = settings.with_overrides(redis_url=own_redis.url)
     worker = start_worker(settings)
     with Driftline(settings) as client:
-        client.register_model(SPEC, BASELINE)
+        client.register_model(CHURN_SPEC, CHURN_BASELINE)
         client.publish_events_batch("shop", "churn", client_rows(0, 90))
         wait_until(lambda: sum(b["counts"]["n"] for b in bins_in_redis(settings).values()) == 90,
                    timeout_s=30, what="90 events in the Redis bins")  # fmt: skip
@@ -135,7 +113,7 @@ def test_a_worker_starts_and_ingests_while_redis_is_down(
     settings = settings.with_overrides(redis_url=own_redis.url)  # nothing answers there yet
     worker = start_worker(settings)
     with Driftline(settings) as client:
-        client.register_model(SPEC, BASELINE)
+        client.register_model(CHURN_SPEC, CHURN_BASELINE)
         client.publish_events_batch("shop", "churn", client_rows(0, 60))
     wait_for_lag_zero(settings)
     assert read_event(worker, "e59")[0] == 200
@@ -280,7 +258,7 @@ def test_a_range_deletion_waits_for_redis_without_stopping_ingestion(
     settings = settings.with_overrides(redis_url=own_redis.url)
     worker = start_worker(settings)
     with Driftline(settings) as client:
-        client.register_model(SPEC, BASELINE)
+        client.register_model(CHURN_SPEC, CHURN_BASELINE)
         client.publish_events_batch("shop", "churn", client_rows(0, 60))
         wait_for_lag_zero(settings)
 
@@ -289,24 +267,20 @@ def test_a_range_deletion_waits_for_redis_without_stopping_ingestion(
         client.publish_events_batch("shop", "churn", client_rows(60, 30))
         wait_until(lambda: read_event(worker, "e89")[0] == 200, timeout_s=60,
                    what="an event published during the outage")  # fmt: skip
-        wait_until(lambda: len(deletion_progress(worker, "d1")) == settings.ingest_partitions,
-                   timeout_s=30, what="every partition to take the deletion")  # fmt: skip
-        records = deletion_progress(worker, "d1").values()
+        wait_until(
+            lambda: len(deletion_progress(settings, "d1")) == settings.ingest_partitions,
+            timeout_s=30, what="every partition to take the deletion",
+        )  # fmt: skip
+        records = deletion_progress(settings, "d1").values()
         assert {(r["state"], r["deleted"]) for r in records} == {("running", 0)}
         assert alive(worker)
 
     own_redis.start()
-    wait_until(lambda: all(r["state"] == "done" for r in deletion_progress(worker, "d1").values()),
-               timeout_s=60, what="the deletion to finish once Redis is back")  # fmt: skip
-    deleted = sum(r["deleted"] for r in deletion_progress(worker, "d1").values())
+    wait_until(
+        lambda: all(r["state"] == "done" for r in deletion_progress(settings, "d1").values()),
+        timeout_s=60, what="the deletion to finish once Redis is back",
+    )  # fmt: skip
+    deleted = sum(r["deleted"] for r in deletion_progress(settings, "d1").values())
     assert deleted == 30  # e0, e3, ... of the first hour, from both batches
     assert read_event(worker, "e0")[0] == 404
     assert read_event(worker, "e1")[0] == 200
-
-
-def deletion_progress(worker: WorkerProcess, deletion_id: str) -> dict[str, Any]:
-    url = f"{worker.url}/internal/deletions/{deletion_id}"
-    request = urllib.request.Request(url, headers={HEADER: internal_secret(worker.settings)})
-    with urllib.request.urlopen(request, timeout=10) as response:
-        found: dict[str, Any] = orjson.loads(response.read())["partitions"]
-        return found

@@ -1,4 +1,5 @@
-"""Deletion commands produced straight to the ingest topic, as the wire format allows.
+"""Deletion commands produced straight to the ingest topic, as the wire format allows, and
+their progress as the workers report it.
 
 Tests of the pipeline use these instead of a running API process (which has tests of its
 own): the same messages the API would send, produced here, so a test needs only workers.
@@ -6,12 +7,15 @@ own): the same messages the API would send, produced here, so a test needs only 
 
 from __future__ import annotations
 
+from typing import Any
+
 from driftline.api.deletions import deletion_messages
 from driftline.api.requests import DeleteRequest
 from driftline.settings import Settings
 from driftline.topics.messages import deletion_key, encode_delete, ingest_key
 from driftline.topics.producer import CheckedProducer
 from driftline.topics.registry import Topics
+from tests.support.pipeline import worker_get
 
 
 def send_deletes(
@@ -63,3 +67,16 @@ def _send(settings: Settings, request: DeleteRequest, deletion_id: str) -> None:
     for partition, value in messages:
         producer.produce(topic, key, value, partition=partition)
     producer.flush()
+
+
+def deletion_progress(settings: Settings, deletion_id: str) -> dict[str, dict[str, Any]]:
+    """A deletion's record on each partition of the worker at ``settings.worker_url``."""
+    url = f"{settings.worker_url}/internal/deletions/{deletion_id}"
+    found: dict[str, dict[str, Any]] = worker_get(settings, url)["partitions"]
+    return found
+
+
+def deletion_finished(settings: Settings, deletion_id: str, partitions: int) -> bool:
+    """Done on every one of ``partitions`` partitions."""
+    records = deletion_progress(settings, deletion_id)
+    return len(records) == partitions and all(r["state"] == "done" for r in records.values())

@@ -29,7 +29,7 @@ from driftline.state.models import ModelSpec
 from tests.support.api import Answer, StartApi, call, token_for
 from tests.support.models import CHURN_BASELINE, CHURN_SPEC, HOUR0
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.e2e]
 
 DECILES = [i / 10 for i in range(1, 10)]
 # A boolean column declared category: the case (SPEC §1).

@@ -31,7 +31,7 @@ from driftline.settings import Settings
 from driftline.stack.api import ApiProcess
 from tests.support.api import StartApi, register, token_for
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.e2e]
 
 # The model the stateful run publishes to (registered by `register`), so that publishes
 # succeed and their links lead somewhere; the per-operation run names random models.

@@ -42,7 +42,7 @@ from tests.support.api import (
 from tests.support.hourly_bins import bins_in_redis
 from tests.support.models import HOUR0
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.e2e]
 
 THRESHOLD = 0.5  # the test model's (CHURN_SPEC leaves the default)
 

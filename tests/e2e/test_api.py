@@ -37,7 +37,7 @@ from tests.support.hourly_bins import bins_in_redis
 from tests.support.models import HOUR0
 from tests.support.pipeline import wait_for_lag_zero
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.e2e]
 
 HOUR0_TEXT = datetime.fromtimestamp(HOUR0 / 1000, UTC).strftime("%Y-%m-%d %H:%M:%S")
 

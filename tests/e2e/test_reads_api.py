@@ -28,7 +28,7 @@ from tests.support.api import StartApi, call, register, token_for
 from tests.support.hourly_bins import bins_in_redis
 from tests.support.models import CHURN_SPEC, HOUR0
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.e2e]
 
 COLUMNS = {"age": 30, "plan": "pro", "score": 0.25, "churned": None}
 

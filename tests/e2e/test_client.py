@@ -34,7 +34,7 @@ from driftline.topics.registry import Topics
 from tests.support.models import FRAUD_SPEC, T0
 from tests.support.pipeline import stored_events, wait_for_lag_zero
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.e2e]
 
 HOUR = 3_600_000
 
@@ -582,8 +582,8 @@ def test_a_row_that_is_not_a_dict_names_its_number(client: Driftline) -> None:
 
 
 def test_a_timestamp_too_big_for_milliseconds_is_a_clear_error(client: Driftline) -> None:
-    """A column may hold an integer of any size (SPEC §3, test_big_numbers_integration);
-    a timestamp may not."""
+    """A column may hold an integer of any size (SPEC §3, integration/test_big_numbers.py); a
+    timestamp may not."""
     row = {"event_id": "big", "age": 1, "timestamp": 10**20}
     with pytest.raises(InvalidEventError, match="row 1"):
         client.publish_events_batch("shop", "fraud", [{"event_id": "ok", "age": 1}, row])

@@ -29,7 +29,7 @@ from driftline.settings import Settings
 from driftline.stack.api import ApiProcess
 from tests.support.api import token_for
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.e2e]
 
 README = Path(__file__).resolve().parents[2] / "README.md"
 BLOCK = re.compile(r"^```sh walkthrough:(?P<step>[a-z]+)\n(?P<code>.*?)^```$", re.M | re.S)

@@ -32,7 +32,7 @@ from tests.support.api import (
 from tests.support.models import HOUR0
 from tests.support.pipeline import wait_for_lag_zero
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.e2e]
 
 MODEL = {"project_id": "shop", "model_id": "churn"}
 # What a Python repr looks like; no API error may contain it.

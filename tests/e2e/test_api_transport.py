@@ -38,7 +38,7 @@ from tests.support.hourly_bins import bins_in_redis
 from tests.support.models import HOUR0
 from tests.support.pipeline import wait_for_lag_zero
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.e2e]
 
 SLICE = "/v1/events?project_id=shop&model_id=churn"
 

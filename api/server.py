@@ -13,8 +13,7 @@ handler knows when it has read the body.
 
 The overrides reach into aiohttp's ``RequestHandler`` (``_process_keepalive``,
 ``_waiter``, ``_messages``, ``_request_count``); the tests in
-``tests/integration/test_api_transport_integration.py`` pin the behaviour on the aiohttp
-version installed.
+``tests/e2e/test_api_transport.py`` pin the behaviour on the aiohttp version installed.
 """
 
 from __future__ import annotations

@@ -29,6 +29,7 @@ from driftline.state.bins import HOUR_MS
 from driftline.topics.messages import encode_delete, encode_ingest, ingest_key
 from tests.reference_model import ReferenceEvents
 from tests.support.models import CHURN_SPEC, HOUR0
+from tests.support.values import nested
 
 PROJECT, MODEL = "shop", "churn"
 HOURS = 8
@@ -74,13 +75,6 @@ class Bad:
     def letter(self) -> tuple[bytes, bytes | None]:
         """How its dead letter is found: key (none and empty alike) and value."""
         return self.message.key or b"", self.message.value
-
-
-def nested(depth: int) -> Any:
-    value: Any = 1
-    for _ in range(depth):
-        value = [value]
-    return value
 
 
 class MixedStream:

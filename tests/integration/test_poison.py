@@ -20,6 +20,7 @@ from driftline.topics.producer import CheckedProducer
 from driftline.topics.registry import Topics
 from tests.support.models import FRAUD_SPEC, T0
 from tests.support.pipeline import stored_events, wait_for_lag_zero
+from tests.support.values import nested
 
 pytestmark = pytest.mark.integration
 
@@ -47,13 +48,6 @@ def large_updates(event_id: str) -> list[tuple[bytes, bytes]]:
          encode_ingest("update", "shop", "fraud", event_id, {"uri": f"{i}" * 200_000}))
         for i in range(5)
     ]  # fmt: skip
-
-
-def nested(depth: int) -> Any:
-    value: Any = 1
-    for _ in range(depth):
-        value = [value]
-    return value
 
 
 def test_a_value_nested_300_deep_is_dead_lettered_and_every_model_goes_on(

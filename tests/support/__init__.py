@@ -8,7 +8,8 @@
   recomputation they must equal;
 - ``deletions``: deletion commands produced straight to the ingest topic, and their
   progress;
-- ``api``: requests to a running API process and the churn model served behind one.
+- ``api``: requests to a running API process and the churn model served behind one;
+- ``values``: column values of the shapes that once crashed a worker.
 
 Fixtures live in ``tests/fixtures.py`` (loaded by ``tests/conftest.py`` through
 ``pytest_plugins``), never imported by name.

@@ -28,7 +28,7 @@ test: prepare lint typecheck ## Everything CI runs: lint, types, every tier belo
 unit: install ## Unit tests: pure logic (seconds)
 	$(BIN)/python -m pytest tests/unit
 
-component: install ## Component tests: one processor through the engine's test driver, no broker
+component: install ## Component tests: one processor through the ProcessorDriver, no broker
 	$(BIN)/python -m pytest tests/component
 
 integration: prepare ## Integration tests: the pipeline on the real broker and Redis

@@ -1,10 +1,11 @@
 """Component tests: one processor at a time, driven without a broker.
 
 A component test feeds a processor (merge, partials, bins, deletions, serving, ...)
-messages as the broker would deliver them, through the engine's test driver, on a real
-partition store in a temporary directory, and checks what the processor outputs and what
-its tables hold afterwards. Nothing runs but the test's own process (no Kafka, no Redis,
-no worker), so a component test takes milliseconds.
+messages as the broker would deliver them, through ``ProcessorDriver``
+(``agents/driver.py``: the runtime's batches on a real partition store in a temporary
+directory), and checks what the processor outputs and what its tables hold afterwards.
+Nothing runs but the test's own process (no Kafka, no Redis, no worker), so a component
+test takes milliseconds.
 
 What sets the tier apart: a unit test (``tests/unit``) checks pure logic and never
 builds a processor; an integration test (``tests/integration``) runs worker processes on

@@ -52,7 +52,6 @@ from confluent_kafka import (
     TopicPartition,
 )
 
-from driftline.agents.outages import OutageLog
 from driftline.agents.restore import CHECKPOINT_KEY, ChangelogRestorer
 from driftline.agents.transactions import (
     NotCommittedError,
@@ -62,6 +61,7 @@ from driftline.agents.transactions import (
 from driftline.state.store import Checkpoint, PartitionStore, StoreResources, Write
 from driftline.topics.clients import DEAD_LETTER_MAX_BYTES, RECORD_MAX_BYTES, consumer_config
 from driftline.topics.dead_letters import DeadLetter
+from driftline.topics.outages import OutageLog
 
 log = logging.getLogger(__name__)
 

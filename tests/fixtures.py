@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 
 from driftline.agents.merge import EVENTS
-from driftline.internal_secret import HEADER, internal_secret
+from driftline.internal_secret import internal_secret
 from driftline.settings import Settings
 from driftline.stack import LocalKafka, LocalRedis
 from driftline.stack.kafka import free_broker_port, free_port
@@ -26,6 +26,7 @@ from driftline.stack.redis import redis_answers
 from driftline.stack.worker import WorkerProcess
 from driftline.state import exact_json
 from driftline.state.store import split_store_key
+from driftline.topics.internal_routes import HEADER
 from driftline.topics.progress import merge_progress
 from driftline.topics.reading import read_topic
 from driftline.topics.registry import Topics

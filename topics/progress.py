@@ -12,10 +12,9 @@ from typing import Any
 
 from confluent_kafka import Consumer, KafkaError, Message, TopicPartition
 
-from driftline.settings import Settings
-from driftline.stack.waiting import wait_until
 from driftline.topics.offsets import watermarks
-from driftline.topics.registry import Topics
+from driftline.topics.registry import Topics, TopicSettings
+from driftline.topics.waiting import wait_until
 
 
 class GroupProgress:
@@ -52,7 +51,7 @@ class GroupProgress:
         self._consumer.close()
 
 
-def merge_progress(settings: Settings) -> GroupProgress:
+def merge_progress(settings: TopicSettings) -> GroupProgress:
     """Progress of the merge agent through the ingest topic."""
     topics = Topics.for_settings(settings)
     return GroupProgress(

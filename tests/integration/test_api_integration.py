@@ -22,8 +22,8 @@ from driftline.cli import main
 from driftline.client import ApiError, Driftline
 from driftline.settings import Settings
 from driftline.stack.api import ApiProcess
-from driftline.stack.waiting import wait_until
 from driftline.state.bins import HOUR_MS
+from driftline.topics.waiting import wait_until
 from tests.fixtures import wait_for_lag_zero
 from tests.integration.test_bins_integration import BASELINE, HOUR0, SPEC, bins_in_redis
 

@@ -16,10 +16,8 @@ from typing import Any
 import pytest
 import redis
 
-from driftline.agents.serving import RedisBins
 from driftline.client import Driftline
 from driftline.settings import Settings
-from driftline.stack.waiting import wait_until
 from driftline.state import exact_json
 from driftline.state.baseline import profile_baseline
 from driftline.state.bins import HOUR_MS, ContributionRules, bins_of
@@ -28,7 +26,9 @@ from driftline.state.metrics import bin_metrics
 from driftline.state.models import ModelSpec
 from driftline.topics.progress import GroupProgress, merge_progress
 from driftline.topics.reading import read_topic
+from driftline.topics.redis_bins import RedisBins
 from driftline.topics.registry import Topics
+from driftline.topics.waiting import wait_until
 from tests.fixtures import stored_events, wait_for_lag_zero
 from tests.integration.commands import send_deletes
 

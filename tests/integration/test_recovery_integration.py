@@ -10,11 +10,11 @@ import pytest
 
 from driftline.client import Driftline
 from driftline.settings import Settings
-from driftline.stack.waiting import wait_until
 from driftline.stack.worker import WorkerProcess
 from driftline.topics.messages import encode_ingest, ingest_key
 from driftline.topics.producer import CheckedProducer
 from driftline.topics.registry import Topics
+from driftline.topics.waiting import wait_until
 from tests.fixtures import merge_progress, stored_events, wait_for_lag_zero, worker_counters
 from tests.integration.test_pipeline_integration import SPEC, T0
 from tests.reference_model import ReferenceEvents

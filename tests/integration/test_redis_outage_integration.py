@@ -17,12 +17,13 @@ import pytest
 import redis
 
 from driftline.client import Driftline
-from driftline.internal_secret import HEADER, internal_secret
+from driftline.internal_secret import internal_secret
 from driftline.settings import Settings
 from driftline.stack import LocalRedis
-from driftline.stack.waiting import wait_until
 from driftline.stack.worker import WorkerProcess
 from driftline.state.bins import HOUR_MS
+from driftline.topics.internal_routes import HEADER
+from driftline.topics.waiting import wait_until
 from tests.fixtures import wait_for_lag_zero
 from tests.integration.commands import send_range_deletion
 from tests.integration.test_api_integration import (

@@ -1,7 +1,8 @@
 """The worker: a Faust app hosting the agents' batch engines and the HTTP views.
 
-``create_app(settings, internal_secret)`` builds everything from explicit settings, so tests build
-fresh apps against their own topics; nothing happens at import time.
+``create_app(settings, internal_secret)`` builds everything from explicit settings (the
+application's, passed in), so tests build fresh apps against their own topics; nothing
+happens at import time.
 
     ingest ─► merge agent ─► bin-partials ─► bins agent ─► metrics ─► Redis projection
               (events,                        (sums shares,  (compacted)

@@ -1,8 +1,9 @@
 """The API's aiohttp application: routes, auth, and the wiring to Kafka, Redis and workers.
 
-``create_app(settings, internal_secret)`` builds a fresh application (tests build one per test with
-their own topics). Handlers stay thin: the checks are in ``api.requests``, the shaping of
-answers in ``api.responses``, the messages of a deletion in ``api.deletions``.
+``create_app(settings, internal_secret)`` builds a fresh application from the
+application's settings, passed in (tests build one per test with their own topics).
+Handlers stay thin: the checks are in ``api.requests``, the shaping of answers in
+``api.responses``, the messages of a deletion in ``api.deletions``.
 
 Routes (the OpenAPI document ``api/openapi.yaml`` describes each):
 

@@ -18,8 +18,8 @@ from click.testing import CliRunner
 from driftline.cli import main
 from driftline.client import ApiError
 from driftline.settings import Settings
-from driftline.stack.waiting import wait_until
 from driftline.state.bins import HOUR_MS
+from driftline.topics.waiting import wait_until
 from tests.support.api import (
     StartApi,
     bin_counts,

@@ -21,9 +21,9 @@ import pytest
 from driftline.settings import Settings
 from driftline.stack import LocalRedis
 from driftline.stack.api import ApiProcess
-from driftline.stack.waiting import wait_until
 from driftline.stack.worker import WorkerProcess
 from driftline.state.bins import HOUR_MS
+from driftline.topics.waiting import wait_until
 from tests.support.api import (
     Answer,
     StartApi,

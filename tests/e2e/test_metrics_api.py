@@ -27,8 +27,8 @@ from sklearn.metrics import (
 
 from driftline.settings import Settings
 from driftline.stack.api import ApiProcess
-from driftline.stack.waiting import wait_until
 from driftline.state.bins import HOUR_MS
+from driftline.topics.waiting import wait_until
 from tests.support.api import (
     StartApi,
     bin_counts,

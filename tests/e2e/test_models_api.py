@@ -23,9 +23,9 @@ from driftline.cli import main
 from driftline.client import BaselineTypeError, BaselineTypeWarning, Driftline
 from driftline.settings import Settings
 from driftline.stack.api import ApiProcess
-from driftline.stack.waiting import wait_until
 from driftline.state.bins import HOUR_MS
 from driftline.state.models import ModelSpec
+from driftline.topics.waiting import wait_until
 from tests.support.api import Answer, StartApi, call, token_for
 from tests.support.models import CHURN_BASELINE, CHURN_SPEC, HOUR0
 

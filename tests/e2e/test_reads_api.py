@@ -16,14 +16,15 @@ from confluent_kafka import Producer
 
 from driftline.cli import main
 from driftline.client import ApiError, Driftline
-from driftline.internal_secret import HEADER, internal_secret
+from driftline.internal_secret import internal_secret
 from driftline.settings import Settings
 from driftline.stack.api import ApiProcess
-from driftline.stack.waiting import wait_until
 from driftline.state.bins import HOUR_MS
+from driftline.topics.internal_routes import HEADER
 from driftline.topics.messages import encode_ingest, ingest_key
 from driftline.topics.partitioning import partition_for
 from driftline.topics.registry import Topics
+from driftline.topics.waiting import wait_until
 from tests.support.api import StartApi, call, register, token_for
 from tests.support.hourly_bins import bins_in_redis
 from tests.support.models import CHURN_SPEC, HOUR0

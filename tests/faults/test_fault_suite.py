@@ -29,11 +29,11 @@ import redis
 from driftline.client import Driftline
 from driftline.settings import Settings
 from driftline.stack import LocalKafka, LocalRedis
-from driftline.stack.waiting import wait_until
 from driftline.stack.worker import WorkerProcess
 from driftline.topics.dead_letters import DeadLetter, read_dead_letters
 from driftline.topics.producer import CheckedProducer
 from driftline.topics.registry import Topics
+from driftline.topics.waiting import wait_until
 from tests.faults.workload import MODEL, PROJECT, Bad, MixedStream, Produced
 from tests.support.deletions import (
     deletion_finished,

@@ -14,8 +14,8 @@ import pytest
 
 from driftline.client import Driftline
 from driftline.settings import Settings
-from driftline.stack.waiting import wait_until
 from driftline.state.bins import HOUR_MS
+from driftline.topics.waiting import wait_until
 from tests.support.api import StartApi, call, token_for
 from tests.support.models import HOUR0
 from tests.support.pipeline import wait_for_lag_zero

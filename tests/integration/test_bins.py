@@ -17,12 +17,12 @@ import pytest
 
 from driftline.client import Driftline
 from driftline.settings import Settings
-from driftline.stack.waiting import wait_until
 from driftline.state.baseline import profile_baseline
 from driftline.state.bins import HOUR_MS
 from driftline.state.metrics import bin_metrics
 from driftline.state.models import ModelSpec
 from driftline.topics.progress import merge_progress
+from driftline.topics.waiting import wait_until
 from tests.support.deletions import send_deletes
 from tests.support.hourly_bins import (
     assert_redis_equals_recomputation,

@@ -14,7 +14,6 @@ from confluent_kafka import Message
 
 from driftline.agents.runtime import Outgoing, PartitionedRunner, RunnerConfig
 from driftline.settings import Settings
-from driftline.stack.waiting import wait_until
 from driftline.state.tables import BYTES, PartitionTransaction, Table
 from driftline.topics.admin import ensure_topics
 from driftline.topics.dead_letters import DeadLetter
@@ -22,6 +21,7 @@ from driftline.topics.producer import CheckedProducer
 from driftline.topics.progress import GroupProgress
 from driftline.topics.reading import read_topic
 from driftline.topics.registry import TopicSpec
+from driftline.topics.waiting import wait_until
 
 pytestmark = pytest.mark.integration
 

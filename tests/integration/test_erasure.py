@@ -16,10 +16,10 @@ from confluent_kafka.admin import AdminClient
 
 from driftline.client import Driftline
 from driftline.settings import Settings
-from driftline.stack.waiting import wait_until
 from driftline.state.bins import HOUR_MS
 from driftline.topics.reading import read_topic
 from driftline.topics.registry import Topics
+from driftline.topics.waiting import wait_until
 from tests.support.api import reading_through_api
 from tests.support.deletions import (
     deletion_finished,

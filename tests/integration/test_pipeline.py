@@ -187,7 +187,7 @@ def test_an_update_whose_insert_never_comes_is_dead_lettered_after_the_timeout(
     def expired() -> list[Any]:
         return read_dead_letters(settings.bootstrap_servers, dead_letters)
 
-    from driftline.stack.waiting import wait_until
+    from driftline.topics.waiting import wait_until
 
     wait_until(lambda: len(expired()) == 1, timeout_s=30, what="the parked update to expire")
     (letter,) = expired()

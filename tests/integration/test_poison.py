@@ -13,11 +13,11 @@ import pytest
 
 from driftline.client import Driftline
 from driftline.settings import Settings
-from driftline.stack.waiting import wait_until
 from driftline.topics.dead_letters import read_dead_letters
 from driftline.topics.messages import encode_ingest, ingest_key
 from driftline.topics.producer import CheckedProducer
 from driftline.topics.registry import Topics
+from driftline.topics.waiting import wait_until
 from tests.support.models import FRAUD_SPEC, T0
 from tests.support.pipeline import stored_events, wait_for_lag_zero
 from tests.support.values import nested

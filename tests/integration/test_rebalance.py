@@ -10,13 +10,14 @@ import orjson
 import pytest
 
 from driftline.client import Driftline
-from driftline.internal_secret import HEADER, internal_secret
+from driftline.internal_secret import internal_secret
 from driftline.settings import Settings
 from driftline.stack.kafka import free_port
-from driftline.stack.waiting import wait_until
 from driftline.stack.worker import WorkerProcess
 from driftline.state.commands import event_key
+from driftline.topics.internal_routes import HEADER
 from driftline.topics.partitioning import partition_for
+from driftline.topics.waiting import wait_until
 from tests.reference_model import ReferenceEvents
 from tests.support.models import FRAUD_SPEC, T0
 from tests.support.pipeline import stored_events, wait_for_lag_zero

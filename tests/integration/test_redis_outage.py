@@ -17,12 +17,13 @@ import pytest
 import redis
 
 from driftline.client import Driftline
-from driftline.internal_secret import HEADER, internal_secret
+from driftline.internal_secret import internal_secret
 from driftline.settings import Settings
 from driftline.stack import LocalRedis
-from driftline.stack.waiting import wait_until
 from driftline.stack.worker import WorkerProcess
 from driftline.state.bins import HOUR_MS
+from driftline.topics.internal_routes import HEADER
+from driftline.topics.waiting import wait_until
 from tests.support.api import StartApi, call, ids_body, register, rows, token_for
 from tests.support.deletions import deletion_progress, send_range_deletion
 from tests.support.hourly_bins import bins_in_redis, bins_in_topic, redis_matches_topic

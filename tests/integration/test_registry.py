@@ -9,13 +9,13 @@ import time
 import pytest
 
 from driftline.settings import Settings
-from driftline.stack.waiting import wait_until
 from driftline.state.models import ModelSpec
 from driftline.state.registered import RegisteredModel
 from driftline.topics.admin import ensure_topics
 from driftline.topics.models import MISS_REFRESH_S, ModelRegistry, publish_model
 from driftline.topics.producer import CheckedProducer
 from driftline.topics.registry import Topics
+from driftline.topics.waiting import wait_until
 
 pytestmark = pytest.mark.integration
 

@@ -8,10 +8,11 @@ from pathlib import Path
 import pytest
 from confluent_kafka import Producer
 
-from driftline.agents.restore import CHECKPOINT_KEY, ChangelogRestorer
+from driftline.agents.restore import ChangelogRestorer
 from driftline.settings import Settings
 from driftline.state.store import Checkpoint, PartitionStore, store_key
 from driftline.topics.admin import ensure_topics
+from driftline.topics.changelog import CHECKPOINT_KEY
 from driftline.topics.registry import TopicSpec
 
 pytestmark = pytest.mark.integration

@@ -18,8 +18,8 @@ from driftline.api.auth import create_token
 from driftline.client import Driftline
 from driftline.settings import Settings
 from driftline.stack.api import ApiProcess
-from driftline.stack.waiting import wait_until
 from driftline.state.bins import HOUR_MS
+from driftline.topics.waiting import wait_until
 from tests.support.hourly_bins import bins_in_redis
 from tests.support.models import CHURN_BASELINE, CHURN_SPEC, HOUR0
 

@@ -7,9 +7,7 @@ from typing import Any
 
 import redis
 
-from driftline.agents.serving import RedisBins
 from driftline.settings import Settings
-from driftline.stack.waiting import wait_until
 from driftline.state import exact_json
 from driftline.state.baseline import profile_baseline
 from driftline.state.bins import HOUR_MS, ContributionRules, bins_of
@@ -17,7 +15,9 @@ from driftline.state.events import StoredEvent
 from driftline.state.models import ModelSpec
 from driftline.topics.progress import GroupProgress
 from driftline.topics.reading import read_topic
+from driftline.topics.redis_bins import RedisBins
 from driftline.topics.registry import Topics
+from driftline.topics.waiting import wait_until
 from tests.support.models import CHURN_BASELINE, CHURN_SPEC
 from tests.support.pipeline import stored_events, wait_for_lag_zero
 

@@ -7,10 +7,11 @@ import urllib.request
 from typing import Any
 
 from driftline.agents.merge import EVENTS
-from driftline.internal_secret import HEADER, internal_secret
+from driftline.internal_secret import internal_secret
 from driftline.settings import Settings
 from driftline.state import exact_json
 from driftline.state.store import split_store_key
+from driftline.topics.internal_routes import HEADER
 from driftline.topics.progress import merge_progress
 from driftline.topics.reading import read_topic
 from driftline.topics.registry import Topics

@@ -3,7 +3,8 @@
 A loop that retries every second would otherwise write a line per retry for as long as
 the outage lasts, burying everything else. ``OutageLog`` writes one line when the outage
 starts, at most one a minute while it lasts, and one when it ends. The clock is injected
-so that the rate limit is testable without waiting.
+so that the rate limit is testable without waiting. It is here, below the workers and the
+API, since both wait out Redis.
 """
 
 from __future__ import annotations

@@ -1,4 +1,8 @@
-"""Polling with a deadline: the only way the stack and the tests wait for something."""
+"""Polling with a deadline: the only way the topic admin, the stack and the tests wait.
+
+It lives with the topics, the lowest layer that waits (for partition leaders, for a
+consumer group to catch up), so that the stack and the tests above it share it.
+"""
 
 from __future__ import annotations
 

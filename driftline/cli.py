@@ -78,13 +78,14 @@ def worker(settings: Settings, port: int | None, data_dir: Path | None, loglevel
     # Before anything starts the threads that would each take an arena.
     limit_arenas(settings.malloc_arenas)
     from driftline.agents.app import QuietWorker, create_app
+    from driftline.internal_secret import internal_secret
 
     if port is not None:
         settings = settings.with_overrides(worker_port=port)
     if data_dir is not None:
         settings = settings.with_overrides(data_dir=data_dir)
     settings.data_dir.mkdir(parents=True, exist_ok=True)
-    built = create_app(settings)
+    built = create_app(settings, internal_secret(settings))
     QuietWorker(built.app, loglevel=loglevel, quiet=True).execute_from_commandline()
 
 
@@ -234,6 +235,7 @@ def api(ctx: click.Context, host: str | None, port: int | None) -> None:
     import logging
 
     from driftline.api.server import run
+    from driftline.internal_secret import internal_secret
 
     settings: Settings = ctx.obj
     if host is not None:
@@ -241,7 +243,7 @@ def api(ctx: click.Context, host: str | None, port: int | None) -> None:
     if port is not None:
         settings = settings.with_overrides(api_port=port)
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s %(message)s")
-    run(settings, click.echo)
+    run(settings, internal_secret(settings), click.echo)
 
 
 @api.command("token")

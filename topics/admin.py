@@ -8,8 +8,8 @@ from typing import Any
 from confluent_kafka import KafkaError, KafkaException
 from confluent_kafka.admin import AdminClient, NewTopic
 
-from driftline.stack.waiting import wait_until
 from driftline.topics.catalog import TopicSpec
+from driftline.topics.waiting import wait_until
 
 
 def ensure_topics(

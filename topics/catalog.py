@@ -8,9 +8,8 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Generic, TypeVar
+from typing import Any, Generic, Protocol, TypeVar
 
-from driftline.settings import Settings
 from driftline.state.tables import BYTES as RAW
 from driftline.state.tables import Codec
 from driftline.topics.clients import DEAD_LETTER_MAX_BYTES, RECORD_OVERHEAD_BYTES
@@ -20,7 +19,33 @@ K = TypeVar("K")
 V = TypeVar("V")
 
 
-def _compacted(settings: Settings) -> dict[str, str]:
+class TopicSettings(Protocol):
+    """What the topics take from the application's settings (``driftline.settings.Settings``
+    is one): passed in, so that this layer never imports the application above it."""
+
+    @property
+    def bootstrap_servers(self) -> str: ...
+
+    @property
+    def topic_prefix(self) -> str: ...
+
+    @property
+    def ingest_partitions(self) -> int: ...
+
+    @property
+    def ingest_retention_ms(self) -> int: ...
+
+    @property
+    def bins_partitions(self) -> int: ...
+
+    @property
+    def compaction_lag_ms(self) -> int: ...
+
+    @property
+    def tombstone_retention_ms(self) -> int: ...
+
+
+def _compacted(settings: TopicSettings) -> dict[str, str]:
     """Compaction that is guaranteed to run within a bound, so erasure has a deadline.
 
     Without ``max.compaction.lag.ms`` a quiet changelog could keep a deleted event's last
@@ -69,7 +94,7 @@ class Topics:
     app_id: str
 
     @classmethod
-    def for_settings(cls, settings: Settings) -> Topics:
+    def for_settings(cls, settings: TopicSettings) -> Topics:
         prefix = settings.topic_prefix
         compacted = _compacted(settings)
         return cls(

@@ -32,6 +32,9 @@ from driftline.state.names import model_key, name_problem, split_model_key
 OPS = ("insert", "update", "delete")
 # Commands about many events of one model, sent by the API to chosen partitions.
 DELETION_OPS = ("delete_ids", "delete_range", "delete_continue")
+# Header of a message the merge agent moved to its key's partition: "partition:offset"
+# where it first arrived (the API's status reads it to know the copies are applied).
+FORWARDED_FROM = "driftline.forwarded-from"
 
 
 def ingest_key(project_id: str, model_id: str, event_id: str) -> bytes:

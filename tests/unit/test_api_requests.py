@@ -542,7 +542,7 @@ def test_the_openapi_document_is_valid_and_lists_exactly_the_apps_routes() -> No
         for method in operations
         if method in {"get", "post", "put", "patch", "delete"}
     }
-    app = create_app(Settings())
+    app = create_app(Settings(), internal_secret="routes-only")
     served = {
         (route.resource.canonical, route.method)
         for route in app.router.routes()

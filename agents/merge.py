@@ -30,23 +30,19 @@ from driftline.state.events import (
     expire_parked,
 )
 from driftline.state.hour_index import HOURS, index_changes
-from driftline.state.models import ModelSpec
 from driftline.state.registered import RegisteredModel
+from driftline.state.spec import ModelSpec
 from driftline.state.store import PartitionStore, Write, table_write
 from driftline.state.tables import PartitionTransaction
 from driftline.topics.clients import DEAD_LETTER_MAX_BYTES
 from driftline.topics.dead_letters import DeadLetter, letter_model
-from driftline.topics.messages import decode_ingest
+from driftline.topics.messages import FORWARDED_FROM, decode_ingest
 from driftline.topics.partitioning import partitions_for
 
 EVENTS = "events"
 COUNTERS = "counters"
 
 UNATTRIBUTED = "-"
-
-# Header of a message the merge agent moved to its key's partition: "partition:offset"
-# where it first arrived.
-FORWARDED_FROM = "driftline.forwarded-from"
 
 # Waiting updates a tick dead-letters at most; more wait for the next tick (a second).
 EXPIRIES_PER_TICK = 10_000

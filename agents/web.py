@@ -22,16 +22,16 @@ from rocksdict import DbClosedError
 from driftline.agents import parked
 from driftline.agents.deletions import DELETIONS
 from driftline.agents.merge import COUNTERS, EVENTS, decode_event
-from driftline.internal_secret import HEADER, internal_secret, matches
 from driftline.state import exact_json
 from driftline.state.commands import event_key
 from driftline.state.counters import ModelCounters
 from driftline.state.deletions import DeletionRecord
 from driftline.state.events import StoredEvent
 from driftline.state.hour_index import indexed_in_range
-from driftline.state.models import model_key
+from driftline.state.names import model_key
 from driftline.state.partition_tables import DIRTY
 from driftline.state.store import MEMORY, PartitionStore
+from driftline.topics.internal_routes import HEADER, matches
 from driftline.topics.partitioning import partition_for
 
 if TYPE_CHECKING:
@@ -46,7 +46,7 @@ REDIS_RETRY_AFTER_S = 2
 def register_views(worker: Worker) -> None:
     app = worker.app
     partitions = worker.settings.ingest_partitions
-    internal = internal_only(internal_secret(worker.settings))
+    internal = internal_only(worker.internal_secret)
 
     @app.page("/internal/events/{project_id}/{model_id}/{event_id}")
     @internal

@@ -8,7 +8,7 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from driftline.state import exact_json
-from driftline.state.models import ModelSpec
+from driftline.state.spec import ModelSpec
 
 RUNNING = "running"
 DONE = "done"

@@ -34,8 +34,8 @@ from driftline.agents.merge import MergeHandler
 from driftline.agents.runtime import BatchResult, handled, ticked, tune_garbage_collector
 from driftline.state.baseline import profile_baseline
 from driftline.state.bins import HOUR_MS
-from driftline.state.models import ModelSpec
 from driftline.state.registered import RegisteredModel
+from driftline.state.spec import ModelSpec
 from driftline.state.store import PartitionStore
 from driftline.topics.messages import ingest_key
 from driftline.topics.partitioning import partition_for

@@ -41,7 +41,7 @@ import numpy.typing as npt
 
 from driftline.state.baseline import BaselineProfile, ColumnProfile
 from driftline.state.events import EventChange, StoredEvent
-from driftline.state.models import ColumnType, ModelSpec, Task
+from driftline.state.spec import ColumnType, ModelSpec, Task
 from driftline.state.tables import Codec
 
 HOUR_MS = 3_600_000

@@ -8,19 +8,14 @@ from pathlib import Path
 import pytest
 
 from driftline.agents.bin_shares import BinShares
-from driftline.state.baseline import profile_baseline
 from driftline.state.registered import RegisteredModel
 from driftline.state.store import PartitionStore
-from tests.component.bins_stage import MODEL, SPEC, IngestPartition
+from tests.support.bins_stage import MODEL, IngestPartition, churn_model
 
 
 @pytest.fixture(scope="session")
 def registered() -> RegisteredModel:
-    rows = [
-        {"age": 20 + i % 50, "city": ["paris", "lyon"][i % 2], "score": (i % 97) / 97}
-        for i in range(200)
-    ]
-    return RegisteredModel(SPEC, profile_baseline(SPEC, rows))
+    return churn_model()
 
 
 @pytest.fixture

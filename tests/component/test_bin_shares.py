@@ -10,7 +10,7 @@ from driftline.state.bins import BIN_KEY, ContributionRules, bins_of
 from driftline.state.events import EventChange
 from driftline.state.registered import RegisteredModel
 from driftline.topics.bin_partials import BIN_PARTIAL, BinPartial
-from tests.component.bins_stage import HOUR, MODEL, IngestPartition, event, inserted
+from tests.support.bins_stage import HOUR, MODEL, IngestPartition, event, inserted
 
 
 def test_a_partition_share_equals_a_recomputation_and_is_sent_whole(

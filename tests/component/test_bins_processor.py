@@ -23,7 +23,7 @@ from driftline.state.registered import RegisteredModel
 from driftline.state.tables import PartitionTransaction
 from driftline.topics.bin_partials import BIN_PARTIAL, BinPartial
 from driftline.topics.dead_letters import REASON
-from tests.component.bins_stage import HOUR, MODEL, IngestPartition, event, inserted
+from tests.support.bins_stage import HOUR, MODEL, IngestPartition, event, inserted
 
 INTERVAL_MS = 500
 START_MS = 1_000_000

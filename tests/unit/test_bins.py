@@ -24,7 +24,7 @@ from driftline.state.bins import (
 )
 from driftline.state.commands import Command, Delete, Insert, Update
 from driftline.state.events import EventChange, MergeOutcome, StoredEvent, merge_batch
-from driftline.state.models import ColumnType, ModelSpec, Task
+from driftline.state.spec import ColumnType, ModelSpec, Task
 from tests.unit.test_merge_rules import DictStore
 
 BINARY = ModelSpec(

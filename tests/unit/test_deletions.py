@@ -29,9 +29,9 @@ from driftline.state.bins import HOUR_MS, ContributionRules, Counters, bins_of
 from driftline.state.deletions import DAY_MS, DONE, RUNNING, WAITING_FOR_DAILY_CAP, DeletionRecord
 from driftline.state.events import StoredEvent
 from driftline.state.hour_index import HOURS, index_key
-from driftline.state.models import ColumnType, ModelSpec, Task
 from driftline.state.partition_tables import PARTIALS
 from driftline.state.registered import RegisteredModel
+from driftline.state.spec import ColumnType, ModelSpec, Task
 from driftline.state.store import PartitionStore
 from driftline.topics.messages import (
     deletion_key,

@@ -17,7 +17,7 @@ from driftline.state.events import (
     expire_parked,
     merge_batch,
 )
-from driftline.state.models import ModelSpec
+from driftline.state.spec import ModelSpec
 from tests.reference_model import ReferenceEvents
 
 SPEC = ModelSpec(

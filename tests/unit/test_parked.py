@@ -11,8 +11,8 @@ import pytest
 from driftline.agents import parked
 from driftline.agents.merge import EVENTS, MergeHandler
 from driftline.agents.runtime import BatchResult, handled, ticked
-from driftline.state.models import ModelSpec
 from driftline.state.registered import RegisteredModel
+from driftline.state.spec import ModelSpec
 from driftline.state.store import PartitionStore
 from driftline.topics.clients import RECORD_MAX_BYTES
 from driftline.topics.messages import encode_ingest, ingest_key

@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
 help: ## List the targets
-	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
+	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -22,14 +22,20 @@ prepare: install ## Fetch the Kafka broker jars (Maven) and install redis-server
 demo: prepare ## Start Kafka, Redis and a worker; run the demo model with delayed labels
 	$(BIN)/driftline demo
 
-test: prepare lint typecheck ## Everything CI runs: lint, types, unit and integration tests
+test: prepare lint typecheck ## Everything CI runs: lint, types, every tier below (faults: a short run)
 	$(BIN)/python -m pytest
 
-unit: install ## Unit tests only (pure logic, seconds)
+unit: install ## Unit tests: pure logic (seconds)
 	$(BIN)/python -m pytest tests/unit
 
-integration: prepare ## Integration tests on the real broker and Redis
+component: install ## Component tests: one processor through the ProcessorDriver, no broker
+	$(BIN)/python -m pytest tests/component
+
+integration: prepare ## Integration tests: the pipeline on the real broker and Redis
 	$(BIN)/python -m pytest tests/integration
+
+e2e: prepare ## End-to-end tests: REST API, client and CLI on a running stack
+	$(BIN)/python -m pytest tests/e2e
 
 faults: prepare ## The fault suite at the issue's numbers (~6 min; CI runs a short one)
 	DRIFTLINE_FAULTS=long $(BIN)/python -m pytest tests/faults
@@ -54,4 +60,4 @@ stack-up: prepare ## Start the embedded Kafka broker and Redis server
 stack-down: install ## Stop them
 	$(BIN)/driftline stack down
 
-.PHONY: help install prepare demo test unit integration faults lint format typecheck bench stack-up stack-down
+.PHONY: help install prepare demo test unit component integration e2e faults lint format typecheck bench stack-up stack-down

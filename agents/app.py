@@ -1,7 +1,8 @@
 """The worker: a Faust app hosting the agents' batch engines and the HTTP views.
 
-``create_app(settings)`` builds everything from explicit settings, so tests build
-fresh apps against their own topics; nothing happens at import time.
+``create_app(settings, internal_secret)`` builds everything from explicit settings (the
+application's, passed in), so tests build fresh apps against their own topics; nothing
+happens at import time.
 
     ingest ─► merge agent ─► bin-partials ─► bins agent ─► metrics ─► Redis projection
               (events,                        (sums shares,  (compacted)
@@ -17,25 +18,28 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
 
 import faust
 import redis
 
-from driftline.agents.bins import BinsHandler
+from driftline.agents.bin_totals import BinTotalsProcessor
 from driftline.agents.deletion_budget import RedisDeletionBudget
 from driftline.agents.heap import HeapTrimmer
 from driftline.agents.merge import MergeProcessor
-from driftline.agents.ownership import OwnershipHeartbeat, PartitionOwners
+from driftline.agents.ownership import OwnershipHeartbeat
 from driftline.agents.runtime import PartitionedRunner, RunnerConfig
-from driftline.agents.serving import RedisBins, RedisProjection
+from driftline.agents.serving import RedisProjection
 from driftline.agents.threads import RunnerThreads
 from driftline.agents.web import register_views
-from driftline.settings import Settings
 from driftline.state.store import MIB, StoreResources
 from driftline.topics.admin import ensure_topics
+from driftline.topics.catalog import Topics, TopicSettings
 from driftline.topics.clients import RepeatFilter
-from driftline.topics.models import ModelRegistry
-from driftline.topics.registry import Topics
+from driftline.topics.model_registry import ModelRegistry
+from driftline.topics.ownership import PartitionOwners
+from driftline.topics.redis_bins import RedisBins
 
 
 class QuietWorker(faust.Worker):
@@ -48,11 +52,69 @@ class QuietWorker(faust.Worker):
             handler.addFilter(RepeatFilter())
 
 
+class WorkerSettings(TopicSettings, Protocol):
+    """What the worker takes from the application's settings (``driftline.settings.Settings``
+    is one), passed in; the internal secret comes resolved, beside them."""
+
+    @property
+    def redis(self) -> str: ...
+
+    @property
+    def worker_host(self) -> str: ...
+
+    @property
+    def worker_port(self) -> int: ...
+
+    @property
+    def worker_url(self) -> str: ...
+
+    @property
+    def data_dir(self) -> Path: ...
+
+    @property
+    def session_timeout_ms(self) -> int: ...
+
+    @property
+    def store_write_buffer_mb(self) -> int: ...
+
+    @property
+    def store_block_cache_mb(self) -> int: ...
+
+    @property
+    def heap_trim_interval_s(self) -> float: ...
+
+    @property
+    def batch_max_messages(self) -> int: ...
+
+    @property
+    def batch_within_s(self) -> float: ...
+
+    @property
+    def max_event_bytes(self) -> int: ...
+
+    @property
+    def parked_updates_per_event(self) -> int: ...
+
+    @property
+    def parked_update_timeout_s(self) -> float: ...
+
+    @property
+    def event_deletion_batch_size(self) -> int: ...
+
+    @property
+    def deletion_daily_cap(self) -> int: ...
+
+    @property
+    def emit_interval_s(self) -> float: ...
+
+
 @dataclass
 class Worker:
     """What the views and tests need to reach inside a running worker."""
 
-    settings: Settings
+    settings: WorkerSettings
+    # The secret the API sends to the internal views (``driftline.internal_secret``).
+    internal_secret: str
     topics: Topics
     app: faust.App
     merge: PartitionedRunner
@@ -61,7 +123,7 @@ class Worker:
     redis_bins: RedisBins
 
 
-def create_app(settings: Settings) -> Worker:
+def create_app(settings: WorkerSettings, internal_secret: str) -> Worker:
     topics = Topics.for_settings(settings)
     ensure_topics(settings.bootstrap_servers, topics.owned)
     app = faust.App(
@@ -99,7 +161,7 @@ def create_app(settings: Settings) -> Worker:
         "serving", settings.bootstrap_servers, topics.metrics.name, topics.serving_group,
         redis_bins, settings.session_timeout_ms,
     )  # fmt: skip
-    worker = Worker(settings, topics, app, merge, bins, owners, redis_bins)
+    worker = Worker(settings, internal_secret, topics, app, merge, bins, owners, redis_bins)
 
     @app.service
     class Agents(RunnerThreads):
@@ -110,7 +172,7 @@ def create_app(settings: Settings) -> Worker:
 
 
 def _merge_runner(
-    settings: Settings,
+    settings: WorkerSettings,
     topics: Topics,
     on_assignment: Callable[[set[int]], None],
     budget: RedisDeletionBudget,
@@ -148,11 +210,11 @@ def _merge_runner(
 
 
 def _bins_runner(
-    settings: Settings, topics: Topics, resources: StoreResources
+    settings: WorkerSettings, topics: Topics, resources: StoreResources
 ) -> PartitionedRunner:
     # Its own registry reader: each runner thread owns the consumer it reads with.
     registry = ModelRegistry(settings.bootstrap_servers, topics.models.name)
-    handler = BinsHandler(
+    handler = BinTotalsProcessor(
         registry.get, topics.metrics.name, settings.emit_interval_s, topics.dead_letters.name
     )
     config = RunnerConfig(

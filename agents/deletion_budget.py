@@ -17,7 +17,8 @@ from collections.abc import Mapping
 
 import redis
 
-from driftline.agents.outages import OutageLog
+from driftline.topics.outages import OutageLog
+from driftline.topics.redis_keys import RedisKeys
 
 log = logging.getLogger(__name__)
 
@@ -43,22 +44,20 @@ return allowed
 class RedisDeletionBudget:
     def __init__(self, client: redis.Redis, prefix: str, daily_cap: int) -> None:
         self._client = client
-        self._prefix = prefix
+        self._keys = RedisKeys(prefix)
         self._cap = daily_cap
         self._grant = client.register_script(_GRANT)
         self._outage = OutageLog(
             log, "deletion daily cap", "Redis", "time-range deletion steps wait for it"
         )
 
-    def _key(self, model: str, day: int) -> str:
-        return f"{self._prefix}:deleted-events:{model}:{day}"
-
     def grant(self, model: str, day: int, partition: int, already: int, wanted: int) -> int | None:
         """How many of ``wanted`` events the partition may delete now, having deleted
         ``already`` that day; None if Redis does not answer."""
         try:
             allowed = self._grant(
-                keys=[self._key(model, day)], args=[partition, already, wanted, self._cap, _KEEP_S]
+                keys=[self._keys.deleted_events(model, day)],
+                args=[partition, already, wanted, self._cap, _KEEP_S],
             )
         except redis.RedisError as error:
             self._outage.failed(error)
@@ -73,8 +72,8 @@ class RedisDeletionBudget:
         try:
             pipe = self._client.pipeline(transaction=False)
             for model, count in deleted.items():
-                pipe.hset(self._key(model, day), str(partition), count)
-                pipe.expire(self._key(model, day), _KEEP_S)
+                pipe.hset(self._keys.deleted_events(model, day), str(partition), count)
+                pipe.expire(self._keys.deleted_events(model, day), _KEEP_S)
             pipe.execute()
         except redis.RedisError as error:
             self._outage.failed(error)

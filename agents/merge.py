@@ -1,7 +1,7 @@
 """The merge processor: ingest messages in; events, bin shares and dead letters out.
 
 It only moves data between the topic, the pure merge rules (``state.events``), the bin
-accumulators (through ``agents.partials``), the deletion requests (``agents.deletions``)
+accumulators (through ``agents.bin_shares``), the deletion requests (``agents.deletions``)
 and the partition's tables (``state.partition_tables``, through the batch's transaction);
 every decision is made in ``state``.
 """
@@ -14,27 +14,23 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from confluent_kafka import Message
 
 from driftline.agents import parked
+from driftline.agents.bin_shares import BinShares
 from driftline.agents.deletions import DeletionBudget, DeletionRequests
-from driftline.agents.partials import PartialBins
 from driftline.agents.runtime import Outgoing
 from driftline.state.commands import Command, Delete, DeletionCommand, Insert, Update, event_key
 from driftline.state.counters import ModelCounters, counters_update
 from driftline.state.events import BatchMerge, ExpiredUpdate, expire_parked
 from driftline.state.hour_index import reindex
-from driftline.state.models import ModelSpec
 from driftline.state.partition_tables import COUNTERS
 from driftline.state.registered import RegisteredModel
+from driftline.state.spec import ModelSpec
 from driftline.state.tables import PartitionTransaction
 from driftline.topics.clients import DEAD_LETTER_MAX_BYTES
 from driftline.topics.dead_letters import DeadLetter, letter_model
-from driftline.topics.messages import decode_ingest
+from driftline.topics.messages import FORWARDED_FROM, decode_ingest
 from driftline.topics.partitioning import partitions_for
 
 UNATTRIBUTED = "-"
-
-# Header of a message the merge processor moved to its key's partition: "partition:offset"
-# where it first arrived.
-FORWARDED_FROM = "driftline.forwarded-from"
 
 # Waiting updates a tick dead-letters at most; more wait for the next tick (a second).
 EXPIRIES_PER_TICK = 10_000
@@ -56,7 +52,7 @@ class MergeProcessor:
     ) -> None:
         self._model_of = model_of
         self._deletions = DeletionRequests(ingest_topic, deletion_batch_size, deletion_budget)
-        self._partials = PartialBins(model_of, bin_partials_topic)
+        self._partials = BinShares(model_of, bin_partials_topic)
         self._ingest_topic = ingest_topic
         self._dead_letter_topic = dead_letter_topic
         self._max_event_bytes = max_event_bytes
@@ -113,8 +109,7 @@ class MergeProcessor:
         reindex(tx, outcome.previous)
         _count(tx, dead, outcome.dropped_fields, forwarded_by_model)
         version = messages[-1].offset() + 1
-        bin_writes, snapshots = self._partials.apply(partition, version, outcome.changes, tx.store)
-        tx.add_writes(bin_writes)
+        snapshots = self._partials.apply(partition, version, outcome.changes, tx)
         letters = (self._outgoing(letter) for letter in dead)
         return [*snapshots, *letters, *continuations, *forwarded]
 

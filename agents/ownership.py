@@ -1,13 +1,14 @@
-"""Which worker holds which ingest partition, published in Redis by a heartbeat.
+"""The heartbeat that publishes which worker holds which ingest partition, in Redis.
 
 Any worker (or API process) can then answer a read for an event held elsewhere by
-pointing at the owner, without a coordination protocol of its own.
+pointing at the owner, without a coordination protocol of its own (the owner keys and
+their readers: ``topics.ownership``).
 
-One key per partition, ``<prefix>:owner:<partition>`` = the worker's URL, rewritten by
-the holder every ``HEARTBEAT_S`` with an expiry of ``OWNER_TTL_S``: a wiped or replaced
-Redis has its owners back within a heartbeat, and a dead worker's entries vanish by
-themselves. Ownership is never written from the merge runner's rebalance callback: a
-Redis outage must not stop a worker from taking its partitions and ingesting.
+The holder rewrites its partitions' keys every ``HEARTBEAT_S`` with an expiry of
+``OWNER_TTL_S``: a wiped or replaced Redis has its owners back within a heartbeat, and a
+dead worker's entries vanish by themselves. Ownership is never written from the merge
+runner's rebalance callback: a Redis outage must not stop a worker from taking its
+partitions and ingesting.
 """
 
 from __future__ import annotations
@@ -18,43 +19,14 @@ from collections.abc import Callable, Iterable
 
 import redis
 
-from driftline.agents.outages import OutageLog
+from driftline.topics.outages import OutageLog
+from driftline.topics.ownership import PartitionOwners
 
 log = logging.getLogger(__name__)
 
 HEARTBEAT_S = 2.0
 # A few heartbeats: one late heartbeat does not make a live worker's partitions vanish.
 OWNER_TTL_S = 3 * HEARTBEAT_S
-
-
-class PartitionOwners:
-    """The owner keys: written by the heartbeat, read by the API and the worker views."""
-
-    def __init__(self, client: redis.Redis, prefix: str, own_url: str) -> None:
-        self._client = client
-        self._prefix = prefix
-        self.own_url = own_url
-
-    def key(self, partition: int) -> str:
-        return f"{self._prefix}:owner:{partition}"
-
-    def publish(self, partitions: Iterable[int], ttl_s: float = OWNER_TTL_S) -> None:
-        """This worker holds ``partitions`` (for the next ``ttl_s`` unless repeated)."""
-        pipe = self._client.pipeline(transaction=False)
-        for partition in partitions:
-            pipe.set(self.key(partition), self.own_url, px=int(ttl_s * 1000))
-        pipe.execute()
-
-    def owner_of(self, partition: int) -> str | None:
-        return self.owners_of([partition])[partition]
-
-    def owners_of(self, partitions: Iterable[int]) -> dict[int, str | None]:
-        """Each partition's owner URL (None: no live worker holds it); one MGET."""
-        wanted = list(partitions)
-        if not wanted:
-            return {}
-        found = self._client.mget([self.key(p) for p in wanted])
-        return {p: _text(raw) for p, raw in zip(wanted, found, strict=True)}
 
 
 class OwnershipHeartbeat:
@@ -91,7 +63,7 @@ class OwnershipHeartbeat:
     def beat(self) -> float:
         """Publish once; returns how long to wait before the next beat."""
         try:
-            self._owners.publish(sorted(self._held()))
+            self._owners.publish(sorted(self._held()), OWNER_TTL_S)
         except redis.RedisError as error:
             return min(self._interval_s, self._outage.failed(error))
         self._outage.succeeded()
@@ -104,9 +76,3 @@ class OwnershipHeartbeat:
     def stop(self) -> None:
         self._stop.set()
         self._wake.set()
-
-
-def _text(raw: object) -> str | None:
-    if raw is None:
-        return None
-    return raw.decode() if isinstance(raw, bytes) else str(raw)

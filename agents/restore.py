@@ -1,10 +1,10 @@
 """Bringing a partition's local store level with its changelog.
 
 Every committed batch ends, in the same transaction, with a checkpoint record: its next
-input offset and its sequence number. A store whose own checkpoint equals the last one in
-the changelog is current; any other store (missing, behind after a crash between the
-commit and the local write, or stale after another worker held the partition) is rebuilt
-from the whole committed changelog.
+input offset and its sequence number (the record format: ``topics.changelog``). A store
+whose own checkpoint equals the last one in the changelog is current; any other store
+(missing, behind after a crash between the commit and the local write, or stale after
+another worker held the partition) is rebuilt from the whole committed changelog.
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ from pathlib import Path
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, TopicPartition
 
 from driftline.state.store import Checkpoint, PartitionStore, StoreResources
+from driftline.topics.changelog import checkpoint_of
 from driftline.topics.clients import consumer_config
 from driftline.topics.offsets import watermarks
 
@@ -24,9 +25,6 @@ log = logging.getLogger(__name__)
 
 # Records read back from a changelog's end to find its last checkpoint, at first.
 _TAIL_RECORDS = 1000
-
-# Changelog key of the record that carries a batch's checkpoint.
-CHECKPOINT_KEY = b"\x00input"
 
 
 class ChangelogRestorer:
@@ -67,8 +65,9 @@ class ChangelogRestorer:
             start = max(low, high - span)
             found: Checkpoint | None = None
             for key, value in self._read(partition, start):
-                if key == CHECKPOINT_KEY and value is not None:
-                    found = Checkpoint.from_bytes(value)
+                checkpoint = checkpoint_of(key, value)
+                if checkpoint is not None:
+                    found = checkpoint
             if found is not None or start == low:
                 return found
             span *= 16
@@ -87,8 +86,9 @@ class ChangelogRestorer:
         pending: list[tuple[bytes, bytes | None]] = []
         applied = 0
         for key, value in self._read(partition, OFFSET_BEGINNING):
-            if key == CHECKPOINT_KEY and value is not None:
-                store.write_raw(pending, Checkpoint.from_bytes(value))
+            checkpoint = checkpoint_of(key, value)
+            if checkpoint is not None:
+                store.write_raw(pending, checkpoint)
                 applied += len(pending)
                 pending = []
             elif key is not None:

@@ -53,8 +53,7 @@ from confluent_kafka import (
     TopicPartition,
 )
 
-from driftline.agents.outages import OutageLog
-from driftline.agents.restore import CHECKPOINT_KEY, ChangelogRestorer
+from driftline.agents.restore import ChangelogRestorer
 from driftline.agents.transactions import (
     NotCommittedError,
     PartitionTransactions,
@@ -62,8 +61,10 @@ from driftline.agents.transactions import (
 )
 from driftline.state.store import Checkpoint, PartitionStore, StoreResources, Write
 from driftline.state.tables import PartitionTransaction
+from driftline.topics.changelog import checkpoint_record
 from driftline.topics.clients import DEAD_LETTER_MAX_BYTES, RECORD_MAX_BYTES, consumer_config
 from driftline.topics.dead_letters import DeadLetter
+from driftline.topics.outages import OutageLog
 
 log = logging.getLogger(__name__)
 
@@ -560,7 +561,7 @@ class PartitionedRunner:
             for write in item.result.writes:
                 transactions.produce(changelog, write.key, write.value, partition=partition)
             transactions.produce(
-                changelog, CHECKPOINT_KEY, item.checkpoint.to_bytes(), partition=partition
+                changelog, *checkpoint_record(item.checkpoint), partition=partition
             )
             for out in item.result.outgoing:
                 transactions.produce(out.topic, out.key, out.value, out.headers, out.partition,

@@ -1,13 +1,13 @@
 """Stage 3: the metrics topic projected into Redis, for dashboards and the API.
 
 Kafka's compacted metrics topic is the truth; Redis is a view of it, rebuilt by
-replaying the topic. One key per model and hour holds the bin's JSON, and a sorted set
-per model indexes its hours, so a time range is one ZRANGEBYSCORE and one MGET.
-Writes are idempotent (a replay rewrites the same values in the same order).
+replaying the topic through ``topics.redis_bins`` (one key per model and hour, a sorted
+set of hours per model; the API reads the same layout). Writes are idempotent (a replay
+rewrites the same values in the same order).
 
 Redis may go away, come back empty (FLUSHALL, a new server) or come back older (a
 restart that lost its last second). So Redis itself records how far it holds each
-metrics partition: ``<prefix>:projected:<partition>`` is the next offset whose bins it
+metrics partition: its marker (``RedisKeys.projected``) is the next offset whose bins it
 lacks, written in the same MULTI/EXEC as the bins. The projection resumes from that
 marker, not from the group's committed offsets (committed only for lag monitoring), and
 a marker that is missing or behind what this process wrote means Redis lost bins: the
@@ -22,63 +22,15 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Iterable
-from typing import Any
 
 import redis
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaException, Message, TopicPartition
 
-from driftline.agents.outages import OutageLog
-from driftline.state import exact_json
-from driftline.state.bins import HOUR_MS
 from driftline.topics.clients import consumer_config
+from driftline.topics.outages import OutageLog
+from driftline.topics.redis_bins import RedisBins, marker_offset
 
 log = logging.getLogger(__name__)
-
-
-class RedisBins:
-    """The Redis layout of the bins: the one place that names its keys."""
-
-    def __init__(self, client: redis.Redis, prefix: str) -> None:
-        self.client = client
-        self._prefix = prefix
-
-    def bin_key(self, model: str, hour: int) -> str:
-        return f"{self._prefix}:bin:{model}:{hour}"
-
-    def index_key(self, model: str) -> str:
-        return f"{self._prefix}:bins:{model}"
-
-    def marker_key(self, partition: int) -> str:
-        """How far Redis holds a metrics partition: the next offset it has not projected."""
-        return f"{self._prefix}:projected:{partition}"
-
-    def markers(self, partitions: Iterable[int]) -> dict[int, int | None]:
-        wanted = list(partitions)
-        found = self.client.mget([self.marker_key(p) for p in wanted])
-        return {p: _offset(raw) for p, raw in zip(wanted, found, strict=True)}
-
-    def write(self, pipe: Any, model: str, hour: int, value: bytes | None) -> None:
-        if value is None:
-            pipe.delete(self.bin_key(model, hour))
-            pipe.zrem(self.index_key(model), hour)
-        else:
-            pipe.set(self.bin_key(model, hour), value)
-            pipe.zadd(self.index_key(model), {str(hour): hour})
-
-    def read_range(self, model: str, start_ms: int, end_ms: int) -> list[dict[str, Any]]:
-        """Bins whose hour starts in [start_ms, end_ms), oldest first.
-
-        The first hour is ``start_ms`` rounded *up* to an hour: flooring it returned the
-        hour before a start such as 10:00:00.001, whose bin starts before ``start``.
-        """
-        first, last = -(-start_ms // HOUR_MS), (end_ms - 1) // HOUR_MS
-        if first > last:  # [start, end) lies inside one hour and holds no hour's start
-            return []
-        hours = self.client.zrangebyscore(self.index_key(model), first, last)
-        if not hours:
-            return []
-        keys = [self.bin_key(model, int(hour)) for hour in hours]  # type: ignore[arg-type]
-        return [exact_json.loads(raw) for raw in self.client.mget(keys) if raw is not None]
 
 
 # A wiped or replaced Redis with no traffic is noticed within this interval.
@@ -227,7 +179,7 @@ class RedisProjection:
             return
         # Redis now says what it holds (a batch that found the marker behind has already
         # moved it on): a restart resumes here too.
-        self._bins.client.set(self._bins.marker_key(partition), marker or 0)
+        self._bins.client.set(self._bins.keys.projected(partition), marker or 0)
         self._written[partition] = marker or 0
         self._unverified.discard(partition)
         self._consumer.resume([TopicPartition(self._topic, partition)])
@@ -256,15 +208,15 @@ class RedisProjection:
         partitions = sorted(ends)
         pipe = self._bins.client.pipeline(transaction=True)
         for partition in partitions:
-            pipe.get(self._bins.marker_key(partition))
+            pipe.get(self._bins.keys.projected(partition))
         for model, hour, value in writes:
             self._bins.write(pipe, model, hour, value)
         for partition in partitions:
-            pipe.set(self._bins.marker_key(partition), ends[partition])
+            pipe.set(self._bins.keys.projected(partition), ends[partition])
         results = pipe.execute()
         committed = []
         for partition, raw in zip(partitions, results, strict=False):
-            before = _offset(raw)
+            before = marker_offset(raw)
             if lost_writes(before, self._written[partition]):
                 self._resume_from(partition, before, self._written[partition])
             else:
@@ -294,10 +246,6 @@ class RedisProjection:
         wanted = [TopicPartition(self._topic, p) for p in partitions]
         if wanted:
             self._consumer.pause(wanted)
-
-
-def _offset(raw: Any) -> int | None:
-    return None if raw is None else int(raw)
 
 
 def _bin_of(key: bytes | None) -> tuple[str, int] | None:

@@ -29,7 +29,7 @@ from collections.abc import Sequence
 
 from confluent_kafka import KafkaError, KafkaException, Message, Producer
 
-from driftline.agents.outages import OutageLog
+from driftline.topics.outages import OutageLog
 from driftline.topics.producer import produce_with_room, producer_config
 
 log = logging.getLogger(__name__)

@@ -19,17 +19,16 @@ import redis
 from faust.web import Request, Response, View
 from rocksdict import DbClosedError
 
-from driftline.agents.bins import DIRTY
-from driftline.internal_secret import HEADER, internal_secret, matches
 from driftline.state import exact_json
 from driftline.state.commands import event_key
 from driftline.state.counters import ModelCounters
 from driftline.state.events import StoredEvent
 from driftline.state.hour_index import indexed_in_range
-from driftline.state.models import model_key
-from driftline.state.partition_tables import COUNTERS, DELETIONS, EVENTS, HOURS, PARKED
+from driftline.state.names import model_key
+from driftline.state.partition_tables import COUNTERS, DELETIONS, DIRTY, EVENTS, HOURS, PARKED
 from driftline.state.store import MEMORY, PartitionStore
 from driftline.state.tables import PartitionTransaction
+from driftline.topics.internal_routes import HEADER, matches
 from driftline.topics.partitioning import partition_for
 
 if TYPE_CHECKING:
@@ -44,7 +43,7 @@ REDIS_RETRY_AFTER_S = 2
 def register_views(worker: Worker) -> None:
     app = worker.app
     partitions = worker.settings.ingest_partitions
-    internal = internal_only(internal_secret(worker.settings))
+    internal = internal_only(worker.internal_secret)
 
     @app.page("/internal/events/{project_id}/{model_id}/{event_id}")
     @internal
@@ -88,7 +87,7 @@ def register_views(worker: Worker) -> None:
     async def progress(view: View, request: Request) -> Response:
         """The bins partitions this worker holds and the bins they have yet to emit."""
         stores = list(worker.bins.stores.items())
-        dirty = sum(sum(1 for _ in store.items(DIRTY)) for _, store in stores)
+        dirty = sum(sum(1 for _ in store.items(DIRTY.name)) for _, store in stores)
         return _json(view, {"bins_partitions": sorted(p for p, _ in stores), "dirty_bins": dirty})
 
     # --- for the API process: per-partition reads, routed by the owner keys ---------

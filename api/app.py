@@ -1,8 +1,9 @@
 """The API's aiohttp application: routes, auth, and the wiring to Kafka, Redis and workers.
 
-``create_app(settings)`` builds a fresh application (tests build one per test with
-their own topics). Handlers stay thin: the checks are in ``api.requests``, the shaping of
-answers in ``api.responses``, the messages of a deletion in ``api.deletions``.
+``create_app(settings, internal_secret)`` builds a fresh application from the
+application's settings, passed in (tests build one per test with their own topics).
+Handlers stay thin: the checks are in ``api.requests``, the shaping of answers in
+``api.responses``, the messages of a deletion in ``api.deletions``.
 
 Routes (the OpenAPI document ``api/openapi.yaml`` describes each):
 
@@ -38,7 +39,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import aiohttp
 import orjson
@@ -53,9 +54,6 @@ from confluent_kafka import KafkaException
 from confluent_kafka.admin import AdminClient
 from redis.backoff import NoBackoff
 
-from driftline.agents.outages import OutageLog
-from driftline.agents.ownership import PartitionOwners
-from driftline.agents.serving import RedisBins
 from driftline.api import reads
 from driftline.api.auth import Principal, TokenStore
 from driftline.api.deletions import deletion_messages, deletion_record
@@ -83,18 +81,20 @@ from driftline.api.requests import (
 )
 from driftline.api.responses import csv_columns, deletion_status, public_row, to_csv
 from driftline.api.workers import Workers, WorkerUnavailableError
-from driftline.internal_secret import internal_secret
-from driftline.settings import Settings
 from driftline.state import exact_json
-from driftline.state.models import ModelSpec, model_key
+from driftline.state.names import model_key
+from driftline.state.spec import ModelSpec
 from driftline.state.wording import shown
 from driftline.topics.admin import ensure_topics
+from driftline.topics.catalog import Topics, TopicSettings
 from driftline.topics.deletion_requests import DeletionRequests, publish_request, withdraw_request
 from driftline.topics.messages import deletion_key, ingest_key
-from driftline.topics.models import ModelRegistry
+from driftline.topics.model_registry import ModelRegistry
+from driftline.topics.outages import OutageLog
+from driftline.topics.ownership import PartitionOwners
 from driftline.topics.partitioning import partition_for
 from driftline.topics.producer import CheckedProducer, DeliveryError
-from driftline.topics.registry import Topics
+from driftline.topics.redis_bins import RedisBins
 
 log = logging.getLogger(__name__)
 
@@ -120,11 +120,46 @@ REDIS_ROUTES = frozenset(
 REDIS_RETRY_AFTER_S = 2
 
 
+class ApiSettings(TopicSettings, Protocol):
+    """What the API takes from the application's settings (``driftline.settings.Settings``
+    is one), passed in; the internal secret comes resolved, beside them."""
+
+    @property
+    def redis(self) -> str: ...
+
+    @property
+    def api_host(self) -> str: ...
+
+    @property
+    def api_port(self) -> int: ...
+
+    @property
+    def api_tokens_file(self) -> Path: ...
+
+    @property
+    def api_max_body_bytes(self) -> int: ...
+
+    @property
+    def api_header_timeout_s(self) -> float: ...
+
+    @property
+    def api_body_timeout_s(self) -> float: ...
+
+    @property
+    def api_redis_timeout_s(self) -> float: ...
+
+    @property
+    def delete_requests_per_day(self) -> int: ...
+
+    @property
+    def max_event_bytes(self) -> int: ...
+
+
 @dataclass
 class Services:
     """Connections of one API process; built at startup, closed at cleanup."""
 
-    settings: Settings
+    settings: ApiSettings
     topics: Topics
     producer: CheckedProducer
     # One request at a time produces and flushes, so that a broker refusal is reported
@@ -145,15 +180,18 @@ class Services:
 
 
 SERVICES = web.AppKey("services", Services)
-SETTINGS = web.AppKey("settings", Settings)
+SETTINGS = web.AppKey[ApiSettings]("settings")
+# The secret the API sends to the workers' internal routes (``topics.internal_routes``).
+INTERNAL_SECRET = web.AppKey("internal_secret", str)
 
 
-def create_app(settings: Settings) -> web.Application:
+def create_app(settings: ApiSettings, internal_secret: str) -> web.Application:
     app = web.Application(
         client_max_size=settings.api_max_body_bytes,
         middlewares=[_delete_headers, _errors, _body_deadline, _auth, _query],
     )
     app[SETTINGS] = settings
+    app[INTERNAL_SECRET] = internal_secret
     app.cleanup_ctx.append(_services)
     document = OPENAPI_PATH.read_text()
     as_json = orjson.dumps(yaml.safe_load(document))
@@ -235,7 +273,7 @@ async def _services(app: web.Application) -> AsyncIterator[None]:
         ),
         deletion_requests=deletion_requests,
         workers=Workers(
-            PartitionOwners(sync_redis, prefix, own_url=""), session, internal_secret(settings)
+            PartitionOwners(sync_redis, prefix, own_url=""), session, app[INTERNAL_SECRET]
         ),
         bins=RedisBins(sync_redis, prefix),
         session=session,

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import orjson
 
-from driftline.state.wording import shown
+from driftline.state.names import name_problem
 
 
 def hash_token(token: str) -> str:
@@ -103,8 +103,9 @@ def create_token(
     if not project_list and not all_projects:
         raise ValueError("a token needs at least one --project, or --all-projects")
     for project in project_list:
-        if not project or "/" in project:
-            raise ValueError(f"project names are non-empty and without '/': {shown(project)}")
+        problem = name_problem(project, "project")
+        if problem is not None:
+            raise ValueError(problem)
     token = secrets.token_urlsafe(32)
     try:
         current = orjson.loads(path.read_bytes())

@@ -17,7 +17,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from driftline.api.requests import DeleteRequest
-from driftline.state.models import model_key
+from driftline.state.names import model_key
 from driftline.topics.messages import encode_delete_ids, encode_delete_range, id_chunks, ingest_key
 from driftline.topics.partitioning import partition_for
 

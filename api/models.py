@@ -7,7 +7,7 @@ as objects) or as ``multipart/form-data`` with a ``spec`` part (JSON text) and a
 ``from_data`` (a JSON field or a form part, ``true``) infers the column types from the
 baseline as ``Driftline.register_model_from_data`` does.
 
-Registration goes through the same code as the client (``topics.models.register_model``
+Registration goes through the same code as the client (``topics.model_registry.register_model``
 and ``state.baseline.check_baseline``): identical again is 200, different is 409, and a
 baseline that contradicts its column types is refused or warned about alike.
 """
@@ -30,11 +30,12 @@ from driftline.api.app import SERVICES, Services, _check_scope, json_response
 from driftline.api.requests import RequestError, bad_request, refuse_unknown
 from driftline.state import exact_json
 from driftline.state.baseline import check_baseline, spec_from_data
-from driftline.state.models import InvalidSpecError, ModelSpec, model_key
+from driftline.state.names import model_key
 from driftline.state.registered import RegisteredModel
-from driftline.topics.models import ModelConflictError, register_model
+from driftline.state.spec import InvalidSpecError, ModelSpec
+from driftline.state.tabular import InvalidEventError, iter_rows
+from driftline.topics.model_registry import ModelConflictError, register_model
 from driftline.topics.producer import DeliveryError
-from driftline.topics.sources import InvalidEventError, iter_rows
 
 _BODY_FIELDS = frozenset({"spec", "baseline", "from_data"})
 _SPEC_FIELDS = frozenset(f.name for f in fields(ModelSpec) if f.init)

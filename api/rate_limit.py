@@ -27,6 +27,8 @@ from datetime import UTC, datetime, timedelta
 import redis
 import redis.asyncio as aioredis
 
+from driftline.topics.redis_keys import RedisKeys
+
 DAY_S = 24 * 3600
 
 
@@ -74,12 +76,9 @@ class DeleteRateLimit:
         self, client: aioredis.Redis, prefix: str, per_day: int, accepted_on: AcceptedOn
     ) -> None:
         self._client = client
-        self._prefix = prefix
+        self._keys = RedisKeys(prefix)
         self.per_day = per_day
         self._accepted_on = accepted_on
-
-    def _key(self, model: str, day: int) -> str:
-        return f"{self._prefix}:delete-requests:{model}:{day}"
 
     async def peek(self, model: str | None, now: datetime | None = None) -> Window:
         """The window as it stands, without counting a request (for 400/404 answers)."""
@@ -88,7 +87,7 @@ class DeleteRateLimit:
         used = 0
         if model is not None:
             try:
-                raw = await self._client.get(self._key(model, day))
+                raw = await self._client.get(self._keys.delete_requests(model, day))
             except redis.RedisError:
                 raw = None  # Kafka knows the count as well
             if raw is None:
@@ -102,7 +101,7 @@ class DeleteRateLimit:
         """Count one request; ``exceeded`` says it is past the limit (and was not counted)."""
         now = now or datetime.now(UTC)
         day, reset = day_window(now)
-        key = self._key(model, day)
+        key = self._keys.delete_requests(model, day)
         if not await self._client.exists(key):
             accepted = await asyncio.to_thread(self._accepted_on, model, day)
             await self._client.set(key, accepted, nx=True, exat=reset + DAY_S)
@@ -118,4 +117,4 @@ class DeleteRateLimit:
     async def give_back(self, model: str, now: datetime | None = None) -> None:
         """An accepted request that could not be sent (the broker refused it)."""
         day, _ = day_window(now or datetime.now(UTC))
-        await self._client.decr(self._key(model, day))
+        await self._client.decr(self._keys.delete_requests(model, day))

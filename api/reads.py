@@ -21,19 +21,17 @@ from typing import Any
 import orjson
 from aiohttp import web
 
-from driftline.agents.merge import FORWARDED_FROM
 from driftline.api import app as core
-from driftline.api.requests import RequestError, bad_request, takes_query
+from driftline.api.requests import RequestError, bad_request, model_name, takes_query
 from driftline.api.workers import Workers
-from driftline.settings import Settings
 from driftline.state.counters import ModelCounters
-from driftline.state.models import model_key
+from driftline.state.names import model_key
 from driftline.state.wording import shown
+from driftline.topics.catalog import Topics
 from driftline.topics.dead_letters import DeadLetter, StoredLetter, letter_model, read_letters_page
-from driftline.topics.messages import ingest_key
+from driftline.topics.messages import FORWARDED_FROM, ingest_key
 from driftline.topics.partitioning import partition_for
 from driftline.topics.progress import ProgressReader, StageProgress
-from driftline.topics.registry import Topics
 
 DEFAULT_DEAD_LETTERS = 100
 MAX_DEAD_LETTERS = 1000
@@ -255,7 +253,7 @@ async def get_status(request: web.Request) -> web.Response:
 
 
 def _past_forwarded_copies(
-    reader: ProgressReader, merge: StageProgress, topics: Topics, settings: Settings
+    reader: ProgressReader, merge: StageProgress, topics: Topics, settings: core.ApiSettings
 ) -> StageProgress:
     """A message sent to another partition than its key's (another partitioner) is applied
     as a copy the merge agent appends to its key's partition, past the ends just read: the
@@ -272,7 +270,7 @@ def _past_forwarded_copies(
     return replace(merge, caught_up=done)
 
 
-async def _unemitted_bins(workers: Workers, settings: Settings) -> int | None:
+async def _unemitted_bins(workers: Workers, settings: core.ApiSettings) -> int | None:
     """Bins the bins agents have changed but not yet emitted (they wait out the emit
     interval); None when some bins partition's worker did not answer."""
     answers = await workers.progress(settings.ingest_partitions)
@@ -315,11 +313,9 @@ def _optional_model(query: Mapping[str, str]) -> tuple[str, str] | None:
     project_id, model_id = query.get("project_id"), query.get("model_id")
     if project_id is None and model_id is None:
         return None
-    if not project_id or not model_id or "/" in project_id or "/" in model_id:
-        raise bad_request(
-            "give both 'project_id' and 'model_id' (non-empty, without '/'), or neither"
-        )
-    return project_id, model_id
+    if project_id is None or model_id is None:
+        raise bad_request("give both 'project_id' and 'model_id', or neither")
+    return model_name(query, "project_id"), model_name(query, "model_id")
 
 
 def _iso(ms: int) -> str:

@@ -18,11 +18,14 @@ from typing import Any, TypeVar
 import orjson
 
 from driftline.state import instants
+from driftline.state.commands import event_id_of
 from driftline.state.events import dropped_insert_fields, dropped_update_fields
-from driftline.state.models import ModelSpec
+from driftline.state.instants import epoch_ms_problem
+from driftline.state.names import name_problem
+from driftline.state.spec import ModelSpec
+from driftline.state.tabular import InvalidEventError, OutgoingEvent, outgoing_event
 from driftline.state.wording import shown
 from driftline.topics.messages import encode_ingest, ingest_key
-from driftline.topics.sources import InvalidEventError, OutgoingEvent, outgoing_event
 
 MAX_DELETE_IDS = 10_000
 DEFAULT_SLICE_LIMIT = 1_000
@@ -57,14 +60,15 @@ def named(name: str, limit: int = 60) -> str:
 
 
 def model_name(body: Mapping[str, Any], field: str) -> str:
+    """The body's ``field`` (project_id or model_id), a 400 unless it is a name."""
     value = body.get(field)
-    if not isinstance(value, str) or not value or "/" in value:
-        got = "it is missing" if value is None else f"got {shown(value)}"
-        raise bad_request(f"'{field}' must be a non-empty string without '/'; {got}")
-    return value
+    problem = name_problem(value, field)
+    if problem is not None:
+        raise bad_request(problem)
+    return str(value)
 
 
-def model_of(body: object) -> tuple[str, str] | None:
+def model_named_in(body: object) -> tuple[str, str] | None:
     """The (project_id, model_id) a body names, if it names one: for the rate-limit headers."""
     if not isinstance(body, Mapping):
         return None
@@ -92,14 +96,14 @@ def model_named_anywhere(raw: bytes, query: Mapping[str, str]) -> tuple[str, str
     """
     try:
         # Valid JSON says exactly what it names (a name with '/' names no model).
-        return model_of(orjson.loads(raw)) or model_of(query)
+        return model_named_in(orjson.loads(raw)) or model_named_in(query)
     except orjson.JSONDecodeError:
         pass
     text = raw[:65_536].decode("utf-8", errors="replace")
     matches = {field: pattern.search(text) for field, pattern in _NAMED_VALUE.items()}
     if matches["project_id"] and matches["model_id"]:
         return matches["project_id"].group(1), matches["model_id"].group(1)
-    return model_of(query)
+    return model_named_in(query)
 
 
 # --- query strings and content types ------------------------------------------------------
@@ -261,13 +265,12 @@ def parse_event_ids(raw: object, field: str) -> tuple[str, ...]:
         )
     ids: dict[str, None] = {}
     for index, value in enumerate(raw):
-        if isinstance(value, int) and not isinstance(value, bool):
-            value = str(value)
-        if not isinstance(value, str) or not value:
+        event_id = event_id_of(value)
+        if event_id is None:
             raise bad_request(
                 f"{field}[{index}] must be a non-empty string (or an integer); got {shown(value)}"
             )
-        ids[value] = None
+        ids[event_id] = None
     return tuple(ids)
 
 
@@ -336,13 +339,9 @@ def check_row(spec: ModelSpec, row: object, index: int, update: bool) -> Outgoin
             f"{where}.event must be an object of column values; got {shown(event)}"
         )
     timestamp = row.get("event_timestamp")
-    if timestamp is not None and (
-        isinstance(timestamp, bool) or not isinstance(timestamp, int) or timestamp < 0
-    ):
-        raise InvalidEventError(
-            f"{where}.event_timestamp must be UTC milliseconds since the epoch (a "
-            f"non-negative integer); got {shown(timestamp)}"
-        )
+    problem = None if timestamp is None else epoch_ms_problem(timestamp, f"{where}.event_timestamp")
+    if problem is not None:
+        raise InvalidEventError(problem)
     event_id = row.get("event_id")
     if update and event_id is None and spec.event_id_col not in event:
         raise InvalidEventError(f"{where}: an update needs 'event_id' to find the event")

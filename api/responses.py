@@ -9,7 +9,7 @@ from typing import Any
 
 from driftline.state import exact_json
 from driftline.state.deletions import DeletionState
-from driftline.state.models import ModelSpec
+from driftline.state.spec import ModelSpec
 
 
 def deletion_status(

@@ -13,8 +13,7 @@ handler knows when it has read the body.
 
 The overrides reach into aiohttp's ``RequestHandler`` (``_process_keepalive``,
 ``_waiter``, ``_messages``, ``_request_count``); the tests in
-``tests/integration/test_api_transport_integration.py`` pin the behaviour on the aiohttp
-version installed.
+``tests/e2e/test_api_transport.py`` pin the behaviour on the aiohttp version installed.
 """
 
 from __future__ import annotations
@@ -28,9 +27,8 @@ from aiohttp import web
 from aiohttp.http_exceptions import HttpProcessingError
 from aiohttp.web_protocol import RequestHandler
 
-from driftline.api.app import create_app, error_response
+from driftline.api.app import ApiSettings, create_app, error_response
 from driftline.api.protocol import MAX_FIELD_BYTES, MAX_LINE_BYTES, protocol_error, raw_json_answer
-from driftline.settings import Settings
 
 
 class JsonErrorHandler(RequestHandler):
@@ -98,7 +96,7 @@ class _JsonErrorServer(web.Server):
 class ApiRunner(web.AppRunner):
     """An ``AppRunner`` whose connections are handled by ``JsonErrorHandler``."""
 
-    def __init__(self, app: web.Application, settings: Settings) -> None:
+    def __init__(self, app: web.Application, settings: ApiSettings) -> None:
         super().__init__(app, access_log=None)
         self._handler_kwargs: dict[str, Any] = {
             "header_timeout_s": settings.api_header_timeout_s,
@@ -111,13 +109,15 @@ class ApiRunner(web.AppRunner):
         return _JsonErrorServer(await super()._make_server(), self._handler_kwargs)
 
 
-def run(settings: Settings, announce: Callable[[str], None]) -> None:
+def run(settings: ApiSettings, internal_secret: str, announce: Callable[[str], None]) -> None:
     """Serve the API until SIGINT or SIGTERM, then close connections and services."""
-    asyncio.run(_serve(settings, announce))
+    asyncio.run(_serve(settings, internal_secret, announce))
 
 
-async def _serve(settings: Settings, announce: Callable[[str], None]) -> None:
-    runner = ApiRunner(create_app(settings), settings)
+async def _serve(
+    settings: ApiSettings, internal_secret: str, announce: Callable[[str], None]
+) -> None:
+    runner = ApiRunner(create_app(settings, internal_secret), settings)
     await runner.setup()
     try:
         site = web.TCPSite(runner, settings.api_host, settings.api_port)

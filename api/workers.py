@@ -1,6 +1,6 @@
 """Reads that only the workers can answer, routed to each partition's owner.
 
-The owner keys in Redis (``agents.ownership``, kept alive by each worker's heartbeat) say
+The owner keys in Redis (``topics.ownership``, kept alive by each worker's heartbeat) say
 which worker holds a partition; a worker that no longer holds it answers 409 with the new
 owner, and the read is retried there once. A partition with no reachable owner is
 ``WorkerUnavailableError`` (the API answers 503: the read can be retried once the group
@@ -17,9 +17,10 @@ from urllib.parse import quote
 import aiohttp
 import orjson
 
-from driftline.agents.ownership import PartitionOwners
-from driftline.internal_secret import HEADER
 from driftline.state import exact_json
+from driftline.state.names import split_model_key
+from driftline.topics.internal_routes import HEADER
+from driftline.topics.ownership import PartitionOwners
 
 # A worker's HTTP server (aiohttp under Faust) refuses bodies over 1 MiB; a lookup of
 # 10,000 long ids is sent in requests of at most this many bytes of ids.
@@ -89,7 +90,7 @@ class Workers:
         sum without them would be silently low.
         """
         owners = await self.owners_of(range(partitions))
-        project_id, _, model_id = model.partition("/")
+        project_id, model_id = split_model_key(model)
         path = f"/internal/models/{quote(project_id, safe='')}/{quote(model_id, safe='')}/counters"
         answers = await self._from_each(owners, path)
         found: dict[int, dict[str, Any]] = {}

@@ -28,15 +28,16 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from benchmarks.ingest import SPEC, infrastructure
 from driftline.client import Driftline
-from driftline.internal_secret import HEADER, internal_secret
+from driftline.internal_secret import internal_secret
 from driftline.settings import Settings
 from driftline.stack.kafka import free_port
 from driftline.stack.worker import WorkerProcess
 from driftline.state.bins import HOUR_MS
+from driftline.topics.catalog import Topics
+from driftline.topics.internal_routes import HEADER
 from driftline.topics.messages import deletion_key, encode_delete_range, encode_ingest, ingest_key
 from driftline.topics.producer import CheckedProducer
 from driftline.topics.progress import GroupProgress, merge_progress
-from driftline.topics.registry import Topics
 
 DAY0 = 490_000 * HOUR_MS // (24 * HOUR_MS) * (24 * HOUR_MS)
 

@@ -59,9 +59,9 @@ from benchmarks.ingest import infrastructure, passthrough_rate  # noqa: E402
 from driftline.settings import Settings  # noqa: E402
 from driftline.stack.kafka import free_port  # noqa: E402
 from driftline.topics.admin import ensure_topics  # noqa: E402
+from driftline.topics.catalog import Topics, TopicSpec  # noqa: E402
 from driftline.topics.messages import encode_ingest, ingest_key  # noqa: E402
 from driftline.topics.producer import CheckedProducer  # noqa: E402
-from driftline.topics.registry import Topics, TopicSpec  # noqa: E402
 
 VARIANTS = ("decode", "table", "send")
 DESCRIPTIONS = {

@@ -6,7 +6,7 @@ The same workload as ``benchmarks/metrics.py`` (a binary model with 20 float inp
 a baseline; a third of the messages are labels for the event before), cut into per
 partition batches the way the runner cuts them, and run through ``MergeProcessor.handle``
 and each partition store's atomic write, then the partial snapshots through
-``BinsHandler.handle`` and its tick. Rates are per CPU-second of this process
+``BinTotalsProcessor.handle`` and its tick. Rates are per CPU-second of this process
 (``time.process_time``), not wall-clock: with no broker involved and other work sharing
 the 2 cores, that is what stays steady enough to compare one change of the hot path with
 the next. The end-to-end rate, with Kafka, is ``benchmarks/metrics.py``'s.
@@ -29,13 +29,13 @@ from confluent_kafka import Message
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from benchmarks.metrics import MODEL, SPEC, baseline, event_value, label_value
-from driftline.agents.bins import BinsHandler
+from driftline.agents.bin_totals import BinTotalsProcessor
 from driftline.agents.merge import MergeProcessor
 from driftline.agents.runtime import BatchResult, handled, ticked, tune_garbage_collector
 from driftline.state.baseline import profile_baseline
 from driftline.state.bins import HOUR_MS
-from driftline.state.models import ModelSpec
 from driftline.state.registered import RegisteredModel
+from driftline.state.spec import ModelSpec
 from driftline.state.store import PartitionStore
 from driftline.topics.messages import ingest_key
 from driftline.topics.partitioning import partition_for
@@ -123,7 +123,7 @@ def run(events: int, partitions: int, batch: int, workdir: Path) -> None:
     )
     apply = Timed(merge._partials.apply)
     merge._partials.apply = apply  # type: ignore[method-assign]
-    bins = BinsHandler(model_of, METRICS, 0.5, DEAD)
+    bins = BinTotalsProcessor(model_of, METRICS, 0.5, DEAD)
     batches = ingest_batches(events, partitions, batch)
     merge_stores = {p: PartitionStore(workdir / "merge" / str(p)) for p in range(partitions)}
     bins_store = PartitionStore(workdir / "bins" / "0")

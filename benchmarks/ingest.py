@@ -32,10 +32,10 @@ from driftline.stack import LocalKafka, LocalRedis
 from driftline.stack.kafka import free_broker_port, free_port
 from driftline.stack.worker import WorkerProcess
 from driftline.topics.admin import ensure_topics
+from driftline.topics.catalog import Topics, TopicSpec
 from driftline.topics.messages import encode_ingest, ingest_key
 from driftline.topics.producer import CheckedProducer
 from driftline.topics.progress import merge_progress
-from driftline.topics.registry import Topics, TopicSpec
 
 SPEC = {
     "project_id": "bench",

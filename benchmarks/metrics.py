@@ -30,16 +30,16 @@ import redis
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from benchmarks.ingest import infrastructure
-from driftline.agents.serving import RedisBins
 from driftline.client import Driftline
 from driftline.settings import Settings
 from driftline.stack.kafka import free_port
 from driftline.stack.worker import WorkerProcess
 from driftline.state.bins import HOUR_MS
+from driftline.topics.catalog import Topics
 from driftline.topics.messages import encode_ingest, ingest_key
 from driftline.topics.producer import CheckedProducer
 from driftline.topics.progress import merge_progress
-from driftline.topics.registry import Topics
+from driftline.topics.redis_bins import RedisBins
 
 INPUTS = [f"f{i}" for i in range(20)]
 SPEC = {

@@ -24,8 +24,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from driftline.agents.merge import MergeProcessor
 from driftline.agents.runtime import handled, ticked
-from driftline.state.models import ModelSpec
 from driftline.state.registered import RegisteredModel
+from driftline.state.spec import ModelSpec
 from driftline.state.store import PartitionStore
 from driftline.topics.messages import encode_ingest, ingest_key
 

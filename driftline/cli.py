@@ -13,6 +13,7 @@ import orjson
 
 from driftline.settings import Settings
 from driftline.state import exact_json
+from driftline.state.names import split_model_key
 
 
 @click.group()
@@ -77,13 +78,14 @@ def worker(settings: Settings, port: int | None, data_dir: Path | None, loglevel
     # Before anything starts the threads that would each take an arena.
     limit_arenas(settings.malloc_arenas)
     from driftline.agents.app import QuietWorker, create_app
+    from driftline.internal_secret import internal_secret
 
     if port is not None:
         settings = settings.with_overrides(worker_port=port)
     if data_dir is not None:
         settings = settings.with_overrides(data_dir=data_dir)
     settings.data_dir.mkdir(parents=True, exist_ok=True)
-    built = create_app(settings)
+    built = create_app(settings, internal_secret(settings))
     QuietWorker(built.app, loglevel=loglevel, quiet=True).execute_from_commandline()
 
 
@@ -233,6 +235,7 @@ def api(ctx: click.Context, host: str | None, port: int | None) -> None:
     import logging
 
     from driftline.api.server import run
+    from driftline.internal_secret import internal_secret
 
     settings: Settings = ctx.obj
     if host is not None:
@@ -240,7 +243,7 @@ def api(ctx: click.Context, host: str | None, port: int | None) -> None:
     if port is not None:
         settings = settings.with_overrides(api_port=port)
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s %(message)s")
-    run(settings, click.echo)
+    run(settings, internal_secret(settings), click.echo)
 
 
 @api.command("token")
@@ -289,9 +292,7 @@ def metrics(settings: Settings, model: str, start: str, end: str) -> None:
     """Print the hourly bins of MODEL (project_id/model_id) between START and END."""
     from driftline.client import Driftline
 
-    if model.count("/") != 1:
-        raise click.UsageError("MODEL is project_id/model_id")
-    project_id, model_id = model.split("/")
+    project_id, model_id = _model_argument(model)
     with Driftline(settings) as client:
         bins = _or_exit(lambda: client.get_metrics(project_id, model_id, start, end))
     click.echo(exact_json.dumps(bins, option=orjson.OPT_INDENT_2).decode())
@@ -342,10 +343,7 @@ def dead_letters(settings: Settings, model: str | None, limit: int) -> None:
 
     named: tuple[str | None, str | None] = (None, None)
     if model is not None:
-        if model.count("/") != 1:
-            raise click.UsageError("MODEL is project_id/model_id")
-        project_id, model_id = model.split("/")
-        named = (project_id, model_id)
+        named = _model_argument(model)
     with Driftline(settings) as client:
         letters = _or_exit(lambda: client.get_dead_letters(*named, limit=limit))
     for letter in letters:
@@ -369,10 +367,17 @@ def demo(settings: Settings, events: int, label_delay: float) -> None:
     run_demo(settings, events=events, label_delay_s=label_delay)
 
 
+def _model_argument(model: str) -> tuple[str, str]:
+    """A MODEL argument's (project_id, model_id)."""
+    if model.count("/") != 1:
+        raise click.UsageError("MODEL is project_id/model_id")
+    return split_model_key(model)
+
+
 def _or_exit(action: Any) -> Any:
     """Run a client action; bad input ends the command with its message, not a traceback."""
     from driftline.client import ApiError, InvalidEventError, ModelConflictError, UnknownModelError
-    from driftline.state.models import InvalidSpecError
+    from driftline.state.spec import InvalidSpecError
 
     try:
         return action()

@@ -25,15 +25,10 @@ from driftline.settings import Settings
 from driftline.state import exact_json
 from driftline.state.baseline import BaselineTypeError, check_baseline, spec_from_data
 from driftline.state.events import dropped_insert_fields, dropped_update_fields
-from driftline.state.models import ModelSpec, model_key
+from driftline.state.names import model_key
 from driftline.state.registered import RegisteredModel
-from driftline.state.wording import shown
-from driftline.topics.admin import ensure_topics
-from driftline.topics.messages import encode_ingest, ingest_key
-from driftline.topics.models import ModelConflictError, ModelRegistry, register_model
-from driftline.topics.producer import CheckedProducer
-from driftline.topics.registry import Topics
-from driftline.topics.sources import (
+from driftline.state.spec import ModelSpec
+from driftline.state.tabular import (
     InvalidEventError,
     OutgoingEvent,
     Source,
@@ -41,6 +36,12 @@ from driftline.topics.sources import (
     iter_rows,
     outgoing_event,
 )
+from driftline.state.wording import shown
+from driftline.topics.admin import ensure_topics
+from driftline.topics.catalog import Topics
+from driftline.topics.messages import encode_ingest, ingest_key
+from driftline.topics.model_registry import ModelConflictError, ModelRegistry, register_model
+from driftline.topics.producer import CheckedProducer
 
 __all__ = [
     "ApiError",

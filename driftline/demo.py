@@ -26,11 +26,11 @@ from driftline.stack.api import ApiProcess
 from driftline.stack.kafka import free_port
 from driftline.stack.worker import WorkerProcess
 from driftline.state.bins import HOUR_MS
+from driftline.topics.catalog import Topics
 from driftline.topics.dead_letters import read_dead_letters
 from driftline.topics.messages import encode_ingest, ingest_key
 from driftline.topics.producer import CheckedProducer
 from driftline.topics.progress import merge_progress
-from driftline.topics.registry import Topics
 
 PROJECT, MODEL = "demo", "fraud"
 SPEC = {

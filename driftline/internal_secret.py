@@ -1,8 +1,8 @@
 """The secret that only the API and the workers share: the workers' key to their port.
 
-A worker's HTTP port serves any partition's events; only the API (which checks tokens
-and project scopes) may read them. Every worker route but ``/health`` and ``/ready``
-therefore requires the header ``X-Driftline-Internal-Secret``.
+Every worker route but ``/health`` and ``/ready`` requires it in the header
+``X-Driftline-Internal-Secret`` (``topics.internal_routes``). The application resolves
+it here and passes the value to the worker and the API it builds.
 
 ``DRIFTLINE_INTERNAL_SECRET`` sets it (compose passes the same value to both). Unset, a
 random secret is kept in ``<home>/internal-secret`` (mode 0600), created by whichever
@@ -12,14 +12,12 @@ works with no configuration: its API and workers run as one user with one home.
 
 from __future__ import annotations
 
-import hmac
 import os
 import secrets
 from pathlib import Path
 
 from driftline.settings import Settings
 
-HEADER = "X-Driftline-Internal-Secret"
 FILE_NAME = "internal-secret"
 
 
@@ -28,13 +26,6 @@ def internal_secret(settings: Settings) -> str:
     if settings.internal_secret:
         return settings.internal_secret
     return _from_file(settings.home / FILE_NAME)
-
-
-def matches(expected: str, given: str | None) -> bool:
-    """Whether a request's header carries the secret (in constant time)."""
-    if not given:
-        return False
-    return hmac.compare_digest(expected.encode(), given.encode())
 
 
 def _from_file(path: Path) -> str:

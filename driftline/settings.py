@@ -4,233 +4,144 @@ Every knob of Driftline is a field here, read once by ``Settings.from_env()`` an
 down explicitly; nothing else touches ``os.environ``. Defaults describe the embedded
 local stack (a single-node Kafka on 127.0.0.1 and a loopback Redis) so that a fresh
 checkout runs without any configuration.
+
+Each field is declared once: its environment variable is in the field's metadata and its
+type says how the variable is read, so ``from_env`` and ``to_env`` loop over the fields
+and a new setting is one line here (a child process started with ``to_env`` cannot miss
+it).
 """
 
 from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import Field, dataclass, field, fields, replace
 from pathlib import Path
+from typing import Any, get_type_hints
+
+# Field metadata: the environment variable, and for a path kept in the home by default,
+# its name there (``from_env`` puts it in the home that DRIFTLINE_HOME names).
+ENV = "env"
+UNDER_HOME = "under_home"
 
 
 def _default_home() -> Path:
     return Path.home() / ".cache" / "driftline"
 
 
+def setting(env: str, default: object) -> Any:
+    """A field read from the environment variable ``env`` (``default`` when unset)."""
+    return field(default=default, metadata={ENV: env})
+
+
+def under_home(env: str, name: str) -> Any:
+    """A path field that defaults to ``name`` in the home."""
+    return field(
+        default_factory=lambda: _default_home() / name, metadata={ENV: env, UNDER_HOME: name}
+    )
+
+
 @dataclass(frozen=True, slots=True)
 class Settings:
     # Where to find Kafka. None means "the embedded broker started by `driftline stack up`".
-    kafka_bootstrap_servers: str | None = None
+    kafka_bootstrap_servers: str | None = setting("KAFKA_BOOTSTRAP_SERVERS", None)
     # Where to find Redis. None means "the loopback redis-server the stack starts".
-    redis_url: str | None = None
+    redis_url: str | None = setting("REDIS_URL", None)
     # Prefix of every topic and of the Faust app id, so tests and tenants never share topics.
-    topic_prefix: str = "driftline"
-    ingest_partitions: int = 8
+    topic_prefix: str = setting("DRIFTLINE_TOPIC_PREFIX", "driftline")
+    ingest_partitions: int = setting("DRIFTLINE_INGEST_PARTITIONS", 8)
     # How long the raw ingest topic keeps messages: the one place erased events may linger.
-    ingest_retention_ms: int = 7 * 24 * 3600 * 1000
+    ingest_retention_ms: int = setting("DRIFTLINE_INGEST_RETENTION_MS", 7 * 24 * 3600 * 1000)
     # Larger events are dead-lettered rather than stored.
-    max_event_bytes: int = 256 * 1024
+    max_event_bytes: int = setting("DRIFTLINE_MAX_EVENT_BYTES", 256 * 1024)
     # Merge agent batching: up to this many messages, or whatever arrived within this time.
-    batch_max_messages: int = 10_000
-    batch_within_s: float = 0.05
+    batch_max_messages: int = setting("DRIFTLINE_BATCH_MAX_MESSAGES", 10_000)
+    batch_within_s: float = setting("DRIFTLINE_BATCH_WITHIN_S", 0.05)
     # Partitions of the bin topics (partials, metrics), keyed by model and hour.
-    bins_partitions: int = 4
+    bins_partitions: int = setting("DRIFTLINE_BINS_PARTITIONS", 4)
     # A bin is re-emitted at most once per this interval, however often it changes.
-    emit_interval_s: float = 0.5
+    emit_interval_s: float = setting("DRIFTLINE_EMIT_INTERVAL_S", 0.5)
     # An update that arrives before its insert waits this long / this many per event.
-    parked_update_timeout_s: float = 600.0
-    parked_updates_per_event: int = 100
+    parked_update_timeout_s: float = setting("DRIFTLINE_PARKED_UPDATE_TIMEOUT_S", 600.0)
+    parked_updates_per_event: int = setting("DRIFTLINE_PARKED_UPDATES_PER_EVENT", 100)
     # How soon the group notices a dead worker and moves its partitions.
-    session_timeout_ms: int = 10_000
+    session_timeout_ms: int = setting("DRIFTLINE_SESSION_TIMEOUT_MS", 10_000)
     # Worker HTTP server: the API's reads (with the internal secret), health, readiness.
-    worker_host: str = "127.0.0.1"
-    worker_port: int = 6066
+    worker_host: str = setting("DRIFTLINE_WORKER_HOST", "127.0.0.1")
+    worker_port: int = setting("DRIFTLINE_WORKER_PORT", 6066)
     # How the API and other workers reach this worker, when not at host:port (containers).
-    worker_advertised_url: str | None = None
+    worker_advertised_url: str | None = setting("DRIFTLINE_WORKER_ADVERTISED_URL", None)
     # The shared secret the API sends to the workers' internal routes. None: a random one
     # kept in ``<home>/internal-secret`` (0600), so a local stack needs no configuration
     # (``driftline.internal_secret``).
-    internal_secret: str | None = None
+    internal_secret: str | None = setting("DRIFTLINE_INTERNAL_SECRET", None)
     # Embedded stack.
-    home: Path = field(default_factory=_default_home)
-    kafka_version: str = "4.1.1"
-    local_kafka_port: int = 19092
-    local_redis_port: int = 16379
+    home: Path = field(default_factory=_default_home, metadata={ENV: "DRIFTLINE_HOME"})
+    kafka_version: str = setting("DRIFTLINE_KAFKA_VERSION", "4.1.1")
+    local_kafka_port: int = setting("DRIFTLINE_LOCAL_KAFKA_PORT", 19092)
+    local_redis_port: int = setting("DRIFTLINE_LOCAL_REDIS_PORT", 16379)
     # RocksDB table data of the worker.
-    data_dir: Path = field(default_factory=lambda: _default_home() / "worker-data")
+    data_dir: Path = under_home("DRIFTLINE_DATA_DIR", "worker-data")
     # The memory all RocksDB stores of a worker share: memtables (flushed to disk beyond
     # this budget) are charged to the block cache, which holds them, the index and filter
     # blocks and the cached data blocks.
-    store_write_buffer_mb: int = 64
-    store_block_cache_mb: int = 128
+    store_write_buffer_mb: int = setting("DRIFTLINE_STORE_WRITE_BUFFER_MB", 64)
+    store_block_cache_mb: int = setting("DRIFTLINE_STORE_BLOCK_CACHE_MB", 128)
     # How often the worker hands freed heap back to the system (glibc); 0: never.
-    heap_trim_interval_s: float = 10.0
+    heap_trim_interval_s: float = setting("DRIFTLINE_HEAP_TRIM_INTERVAL_S", 10.0)
     # glibc malloc arenas of the worker process (each keeps its own free memory);
     # 0: glibc's default, 8 per core.
-    malloc_arenas: int = 2
+    malloc_arenas: int = setting("DRIFTLINE_MALLOC_ARENAS", 2)
     # Compacted topics roll a segment at least this often and compact it within this lag,
     # and keep a tombstone this long: together they bound how long a deleted event's
     # last value (then its tombstone) stays readable in a changelog.
-    compaction_lag_ms: int = 3600 * 1000
-    tombstone_retention_ms: int = 3600 * 1000
+    compaction_lag_ms: int = setting("DRIFTLINE_COMPACTION_LAG_MS", 3600 * 1000)
+    tombstone_retention_ms: int = setting("DRIFTLINE_TOMBSTONE_RETENTION_MS", 3600 * 1000)
     # Time-range deletions: events removed per step (ingestion goes on between steps),
-    # and at most this many events deleted per model per UTC day.
-    event_deletion_batch_size: int = 100_000
-    deletion_daily_cap: int = 100_000_000
+    # and at most this many events deleted per model per UTC day. The first's variable
+    # has no DRIFTLINE_ prefix: it is the name the product documentation gives the knob.
+    event_deletion_batch_size: int = setting("EVENT_DELETION_BATCH_SIZE", 100_000)
+    deletion_daily_cap: int = setting("DRIFTLINE_DELETION_DAILY_CAP", 100_000_000)
     # Delete requests accepted per model per UTC day (kept in Redis, across API processes).
-    delete_requests_per_day: int = 30
+    delete_requests_per_day: int = setting("DRIFTLINE_DELETE_REQUESTS_PER_DAY", 30)
     # The REST API process.
-    api_host: str = "127.0.0.1"
-    api_port: int = 8080
+    api_host: str = setting("DRIFTLINE_API_HOST", "127.0.0.1")
+    api_port: int = setting("DRIFTLINE_API_PORT", 8080)
     # Bearer tokens: SHA-256 hashes with their projects, written by `driftline api token`.
-    api_tokens_file: Path = field(default_factory=lambda: _default_home() / "api-tokens.json")
-    api_max_body_bytes: int = 16 * 1024 * 1024
+    api_tokens_file: Path = under_home("DRIFTLINE_API_TOKENS_FILE", "api-tokens.json")
+    api_max_body_bytes: int = setting("DRIFTLINE_API_MAX_BODY_BYTES", 16 * 1024 * 1024)
     # A client has this long to send a request's line and headers (408, then closed; an
     # idle keep-alive connection is closed after as long), and this long for its body.
-    api_header_timeout_s: float = 10.0
-    api_body_timeout_s: float = 30.0
+    api_header_timeout_s: float = setting("DRIFTLINE_API_HEADER_TIMEOUT_S", 10.0)
+    api_body_timeout_s: float = setting("DRIFTLINE_API_BODY_TIMEOUT_S", 30.0)
     # The API's Redis calls give up after this long (one retry on a new connection when a
     # pooled one is dead, e.g. after a Redis restart); the route then answers 503.
-    api_redis_timeout_s: float = 2.0
+    api_redis_timeout_s: float = setting("DRIFTLINE_API_REDIS_TIMEOUT_S", 2.0)
     # What clients (the Python client, the CLI) use to reach the API.
-    api_url: str | None = None
-    api_token: str | None = None
+    api_url: str | None = setting("DRIFTLINE_API_URL", None)
+    api_token: str | None = setting("DRIFTLINE_API_TOKEN", None)
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
         env = os.environ if environ is None else environ
-        defaults = cls()
-        home = Path(env.get("DRIFTLINE_HOME", str(defaults.home)))
-        return cls(
-            kafka_bootstrap_servers=env.get("KAFKA_BOOTSTRAP_SERVERS") or None,
-            redis_url=env.get("REDIS_URL") or None,
-            topic_prefix=env.get("DRIFTLINE_TOPIC_PREFIX", defaults.topic_prefix),
-            ingest_partitions=_int(env, "DRIFTLINE_INGEST_PARTITIONS", defaults.ingest_partitions),
-            ingest_retention_ms=_int(
-                env, "DRIFTLINE_INGEST_RETENTION_MS", defaults.ingest_retention_ms
-            ),
-            max_event_bytes=_int(env, "DRIFTLINE_MAX_EVENT_BYTES", defaults.max_event_bytes),
-            bins_partitions=_int(env, "DRIFTLINE_BINS_PARTITIONS", defaults.bins_partitions),
-            emit_interval_s=_float(env, "DRIFTLINE_EMIT_INTERVAL_S", defaults.emit_interval_s),
-            batch_max_messages=_int(
-                env, "DRIFTLINE_BATCH_MAX_MESSAGES", defaults.batch_max_messages
-            ),
-            batch_within_s=_float(env, "DRIFTLINE_BATCH_WITHIN_S", defaults.batch_within_s),
-            parked_update_timeout_s=_float(
-                env, "DRIFTLINE_PARKED_UPDATE_TIMEOUT_S", defaults.parked_update_timeout_s
-            ),
-            parked_updates_per_event=_int(
-                env, "DRIFTLINE_PARKED_UPDATES_PER_EVENT", defaults.parked_updates_per_event
-            ),
-            session_timeout_ms=_int(
-                env, "DRIFTLINE_SESSION_TIMEOUT_MS", defaults.session_timeout_ms
-            ),
-            worker_host=env.get("DRIFTLINE_WORKER_HOST", defaults.worker_host),
-            worker_port=_int(env, "DRIFTLINE_WORKER_PORT", defaults.worker_port),
-            worker_advertised_url=env.get("DRIFTLINE_WORKER_ADVERTISED_URL") or None,
-            internal_secret=env.get("DRIFTLINE_INTERNAL_SECRET") or None,
-            home=home,
-            kafka_version=env.get("DRIFTLINE_KAFKA_VERSION", defaults.kafka_version),
-            local_kafka_port=_int(env, "DRIFTLINE_LOCAL_KAFKA_PORT", defaults.local_kafka_port),
-            local_redis_port=_int(env, "DRIFTLINE_LOCAL_REDIS_PORT", defaults.local_redis_port),
-            data_dir=Path(env.get("DRIFTLINE_DATA_DIR", str(home / "worker-data"))),
-            store_write_buffer_mb=_int(
-                env, "DRIFTLINE_STORE_WRITE_BUFFER_MB", defaults.store_write_buffer_mb
-            ),
-            store_block_cache_mb=_int(
-                env, "DRIFTLINE_STORE_BLOCK_CACHE_MB", defaults.store_block_cache_mb
-            ),
-            heap_trim_interval_s=_float(
-                env, "DRIFTLINE_HEAP_TRIM_INTERVAL_S", defaults.heap_trim_interval_s
-            ),
-            malloc_arenas=_int(env, "DRIFTLINE_MALLOC_ARENAS", defaults.malloc_arenas),
-            compaction_lag_ms=_int(env, "DRIFTLINE_COMPACTION_LAG_MS", defaults.compaction_lag_ms),
-            tombstone_retention_ms=_int(
-                env, "DRIFTLINE_TOMBSTONE_RETENTION_MS", defaults.tombstone_retention_ms
-            ),
-            # The name the product documentation gives this knob.
-            event_deletion_batch_size=_int(
-                env, "EVENT_DELETION_BATCH_SIZE", defaults.event_deletion_batch_size
-            ),
-            deletion_daily_cap=_int(
-                env, "DRIFTLINE_DELETION_DAILY_CAP", defaults.deletion_daily_cap
-            ),
-            delete_requests_per_day=_int(
-                env, "DRIFTLINE_DELETE_REQUESTS_PER_DAY", defaults.delete_requests_per_day
-            ),
-            api_host=env.get("DRIFTLINE_API_HOST", defaults.api_host),
-            api_port=_int(env, "DRIFTLINE_API_PORT", defaults.api_port),
-            api_tokens_file=Path(
-                env.get("DRIFTLINE_API_TOKENS_FILE", str(home / "api-tokens.json"))
-            ),
-            api_max_body_bytes=_int(
-                env, "DRIFTLINE_API_MAX_BODY_BYTES", defaults.api_max_body_bytes
-            ),
-            api_header_timeout_s=_float(
-                env, "DRIFTLINE_API_HEADER_TIMEOUT_S", defaults.api_header_timeout_s
-            ),
-            api_body_timeout_s=_float(
-                env, "DRIFTLINE_API_BODY_TIMEOUT_S", defaults.api_body_timeout_s
-            ),
-            api_redis_timeout_s=_float(
-                env, "DRIFTLINE_API_REDIS_TIMEOUT_S", defaults.api_redis_timeout_s
-            ),
-            api_url=env.get("DRIFTLINE_API_URL") or None,
-            api_token=env.get("DRIFTLINE_API_TOKEN") or None,
-        )
+        values: dict[str, Any] = {}
+        for setting_field in fields(cls):
+            raw = env.get(setting_field.metadata[ENV])
+            if raw is not None and not _unset(raw, _KINDS[setting_field.name]):
+                values[setting_field.name] = _parse(setting_field, raw)
+        home = values.get("home", _default_home())
+        for setting_field in fields(cls):
+            if UNDER_HOME in setting_field.metadata and setting_field.name not in values:
+                values[setting_field.name] = home / setting_field.metadata[UNDER_HOME]
+        return cls(**values)
 
     def to_env(self) -> dict[str, str]:
         """The environment that makes ``from_env`` rebuild these settings (for subprocesses)."""
-        env = {
-            "DRIFTLINE_TOPIC_PREFIX": self.topic_prefix,
-            "DRIFTLINE_INGEST_PARTITIONS": str(self.ingest_partitions),
-            "DRIFTLINE_INGEST_RETENTION_MS": str(self.ingest_retention_ms),
-            "DRIFTLINE_MAX_EVENT_BYTES": str(self.max_event_bytes),
-            "DRIFTLINE_BINS_PARTITIONS": str(self.bins_partitions),
-            "DRIFTLINE_EMIT_INTERVAL_S": str(self.emit_interval_s),
-            "DRIFTLINE_BATCH_MAX_MESSAGES": str(self.batch_max_messages),
-            "DRIFTLINE_BATCH_WITHIN_S": str(self.batch_within_s),
-            "DRIFTLINE_PARKED_UPDATE_TIMEOUT_S": str(self.parked_update_timeout_s),
-            "DRIFTLINE_PARKED_UPDATES_PER_EVENT": str(self.parked_updates_per_event),
-            "DRIFTLINE_SESSION_TIMEOUT_MS": str(self.session_timeout_ms),
-            "DRIFTLINE_WORKER_HOST": self.worker_host,
-            "DRIFTLINE_WORKER_PORT": str(self.worker_port),
-            "DRIFTLINE_HOME": str(self.home),
-            "DRIFTLINE_KAFKA_VERSION": self.kafka_version,
-            "DRIFTLINE_LOCAL_KAFKA_PORT": str(self.local_kafka_port),
-            "DRIFTLINE_LOCAL_REDIS_PORT": str(self.local_redis_port),
-            "DRIFTLINE_DATA_DIR": str(self.data_dir),
-            "DRIFTLINE_STORE_WRITE_BUFFER_MB": str(self.store_write_buffer_mb),
-            "DRIFTLINE_STORE_BLOCK_CACHE_MB": str(self.store_block_cache_mb),
-            "DRIFTLINE_HEAP_TRIM_INTERVAL_S": str(self.heap_trim_interval_s),
-            "DRIFTLINE_MALLOC_ARENAS": str(self.malloc_arenas),
-            "DRIFTLINE_COMPACTION_LAG_MS": str(self.compaction_lag_ms),
-            "DRIFTLINE_TOMBSTONE_RETENTION_MS": str(self.tombstone_retention_ms),
-            "EVENT_DELETION_BATCH_SIZE": str(self.event_deletion_batch_size),
-            "DRIFTLINE_DELETION_DAILY_CAP": str(self.deletion_daily_cap),
-            "DRIFTLINE_DELETE_REQUESTS_PER_DAY": str(self.delete_requests_per_day),
-            "DRIFTLINE_API_HOST": self.api_host,
-            "DRIFTLINE_API_PORT": str(self.api_port),
-            "DRIFTLINE_API_TOKENS_FILE": str(self.api_tokens_file),
-            "DRIFTLINE_API_MAX_BODY_BYTES": str(self.api_max_body_bytes),
-            "DRIFTLINE_API_HEADER_TIMEOUT_S": str(self.api_header_timeout_s),
-            "DRIFTLINE_API_BODY_TIMEOUT_S": str(self.api_body_timeout_s),
-            "DRIFTLINE_API_REDIS_TIMEOUT_S": str(self.api_redis_timeout_s),
+        return {
+            setting_field.metadata[ENV]: str(value)
+            for setting_field in fields(self)
+            if (value := getattr(self, setting_field.name)) is not None
         }
-        if self.worker_advertised_url is not None:
-            env["DRIFTLINE_WORKER_ADVERTISED_URL"] = self.worker_advertised_url
-        if self.internal_secret is not None:
-            env["DRIFTLINE_INTERNAL_SECRET"] = self.internal_secret
-        if self.api_url is not None:
-            env["DRIFTLINE_API_URL"] = self.api_url
-        if self.api_token is not None:
-            env["DRIFTLINE_API_TOKEN"] = self.api_token
-        if self.kafka_bootstrap_servers is not None:
-            env["KAFKA_BOOTSTRAP_SERVERS"] = self.kafka_bootstrap_servers
-        if self.redis_url is not None:
-            env["REDIS_URL"] = self.redis_url
-        return env
 
     @property
     def worker_url(self) -> str:
@@ -253,21 +164,31 @@ class Settings:
         return replace(self, **changes)  # type: ignore[arg-type]
 
 
-def _int(env: Mapping[str, str], name: str, default: int) -> int:
-    raw = env.get(name)
-    if raw is None or raw == "":
-        return default
-    try:
-        return int(raw)
-    except ValueError:
-        raise ValueError(f"{name} must be an integer, got {raw!r}") from None
+# Each field's type, which says how its variable is read.
+_KINDS = get_type_hints(Settings)
 
 
-def _float(env: Mapping[str, str], name: str, default: float) -> float:
-    raw = env.get(name)
-    if raw is None or raw == "":
-        return default
+def _unset(raw: str, kind: object) -> bool:
+    """An empty variable leaves a number at its default and an optional text unset; a
+    text or a path takes it as given."""
+    return raw == "" and kind in (int, float, str | None)
+
+
+def _parse(setting_field: Field[Any], raw: str) -> object:
+    kind = _KINDS[setting_field.name]
+    if kind is int:
+        return _number(int, "an integer", setting_field, raw)
+    if kind is float:
+        return _number(float, "a number", setting_field, raw)
+    if kind is Path:
+        return Path(raw)
+    return raw
+
+
+def _number(
+    kind: type[int] | type[float], what: str, setting_field: Field[Any], raw: str
+) -> object:
     try:
-        return float(raw)
+        return kind(raw)
     except ValueError:
-        raise ValueError(f"{name} must be a number, got {raw!r}") from None
+        raise ValueError(f"{setting_field.metadata[ENV]} must be {what}, got {raw!r}") from None

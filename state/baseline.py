@@ -41,10 +41,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from driftline.state.models import ColumnType, InvalidSpecError, ModelSpec, Task
+from driftline.state.spec import ColumnType, InvalidSpecError, ModelSpec, Task
 from driftline.state.wording import shown
 
-OTHER = "__other__"
 NUMERIC_BINS = 10
 # Inference: a text column is a category when it has at most this many distinct values
 # and each value repeats on average (distinct <= half the non-null values); otherwise an
@@ -94,10 +93,6 @@ class ColumnProfile:
     @property
     def bin_count(self) -> int:
         return len(self.edges) + 1 if self.numeric else len(self.categories) + 1
-
-    @property
-    def null_fraction(self) -> float:
-        return self.nulls / self.rows if self.rows else 0.0
 
     def type_matches(self, value: Any) -> bool:
         """Not null and of the column's type (rules in the module docstring)."""

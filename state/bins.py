@@ -41,7 +41,8 @@ import numpy.typing as npt
 
 from driftline.state.baseline import BaselineProfile, ColumnProfile
 from driftline.state.events import EventChange, StoredEvent
-from driftline.state.models import ColumnType, ModelSpec, Task
+from driftline.state.spec import ColumnType, ModelSpec, Task
+from driftline.state.tables import Codec
 
 HOUR_MS = 3_600_000
 SCALE = 10**9
@@ -63,6 +64,21 @@ _PLAIN_NUMBERS = frozenset({float, int, type(None)})
 
 def hour_of(timestamp_ms: int) -> int:
     return timestamp_ms // HOUR_MS
+
+
+def _encode_bin_key(key: BinKey) -> bytes:
+    model, hour = key
+    return f"{model}/{hour}".encode()
+
+
+def _decode_bin_key(raw: bytes) -> BinKey:
+    model, hour = raw.decode().rsplit("/", 1)
+    return model, int(hour)
+
+
+# A bin as bytes, ``project/model/<hour>``: the key of the bin-partials and metrics topics
+# and of the bins' tables, so one bin is one key from the merge stage to Redis.
+BIN_KEY: Codec[BinKey] = Codec(_encode_bin_key, _decode_bin_key)
 
 
 def fixed(value: float) -> int:
@@ -148,19 +164,6 @@ class ContributionRules:
             self._count_label(label, event.columns)
             if label:
                 add_into(out[slot], label, sign)
-
-    def label_part(self, event: StoredEvent) -> Counters:
-        """The counters that depend on the target: all a late label can change."""
-        counters: Counters = {}
-        self._count_label(counters, event.columns)
-        return counters
-
-    def same_but_label(self, before: StoredEvent, after: StoredEvent) -> bool:
-        """Whether only the label part can differ between two versions of an event."""
-        if before.timestamp_ms != after.timestamp_ms or before.ingested_ms != after.ingested_ms:
-            return False
-        old, new = before.columns, after.columns
-        return all(_identical(old.get(name), new.get(name)) for name, _ in self._columns)
 
     def _count_label(self, counters: Counters, values: Mapping[str, Any]) -> None:
         target = self._target(values)
@@ -335,11 +338,6 @@ def _tally(out: list[Counters], name: str, slots: Slots, signs: Signs) -> None:
         counters[name] = counters.get(name, 0) + int(sums[slot])
 
 
-def _identical(a: Any, b: Any) -> bool:
-    """Equal and of one type: ``True == 1`` in Python, yet a bool column counts them apart."""
-    return type(a) is type(b) and a == b
-
-
 def _binary(counters: Counters, score: float, positive: bool, threshold: float) -> None:
     counters["perf_n"] = 1
     predicted = score >= threshold
@@ -396,35 +394,14 @@ def _is_number(value: Any) -> TypeGuard[int | float]:
     return isinstance(value, int | float) and not isinstance(value, bool) and abs(value) < _LARGEST
 
 
-def change_deltas(
-    rules: ContributionRules, model: str, change: EventChange
-) -> dict[BinKey, Counters]:
-    """What one event change does to the bins: retract from the old hour, add to the new."""
-    before, after = change.before, change.after
-    if before is not None and after is not None and rules.same_but_label(before, after):
-        # A late label: inputs, outputs and time are as they were, so their counters
-        # cancel exactly and only the label part needs computing (half the work or less).
-        delta = rules.label_part(after)
-        add_into(delta, rules.label_part(before), -1)
-        return {(model, hour_of(after.timestamp_ms)): delta} if delta else {}
-    deltas: dict[BinKey, Counters] = {}
-    if change.before is not None:
-        add_into(deltas.setdefault((model, hour_of(change.before.timestamp_ms)), {}),
-                 rules.of(change.before), -1)  # fmt: skip
-    if change.after is not None:
-        add_into(deltas.setdefault((model, hour_of(change.after.timestamp_ms)), {}),
-                 rules.of(change.after))  # fmt: skip
-    return {key: delta for key, delta in deltas.items() if delta}
-
-
 def batch_deltas(
     rules: ContributionRules, model: str, changes: Iterable[EventChange]
 ) -> dict[BinKey, Counters]:
-    """What many changes of one model's events do to the bins: their ``change_deltas`` summed.
+    """What many changes of one model's events do to the bins, summed per hour bin.
 
-    Every change is a retraction of its old version and an addition of its new one (a late
-    label too: its unchanged columns cancel in the sum), counted for the batch at once.
-    Bins whose delta sums to nothing are left out.
+    Every change is a retraction of its old version from its old hour and an addition of
+    its new version to its new hour (a late label too: its unchanged columns cancel in the
+    sum), counted for the batch at once. Bins whose delta sums to nothing are left out.
     """
     rows: list[StoredEvent] = []
     signs: list[int] = []

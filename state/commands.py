@@ -10,10 +10,15 @@ for the ingest-delay metric.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
 JSONValue = Any  # None | bool | int | float | str | list | dict, as orjson decodes it
+# How deeply a column value may nest lists and objects. orjson writes at most 254 levels,
+# and a stored event wraps the value in two more: a value nested 300 deep was accepted
+# by the worker, could not be stored, and stopped the partition.
+MAX_VALUE_DEPTH = 64
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,6 +103,44 @@ class ContinueDeletion:
 DeletionCommand = DeleteIds | DeleteRange | ContinueDeletion
 
 
+def event_id_of(value: object) -> str | None:
+    """``value`` as an event id, or None if it cannot be one: any non-empty string ('/'
+    included: the event key splits at its first two '/'), or an integer as its decimal
+    string. The worker, the client and the REST API's lookups and deletes all read ids so."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        return str(value)
+    if isinstance(value, str) and value:
+        return value
+    return None
+
+
 def event_key(model_key: str, event_id: str) -> str:
     """The Kafka key of every message about one event, and the events table's key."""
     return f"{model_key}/{event_id}"
+
+
+def nesting_problem(columns: Mapping[str, JSONValue]) -> str | None:
+    """Why an event's columns cannot be stored, if one nests lists/objects deeper than
+    ``MAX_VALUE_DEPTH``: the worker dead-letters such a message with these words, and the
+    client and the REST API refuse the row with them before sending it."""
+    for name, value in columns.items():
+        if isinstance(value, list | dict) and _depth_exceeds(value, MAX_VALUE_DEPTH):
+            return (
+                f"column '{name}' holds a value nested more than {MAX_VALUE_DEPTH} levels deep; "
+                "flatten it or send it as a string"
+            )
+    return None
+
+
+def _depth_exceeds(value: list[Any] | dict[str, Any], limit: int) -> bool:
+    level: list[Any] = [value]
+    for _ in range(limit):
+        level = [
+            child
+            for item in level
+            for child in (item.values() if isinstance(item, dict) else item)
+            if isinstance(child, list | dict)
+        ]
+        if not level:
+            return False
+    return True

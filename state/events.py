@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from driftline.state.commands import Command, Delete, Insert, JSONValue, Update, event_key
-from driftline.state.models import ModelSpec
+from driftline.state.spec import ModelSpec
 
 
 @dataclass(frozen=True, slots=True)

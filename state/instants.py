@@ -13,12 +13,18 @@ time it is cannot be known. Times before 1970 are refused too (no event can have
 a negative time reaching the pipeline is a command no partition can run), and times after
 9999 (beyond what a date can say). Every error is a ValueError whose text says what to
 change, in plain words, for a 400.
+
+A time inside a message or a publish row is stricter: UTC milliseconds only, as the wire
+format carries it (``epoch_ms_problem``), so the REST API refuses a row the worker would
+dead-letter, in the same words.
 """
 
 from __future__ import annotations
 
 import re
 from datetime import UTC, datetime, timedelta
+
+from driftline.state.wording import shown
 
 HOUR_MS = 3_600_000
 FORMS = "UTC milliseconds, ISO 8601 with a zone (Z or +hh:mm), or 'YYYY-MM-DD HH:MM:SS' (UTC)"
@@ -46,6 +52,24 @@ def parse_instant(raw: object, name: str) -> int:
     if _DIGITS.fullmatch(raw):
         return _in_range(_integer(raw), raw, name)
     return _in_range(_milliseconds(_parse_text(raw, name)), raw, name)
+
+
+def epoch_ms(value: object) -> int | None:
+    """``value`` if it is a time as the wire format carries one (UTC milliseconds since the
+    epoch: a non-negative integer, not a boolean), else None."""
+    if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
+        return value
+    return None
+
+
+def epoch_ms_problem(value: object, name: str) -> str | None:
+    """Why ``value`` is no ``epoch_ms`` time, in the words the API and dead letters use."""
+    if epoch_ms(value) is not None:
+        return None
+    return (
+        f"{name} must be UTC milliseconds since the epoch (a non-negative integer); "
+        f"got {shown(value)}"
+    )
 
 
 def parse_hour(raw: object, name: str) -> int:

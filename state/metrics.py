@@ -16,7 +16,7 @@ from typing import Any
 
 from driftline.state.baseline import BaselineProfile, ColumnProfile
 from driftline.state.bins import SCALE, SCORE_BINS
-from driftline.state.models import ModelSpec, Task
+from driftline.state.spec import ModelSpec, Task
 
 Counters = Mapping[str, int]
 

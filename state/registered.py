@@ -9,7 +9,7 @@ from typing import Any
 import orjson
 
 from driftline.state.baseline import BaselineProfile
-from driftline.state.models import ModelSpec
+from driftline.state.spec import ModelSpec
 
 
 @dataclass(frozen=True, slots=True)

@@ -17,7 +17,7 @@ RocksDB write; nothing reaches the store before the batch commits.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
@@ -68,8 +68,6 @@ class PartitionTransaction:
         # table name -> the encoded keys the batch wrote, in the order first written
         self._written: dict[str, dict[bytes, None]] = {}
         self._tables: dict[str, Table[Any, Any]] = {}
-        # Store records a processor wrote itself, bypassing the tables (being phased out).
-        self._raw: list[Write] = []
 
     # --- reads --------------------------------------------------------------------
 
@@ -135,13 +133,9 @@ class PartitionTransaction:
         self._values[table.name][raw_key] = value
         written[raw_key] = None
 
-    def add_writes(self, writes: Iterable[Write]) -> None:
-        """Records already encoded by the processor (not read back by ``get``)."""
-        self._raw.extend(writes)
-
     def writes(self) -> list[Write]:
         """Every key the batch wrote, encoded once, as the store and changelog take them."""
-        writes: list[Write] = list(self._raw)
+        writes: list[Write] = []
         for name, keys in self._written.items():
             encode = self._tables[name].value.encode
             values = self._values[name]

@@ -5,11 +5,13 @@ testcontainers Kafka where a Docker engine answers; else the embedded broker the
 project starts from Maven Central jars with the machine's Java. Redis likewise:
 ``REDIS_URL`` if it answers, else Debian's redis-server on a free loopback port.
 Every test gets its own topic prefix, consumer group and state directory.
+
+Loaded by ``tests/conftest.py`` through ``pytest_plugins``: tests name these fixtures as
+parameters and never import this module; what they call is in ``tests/support``.
 """
 
 from __future__ import annotations
 
-import urllib.request
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -17,18 +19,11 @@ from typing import Any
 
 import pytest
 
-from driftline.internal_secret import HEADER, internal_secret
 from driftline.settings import Settings
 from driftline.stack import LocalKafka, LocalRedis
 from driftline.stack.kafka import free_broker_port, free_port
 from driftline.stack.redis import redis_answers
 from driftline.stack.worker import WorkerProcess
-from driftline.state import exact_json
-from driftline.state.partition_tables import EVENTS
-from driftline.state.store import split_store_key
-from driftline.topics.progress import merge_progress
-from driftline.topics.reading import read_topic
-from driftline.topics.registry import Topics
 
 _SESSION_SETTINGS = Settings.from_env()
 
@@ -156,30 +151,6 @@ def start_worker(settings: Settings, tmp_path: Path) -> Iterator[Callable[..., W
         worker.stop()
 
 
-def wait_for_lag_zero(settings: Settings, timeout_s: float = 120) -> None:
-    """Until the merge agent's committed offsets reach the ingest topic's end."""
-    progress = merge_progress(settings)
-    try:
-        progress.wait_caught_up(timeout_s)
-    finally:
-        progress.close()
-
-
-def stored_events(settings: Settings) -> dict[str, tuple[int, dict[str, Any]]]:
-    """The events table as its compacted changelog holds it: last write per key wins."""
-    topic = Topics.for_settings(settings).merge_changelog.name
-    table: dict[bytes, bytes | None] = {}
-    for message in read_topic(settings.bootstrap_servers, topic):
-        table[message.key()] = message.value()
-    events = {}
-    for raw_key, value in table.items():
-        name, _ = split_store_key(raw_key)
-        if name == EVENTS.name and value is not None:
-            stored = exact_json.loads_tagged(value)
-            events[stored["id"]] = (stored["ts"], stored["cols"])
-    return events
-
-
 @pytest.fixture
 def start_api(settings: Settings, tmp_path: Path) -> Iterator[Callable[..., Any]]:
     """Real `driftline api` processes, each on a free port: rate limits and deletions are
@@ -206,30 +177,7 @@ def start_api(settings: Settings, tmp_path: Path) -> Iterator[Callable[..., Any]
 def api_settings(settings: Settings, start_api: Callable[..., Any]) -> Settings:
     """``settings`` pointed at a running API with a token for every project: the client
     reads events and bins through the API only (the worker's port is the API's)."""
+    # Imported here, as ApiProcess above: unit test sessions do not load the API's modules.
+    from tests.support.api import reading_through_api
+
     return reading_through_api(settings, start_api)
-
-
-def reading_through_api(settings: Settings, start_api: Callable[..., Any]) -> Settings:
-    """An API started on ``settings`` (which creates the topics if they are missing: start
-    it after anything that creates them with other settings), and ``settings`` with its
-    address and a token for every project."""
-    from driftline.api.auth import create_token
-
-    api = start_api(settings)
-    token = create_token(api.settings.api_tokens_file, [], all_projects=True)
-    return settings.with_overrides(api_url=api.url, api_token=token)
-
-
-def worker_get(settings: Settings, url: str) -> Any:
-    """A worker's internal view, asked as the API asks it (with the shared secret)."""
-    request = urllib.request.Request(url, headers={HEADER: internal_secret(settings)})
-    with urllib.request.urlopen(request, timeout=10) as response:
-        return exact_json.loads(response.read())
-
-
-def worker_counters(settings: Settings, url: str, model: str) -> dict[str, Any]:
-    """A model's counters summed over the partitions the worker at ``url`` holds."""
-    from driftline.api.reads import sum_counters
-
-    found = worker_get(settings, f"{url}/internal/models/{model}/counters")["partitions"]
-    return sum_counters(found.values())

@@ -6,8 +6,14 @@ offsets, no shared code with ``state.events``.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
+
+# SPEC §2: an insert keeps the columns its model names; an update changes only targets and
+# metadata.
+KEPT_ROLES = ("inputs", "outputs", "targets", "decisions", "metadata")
+UPDATABLE_ROLES = ("targets", "metadata")
 
 
 @dataclass
@@ -17,6 +23,15 @@ class ReferenceEvents:
     parked_limit: int
     events: dict[str, tuple[int, dict[str, Any]]] = field(default_factory=dict)
     waiting: dict[str, list[tuple[dict[str, Any], int | None]]] = field(default_factory=dict)
+
+    @classmethod
+    def for_spec(cls, spec: Mapping[str, Any], parked_limit: int) -> ReferenceEvents:
+        """The model of the events of a registered spec (a dict, as the client sends it)."""
+        return cls(
+            known=_columns(spec, KEPT_ROLES),
+            updatable=_columns(spec, UPDATABLE_ROLES),
+            parked_limit=parked_limit,
+        )
 
     def insert(self, event_id: str, columns: dict[str, Any], timestamp: int) -> None:
         kept = {k: v for k, v in columns.items() if k in self.known}
@@ -39,3 +54,7 @@ class ReferenceEvents:
         merged = dict(old_columns)
         merged.update({k: v for k, v in columns.items() if k in self.updatable})
         self.events[event_id] = (old_ts if ts is None else ts, merged)
+
+
+def _columns(spec: Mapping[str, Any], roles: tuple[str, ...]) -> set[str]:
+    return {column for role in roles for column in spec.get(role, [])}

@@ -8,8 +8,8 @@ from typing import Any
 from confluent_kafka import KafkaError, KafkaException
 from confluent_kafka.admin import AdminClient, NewTopic
 
-from driftline.stack.waiting import wait_until
-from driftline.topics.registry import TopicSpec
+from driftline.topics.catalog import TopicSpec
+from driftline.topics.waiting import wait_until
 
 
 def ensure_topics(
@@ -45,12 +45,3 @@ def _all_led(admin: AdminClient, names: list[str]) -> bool:
         if any(p.leader < 0 or p.error is not None for p in topic.partitions.values()):
             return False
     return True
-
-
-def partition_count(bootstrap_servers: str, topic: str, timeout_s: float = 10) -> int:
-    admin = AdminClient({"bootstrap.servers": bootstrap_servers})
-    metadata = admin.list_topics(topic, timeout=timeout_s)
-    found = metadata.topics.get(topic)
-    if found is None or found.error is not None:
-        raise RuntimeError(f"topic {topic} does not exist")
-    return len(found.partitions)

@@ -81,7 +81,12 @@ def client_logging() -> dict[str, Any]:
 
 
 def consumer_config(bootstrap_servers: str, group_id: str, **overrides: Any) -> dict[str, Any]:
-    """A consumer that commits only when told and reads only committed transactions."""
+    """The configuration of every Driftline consumer; each caller passes only what differs.
+
+    It commits only when told, starts a partition without a committed offset at its
+    earliest message, reads only committed transactions, bounds its fetch queue and logs
+    through ``KAFKA_LOG``.
+    """
     config: dict[str, Any] = {
         "bootstrap.servers": bootstrap_servers,
         "group.id": group_id,

@@ -150,16 +150,15 @@ def read_letters_page(
     ``scan_max`` letters are looked at, so a page that finds few answers in bounded time."""
     from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, TopicPartition
 
+    from driftline.topics.clients import consumer_config
     from driftline.topics.offsets import watermarks
 
     consumer = Consumer(
-        {
-            "bootstrap.servers": bootstrap_servers,
-            "group.id": f"driftline-dead-letters-{uuid.uuid4()}",
-            "enable.auto.commit": False,
-            "enable.partition.eof": True,
-            "auto.offset.reset": "earliest",
-        }
+        consumer_config(
+            bootstrap_servers,
+            f"driftline-dead-letters-{uuid.uuid4()}",
+            **{"enable.partition.eof": True},
+        )
     )
     found: list[StoredLetter] = []
     try:

@@ -7,7 +7,6 @@ which becomes the dead letter's reason. The format is documented in ``SCHEMAS.md
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from typing import Any
 
 import orjson
@@ -23,17 +22,19 @@ from driftline.state.commands import (
     Insert,
     JSONValue,
     Update,
+    event_id_of,
     event_key,
+    nesting_problem,
 )
-from driftline.state.models import model_key
+from driftline.state.instants import epoch_ms, epoch_ms_problem
+from driftline.state.names import model_key, name_problem, split_model_key
 
 OPS = ("insert", "update", "delete")
-# How deeply a column value may nest lists and objects. orjson writes at most 254 levels,
-# and a stored event wraps the value in two more: a value nested 300 deep was accepted
-# here, could not be stored, and stopped the partition.
-MAX_VALUE_DEPTH = 64
 # Commands about many events of one model, sent by the API to chosen partitions.
 DELETION_OPS = ("delete_ids", "delete_range", "delete_continue")
+# Header of a message the merge agent moved to its key's partition: "partition:offset"
+# where it first arrived (the API's status reads it to know the copies are applied).
+FORWARDED_FROM = "driftline.forwarded-from"
 
 
 def ingest_key(project_id: str, model_id: str, event_id: str) -> bytes:
@@ -114,7 +115,7 @@ def encode_delete_range(
 
 
 def encode_continue_deletion(model: str, deletion_id: str) -> bytes:
-    project_id, model_id = model.split("/", 1)
+    project_id, model_id = split_model_key(model)
     return orjson.dumps(
         {"op": "delete_continue", "project_id": project_id, "model_id": model_id,
          "deletion_id": deletion_id}
@@ -164,46 +165,36 @@ def decode_ingest(
     event = message.get("event")
     if not isinstance(event, dict):
         return f"{op} needs 'event', a JSON object of column values; got {_quoted(event)}"
-    too_deep = nested_too_deep(event)
+    too_deep = nesting_problem(event)
     if too_deep is not None:
-        return (
-            f"column {too_deep!r} holds a value nested more than {MAX_VALUE_DEPTH} levels "
-            "deep; flatten it or send it as a string"
-        )
+        return too_deep
     timestamp = message.get("event_timestamp")
-    if timestamp is not None and (
-        isinstance(timestamp, bool) or not isinstance(timestamp, int) or timestamp < 0
-    ):
-        return (
-            "'event_timestamp' must be UTC milliseconds since the epoch (a non-negative "
-            f"integer); got {_quoted(timestamp)}"
-        )
+    problem = None if timestamp is None else epoch_ms_problem(timestamp, "'event_timestamp'")
+    if problem is not None:
+        return problem
     if op == "insert":
         return Insert(model, event_id, event, timestamp, received_ms, offset, ref)
     return Update(model, event_id, event, timestamp, received_ms, offset, ref)
 
 
 def _envelope(message: dict[str, Any]) -> tuple[str, str] | str:
-    for field_name in ("project_id", "model_id"):
-        value = message.get(field_name)
-        if not isinstance(value, str) or not value or "/" in value:
-            return f"{field_name!r} must be a non-empty string without '/'; got {_quoted(value)}"
-    event_id = message.get("event_id")
-    if isinstance(event_id, int) and not isinstance(event_id, bool):
-        event_id = str(event_id)
-    if not isinstance(event_id, str) or not event_id:
+    problem = _model_problem(message)
+    if problem is not None:
+        return problem
+    raw_id = message.get("event_id")
+    event_id = event_id_of(raw_id)
+    if event_id is None:
         what = "an update" if message.get("op") == "update" else "every message"
-        return f"{what} needs 'event_id', a non-empty string; got {_quoted(event_id)}"
+        return f"{what} needs 'event_id', a non-empty string; got {_quoted(raw_id)}"
     return model_key(message["project_id"], message["model_id"]), event_id
 
 
 def _deletion_command(
     key: bytes | None, message: dict[str, Any], offset: int, ref: int
 ) -> DeletionCommand | str:
-    for field_name in ("project_id", "model_id"):
-        value = message.get(field_name)
-        if not isinstance(value, str) or not value or "/" in value:
-            return f"{field_name!r} must be a non-empty string without '/'; got {_quoted(value)}"
+    problem = _model_problem(message)
+    if problem is not None:
+        return problem
     model = model_key(message["project_id"], message["model_id"])
     if key != model.encode():
         return f"a {message['op']} message must be keyed {model!r} (project_id/model_id)"
@@ -221,7 +212,7 @@ def _deletion_command(
         if not isinstance(ids, list) or not all(isinstance(i, str) and i for i in ids):
             return "delete_ids needs 'event_ids', a list of non-empty strings"
         return DeleteIds(model, deletion_id, tuple(ids), update_metrics, offset, ref)
-    start, end = _epoch_ms(message.get("start_time")), _epoch_ms(message.get("end_time"))
+    start, end = epoch_ms(message.get("start_time")), epoch_ms(message.get("end_time"))
     if start is None or end is None:
         return "delete_range needs 'start_time' and 'end_time', UTC ms since the epoch"
     if start >= end:
@@ -229,32 +220,11 @@ def _deletion_command(
     return DeleteRange(model, deletion_id, start, end, update_metrics, offset, ref)
 
 
-def _epoch_ms(value: object) -> int | None:
-    if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
-        return value
-    return None
-
-
-def nested_too_deep(event: Mapping[str, Any]) -> str | None:
-    """The first column whose value nests lists/objects deeper than ``MAX_VALUE_DEPTH``."""
-    for name, value in event.items():
-        if isinstance(value, list | dict) and _depth_exceeds(value, MAX_VALUE_DEPTH):
-            return name
-    return None
-
-
-def _depth_exceeds(value: list[Any] | dict[str, Any], limit: int) -> bool:
-    level: list[Any] = [value]
-    for _ in range(limit):
-        level = [
-            child
-            for item in level
-            for child in (item.values() if isinstance(item, dict) else item)
-            if isinstance(child, list | dict)
-        ]
-        if not level:
-            return False
-    return True
+def _model_problem(message: dict[str, Any]) -> str | None:
+    """Why the message names no model (its project_id or model_id is no name), or None."""
+    return name_problem(message.get("project_id"), "project_id") or name_problem(
+        message.get("model_id"), "model_id"
+    )
 
 
 def _quoted(value: object) -> str:

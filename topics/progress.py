@@ -12,24 +12,23 @@ from typing import Any
 
 from confluent_kafka import Consumer, KafkaError, Message, TopicPartition
 
-from driftline.settings import Settings
-from driftline.stack.waiting import wait_until
+from driftline.topics.catalog import Topics, TopicSettings
+from driftline.topics.clients import consumer_config
 from driftline.topics.offsets import watermarks
-from driftline.topics.registry import Topics
+from driftline.topics.waiting import wait_until
 
 
 class GroupProgress:
     def __init__(self, bootstrap_servers: str, group_id: str, topic: str, partitions: int):
         self._consumer = Consumer(
-            {
-                "bootstrap.servers": bootstrap_servers,
+            consumer_config(
+                bootstrap_servers,
                 # Only reads the group's commits; never subscribes, so never joins it.
-                "group.id": group_id,
-                "enable.auto.commit": False,
+                group_id,
                 # The last stable commit: a read-committed reader would wait out (or time
                 # out on) the open transaction of a worker killed mid-batch.
-                "isolation.level": "read_uncommitted",
-            }
+                **{"isolation.level": "read_uncommitted"},
+            )
         )
         self._partitions = [TopicPartition(topic, p) for p in range(partitions)]
 
@@ -52,7 +51,7 @@ class GroupProgress:
         self._consumer.close()
 
 
-def merge_progress(settings: Settings) -> GroupProgress:
+def merge_progress(settings: TopicSettings) -> GroupProgress:
     """Progress of the merge agent through the ingest topic."""
     topics = Topics.for_settings(settings)
     return GroupProgress(
@@ -128,18 +127,15 @@ class ProgressReader:
 
     def __init__(self, bootstrap_servers: str) -> None:
         self._bootstrap = bootstrap_servers
+        # Reads committed messages only (``consumer_config``): an open or aborted
+        # transaction holds nothing a stage could have applied yet; and below the low
+        # watermark (retention) it reads from there, not from the end.
         self._reader = Consumer(
-            {
-                "bootstrap.servers": bootstrap_servers,
-                "group.id": f"driftline-status-{uuid.uuid4()}",
-                "enable.auto.commit": False,
-                "enable.partition.eof": True,
-                # Below the low watermark (retention) reads from there, not from the end.
-                "auto.offset.reset": "earliest",
-                # Driftline writes its own topics in transactions: an open or aborted one
-                # holds nothing a stage could have applied yet.
-                "isolation.level": "read_committed",
-            }
+            consumer_config(
+                bootstrap_servers,
+                f"driftline-status-{uuid.uuid4()}",
+                **{"enable.partition.eof": True},
+            )
         )
 
     def ends(self, topic: str, partitions: int) -> dict[int, int]:
@@ -147,8 +143,7 @@ class ProgressReader:
 
     def committed(self, group_id: str, topic: str, partitions: int) -> dict[int, int | None]:
         """The group's committed offsets (None: nothing committed yet)."""
-        consumer = Consumer({"bootstrap.servers": self._bootstrap, "group.id": group_id,
-                             "enable.auto.commit": False})  # fmt: skip
+        consumer = Consumer(consumer_config(self._bootstrap, group_id))
         try:
             found = consumer.committed(
                 [TopicPartition(topic, p) for p in range(partitions)], timeout=10

@@ -7,18 +7,18 @@ from collections.abc import Iterator
 
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, Message, TopicPartition
 
+from driftline.topics.clients import consumer_config
 from driftline.topics.offsets import watermarks
 
 
 def read_topic(bootstrap_servers: str, topic: str, timeout_s: float = 30) -> Iterator[Message]:
     """Every message now in ``topic``, partition by partition, in offset order."""
     consumer = Consumer(
-        {
-            "bootstrap.servers": bootstrap_servers,
-            "group.id": f"driftline-reader-{uuid.uuid4()}",
-            "enable.auto.commit": False,
-            "enable.partition.eof": True,
-        }
+        consumer_config(
+            bootstrap_servers,
+            f"driftline-reader-{uuid.uuid4()}",
+            **{"enable.partition.eof": True},
+        )
     )
     try:
         metadata = consumer.list_topics(topic, timeout=timeout_s).topics.get(topic)

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from driftline.stack.packages import ensure_command
-from driftline.stack.waiting import wait_until
+from driftline.topics.waiting import wait_until
 
 _POM = """<project xmlns="http://maven.apache.org/POM/4.0.0">
   <modelVersion>4.0.0</modelVersion>

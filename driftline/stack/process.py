@@ -17,7 +17,7 @@ from typing import Self
 
 from driftline.settings import Settings
 from driftline.stack.kafka import port_answers
-from driftline.stack.waiting import wait_until
+from driftline.topics.waiting import wait_until
 
 
 class ServiceProcess:

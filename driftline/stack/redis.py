@@ -20,7 +20,7 @@ from pathlib import Path
 import redis
 
 from driftline.stack.packages import ensure_command
-from driftline.stack.waiting import wait_until
+from driftline.topics.waiting import wait_until
 
 
 def redis_answers(url: str) -> bool:

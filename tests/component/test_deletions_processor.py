@@ -21,17 +21,15 @@ from hypothesis import strategies as st
 
 from driftline.agents.driver import Input, ProcessorDriver
 from driftline.agents.merge import MergeProcessor
-from driftline.agents.partials import PARTIALS
 from driftline.agents.runtime import Outgoing
-from driftline.state import exact_json
 from driftline.state.baseline import profile_baseline
 from driftline.state.bins import HOUR_MS, ContributionRules, Counters, bins_of
 from driftline.state.deletions import DAY_MS, DeletionRecord, DeletionState
 from driftline.state.events import StoredEvent
 from driftline.state.hour_index import index_key
-from driftline.state.models import ColumnType, ModelSpec, Task
-from driftline.state.partition_tables import DELETIONS, DELETIONS_WAITING, EVENTS, HOURS
+from driftline.state.partition_tables import DELETIONS, DELETIONS_WAITING, EVENTS, HOURS, PARTIALS
 from driftline.state.registered import RegisteredModel
+from driftline.state.spec import ColumnType, ModelSpec, Task
 from driftline.state.tables import PartitionTransaction
 from driftline.topics.messages import (
     deletion_key,
@@ -132,11 +130,7 @@ class Partition:
         return {event.event_id: event for _, event in self.tables().items(EVENTS)}
 
     def bins(self) -> dict[Any, Counters]:
-        found = {}
-        for raw_key, raw in self.store.items(PARTIALS):
-            model, hour = raw_key.decode().rsplit("/", 1)
-            found[(model, int(hour))] = exact_json.loads_tagged(raw)
-        return found
+        return dict(self.tables().items(PARTIALS))
 
     def record(self, deletion_id: str) -> DeletionRecord:
         record = self.tables().get(DELETIONS, deletion_id)

@@ -15,12 +15,11 @@ from typing import Any
 import pytest
 
 from driftline.agents.driver import Input, ProcessorDriver
-from driftline.agents.merge import FORWARDED_FROM, MergeProcessor
+from driftline.agents.merge import MergeProcessor
 from driftline.agents.runtime import Outgoing
 from driftline.state.commands import event_key
 from driftline.state.counters import ModelCounters
 from driftline.state.events import StoredEvent
-from driftline.state.models import ModelSpec
 from driftline.state.partition_tables import (
     COUNTERS,
     DELETED_PER_DAY,
@@ -33,10 +32,11 @@ from driftline.state.partition_tables import (
     PARKED_UPDATES,
 )
 from driftline.state.registered import RegisteredModel
+from driftline.state.spec import ModelSpec
 from driftline.state.store import PartitionStore
 from driftline.state.tables import PartitionTransaction, Table
 from driftline.topics.dead_letters import REASON
-from driftline.topics.messages import encode_ingest, ingest_key
+from driftline.topics.messages import FORWARDED_FROM, encode_ingest, ingest_key
 from driftline.topics.partitioning import partition_for
 
 SPEC = ModelSpec(

@@ -11,9 +11,9 @@ import pytest
 from driftline.agents.driver import DriverPartition, Input, ProcessorDriver
 from driftline.agents.merge import MergeProcessor
 from driftline.agents.runtime import Outgoing
-from driftline.state.models import ModelSpec
 from driftline.state.partition_tables import EVENTS, PARKED, PARKED_BY_TIME, PARKED_UPDATES
 from driftline.state.registered import RegisteredModel
+from driftline.state.spec import ModelSpec
 from driftline.state.store import Checkpoint, PartitionStore, Write
 from driftline.topics.clients import RECORD_MAX_BYTES
 from driftline.topics.messages import encode_ingest, ingest_key

@@ -29,21 +29,21 @@ import redis
 from driftline.client import Driftline
 from driftline.settings import Settings
 from driftline.stack import LocalKafka, LocalRedis
-from driftline.stack.waiting import wait_until
 from driftline.stack.worker import WorkerProcess
+from driftline.topics.catalog import Topics
 from driftline.topics.dead_letters import DeadLetter, read_dead_letters
 from driftline.topics.producer import CheckedProducer
-from driftline.topics.registry import Topics
+from driftline.topics.waiting import wait_until
 from tests.faults.workload import MODEL, PROJECT, Bad, MixedStream, Produced
-from tests.fixtures import stored_events, wait_for_lag_zero
-from tests.integration.commands import send_id_deletion, send_range_deletion
-from tests.integration.test_bins_integration import (
-    BASELINE,
-    SPEC,
-    assert_redis_equals_recomputation,
+from tests.support.deletions import (
+    deletion_finished,
+    deletion_progress,
+    send_id_deletion,
+    send_range_deletion,
 )
-from tests.integration.test_erasure_integration import finished, progress
-from tests.integration.test_redis_outage_integration import redis_matches_topic
+from tests.support.hourly_bins import assert_redis_equals_recomputation, redis_matches_topic
+from tests.support.models import CHURN_BASELINE, CHURN_SPEC
+from tests.support.pipeline import stored_events, wait_for_lag_zero
 
 pytestmark = [pytest.mark.integration, pytest.mark.faults]
 
@@ -178,7 +178,7 @@ def test_one_mixed_stream_survives_kills_outages_and_poison(
 
     workers = Workers(start_worker, settings)
     with Driftline(settings) as client:
-        client.register_model(SPEC, BASELINE)
+        client.register_model(CHURN_SPEC, CHURN_BASELINE)
     for i in range(chunks):
         if i == ids_at:
             ids = stream.delete_ids(60)
@@ -209,10 +209,12 @@ def test_one_mixed_stream_survives_kills_outages_and_poison(
             redis.Redis.from_url(own_redis.url).flushall()
 
     wait_for_lag_zero(settings, timeout_s=600)
-    wait_until(lambda: finished(settings, "by-range", settings.ingest_partitions),
+    wait_until(lambda: deletion_finished(settings, "by-range", settings.ingest_partitions),
                timeout_s=120, what="the range deletion done on every partition")  # fmt: skip
-    wait_until(lambda: all(r["state"] == "done" for r in progress(settings, "by-ids").values()),
-               timeout_s=60, what="the id deletion done")  # fmt: skip
+    wait_until(
+        lambda: all(r["state"] == "done" for r in deletion_progress(settings, "by-ids").values()),
+        timeout_s=60, what="the id deletion done",
+    )  # fmt: skip
     # The updates of never-inserted ids time out a little after the last one was read.
     wait_until(lambda: len(dead_letters(settings)) >= len(bad), timeout_s=PARKED_TIMEOUT_S + 120,
                interval_s=2, what=f"{len(bad)} dead letters")  # fmt: skip

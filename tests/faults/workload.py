@@ -27,13 +27,11 @@ from typing import Any
 
 from driftline.state.bins import HOUR_MS
 from driftline.topics.messages import encode_delete, encode_ingest, ingest_key
-from tests.integration.test_bins_integration import HOUR0
 from tests.reference_model import ReferenceEvents
+from tests.support.models import CHURN_SPEC, HOUR0
+from tests.support.values import nested
 
 PROJECT, MODEL = "shop", "churn"
-KNOWN = {"age", "plan", "score", "churned", "note"}  # test_bins_integration.SPEC's columns
-UPDATABLE = {"churned", "note"}  # its targets and metadata
-
 HOURS = 8
 # Hours 3 and 4 are deleted by time range mid-stream.
 DELETED_FROM, DELETED_TO = HOUR0 + 3 * HOUR_MS, HOUR0 + 5 * HOUR_MS
@@ -79,17 +77,10 @@ class Bad:
         return self.message.key or b"", self.message.value
 
 
-def nested(depth: int) -> Any:
-    value: Any = 1
-    for _ in range(depth):
-        value = [value]
-    return value
-
-
 class MixedStream:
     def __init__(self, rng: random.Random, parked_limit: int, max_event_bytes: int) -> None:
         self.rng = rng
-        self.model = ReferenceEvents(KNOWN, UPDATABLE, parked_limit)
+        self.model = ReferenceEvents.for_spec(CHURN_SPEC, parked_limit)
         self._max_event_bytes = max_event_bytes
         self._count = 0
         self._live: list[str] = []

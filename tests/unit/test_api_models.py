@@ -22,8 +22,8 @@ from driftline.api.models import (
 )
 from driftline.api.requests import RequestError
 from driftline.state.baseline import check_baseline
-from driftline.state.models import ModelSpec
 from driftline.state.registered import RegisteredModel
+from driftline.state.spec import ModelSpec
 
 SPEC: dict[str, Any] = {
     "project_id": "shop",
@@ -117,7 +117,7 @@ def test_from_data_infers_types_and_inputs_as_spec_from_data() -> None:
         (Registration(SPEC, None, True), "from_data infers the column types"),
         (
             Registration({**SPEC, "model_id": None}, None, False),
-            "model_id must be a non-empty string, got null",
+            "'model_id' must be a non-empty string without '/'; it is missing",
         ),
         (Registration({**SPEC, "task": 3}, None, False), "task must be one of"),
         (

@@ -27,10 +27,10 @@ from driftline.api.requests import (
 )
 from driftline.api.responses import csv_columns, deletion_status, public_row, to_csv
 from driftline.state import instants
-from driftline.state.models import ModelSpec
+from driftline.state.spec import ModelSpec
+from driftline.state.tabular import InvalidEventError
 from driftline.topics.messages import decode_ingest, deletion_key, ingest_key
 from driftline.topics.partitioning import partition_for
-from driftline.topics.sources import InvalidEventError
 
 HOUR = 3600 * 1000
 T0 = int(datetime(2026, 11, 22, tzinfo=UTC).timestamp() * 1000)
@@ -542,7 +542,7 @@ def test_the_openapi_document_is_valid_and_lists_exactly_the_apps_routes() -> No
         for method in operations
         if method in {"get", "post", "put", "patch", "delete"}
     }
-    app = create_app(Settings())
+    app = create_app(Settings(), internal_secret="routes-only")
     served = {
         (route.resource.canonical, route.method)
         for route in app.router.routes()

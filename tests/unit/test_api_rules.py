@@ -26,12 +26,13 @@ from driftline.api.requests import (
     query_values,
     takes_query,
 )
-from driftline.state.commands import Insert
+from driftline.state.commands import MAX_VALUE_DEPTH, Insert
 from driftline.state.events import dropped_insert_fields
-from driftline.state.models import ModelSpec
+from driftline.state.spec import ModelSpec
+from driftline.state.tabular import InvalidEventError, outgoing_event
 from driftline.state.wording import shown
-from driftline.topics.messages import MAX_VALUE_DEPTH, decode_ingest, encode_ingest, ingest_key
-from driftline.topics.sources import InvalidEventError, outgoing_event
+from driftline.topics.messages import decode_ingest, encode_ingest, ingest_key
+from tests.support.values import nested
 
 SPEC = ModelSpec.from_dict(
     {"project_id": "shop", "model_id": "fraud", "inputs": ["age"], "outputs": ["score"],
@@ -45,13 +46,6 @@ def refused(call: Any, *args: Any, status: int = 400) -> str:
         call(*args)
     assert caught.value.status == status
     return caught.value.message
-
-
-def nested(depth: int) -> Any:
-    value: Any = 1
-    for _ in range(depth):
-        value = [value]
-    return value
 
 
 # --- 1. '/' in event ids ------------------------------------------------------------------

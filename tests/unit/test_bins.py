@@ -20,11 +20,11 @@ from driftline.state.bins import (
     add_into,
     batch_deltas,
     bins_of,
-    change_deltas,
+    hour_of,
 )
 from driftline.state.commands import Command, Delete, Insert, Update
-from driftline.state.events import MergeOutcome, StoredEvent
-from driftline.state.models import ColumnType, ModelSpec, Task
+from driftline.state.events import EventChange, MergeOutcome, StoredEvent
+from driftline.state.spec import ColumnType, ModelSpec, Task
 from tests.unit.test_merge_rules import DictStore, merged
 
 BINARY = ModelSpec(
@@ -148,12 +148,18 @@ def merged_in_batches(
 
 
 def changes_one_by_one(outcome: MergeOutcome) -> dict[BinKey, Counters]:
-    """The batch's bin deltas, ``change_deltas`` of every change added up."""
+    """The batch's bin deltas computed event by event (``ContributionRules.of``, not the
+    batch path): each change retracts its old version from its old hour and adds its new
+    version to its new hour, a late label as much as any other change."""
     summed: dict[BinKey, Counters] = {}
     for change in outcome.changes:
-        rules = RULES[change.model_key]
-        for key, delta in change_deltas(rules, change.model_key, change).items():
-            add_into(summed.setdefault(key, {}), delta)
+        rules, model = RULES[change.model_key], change.model_key
+        if change.before is not None:
+            before_bin = summed.setdefault((model, hour_of(change.before.timestamp_ms)), {})
+            add_into(before_bin, rules.of(change.before), -1)
+        if change.after is not None:
+            after_bin = summed.setdefault((model, hour_of(change.after.timestamp_ms)), {})
+            add_into(after_bin, rules.of(change.after))
     return summed
 
 
@@ -192,7 +198,9 @@ def kept_by_deletes(sequence: list[Command]) -> list[tuple[str, StoredEvent]]:
 def test_batch_deltas_equal_the_changes_deltas_summed_and_a_batch_recomputation(
     sequence: list[Command], data: Any
 ) -> None:
-    """The merge agent's path: each batch's changes counted together, column by column."""
+    """The merge agent's path (``batch_deltas``): each batch's changes counted together,
+    column by column, equal to counting them one event at a time and, summed over the
+    batches, to a batch recomputation."""
     outcomes, final = merged_in_batches(sequence, data)
     streamed: dict[BinKey, Counters] = {}
     for outcome in outcomes:
@@ -204,6 +212,25 @@ def test_batch_deltas_equal_the_changes_deltas_summed_and_a_batch_recomputation(
         for key, delta in together.items():
             add_into(streamed.setdefault(key, {}), delta)
     assert non_empty(streamed) == bins_of(RULES, final)
+
+
+# The counters that depend on the target (the schema in ``state/bins.py``).
+LABEL_COUNTERS = ("labelled", "perf_n", "tp", "fp", "tn", "fn", "ll", "s1:", "s0:", "cm:",
+                  "bad_class", "err", "abs_err", "sq_err", "y", "y2", "ape")  # fmt: skip
+
+
+@given(st.sampled_from(sorted(RULES)), stored_events, labels)
+def test_a_late_label_changes_only_the_label_counters_of_its_bin(
+    model: str, event: StoredEvent, label: Any
+) -> None:
+    """Its inputs, outputs and time are as they were: their counters cancel exactly."""
+    labelled = replace(event, columns={**event.columns, "label": label})
+    delta = batch_deltas(RULES[model], model, [EventChange(model, event, labelled)])
+    expected: Counters = {}
+    add_into(expected, RULES[model].of(labelled))
+    add_into(expected, RULES[model].of(event), -1)
+    assert delta == ({(model, hour_of(event.timestamp_ms)): expected} if expected else {})
+    assert all(name.startswith(LABEL_COUNTERS) for name in expected)
 
 
 COLUMN_PROFILES = [

@@ -7,8 +7,9 @@ from typing import Any
 
 import pytest
 
-from driftline.state.commands import Insert
-from driftline.topics.messages import MAX_VALUE_DEPTH, decode_ingest, encode_ingest, ingest_key
+from driftline.state.commands import MAX_VALUE_DEPTH, Insert
+from driftline.topics.messages import decode_ingest, encode_ingest, ingest_key
+from tests.support.values import nested
 
 KEY = ingest_key("shop", "fraud", "e1")
 
@@ -22,13 +23,6 @@ def decoded(event: dict[str, Any]) -> Insert | str:
     command = decode_ingest(KEY, value, received_ms=1, offset=0, ref=0, max_bytes=1 << 20)
     assert isinstance(command, str | Insert)
     return command
-
-
-def nested(depth: int) -> Any:
-    value: Any = 1
-    for _ in range(depth):
-        value = [value]
-    return value
 
 
 def test_integers_beyond_64_bits_are_kept_as_sent() -> None:

@@ -20,7 +20,7 @@ from driftline.state.events import (
     StoredEvent,
     expire_parked,
 )
-from driftline.state.models import ModelSpec
+from driftline.state.spec import ModelSpec
 from tests.reference_model import ReferenceEvents
 
 SPEC = ModelSpec(

@@ -54,7 +54,7 @@ from driftline.state.bins import (
 )
 from driftline.state.events import StoredEvent
 from driftline.state.metrics import bin_metrics, drift, js_distance, performance, psi
-from driftline.state.models import ColumnType, ModelSpec, Task
+from driftline.state.spec import ColumnType, ModelSpec, Task
 
 HOUR0 = 1_700_000_000_000 // HOUR_MS * HOUR_MS  # start of an hour: every event in one bin
 EXACT = 1e-12  # ratios of exact integer counts

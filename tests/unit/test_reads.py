@@ -20,11 +20,12 @@ from driftline.api.reads import (
     sum_counters,
 )
 from driftline.api.requests import RequestError, query_parameters_of
-from driftline.internal_secret import internal_secret, matches
+from driftline.internal_secret import internal_secret
 from driftline.settings import Settings
+from driftline.topics.catalog import Topics
 from driftline.topics.dead_letters import DeadLetter, StoredLetter, letter_model
+from driftline.topics.internal_routes import matches
 from driftline.topics.progress import StageProgress, copies_to_wait_for, pending_partitions
-from driftline.topics.registry import Topics
 
 # --- the internal secret ---------------------------------------------------------------
 
@@ -225,9 +226,9 @@ def test_counters_come_from_each_partitions_owner_or_name_the_missing_ones() -> 
     from aiohttp import web
     from aiohttp.test_utils import TestServer
 
-    from driftline.agents.ownership import PartitionOwners
     from driftline.api.workers import Workers, WorkerUnavailableError
-    from driftline.internal_secret import HEADER
+    from driftline.topics.internal_routes import HEADER
+    from driftline.topics.ownership import PartitionOwners
 
     async def counters(request: web.Request) -> web.Response:
         if request.headers.get(HEADER) != "s3cret":

@@ -13,7 +13,6 @@ import pytest
 import redis
 from confluent_kafka import OFFSET_BEGINNING
 
-from driftline.agents.outages import BACKOFF_MAX_S, OutageLog, backoff_s
 from driftline.agents.serving import _bin_of, lost_writes, resume_offset
 from driftline.api.deletions import deletion_messages, deletion_record
 from driftline.api.rate_limit import DeleteRateLimit, day_window
@@ -24,6 +23,7 @@ from driftline.topics.deletion_requests import (
     created_ms,
     encode_request,
 )
+from driftline.topics.outages import BACKOFF_MAX_S, OutageLog, backoff_s
 
 NOON = datetime(2026, 11, 22, 12, tzinfo=UTC)
 NOON_MS = int(NOON.timestamp() * 1000)

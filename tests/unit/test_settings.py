@@ -1,45 +1,70 @@
+import dataclasses
 from pathlib import Path
+from typing import Any, get_type_hints
 
 import pytest
 
-from driftline.settings import Settings
+from driftline.settings import ENV, Settings
+
+
+def other_value(setting_field: dataclasses.Field[Any], default: Any) -> object:
+    """A value of the field's type that differs from its default."""
+    kind = get_type_hints(Settings)[setting_field.name]
+    if kind is int:
+        return default + 7
+    if kind is float:
+        return default + 1.5
+    if kind is Path:
+        return Path("/elsewhere") / setting_field.name
+    return f"not-the-default-{setting_field.name}"
+
+
+def everything_changed() -> Settings:
+    defaults = Settings()
+    return dataclasses.replace(
+        defaults,
+        **{
+            setting_field.name: other_value(setting_field, getattr(defaults, setting_field.name))
+            for setting_field in dataclasses.fields(Settings)
+        },
+    )
 
 
 def test_to_env_round_trips_every_field() -> None:
-    settings = Settings(
-        kafka_bootstrap_servers="k:1",
-        redis_url="redis://r:2/0",
-        topic_prefix="t",
-        ingest_partitions=3,
-        worker_port=1234,
-        parked_update_timeout_s=2.5,
-        home=Path("/h"),
-        data_dir=Path("/d"),
-        store_write_buffer_mb=11,
-        store_block_cache_mb=12,
-        heap_trim_interval_s=1.5,
-        malloc_arenas=3,
-        worker_advertised_url="http://w:6066",
-        internal_secret="shared",
-        compaction_lag_ms=5,
-        tombstone_retention_ms=6,
-        event_deletion_batch_size=7,
-        deletion_daily_cap=8,
-        delete_requests_per_day=9,
-        api_host="0.0.0.0",
-        api_port=8181,
-        api_tokens_file=Path("/t.json"),
-        api_max_body_bytes=10,
-        api_header_timeout_s=1.5,
-        api_body_timeout_s=2.5,
-        api_redis_timeout_s=0.5,
-        api_url="http://api:8181",
-        api_token="secret",
-    )
+    settings = everything_changed()
+    for setting_field in dataclasses.fields(Settings):
+        assert getattr(settings, setting_field.name) != getattr(Settings(), setting_field.name)
     env = settings.to_env()
     assert Settings.from_env(env) == settings
     assert "DRIFTLINE_API_TOKEN" in env  # only to pass it to a child process
-    assert env["EVENT_DELETION_BATCH_SIZE"] == "7"  # the name the product documents
+    # The name the product documents.
+    assert env["EVENT_DELETION_BATCH_SIZE"] == str(settings.event_deletion_batch_size)
+
+
+@pytest.mark.parametrize(
+    "name", [setting_field.name for setting_field in dataclasses.fields(Settings)]
+)
+def test_each_field_has_its_own_variable(name: str) -> None:
+    """A field whose variable were dropped from ``to_env`` (or read under another name)
+    would come back as its default: a child worker silently running on defaults."""
+    changed = dataclasses.replace(Settings(), **{name: getattr(everything_changed(), name)})
+    assert Settings.from_env(changed.to_env()) == changed
+
+
+def test_variable_names_are_distinct() -> None:
+    names = [setting_field.metadata[ENV] for setting_field in dataclasses.fields(Settings)]
+    assert len(set(names)) == len(names)
+
+
+def test_paths_in_the_home_follow_it() -> None:
+    settings = Settings.from_env({"DRIFTLINE_HOME": "/h"})
+    assert settings.data_dir == Path("/h/worker-data")
+    assert settings.api_tokens_file == Path("/h/api-tokens.json")
+
+
+def test_an_empty_variable_leaves_numbers_and_optional_texts_unset() -> None:
+    settings = Settings.from_env({"DRIFTLINE_INGEST_PARTITIONS": "", "REDIS_URL": ""})
+    assert (settings.ingest_partitions, settings.redis_url) == (8, None)
 
 
 def test_defaults_describe_the_embedded_stack() -> None:

@@ -1,0 +1,80 @@
+"""Stage 1 of the metric bins: each ingest partition's share of every hour bin.
+
+The shares live in the same partition store as the events that feed them and are written
+in the same atomic batch, so a bin share always equals the contributions of the
+partition's current events, whatever crashes and redeliveries happened. Each changed
+share is then sent whole, as a snapshot versioned by the batch's input offset, to the
+bin-partials topic; the bins stage (``agents/bin_totals.py``) keeps the newest snapshot
+per partition and sums them. A snapshot, unlike a delta, can be applied twice.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from driftline.agents.runtime import Outgoing
+from driftline.state.bin_totals import Share
+from driftline.state.bins import (
+    BIN_KEY,
+    BinKey,
+    ContributionRules,
+    Counters,
+    add_into,
+    batch_deltas,
+)
+from driftline.state.events import EventChange
+from driftline.state.partition_tables import PARTIALS
+from driftline.state.registered import RegisteredModel
+from driftline.state.tables import PartitionTransaction
+from driftline.topics.bin_partials import BIN_PARTIAL, BinPartial
+
+
+class BinShares:
+    """Called by the merge processor with each batch's event changes."""
+
+    def __init__(self, model_of: Callable[[str], RegisteredModel | None], topic: str) -> None:
+        self._model_of = model_of
+        self._topic = topic
+        self._rules: dict[str, tuple[RegisteredModel, ContributionRules]] = {}
+
+    def apply(
+        self, partition: int, version: int, changes: list[EventChange], tx: PartitionTransaction
+    ) -> list[Outgoing]:
+        """Add the changes' deltas to the partition's shares; a snapshot of each changed one."""
+        deltas = self.deltas(changes)
+        changed = list(deltas)
+        outgoing: list[Outgoing] = []
+        shares = tx.get_many(PARTIALS, changed)
+        for key, current in zip(changed, shares, strict=True):
+            share = dict(current or {})
+            add_into(share, deltas[key])
+            if share:
+                tx.set(PARTIALS, key, share)
+            else:
+                tx.delete(PARTIALS, key)
+            snapshot = BIN_PARTIAL.encode(BinPartial(partition, Share(version, share)))
+            outgoing.append(Outgoing(self._topic, BIN_KEY.encode(key), snapshot))
+        return outgoing
+
+    def deltas(self, changes: list[EventChange]) -> dict[BinKey, Counters]:
+        """The batch's non-empty bin deltas, each model's changes counted together."""
+        by_model: dict[str, list[EventChange]] = {}
+        for change in changes:
+            by_model.setdefault(change.model_key, []).append(change)
+        deltas: dict[BinKey, Counters] = {}
+        for model, model_changes in by_model.items():
+            rules = self.rules(model)
+            if rules is not None:
+                deltas.update(batch_deltas(rules, model, model_changes))
+        return deltas
+
+    def rules(self, model: str) -> ContributionRules | None:
+        """The model's contribution rules, rebuilt when its registration changes."""
+        registered = self._model_of(model)
+        if registered is None:
+            return None
+        cached = self._rules.get(model)
+        if cached is None or cached[0] is not registered:
+            cached = (registered, ContributionRules(registered.spec, registered.baseline))
+            self._rules[model] = cached
+        return cached[1]

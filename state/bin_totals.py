@@ -1,0 +1,117 @@
+"""Stage 2 of the metric bins, as pure rules: which shares count, what they sum to, when
+a changed bin is emitted.
+
+Every ingest partition sends its whole share of a bin after each batch that changed it,
+versioned by that batch's next input offset (``agents/bin_shares.py``). A snapshot, unlike
+a delta, can be applied twice: the newest share per (bin, partition) wins, and an older
+or repeated one changes nothing, so redeliveries and restores leave the bin as it was. A
+bin is the sum of its partitions' newest shares. Emissions are coalesced: at most one per
+bin per interval, the rest of the changes wait as a dirty mark for a later tick. The
+clock is always passed in (``now_ms``), never read here.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Hashable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Generic, TypeVar
+
+from driftline.state.bins import BinKey, Counters, add_into
+
+K = TypeVar("K", bound=Hashable)
+
+# (model, hour, ingest partition): one partition's share of one bin.
+ShareKey = tuple[str, int, int]
+
+
+@dataclass(frozen=True, slots=True)
+class Share:
+    """One ingest partition's share of a bin, as of the batch that versioned it."""
+
+    # The next input offset of the batch that produced it; grows with every change.
+    version: int
+    # Empty: the partition holds nothing of the bin (any more).
+    counters: Counters
+
+
+@dataclass(frozen=True, slots=True)
+class BinTotal:
+    """A bin summed over its partitions' shares."""
+
+    # The sum of the shares' versions: it grows whenever any share is replaced.
+    version: int
+    counters: Counters
+
+
+def bin_of(key: ShareKey) -> BinKey:
+    model, hour, _ = key
+    return model, hour
+
+
+def supersedes(share: Share, current: Share | None) -> bool:
+    """Newest share wins: a share replaces only an older one of its partition; an equal
+    version is the same snapshot delivered again."""
+    return current is None or share.version > current.version
+
+
+def newest_shares(snapshots: Iterable[tuple[K, Share]]) -> dict[K, Share]:
+    """Per key, the newest of a batch's snapshots (the first of them on a tie). Consumed
+    as they come, so that a superseded snapshot (its counters can be large) is dropped at
+    once: keeping a batch's decoded snapshots alive cost the bins stage a tenth."""
+    newest: dict[K, Share] = {}
+    for key, share in snapshots:
+        if supersedes(share, newest.get(key)):
+            newest[key] = share
+    return newest
+
+
+def changed_shares(newest: Mapping[K, Share], stored: Sequence[Share | None]) -> dict[K, Share]:
+    """The batch's newest shares that replace the stored ones (``stored`` in the order of
+    ``newest``): a snapshot no newer than the stored share changes nothing."""
+    return {
+        key: share
+        for (key, share), current in zip(newest.items(), stored, strict=True)
+        if supersedes(share, current)
+    }
+
+
+def bin_total(shares: Iterable[Share]) -> BinTotal | None:
+    """The bin the shares add up to; None when they are all empty (a tombstone)."""
+    counters: Counters = {}
+    version = 0
+    for share in shares:
+        version += share.version
+        if share.counters:
+            add_into(counters, share.counters)
+    return BinTotal(version, counters) if counters else None
+
+
+class EmissionTimes(Generic[K]):
+    """When each bin was last emitted, to emit a bin at most once per ``interval_ms``:
+    a burst of changes to one bin then costs one emission (and one Redis write) per
+    interval, not one per batch."""
+
+    # Past this many bins remembered, those emitted before the interval are forgotten.
+    REMEMBERED = 1000
+
+    def __init__(self, interval_ms: int) -> None:
+        self.interval_ms = interval_ms
+        self._emitted_ms: dict[K, int] = {}
+
+    def take(self, key: K, now_ms: int) -> bool:
+        """Whether the bin may be emitted at ``now_ms``; if so, it counts as emitted then.
+        A bin that may not waits, marked dirty, for a tick past its interval."""
+        if now_ms - self._emitted_ms.get(key, 0) < self.interval_ms:
+            return False
+        self._emitted_ms[key] = now_ms
+        return True
+
+    def forget_old(self, now_ms: int) -> None:
+        """Past the interval an emission time no longer matters; keep the map small."""
+        if len(self._emitted_ms) > self.REMEMBERED:
+            cutoff_ms = now_ms - self.interval_ms
+            self._emitted_ms = {
+                key: emitted_ms
+                for key, emitted_ms in self._emitted_ms.items()
+                if emitted_ms >= cutoff_ms
+            }

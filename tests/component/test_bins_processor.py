@@ -1,0 +1,201 @@
+"""Stage 2 of the bins (``BinTotalsProcessor``) through the ``ProcessorDriver``: the
+partitions' shares summed into bins, the newest share per partition kept, emissions
+coalesced, empty bins as tombstones, dead letters."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from driftline.agents.bin_totals import BinTotalsProcessor
+from driftline.agents.driver import Input, ProcessorDriver
+from driftline.agents.runtime import Outgoing
+from driftline.state import exact_json
+from driftline.state.bin_totals import Share
+from driftline.state.bins import BIN_KEY, HOUR_MS, BinKey, ContributionRules, Counters, bins_of
+from driftline.state.events import EventChange
+from driftline.state.metrics import bin_metrics
+from driftline.state.partition_tables import DIRTY, SHARES
+from driftline.state.registered import RegisteredModel
+from driftline.state.tables import PartitionTransaction
+from driftline.topics.bin_partials import BIN_PARTIAL, BinPartial
+from driftline.topics.dead_letters import REASON
+from tests.support.bins_stage import HOUR, MODEL, IngestPartition, event, inserted
+
+INTERVAL_MS = 500
+START_MS = 1_000_000
+BIN = (MODEL, HOUR)
+
+
+@pytest.fixture
+def driver(registered: RegisteredModel, tmp_path: Path) -> Iterator[ProcessorDriver]:
+    processor = BinTotalsProcessor({MODEL: registered}.get, "metrics", INTERVAL_MS / 1000, "dlq")
+    driver = ProcessorDriver(processor, tmp_path / "bins", "bin-partials", now_ms=START_MS)
+    yield driver
+    driver.close()
+
+
+def snapshot(partition: int, version: int, counters: Counters, bin_key: BinKey = BIN) -> Input:
+    value = BIN_PARTIAL.encode(BinPartial(partition, Share(version, counters)))
+    return Input(BIN_KEY.encode(bin_key), value)
+
+
+def forwarded(snapshots: Sequence[Outgoing]) -> list[Input]:
+    """Stage 1's snapshots as the bins processor receives them."""
+    return [Input(out.key, out.value) for out in snapshots]
+
+
+def emitted(outgoing: Sequence[Outgoing]) -> dict[BinKey, dict[str, Any] | None]:
+    """The metrics records sent, by bin: the bin's JSON, or None for a tombstone."""
+    assert all(out.topic == "metrics" for out in outgoing)
+    return {
+        BIN_KEY.decode(out.key or b""): None if out.value is None else exact_json.loads(out.value)
+        for out in outgoing
+    }
+
+
+def dirty(driver: ProcessorDriver) -> list[BinKey]:
+    return [key for key, _ in PartitionTransaction(driver.store()).items(DIRTY)]
+
+
+def test_shares_of_several_partitions_sum_to_the_batch_recomputation(
+    driver: ProcessorDriver,
+    ingest_partition: Callable[[int], IngestPartition],
+    registered: RegisteredModel,
+) -> None:
+    """Three ingest partitions insert, label and delete events of two hours; the bins
+    emitted last equal the bins recomputed from the final events, metrics included."""
+    partitions = [ingest_partition(n) for n in range(3)]
+    events = {n: [event(10 * n + i, hour=HOUR + i % 2) for i in range(6)] for n in range(3)}
+    sent: list[Input] = []
+    for n, partition in enumerate(partitions):
+        sent += forwarded(partition.batch(inserted(*events[n])))
+    labelled = event(11, hour=HOUR + 1, label=1)
+    sent += forwarded(partitions[1].batch([EventChange(MODEL, events[1][1], labelled)]))
+    sent += forwarded(partitions[2].batch([EventChange(MODEL, events[2][0], None)]))
+    final = [*events[0], events[1][0], labelled, *events[1][2:], *events[2][1:]]
+
+    last = emitted(driver.send(sent[:4]))
+    last.update(emitted(driver.send(sent[4:])))
+    driver.now_ms += INTERVAL_MS
+    last.update(emitted(driver.tick()))
+
+    rules = {MODEL: ContributionRules(registered.spec, registered.baseline)}
+    expected = bins_of(rules, [(MODEL, e) for e in final])
+    assert {key: found and found["counts"] for key, found in last.items()} == expected
+    for (_, hour), counts in expected.items():
+        found = last[(MODEL, hour)]
+        assert found is not None
+        assert found["metrics"] == bin_metrics(registered.spec, registered.baseline, counts)
+        assert (found["hour_start_ms"], found["project_id"], found["model_id"]) == (
+            hour * HOUR_MS, "shop", "churn",
+        )  # fmt: skip
+    assert dirty(driver) == []
+    driver.now_ms += INTERVAL_MS
+    assert driver.send(sent[::-1]) == []  # all of it redelivered, newest first
+
+
+def test_an_older_or_repeated_snapshot_changes_nothing(driver: ProcessorDriver) -> None:
+    """THE stale-snapshot guard: a redelivered or reordered snapshot must not replace the
+    newer share its partition already sent (nor may an older one within a batch)."""
+    first = emitted(driver.send([snapshot(0, 20, {"n": 5}), snapshot(1, 7, {"n": 1})]))[BIN]
+    assert first is not None
+    assert (first["counts"], first["version"]) == ({"n": 6}, 27)
+    driver.now_ms += INTERVAL_MS  # past the interval: a change would be emitted at once
+    assert driver.send([snapshot(0, 20, {"n": 99})]) == []  # repeated
+    assert driver.send([snapshot(0, 12, {"n": 99})]) == []  # older
+    assert driver.send([snapshot(1, 3, {}), snapshot(1, 6, {"n": 50})]) == []
+    assert dirty(driver) == []
+    assert driver.tick() == []
+    shares = dict(PartitionTransaction(driver.store()).items(SHARES))
+    assert shares == {(MODEL, HOUR, 0): Share(20, {"n": 5}), (MODEL, HOUR, 1): Share(7, {"n": 1})}
+    # Within one batch, the newest snapshot of a partition wins wherever it stands.
+    newest = emitted(driver.send([snapshot(0, 30, {"n": 8}), snapshot(0, 25, {"n": 1})]))[BIN]
+    assert newest is not None
+    assert (newest["counts"], newest["version"]) == ({"n": 9}, 37)
+
+
+def test_a_bin_changed_within_its_interval_waits_dirty_for_the_tick(
+    driver: ProcessorDriver,
+) -> None:
+    first = emitted(driver.send([snapshot(0, 10, {"n": 1})]))[BIN]
+    assert first is not None
+    assert first["emitted_at_ms"] == START_MS  # the runtime's clock, not the processor's
+    driver.now_ms += 200
+    assert driver.send([snapshot(0, 11, {"n": 2})]) == []
+    driver.now_ms += 100
+    assert driver.send([snapshot(0, 12, {"n": 3})]) == []
+    assert dirty(driver) == [BIN]
+    driver.now_ms = START_MS + INTERVAL_MS - 1
+    assert driver.tick() == []
+    # Another bin is not held back by this one.
+    other = (MODEL, HOUR + 1)
+    assert list(emitted(driver.send([snapshot(0, 12, {"n": 4}, other)]))) == [other]
+    driver.now_ms = START_MS + INTERVAL_MS
+    due = emitted(driver.tick())[BIN]
+    assert due is not None
+    assert (due["counts"], due["version"], due["emitted_at_ms"]) == ({"n": 3}, 12, driver.now_ms)
+    assert dirty(driver) == []
+    driver.now_ms += 10 * INTERVAL_MS
+    assert driver.tick() == []  # emitted once
+
+
+def test_a_dirty_bin_outlives_a_restart(registered: RegisteredModel, tmp_path: Path) -> None:
+    """The dirty marks are a table: a new processor on the store emits what waited."""
+    path = tmp_path / "bins"
+    processor = BinTotalsProcessor({MODEL: registered}.get, "metrics", INTERVAL_MS / 1000, "dlq")
+    before = ProcessorDriver(processor, path, "bin-partials", now_ms=START_MS)
+    before.send([snapshot(0, 10, {"n": 1})])
+    before.send([snapshot(0, 11, {"n": 2})])
+    before.close()
+    processor = BinTotalsProcessor({MODEL: registered}.get, "metrics", INTERVAL_MS / 1000, "dlq")
+    after = ProcessorDriver(processor, path, "bin-partials", now_ms=START_MS + 1)
+    due = emitted(after.tick())[BIN]
+    after.close()
+    assert due is not None
+    assert due["counts"] == {"n": 2}
+
+
+def test_a_bin_whose_shares_are_all_empty_is_a_tombstone(driver: ProcessorDriver) -> None:
+    driver.send([snapshot(0, 10, {"n": 1}), snapshot(1, 4, {"n": 2})])
+    driver.now_ms += INTERVAL_MS
+    left = emitted(driver.send([snapshot(0, 11, {})]))[BIN]
+    assert left is not None
+    assert left["counts"] == {"n": 2}
+    driver.now_ms += INTERVAL_MS
+    assert driver.send([snapshot(1, 5, {})]) == [Outgoing("metrics", BIN_KEY.encode(BIN), None)]
+
+
+def test_a_bin_of_an_unregistered_model_has_counts_and_no_metrics(
+    driver: ProcessorDriver,
+) -> None:
+    other = ("shop/other", HOUR)
+    found = emitted(driver.send([snapshot(0, 10, {"n": 1}, other)]))[other]
+    assert found is not None
+    assert found["counts"] == {"n": 1}
+    assert "metrics" not in found
+
+
+def test_messages_without_key_or_value_are_skipped(driver: ProcessorDriver) -> None:
+    assert (
+        driver.send([Input(None, snapshot(0, 1, {"n": 1}).value), Input(b"shop/x/1", None)]) == []
+    )
+    assert dict(PartitionTransaction(driver.store()).items(SHARES)) == {}
+
+
+def test_a_message_it_cannot_apply_is_dead_lettered(driver: ProcessorDriver) -> None:
+    message = driver.message(0, Input(BIN_KEY.encode(BIN), b"not a snapshot"))
+    with pytest.raises(ValueError, match="expected"):
+        driver.process([message])  # the runtime then dead-letters it alone
+    (letter,) = driver.dead_letter(message, "bad snapshot")
+    assert (letter.topic, letter.key, letter.value) == (
+        "dlq",
+        BIN_KEY.encode(BIN),
+        b"not a snapshot",
+    )
+    assert dict(letter.headers or [])[REASON] == b"bad snapshot"
+    assert dict(PartitionTransaction(driver.store()).items(SHARES)) == {}
+    assert dirty(driver) == []

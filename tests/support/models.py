@@ -1,0 +1,45 @@
+"""The models the pipeline tests register, and the times their events fall in.
+
+``FRAUD_SPEC`` (events merged and stored; no baseline) and ``CHURN_SPEC`` with
+``CHURN_BASELINE`` (hourly bins, drift and performance). The columns each lets an event
+keep and update follow from the spec (``ReferenceEvents.for_spec``).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from driftline.client import Driftline
+from driftline.state.bins import HOUR_MS
+
+FRAUD_SPEC = {
+    "project_id": "shop",
+    "model_id": "fraud",
+    "inputs": ["age", "amount", "country"],
+    "outputs": ["score"],
+    "targets": ["is_fraud"],
+    "decisions": ["blocked"],
+    "metadata": ["uri"],
+}
+T0 = 1_750_000_000_000  # 2025-06-15 15:06:40 UTC
+
+CHURN_SPEC = {
+    "project_id": "shop",
+    "model_id": "churn",
+    "inputs": ["age", "plan"],
+    "outputs": ["score"],
+    "targets": ["churned"],
+    "metadata": ["note"],
+    "task": "binary_classification",
+    "column_types": {"age": "int", "plan": "category", "score": "float"},
+}
+HOUR0 = 490_000 * HOUR_MS  # an hour in 2025
+CHURN_BASELINE = [
+    {"age": 18 + i % 60, "plan": ["free", "pro", "team"][i % 3], "score": (i % 100) / 100}
+    for i in range(500)
+]
+
+
+def publish_churn(client: Driftline, rows: list[dict[str, Any]], update: bool = False) -> None:
+    """Rows of the churn model through the client (``update``: partial updates)."""
+    client.publish_events_batch("shop", "churn", rows, update_event=update)

@@ -1,0 +1,61 @@
+"""The bins stage's records, as ``topics/SCHEMAS.md`` describes them and earlier versions
+wrote them: bin keys, bin-partials snapshots, stored shares and metrics values."""
+
+from __future__ import annotations
+
+from hypothesis import given
+from hypothesis import strategies as st
+
+from driftline.state import exact_json
+from driftline.state.bin_totals import Share
+from driftline.state.bins import BIN_KEY, Counters
+from driftline.state.partition_tables import SHARES
+from driftline.topics.bin_partials import BIN_PARTIAL, BinPartial
+from driftline.topics.metric_bins import METRICS_VALUE, metrics_value
+
+# Any names, counts beyond 64 bits (they take the exact-JSON path).
+counters = st.dictionaries(st.text(max_size=6), st.integers(-(2**80), 2**80).filter(bool))
+
+
+def test_a_bin_key_is_model_slash_hour() -> None:
+    assert BIN_KEY.encode(("shop/churn", 490_001)) == b"shop/churn/490001"
+    assert BIN_KEY.decode(b"shop/churn/490001") == ("shop/churn", 490_001)
+
+
+def test_a_bin_partial_snapshot_keeps_its_wire_bytes() -> None:
+    snapshot = BinPartial(3, Share(1200, {"n": 2, "labelled": 1}))
+    raw = b'{"p":3,"v":1200,"c":{"n":2,"labelled":1}}'
+    assert BIN_PARTIAL.encode(snapshot) == raw
+    assert BIN_PARTIAL.decode(raw) == snapshot
+    empty = BinPartial(0, Share(7, {}))
+    assert BIN_PARTIAL.encode(empty) == b'{"p":0,"v":7,"c":null}'
+    assert BIN_PARTIAL.decode(b'{"p":0,"v":7,"c":null}') == empty
+
+
+@given(st.integers(0, 20), st.integers(0, 2**40), counters)
+def test_snapshots_and_stored_shares_survive_their_encodings_at_any_size(
+    partition: int, version: int, found: Counters
+) -> None:
+    share = Share(version, found)
+    assert BIN_PARTIAL.decode(BIN_PARTIAL.encode(BinPartial(partition, share))) == BinPartial(
+        partition, share
+    )
+    assert SHARES.value.decode(SHARES.value.encode(share)) == share
+    assert SHARES.key.decode(SHARES.key.encode(("p/m", 12, partition))) == ("p/m", 12, partition)
+
+
+def test_a_stored_share_written_with_its_partition_still_reads() -> None:
+    """The bins changelog's records of earlier versions held the whole snapshot."""
+    assert SHARES.value.decode(b'{"p":3,"v":9,"c":{"n":1}}') == Share(9, {"n": 1})
+
+
+def test_a_metrics_value_keeps_its_wire_bytes() -> None:
+    value = metrics_value(("shop/churn", 2), 40, 123, {"n": 2**70}, {"traffic": {"events": 1}})
+    assert METRICS_VALUE.encode(value) == (
+        b'{"project_id":"shop","model_id":"churn","hour_start_ms":7200000,'
+        b'"hour_end_ms":10800000,"version":40,"emitted_at_ms":123,'
+        b'"counts":{"n":1180591620717411303424},"metrics":{"traffic":{"events":1}}}'
+    )
+    assert METRICS_VALUE.decode(METRICS_VALUE.encode(value)) == value
+    unknown_model = metrics_value(("shop/churn", 2), 40, 123, {"n": 1}, None)
+    assert "metrics" not in exact_json.loads(METRICS_VALUE.encode(unknown_model))

@@ -1,0 +1,123 @@
+"""The bins stage's rules (``state.bin_totals``): newest share wins, shares sum into a bin,
+emissions are coalesced."""
+
+from __future__ import annotations
+
+from random import Random
+
+from hypothesis import given
+from hypothesis import strategies as st
+
+from driftline.state.bin_totals import (
+    EmissionTimes,
+    Share,
+    bin_total,
+    changed_shares,
+    newest_shares,
+    supersedes,
+)
+
+counters = st.dictionaries(
+    st.sampled_from(["n", "labelled", "tp", "h:age:3", "sq_err"]),
+    st.integers(-(2**80), 2**80).filter(bool),
+    max_size=5,
+)
+shares = st.builds(Share, st.integers(0, 50), counters)
+# (ingest partition, share) pairs: a batch of snapshots of one bin.
+snapshots = st.lists(st.tuples(st.integers(0, 3), shares), max_size=12)
+stored_shares = st.dictionaries(st.integers(0, 3), shares)
+
+
+def applied(stored: dict[int, Share], batch: list[tuple[int, Share]]) -> dict[int, Share]:
+    """The stored shares after a batch: what the bins processor does with the store."""
+    newest = newest_shares(batch)
+    found = [stored.get(key) for key in newest]
+    return {**stored, **changed_shares(newest, found)}
+
+
+def test_a_share_supersedes_only_an_older_one() -> None:
+    assert supersedes(Share(5, {}), None)
+    assert supersedes(Share(5, {}), Share(4, {"n": 1}))
+    assert not supersedes(Share(5, {"n": 2}), Share(5, {"n": 1}))  # the same, redelivered
+    assert not supersedes(Share(4, {"n": 2}), Share(5, {"n": 1}))
+
+
+@given(stored_shares, snapshots)
+def test_each_partition_keeps_its_newest_share(
+    stored: dict[int, Share], batch: list[tuple[int, Share]]
+) -> None:
+    """Against a rule written out independently: the highest version wins, the stored
+    share on a tie, else the batch's first of that version."""
+    after = applied(stored, batch)
+    for partition in {p for p, _ in batch} | set(stored):
+        candidates = [share for p, share in batch if p == partition]
+        if partition in stored:
+            candidates.insert(0, stored[partition])
+        newest = max(share.version for share in candidates)
+        assert after[partition] == next(s for s in candidates if s.version == newest)
+
+
+@given(stored_shares, snapshots, st.randoms())
+def test_newest_share_wins_is_idempotent_and_ignores_order_and_repeats(
+    stored: dict[int, Share], batch: list[tuple[int, Share]], random: Random
+) -> None:
+    once = applied(stored, batch)
+    assert applied(once, batch) == once  # the batch delivered again changes nothing
+    for cut in range(len(batch) + 1):  # nor do older snapshots sent after newer ones
+        assert applied(applied(stored, batch[:cut]), batch) == once
+    shuffled = list(batch)
+    random.shuffle(shuffled)
+    versions = {(p, s.version) for p, s in batch}
+    if len(versions) == len(batch):  # one snapshot per version: order cannot matter
+        assert applied(stored, shuffled) == once
+
+
+@given(st.lists(shares, max_size=8), st.randoms())
+def test_summing_shares_is_order_independent_and_exact(parts: list[Share], random: Random) -> None:
+    total = bin_total(parts)
+    shuffled = list(parts)
+    random.shuffle(shuffled)
+    assert bin_total(shuffled) == total
+    expected: dict[str, int] = {}
+    for share in parts:
+        for name, count in share.counters.items():
+            expected[name] = expected.get(name, 0) + count
+    expected = {name: count for name, count in expected.items() if count}
+    if expected:
+        assert total is not None
+        assert total.counters == expected
+        assert total.version == sum(share.version for share in parts)
+    else:
+        assert total is None  # every share empty, or they cancel: a tombstone
+
+
+def test_a_bin_whose_shares_are_all_empty_is_a_tombstone() -> None:
+    assert bin_total([Share(3, {}), Share(7, {})]) is None
+    assert bin_total([]) is None
+
+
+def test_a_bin_is_emitted_at_most_once_per_interval() -> None:
+    times: EmissionTimes[str] = EmissionTimes(500)
+    assert times.take("a", 10_000)
+    assert not times.take("a", 10_499)  # within the interval: it waits, dirty
+    assert times.take("b", 10_499)  # bins are coalesced one by one
+    assert times.take("a", 10_500)
+    assert not times.take("a", 10_999)
+
+
+@given(
+    st.lists(st.tuples(st.sampled_from("abc"), st.integers(0, 400)), max_size=40),
+    st.integers(1, 300),
+)
+def test_forgetting_old_emissions_changes_no_decision(
+    steps: list[tuple[str, int]], interval_ms: int
+) -> None:
+    """Only emissions older than the interval are forgotten: those no longer hold a bin back."""
+    remembering: EmissionTimes[str] = EmissionTimes(interval_ms)
+    forgetting: EmissionTimes[str] = EmissionTimes(interval_ms)
+    forgetting.REMEMBERED = 0  # type: ignore[misc]
+    now_ms = 10_000
+    for key, step_ms in steps:
+        now_ms += step_ms
+        forgetting.forget_old(now_ms)
+        assert forgetting.take(key, now_ms) == remembering.take(key, now_ms)

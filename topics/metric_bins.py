@@ -1,0 +1,45 @@
+"""The metrics topic's records: every changed bin, whole.
+
+Key: the bin, ``project/model/<hour>`` (``state.bins.BIN_KEY``). Value: plain JSON
+(``topics/SCHEMAS.md``), the document the Redis projection stores as it came and the API
+serves; a tombstone when the bin became empty. The bins stage builds it with
+``metrics_value`` and encodes it, and Redis readers decode it, through ``METRICS_VALUE``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from driftline.state import exact_json
+from driftline.state.bins import HOUR_MS, BinKey, Counters
+from driftline.state.tables import Codec
+
+# The JSON document of a bin, as the metrics topic, Redis and the API carry it.
+MetricsValue = dict[str, Any]
+
+
+def metrics_value(
+    bin_key: BinKey,
+    version: int,
+    emitted_at_ms: int,
+    counters: Counters,
+    metrics: dict[str, Any] | None,
+) -> MetricsValue:
+    """The whole bin; ``metrics`` None (its model is not known) leaves the field out."""
+    model, hour = bin_key
+    project_id, model_id = model.split("/", 1)
+    value: MetricsValue = {
+        "project_id": project_id,
+        "model_id": model_id,
+        "hour_start_ms": hour * HOUR_MS,
+        "hour_end_ms": (hour + 1) * HOUR_MS,
+        "version": version,
+        "emitted_at_ms": emitted_at_ms,
+        "counts": counters,
+    }
+    if metrics is not None:
+        value["metrics"] = metrics
+    return value
+
+
+METRICS_VALUE: Codec[MetricsValue] = Codec(exact_json.dumps, exact_json.loads)

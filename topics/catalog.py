@@ -10,13 +10,16 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Generic, Protocol, TypeVar
 
-from driftline.state.bins import BIN_KEY
+from driftline.state.bins import BIN_KEY, BinKey
+from driftline.state.registered import RegisteredModel
 from driftline.state.tables import BYTES as RAW
-from driftline.state.tables import Codec
-from driftline.topics.bin_partials import BIN_PARTIAL
+from driftline.state.tables import TEXT, Codec
+from driftline.topics.bin_partials import BIN_PARTIAL, BinPartial
 from driftline.topics.clients import DEAD_LETTER_MAX_BYTES, RECORD_OVERHEAD_BYTES
+from driftline.topics.deletion_requests import DELETION_REQUEST
 from driftline.topics.deletion_requests import KEEP_MS as DELETION_REQUESTS_KEEP_MS
-from driftline.topics.metric_bins import METRICS_VALUE
+from driftline.topics.metric_bins import METRICS_VALUE, MetricsValue
+from driftline.topics.model_registry import MODEL_RECORD
 
 K = TypeVar("K")
 V = TypeVar("V")
@@ -77,22 +80,26 @@ class TopicSpec(Generic[K, V]):
 
 @dataclass(frozen=True, slots=True)
 class Topics:
-    # Raw inserts, partial updates and deletes, keyed project/model/event_id.
-    ingest: TopicSpec[Any, Any]
+    # Raw inserts, partial updates and deletes, keyed project/model/event_id. Raw bytes
+    # on purpose: any producer writes here, and ``topics.messages.decode_ingest`` turns
+    # a value it cannot read into a dead letter's reason instead of an exception.
+    ingest: TopicSpec[bytes, bytes]
     # Model specs keyed project/model; compacted, read whole by every worker and client.
-    models: TopicSpec[Any, Any]
-    # Messages the pipeline could not apply: original key and bytes, reason in headers.
-    dead_letters: TopicSpec[Any, Any]
+    models: TopicSpec[str, RegisteredModel]
+    # Messages the pipeline could not apply: original key and bytes, reason in headers
+    # (``topics.dead_letters.DeadLetter``).
+    dead_letters: TopicSpec[bytes, bytes]
     # The merge agent's table writes, one partition per ingest partition; compacted.
-    merge_changelog: TopicSpec[Any, Any]
+    # Records are store records (``table \0 key``; ``topics.changelog``).
+    merge_changelog: TopicSpec[bytes, bytes]
     # Partial bin snapshots, one per (model, hour, ingest partition), keyed model/hour.
-    bin_partials: TopicSpec[Any, Any]
+    bin_partials: TopicSpec[BinKey, BinPartial]
     # The bins agent's table writes; compacted.
-    bins_changelog: TopicSpec[Any, Any]
+    bins_changelog: TopicSpec[bytes, bytes]
     # Every changed bin, whole (counts, metrics, version), keyed model/hour; compacted.
-    metrics: TopicSpec[Any, Any]
+    metrics: TopicSpec[BinKey, MetricsValue]
     # Delete requests the API accepted, keyed by deletion id; compacted, kept 30 days.
-    deletion_requests: TopicSpec[Any, Any]
+    deletion_requests: TopicSpec[str, dict[str, Any]]
     # Faust app id and consumer group of the workers.
     app_id: str
 
@@ -106,7 +113,7 @@ class Topics:
                 settings.ingest_partitions,
                 {"retention.ms": str(settings.ingest_retention_ms)},
             ),
-            models=TopicSpec(f"{prefix}.models", 1, compacted),
+            models=TopicSpec(f"{prefix}.models", 1, compacted, key=TEXT, value=MODEL_RECORD),
             # Room for any message the ingest topic took, with its headers (the broker's
             # default record limit is ~1 MB; the engine cuts a dead letter beyond this).
             dead_letters=TopicSpec(
@@ -146,6 +153,8 @@ class Topics:
                     "cleanup.policy": "compact,delete",
                     "retention.ms": str(DELETION_REQUESTS_KEEP_MS),
                 },
+                key=TEXT,
+                value=DELETION_REQUEST,
             ),
             app_id=f"{prefix}-worker",
         )

@@ -18,6 +18,7 @@ from typing import Any
 
 import orjson
 
+from driftline.state.tables import TEXT, Codec
 from driftline.topics.producer import CheckedProducer
 from driftline.topics.views import TopicView
 
@@ -42,9 +43,24 @@ def encode_request(record: Mapping[str, Any]) -> bytes:
     return orjson.dumps(record)
 
 
+def decode_request(raw: bytes) -> dict[str, Any]:
+    """A request record; ``ValueError`` for one that lacks a field or a readable time."""
+    record = orjson.loads(raw)
+    if not isinstance(record, dict) or any(name not in record for name in REQUIRED):
+        raise ValueError("not a deletion request record")
+    created_ms(record)
+    return record
+
+
+# The topic's value: one accepted request (SCHEMAS.md); keyed by its deletion id.
+DELETION_REQUEST: Codec[dict[str, Any]] = Codec(encode_request, decode_request)
+
+
 def publish_request(producer: CheckedProducer, topic: str, record: Mapping[str, Any]) -> None:
     """Produce and flush (raises ``DeliveryError`` if the broker did not take it)."""
-    producer.produce(topic, str(record["deletion_id"]).encode(), encode_request(record))
+    producer.produce(
+        topic, TEXT.encode(str(record["deletion_id"])), DELETION_REQUEST.encode(dict(record))
+    )
     producer.flush(30.0)
 
 
@@ -71,9 +87,7 @@ class DeletionRequestIndex:
         if value is None:
             return
         try:
-            record = orjson.loads(value)
-            if not isinstance(record, dict) or any(name not in record for name in REQUIRED):
-                return
+            record = decode_request(value)
             day = created_ms(record) // DAY_MS
             model = str(record["model"])
         except (orjson.JSONDecodeError, TypeError, ValueError):

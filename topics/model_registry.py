@@ -20,6 +20,7 @@ import orjson
 
 from driftline.state.registered import RegisteredModel
 from driftline.state.spec import ModelSpec
+from driftline.state.tables import TEXT, Codec
 from driftline.topics.producer import CheckedProducer
 from driftline.topics.views import TopicView
 
@@ -33,8 +34,21 @@ class ModelConflictError(ValueError):
     """Registering a model again with a different spec or baseline."""
 
 
+def _encoded_model(model: RegisteredModel) -> bytes:
+    return orjson.dumps(model.to_dict())
+
+
+def _decoded_model(raw: bytes) -> RegisteredModel:
+    """A registry record; ``ValueError`` for one that is not a registered model."""
+    return RegisteredModel.from_dict(orjson.loads(raw))
+
+
+# The registry topic's value: a model's spec and baseline profile (SCHEMAS.md).
+MODEL_RECORD: Codec[RegisteredModel] = Codec(_encoded_model, _decoded_model)
+
+
 def publish_model(producer: CheckedProducer, topic: str, model: RegisteredModel) -> None:
-    producer.produce(topic, model.key.encode(), orjson.dumps(model.to_dict()))
+    producer.produce(topic, TEXT.encode(model.key), MODEL_RECORD.encode(model))
     producer.flush()
 
 
@@ -106,12 +120,12 @@ class ModelRegistry:
     def _apply(self, key: bytes | None, value: bytes | None) -> None:
         if key is None:
             return
-        name = key.decode()
+        name = TEXT.decode(key)
         if value is None:
             self._models.pop(name, None)
             return
         try:
-            self._models[name] = RegisteredModel.from_dict(orjson.loads(value))
-        except (orjson.JSONDecodeError, ValueError):
+            self._models[name] = MODEL_RECORD.decode(value)
+        except ValueError:  # orjson's JSONDecodeError is one
             # Specs are validated before they are published; a foreign record is ignored.
             return

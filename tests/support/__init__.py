@@ -10,6 +10,7 @@
   progress;
 - ``api``: requests to a running API process and the churn model served behind one;
 - ``values``: column values of the shapes that once crashed a worker.
+- ``event_tables``: the merge rules' tables as dicts, and one batch merged into them;
 - ``bins_stage``: the bins stage in-process (the churn model's events, stage 1 on a real
   store), for its component tests.
 

@@ -25,7 +25,7 @@ from driftline.state.bins import (
 from driftline.state.commands import Command, Delete, Insert, Update
 from driftline.state.events import EventChange, MergeOutcome, StoredEvent
 from driftline.state.spec import ColumnType, ModelSpec, Task
-from tests.unit.test_merge_rules import DictStore, merged
+from tests.support.event_tables import DictStore, merged
 
 BINARY = ModelSpec(
     project_id="p",

@@ -14,9 +14,18 @@ waiting updates already decoded.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from functools import partial
+
 from driftline.state.commands import Update
 from driftline.state.events import ParkedUpdate, StoredEvent
-from driftline.state.partition_tables import EVENTS, PARKED, PARKED_BY_TIME, PARKED_UPDATES
+from driftline.state.partition_tables import (
+    EVENTS,
+    PARKED,
+    PARKED_BY_TIME,
+    PARKED_UPDATES,
+    Waiting,
+)
 from driftline.state.tables import PartitionTransaction
 from driftline.topics.messages import decode_ingest
 
@@ -26,14 +35,13 @@ class MergeTables:
 
     def __init__(self, tx: PartitionTransaction) -> None:
         self._tx = tx
+        # Bound once: the merge rules read every event of a batch through it.
+        self.get_event: Callable[[str], StoredEvent | None] = partial(tx.get, EVENTS)
 
     def prefetch(self, keys: list[str]) -> None:
         """Read the batch's own event keys in one multi-get per table, not one by one."""
         self._tx.get_many(EVENTS, keys)
         self._tx.get_many(PARKED, keys)
-
-    def get_event(self, key: str) -> StoredEvent | None:
-        return self._tx.get(EVENTS, key)
 
     def set_event(self, key: str, event: StoredEvent | None) -> None:
         if event is None:
@@ -42,7 +50,8 @@ class MergeTables:
             self._tx.set(EVENTS, key, event)
 
     def get_parked(self, key: str) -> tuple[ParkedUpdate, ...]:
-        return load(self._tx, key)
+        waiting = self._tx.get(PARKED, key)
+        return _loaded(self._tx, key, waiting) if waiting else ()  # most events: none wait
 
     def set_parked(self, key: str, parked: tuple[ParkedUpdate, ...]) -> None:
         save(self._tx, key, parked)
@@ -50,9 +59,10 @@ class MergeTables:
 
 def load(tx: PartitionTransaction, key: str) -> tuple[ParkedUpdate, ...]:
     """An event's waiting updates, oldest first."""
-    waiting = tx.get(PARKED, key)
-    if not waiting:
-        return ()
+    return _loaded(tx, key, tx.get(PARKED, key) or ())
+
+
+def _loaded(tx: PartitionTransaction, key: str, waiting: Waiting) -> tuple[ParkedUpdate, ...]:
     bodies = tx.get_many(PARKED_UPDATES, [(key, offset) for offset, _ in waiting])
     encoded = key.encode()
     return tuple(

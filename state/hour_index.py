@@ -66,7 +66,8 @@ def index_changes(
 def reindex(tx: PartitionTransaction, previous: Mapping[str, StoredEvent | None]) -> None:
     """Bring the index in line with the events the batch wrote (``previous``: each written
     key's event before the batch), once, when the batch's events are final."""
-    current = {key: tx.get(EVENTS, key) for key in previous}
+    after = tx.get_many(EVENTS, list(previous))
+    current = dict(zip(previous, after, strict=True))
     for key, present in index_changes(previous, current):
         if present:
             tx.set(HOURS, key, b"")

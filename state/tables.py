@@ -139,11 +139,10 @@ class PartitionTransaction:
         for name, keys in self._written.items():
             encode = self._tables[name].value.encode
             values = self._values[name]
+            prefix = store_key(name, b"")  # every key of the table starts so
             for raw_key in keys:
                 value = values[raw_key]
-                writes.append(
-                    Write(store_key(name, raw_key), None if value is None else encode(value))
-                )
+                writes.append(Write(prefix + raw_key, None if value is None else encode(value)))
         return writes
 
 

@@ -180,7 +180,7 @@ def _merge_runner(
 ) -> PartitionedRunner:
     registry = ModelRegistry(settings.bootstrap_servers, topics.models.name)
     handler = MergeProcessor(
-        model_of=registry.get,
+        registered_model=registry.get,
         ingest_topic=topics.ingest.name,
         dead_letter_topic=topics.dead_letters.name,
         max_event_bytes=settings.max_event_bytes,

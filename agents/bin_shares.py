@@ -32,8 +32,10 @@ from driftline.topics.bin_partials import BIN_PARTIAL, BinPartial
 class BinShares:
     """Called by the merge processor with each batch's event changes."""
 
-    def __init__(self, model_of: Callable[[str], RegisteredModel | None], topic: str) -> None:
-        self._model_of = model_of
+    def __init__(
+        self, registered_model: Callable[[str], RegisteredModel | None], topic: str
+    ) -> None:
+        self._registered_model = registered_model
         self._topic = topic
         self._rules: dict[str, tuple[RegisteredModel, ContributionRules]] = {}
 
@@ -70,7 +72,7 @@ class BinShares:
 
     def rules(self, model: str) -> ContributionRules | None:
         """The model's contribution rules, rebuilt when its registration changes."""
-        registered = self._model_of(model)
+        registered = self._registered_model(model)
         if registered is None:
             return None
         cached = self._rules.get(model)

@@ -43,12 +43,12 @@ class BinTotalsProcessor:
 
     def __init__(
         self,
-        model_of: Callable[[str], RegisteredModel | None],
+        registered_model: Callable[[str], RegisteredModel | None],
         metrics_topic: str,
         emit_interval_s: float,
         dead_letter_topic: str,
     ) -> None:
-        self._model_of = model_of
+        self._registered_model = registered_model
         self._metrics_topic = metrics_topic
         self._dead_letter_topic = dead_letter_topic
         self._emissions: EmissionTimes[BinKey] = EmissionTimes(int(emit_interval_s * 1000))
@@ -98,7 +98,7 @@ class BinTotalsProcessor:
         if total is None:
             return Outgoing(self._metrics_topic, key, None)
         model, _ = bin_key
-        registered = self._model_of(model)
+        registered = self._registered_model(model)
         metrics = (
             None
             if registered is None

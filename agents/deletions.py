@@ -36,6 +36,7 @@ from driftline.state.deletions import (
 )
 from driftline.state.events import BatchMerge
 from driftline.state.hour_index import indexed_in_range
+from driftline.state.names import split_model_key
 from driftline.state.partition_tables import DELETED_PER_DAY, DELETIONS, DELETIONS_WAITING
 from driftline.state.tables import PartitionTransaction
 from driftline.topics.messages import deletion_key, encode_continue_deletion
@@ -144,7 +145,7 @@ class DeletionRequests:
         return step.record
 
     def _continuation(self, partition: int, model: str, deletion_id: str) -> Outgoing:
-        project_id, model_id = model.split("/", 1)
+        project_id, model_id = split_model_key(model)
         return Outgoing(
             self._ingest_topic,
             deletion_key(project_id, model_id),

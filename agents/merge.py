@@ -39,7 +39,7 @@ EXPIRIES_PER_TICK = 10_000
 class MergeProcessor:
     def __init__(
         self,
-        model_of: Callable[[str], RegisteredModel | None],
+        registered_model: Callable[[str], RegisteredModel | None],
         ingest_topic: str,
         dead_letter_topic: str,
         max_event_bytes: int,
@@ -50,9 +50,9 @@ class MergeProcessor:
         deletion_budget: DeletionBudget,
         ingest_partitions: int,
     ) -> None:
-        self._model_of = model_of
+        self._registered_model = registered_model
         self._deletions = DeletionRequests(ingest_topic, deletion_batch_size, deletion_budget)
-        self._partials = BinShares(model_of, bin_partials_topic)
+        self._partials = BinShares(registered_model, bin_partials_topic)
         self._ingest_topic = ingest_topic
         self._dead_letter_topic = dead_letter_topic
         self._max_event_bytes = max_event_bytes
@@ -116,7 +116,7 @@ class MergeProcessor:
     def _specs(self, models: Iterable[str]) -> dict[str, ModelSpec]:
         """The specs of the registered models among ``models``: one registry lookup per
         model a batch names, before the merge rules run (they never reach the registry)."""
-        found = {model: self._model_of(model) for model in models}
+        found = {model: self._registered_model(model) for model in models}
         return {model: registered.spec for model, registered in found.items() if registered}
 
     def _forwarded(self, message: Message, home: int) -> Outgoing:

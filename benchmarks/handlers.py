@@ -108,9 +108,9 @@ class NoDeletions:
 def run(events: int, partitions: int, batch: int, workdir: Path) -> None:
     tune_garbage_collector()  # as the worker's runners do
     registered = registered_model()
-    model_of = {MODEL: registered}.get
+    lookup = {MODEL: registered}.get
     merge = MergeProcessor(
-        model_of,
+        lookup,
         INGEST,
         DEAD,
         1_000_000,
@@ -123,7 +123,7 @@ def run(events: int, partitions: int, batch: int, workdir: Path) -> None:
     )
     apply = Timed(merge._partials.apply)
     merge._partials.apply = apply  # type: ignore[method-assign]
-    bins = BinTotalsProcessor(model_of, METRICS, 0.5, DEAD)
+    bins = BinTotalsProcessor(lookup, METRICS, 0.5, DEAD)
     batches = ingest_batches(events, partitions, batch)
     merge_stores = {p: PartitionStore(workdir / "merge" / str(p)) for p in range(partitions)}
     bins_store = PartitionStore(workdir / "bins" / "0")

@@ -13,6 +13,7 @@ from collections.abc import Iterator, Mapping
 
 from driftline.state.bins import HOUR_MS
 from driftline.state.events import StoredEvent
+from driftline.state.names import model_key
 from driftline.state.partition_tables import EVENTS, HOURS, HourKey, hour_prefix
 from driftline.state.tables import PartitionTransaction
 
@@ -51,8 +52,8 @@ def index_changes(
     """
     for key, after in current.items():
         before = previous.get(key)
-        model = key.split("/", 2)
-        model_name = f"{model[0]}/{model[1]}"
+        project_id, model_id, _ = key.split("/", 2)
+        model_name = model_key(project_id, model_id)
         old = None if before is None else index_key(model_name, before)
         new = None if after is None else index_key(model_name, after)
         if old == new:

@@ -12,6 +12,7 @@ from typing import Any
 
 from driftline.state import exact_json
 from driftline.state.bins import HOUR_MS, BinKey, Counters
+from driftline.state.names import split_model_key
 from driftline.state.tables import Codec
 
 # The JSON document of a bin, as the metrics topic, Redis and the API carry it.
@@ -27,7 +28,7 @@ def metrics_value(
 ) -> MetricsValue:
     """The whole bin; ``metrics`` None (its model is not known) leaves the field out."""
     model, hour = bin_key
-    project_id, model_id = model.split("/", 1)
+    project_id, model_id = split_model_key(model)
     value: MetricsValue = {
         "project_id": project_id,
         "model_id": model_id,

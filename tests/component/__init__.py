@@ -12,7 +12,7 @@ builds a processor; an integration test (``tests/integration``) runs worker proc
 the real broker and Redis. A component test is where a processor's own rules are pinned:
 what it decodes, which tables it reads and writes, what it emits, what it dead-letters.
 
-Shared helpers come from ``tests/support`` and ``tests/fakes.py``; fixtures from
+Shared helpers come from ``tests/support``; fixtures from
 ``tests/fixtures.py`` (loaded through ``pytest_plugins``). No test module imports
 another. ``make component`` runs this folder.
 """

@@ -88,7 +88,7 @@ class Partition:
     def __init__(self, path: Path, batch_size: int = 100_000, cap: int = 10**9) -> None:
         self.budget = MemoryBudget(cap)
         processor = MergeProcessor(
-            model_of={MODEL: REGISTERED}.get, ingest_topic=INGEST, dead_letter_topic="dlq",
+            registered_model={MODEL: REGISTERED}.get, ingest_topic=INGEST, dead_letter_topic="dlq",
             max_event_bytes=1 << 20, parked_updates_per_event=10, parked_update_timeout_s=60,
             bin_partials_topic="partials", deletion_batch_size=batch_size,
             deletion_budget=self.budget, ingest_partitions=1,

@@ -77,7 +77,7 @@ def registry() -> CountingRegistry:
 @pytest.fixture
 def driver(tmp_path: Path, registry: CountingRegistry) -> Iterator[ProcessorDriver]:
     processor = MergeProcessor(
-        model_of=registry, ingest_topic=INGEST, dead_letter_topic=DEAD,
+        registered_model=registry, ingest_topic=INGEST, dead_letter_topic=DEAD,
         max_event_bytes=1 << 20, parked_updates_per_event=3, parked_update_timeout_s=TIMEOUT_S,
         bin_partials_topic=PARTIALS, deletion_batch_size=10, deletion_budget=NoDeletions(),
         ingest_partitions=PARTITIONS,

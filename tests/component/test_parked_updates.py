@@ -58,7 +58,7 @@ class Partition:
 
     def __init__(self, path: Path) -> None:
         processor = MergeProcessor(
-            model_of={SPEC.key: RegisteredModel(SPEC)}.get, ingest_topic="ingest",
+            registered_model={SPEC.key: RegisteredModel(SPEC)}.get, ingest_topic="ingest",
             dead_letter_topic="dlq", max_event_bytes=1 << 20, parked_updates_per_event=100,
             parked_update_timeout_s=TIMEOUT_S, bin_partials_topic="partials",
             deletion_batch_size=10, deletion_budget=NoBudget(),

@@ -2,7 +2,7 @@
 among it, through SIGKILLs at random moments, a broker outage, a Redis kill and a Redis
 wipe. Afterwards, checked independently of the agents:
 
-- the stored events equal the plain-Python model (``tests.reference_model``);
+- the stored events equal the plain-Python model (``tests.support.reference_model``);
 - every bin in Redis equals the batch recomputation from the stored events;
 - every bad message is in the dead-letter topic exactly once, with its reason, and
   nothing else is;

@@ -27,8 +27,8 @@ from typing import Any
 
 from driftline.state.bins import HOUR_MS
 from driftline.topics.messages import encode_delete, encode_ingest, ingest_key
-from tests.reference_model import ReferenceEvents
 from tests.support.models import CHURN_SPEC, HOUR0
+from tests.support.reference_model import ReferenceEvents
 from tests.support.values import nested
 
 PROJECT, MODEL = "shop", "churn"

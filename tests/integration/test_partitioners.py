@@ -15,11 +15,11 @@ from driftline.settings import Settings
 from driftline.topics.catalog import Topics
 from driftline.topics.messages import encode_ingest, ingest_key
 from driftline.topics.partitioning import partition_for
-from tests.reference_model import ReferenceEvents
 from tests.support.deletions import send_id_deletion
 from tests.support.hourly_bins import assert_redis_equals_recomputation
 from tests.support.models import CHURN_BASELINE, CHURN_SPEC, HOUR0
 from tests.support.pipeline import stored_events, wait_for_lag_zero, worker_counters, worker_get
+from tests.support.reference_model import ReferenceEvents
 
 pytestmark = pytest.mark.integration
 

@@ -15,9 +15,9 @@ from driftline.topics.catalog import Topics
 from driftline.topics.dead_letters import read_dead_letters
 from driftline.topics.messages import encode_ingest, ingest_key
 from driftline.topics.producer import CheckedProducer
-from tests.reference_model import ReferenceEvents
 from tests.support.models import FRAUD_SPEC, T0
 from tests.support.pipeline import stored_events, wait_for_lag_zero, worker_counters, worker_get
+from tests.support.reference_model import ReferenceEvents
 
 pytestmark = pytest.mark.integration
 

@@ -18,9 +18,9 @@ from driftline.state.commands import event_key
 from driftline.topics.internal_routes import HEADER
 from driftline.topics.partitioning import partition_for
 from driftline.topics.waiting import wait_until
-from tests.reference_model import ReferenceEvents
 from tests.support.models import FRAUD_SPEC, T0
 from tests.support.pipeline import stored_events, wait_for_lag_zero
+from tests.support.reference_model import ReferenceEvents
 
 pytestmark = pytest.mark.integration
 

@@ -16,9 +16,9 @@ from driftline.topics.messages import encode_ingest, ingest_key
 from driftline.topics.producer import CheckedProducer
 from driftline.topics.progress import merge_progress
 from driftline.topics.waiting import wait_until
-from tests.reference_model import ReferenceEvents
 from tests.support.models import FRAUD_SPEC, T0
 from tests.support.pipeline import stored_events, wait_for_lag_zero, worker_counters
+from tests.support.reference_model import ReferenceEvents
 
 pytestmark = pytest.mark.integration
 

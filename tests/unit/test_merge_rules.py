@@ -17,8 +17,8 @@ from driftline.state.events import (
     expire_parked,
 )
 from driftline.state.spec import ModelSpec
-from tests.reference_model import ReferenceEvents
 from tests.support.event_tables import DictStore, merged
+from tests.support.reference_model import ReferenceEvents
 
 SPEC = ModelSpec(
     project_id="p",

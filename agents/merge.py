@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
 
 from confluent_kafka import Message
 
@@ -34,6 +35,16 @@ UNATTRIBUTED = "-"
 
 # Waiting updates a tick dead-letters at most; more wait for the next tick (a second).
 EXPIRIES_PER_TICK = 10_000
+
+
+@dataclass
+class _DecodedBatch:
+    commands: list[Command | DeletionCommand] = field(default_factory=list)
+    # Each message's value by its position in the batch (a command's ``ref``).
+    raw_values: list[bytes] = field(default_factory=list)
+    dead: list[DeadLetter] = field(default_factory=list)
+    forwarded: list[Outgoing] = field(default_factory=list)
+    forwarded_by_model: Counter[str] = field(default_factory=Counter)
 
 
 class MergeProcessor:
@@ -63,15 +74,41 @@ class MergeProcessor:
     def handle(
         self, partition: int, messages: Sequence[Message], tx: PartitionTransaction, now_ms: int
     ) -> list[Outgoing]:
-        commands: list[Command | DeletionCommand] = []
-        raw_values: list[bytes] = []
-        dead: list[DeadLetter] = []
-        forwarded: list[Outgoing] = []
-        forwarded_by_model: Counter[str] = Counter()
+        batch = self._decoded(partition, messages)
+        tables = parked.MergeTables(tx)
+        tables.prefetch(
+            list({event_key(c.model_key, c.event_id)
+                  for c in batch.commands if isinstance(c, Insert | Update | Delete)})
+        )  # fmt: skip
+        specs = self._specs({command.model_key for command in batch.commands})
+        merge = BatchMerge(tables, specs, self._parked_limit)
+        dead = batch.dead
+        continuations: list[Outgoing] = []
+        for command in batch.commands:
+            if isinstance(command, Insert | Update | Delete):
+                merge.apply(command, batch.raw_values[command.ref])
+            elif command.model_key not in specs:
+                reason = f"model {command.model_key!r} is not registered"
+                dead.append(DeadLetter.of(messages[command.ref], reason))
+            else:
+                continuations.extend(self._deletions.apply(partition, command, merge, tx, now_ms))
+        outcome = merge.outcome
+        dead.extend(DeadLetter.of(messages[r.ref], r.reason) for r in outcome.rejections)
+        reindex(tx, outcome.previous)
+        _count(tx, dead, outcome.dropped_fields, batch.forwarded_by_model)
+        version = messages[-1].offset() + 1
+        snapshots = self._partials.apply(partition, version, outcome.changes, tx)
+        letters = (self._outgoing(letter) for letter in dead)
+        return [*snapshots, *letters, *continuations, *batch.forwarded]
+
+    def _decoded(self, partition: int, messages: Sequence[Message]) -> _DecodedBatch:
+        """The batch sorted into commands to apply here, messages to forward to their key's
+        partition, and dead letters for what could not be read."""
+        batch = _DecodedBatch()
         homes = partitions_for([m.key() or b"" for m in messages], self._partitions)
         for ref, message in enumerate(messages):
             value = message.value()
-            raw_values.append(value or b"")
+            batch.raw_values.append(value or b"")
             decoded = decode_ingest(
                 message.key(),
                 value,
@@ -81,37 +118,14 @@ class MergeProcessor:
                 max_bytes=self._max_event_bytes,
             )
             if isinstance(decoded, str):
-                dead.append(DeadLetter.of(message, decoded))
+                batch.dead.append(DeadLetter.of(message, decoded))
             elif homes[ref] != partition and isinstance(decoded, Insert | Update | Delete):
                 # Another partitioner put it here: its event lives on its key's partition.
-                forwarded.append(self._forwarded(message, homes[ref]))
-                forwarded_by_model[decoded.model_key] += 1
+                batch.forwarded.append(self._forwarded(message, homes[ref]))
+                batch.forwarded_by_model[decoded.model_key] += 1
             else:
-                commands.append(decoded)
-        tables = parked.MergeTables(tx)
-        tables.prefetch(
-            list({event_key(c.model_key, c.event_id)
-                  for c in commands if isinstance(c, Insert | Update | Delete)})
-        )  # fmt: skip
-        specs = self._specs({command.model_key for command in commands})
-        merge = BatchMerge(tables, specs, self._parked_limit)
-        continuations: list[Outgoing] = []
-        for command in commands:
-            if isinstance(command, Insert | Update | Delete):
-                merge.apply(command, raw_values[command.ref])
-            elif command.model_key not in specs:
-                reason = f"model {command.model_key!r} is not registered"
-                dead.append(DeadLetter.of(messages[command.ref], reason))
-            else:
-                continuations.extend(self._deletions.apply(partition, command, merge, tx, now_ms))
-        outcome = merge.outcome
-        dead.extend(DeadLetter.of(messages[r.ref], r.reason) for r in outcome.rejections)
-        reindex(tx, outcome.previous)
-        _count(tx, dead, outcome.dropped_fields, forwarded_by_model)
-        version = messages[-1].offset() + 1
-        snapshots = self._partials.apply(partition, version, outcome.changes, tx)
-        letters = (self._outgoing(letter) for letter in dead)
-        return [*snapshots, *letters, *continuations, *forwarded]
+                batch.commands.append(decoded)
+        return batch
 
     def _specs(self, models: Iterable[str]) -> dict[str, ModelSpec]:
         """The specs of the registered models among ``models``: one registry lookup per

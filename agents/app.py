@@ -179,7 +179,7 @@ def _merge_runner(
     resources: StoreResources,
 ) -> PartitionedRunner:
     registry = ModelRegistry(settings.bootstrap_servers, topics.models.name)
-    handler = MergeProcessor(
+    processor = MergeProcessor(
         registered_model=registry.get,
         ingest_topic=topics.ingest.name,
         dead_letter_topic=topics.dead_letters.name,
@@ -206,7 +206,7 @@ def _merge_runner(
         input_clock=True,
         store_resources=resources,
     )
-    return PartitionedRunner(config, handler, on_assignment=on_assignment)
+    return PartitionedRunner(config, processor, on_assignment=on_assignment)
 
 
 def _bins_runner(
@@ -214,7 +214,7 @@ def _bins_runner(
 ) -> PartitionedRunner:
     # Its own registry reader: each runner thread owns the consumer it reads with.
     registry = ModelRegistry(settings.bootstrap_servers, topics.models.name)
-    handler = BinTotalsProcessor(
+    processor = BinTotalsProcessor(
         registry.get, topics.metrics.name, settings.emit_interval_s, topics.dead_letters.name
     )
     config = RunnerConfig(
@@ -232,4 +232,4 @@ def _bins_runner(
         session_timeout_ms=settings.session_timeout_ms,
         store_resources=resources,
     )
-    return PartitionedRunner(config, handler)
+    return PartitionedRunner(config, processor)

@@ -1,4 +1,4 @@
-"""The merge and bins handlers in-process, without Kafka: their CPU cost per event.
+"""The merge and bin-totals processors in-process, without Kafka: their CPU cost per event.
 
     python benchmarks/handlers.py [--events 200000] [--partitions 8] [--batch 1000]
 

@@ -26,7 +26,7 @@ import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import Any, TypeVar
+from typing import Any, Final, Literal, TypeVar
 
 from driftline.state.baseline import ColumnProfile
 from driftline.state.names import name_problem
@@ -37,7 +37,9 @@ from driftline.state.wording import shown
 _E = TypeVar("_E", bound=StrEnum)
 
 RULE_ID_PATTERN = re.compile(r"[A-Za-z0-9_.-]{1,64}")
-ALL_COLUMNS = "all"
+ALL_COLUMNS: Final = "all"
+# What a rule watches: None (a model-level metric), "all" monitored columns, or a list.
+Columns = Literal["all"] | tuple[str, ...] | None
 # Look-backs a relative_to_past rule may take, per bin size: an hour, a day, a week back.
 LOOK_BACKS = {Period.HOUR: (1, 24, 168), Period.DAY: (1,), Period.WEEK: (1,)}
 
@@ -208,8 +210,7 @@ class AlertRule:
     project_id: str
     model_id: str
     metric: str
-    # None for a model-level metric; "all" or a tuple of column names for a column one.
-    columns: str | tuple[str, ...] | None
+    columns: Columns
     comparison: Comparison
     direction: Direction
     critical: float
@@ -340,7 +341,7 @@ def _metric(value: Any, spec: ModelSpec) -> MetricDefinition:
     return metric
 
 
-def _columns(value: Any, metric: MetricDefinition, spec: ModelSpec) -> str | tuple[str, ...] | None:
+def _columns(value: Any, metric: MetricDefinition, spec: ModelSpec) -> Columns:
     if metric.level is Level.MODEL:
         if value is not None:
             raise InvalidAlertRuleError(

@@ -12,7 +12,7 @@ Routes (the OpenAPI document ``api/openapi.yaml`` describes each):
 - ``GET /v1/events``: slices by time range and/or ids, JSON or CSV
 - ``POST /v1/events/lookup``: the slice by ids, the ids (up to 10,000) in a JSON body
 - ``POST /v1/events`` / ``PATCH /v1/events``: insert / update events in batches
-- ``GET /v1/metrics``: hourly bins
+- ``GET /v1/metrics``: hourly bins, or day and week bins summed from them
 - ``POST /v1/models``, ``GET /v1/models/{project_id}/{model_id}``: registration (``api.models``)
 - ``GET /v1/events/{project_id}/{model_id}/{event_id}``, ``GET /v1/models/{project_id}/
   {model_id}/counters`` and ``/dead-letters``, ``GET /v1/dead-letters``, ``GET /v1/status``:
@@ -58,12 +58,14 @@ from driftline.api import reads
 from driftline.api.auth import Principal, TokenStore
 from driftline.api.deletions import deletion_messages, deletion_record
 from driftline.api.lookups import parse_lookup
+from driftline.api.periods import hours_of_periods, period_bins
 from driftline.api.protocol import protocol_error
 from driftline.api.rate_limit import DeleteRateLimit
 from driftline.api.requests import (
     METRICS_PARAMETERS,
     SLICE_PARAMETERS,
     Cursor,
+    MetricsQuery,
     RequestError,
     SliceQuery,
     content_type_problem,
@@ -83,6 +85,8 @@ from driftline.api.responses import csv_columns, deletion_status, public_row, to
 from driftline.api.workers import Workers, WorkerUnavailableError
 from driftline.state import exact_json
 from driftline.state.names import model_key
+from driftline.state.periods import Period
+from driftline.state.registered import RegisteredModel
 from driftline.state.spec import ModelSpec
 from driftline.state.wording import shown
 from driftline.topics.admin import ensure_topics
@@ -666,25 +670,45 @@ async def _publish(request: web.Request, update: bool) -> web.Response:
 @takes_query(*METRICS_PARAMETERS)
 async def get_metrics(request: web.Request) -> web.Response:
     services = request.app[SERVICES]
-    project_id, model_id, start, end = parse_metrics(request.query.items())
-    _check_scope(request, project_id)
-    await _spec(services, project_id, model_id)
-    bins = await asyncio.to_thread(
-        services.bins.read_range, model_key(project_id, model_id), start, end
-    )
-    return json_response({"project_id": project_id, "model_id": model_id, "bins": bins})
+    query = parse_metrics(request.query.items())
+    _check_scope(request, query.project_id)
+    registered = await _registered(services, query.project_id, query.model_id)
+    if query.period is Period.HOUR:
+        bins = await asyncio.to_thread(
+            services.bins.read_range, registered.key, query.start, query.end
+        )
+    else:
+        bins = await _period_bins(services, registered, query)
+    body = {"project_id": query.project_id, "model_id": query.model_id, "bins": bins}
+    return json_response(body)
+
+
+async def _period_bins(
+    services: Services, registered: RegisteredModel, query: MetricsQuery
+) -> list[dict[str, Any]]:
+    """The day or week bins the query selects, summed from their hour bins."""
+    hours = hours_of_periods(query.start, query.end, query.period)
+    if hours is None:
+        return []
+    hour_bins = await asyncio.to_thread(services.bins.read_range, registered.key, *hours)
+    return period_bins(registered, hour_bins, query.period)
 
 
 # --- helpers ---------------------------------------------------------------------------------
 
 
 async def _spec(services: Services, project_id: str, model_id: str) -> ModelSpec:
-    spec = await asyncio.to_thread(services.registry.spec, model_key(project_id, model_id))
-    if spec is None:
+    return (await _registered(services, project_id, model_id)).spec
+
+
+async def _registered(services: Services, project_id: str, model_id: str) -> RegisteredModel:
+    """The model's spec and baseline as registered; 404 when it is not."""
+    model = await asyncio.to_thread(services.registry.get, model_key(project_id, model_id))
+    if model is None:
         raise RequestError(
             404, f"model {project_id}/{model_id} is not registered; register it first"
         )
-    return spec
+    return model
 
 
 async def _produce(services: Services, messages: list[tuple[bytes, bytes, int]]) -> None:

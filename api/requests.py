@@ -22,6 +22,7 @@ from driftline.state.commands import event_id_of
 from driftline.state.events import dropped_insert_fields, dropped_update_fields
 from driftline.state.instants import epoch_ms_problem
 from driftline.state.names import name_problem
+from driftline.state.periods import Period
 from driftline.state.spec import ModelSpec
 from driftline.state.tabular import InvalidEventError, OutgoingEvent, outgoing_event
 from driftline.state.wording import shown
@@ -410,7 +411,7 @@ def publish_answer(
 SLICE_PARAMETERS = frozenset(
     {"project_id", "model_id", "start_time", "end_time", "event_id", "format", "limit", "cursor"}
 )
-METRICS_PARAMETERS = frozenset({"project_id", "model_id", "start", "end"})
+METRICS_PARAMETERS = frozenset({"project_id", "model_id", "start", "end", "bin"})
 _FOREIGN_CURSOR = (
     "'cursor' belongs to another query: a cursor goes on with the query that gave it (the "
     "same project_id, model_id, start_time, end_time and event_id values; only limit and "
@@ -506,15 +507,38 @@ def parse_slice(items: Iterable[tuple[str, str]]) -> SliceQuery:
     return SliceQuery(project_id, model_id, time_range, event_ids, fmt, limit, cursor)
 
 
-def parse_metrics(items: Iterable[tuple[str, str]]) -> tuple[str, str, int, int]:
-    """``GET /v1/metrics``: project_id, model_id, start, end (any form of ``state.instants``)."""
+@dataclass(frozen=True, slots=True)
+class MetricsQuery:
+    """``GET /v1/metrics``: the model, the range ``[start, end)`` in UTC ms, the bin size."""
+
+    project_id: str
+    model_id: str
+    start: int
+    end: int
+    period: Period = Period.HOUR
+
+
+def parse_metrics(items: Iterable[tuple[str, str]]) -> MetricsQuery:
+    """``GET /v1/metrics``: start and end in any form of ``state.instants``; ``bin`` one of
+    the periods (hour when left out, the bins this route always served)."""
     query, _ = query_values(items, METRICS_PARAMETERS)
     project_id, model_id = model_name(query, "project_id"), model_name(query, "model_id")
     start = parse_instant(query.get("start"), "start")
     end = parse_instant(query.get("end"), "end")
     if start >= end:
         raise bad_request("start must be before end")
-    return project_id, model_id, start, end
+    return MetricsQuery(project_id, model_id, start, end, parse_period(query.get("bin")))
+
+
+def parse_period(raw: str | None) -> Period:
+    """A bin size by its name; hour when not given."""
+    if raw is None:
+        return Period.HOUR
+    try:
+        return Period(raw)
+    except ValueError:
+        allowed = ", ".join(period.value for period in Period)
+        raise bad_request(f"'bin' must be one of {allowed}; got {shown(raw)}") from None
 
 
 def parse_instant(raw: str | None, name: str) -> int:

@@ -14,6 +14,7 @@ import orjson
 from driftline.settings import Settings
 from driftline.state import exact_json
 from driftline.state.names import split_model_key
+from driftline.state.periods import Period
 
 
 @click.group()
@@ -285,16 +286,19 @@ def show(settings: Settings, project_id: str, model_id: str, event_id: str) -> N
 @main.command()
 @click.argument("model")
 @click.option("--start", required=True, help="UTC ms, ISO 8601 with a zone or "
-              "'YYYY-MM-DD HH:MM:SS' (UTC); bins whose hour starts at or after it.")  # fmt: skip
+              "'YYYY-MM-DD HH:MM:SS' (UTC); bins that start at or after it.")  # fmt: skip
 @click.option("--end", required=True, help="... and before this, in the same forms.")
+@click.option("--bin", "period", type=click.Choice([p.value for p in Period]), default="hour",
+              show_default=True, help="Bin size: a day starts at 00:00 UTC, a week on "
+              "Monday 00:00 UTC; the bins whose start lies in the range, whole.")  # fmt: skip
 @click.pass_obj
-def metrics(settings: Settings, model: str, start: str, end: str) -> None:
-    """Print the hourly bins of MODEL (project_id/model_id) between START and END."""
+def metrics(settings: Settings, model: str, start: str, end: str, period: str) -> None:
+    """Print the hour, day or week bins of MODEL (project_id/model_id) between START and END."""
     from driftline.client import Driftline
 
     project_id, model_id = _model_argument(model)
     with Driftline(settings) as client:
-        bins = _or_exit(lambda: client.get_metrics(project_id, model_id, start, end))
+        bins = _or_exit(lambda: client.get_metrics(project_id, model_id, start, end, period))
     click.echo(exact_json.dumps(bins, option=orjson.OPT_INDENT_2).decode())
 
 

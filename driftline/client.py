@@ -347,11 +347,18 @@ class Driftline:
             raise
 
     def get_metrics(
-        self, project_id: str, model_id: str, start: int | str, end: int | str
+        self,
+        project_id: str,
+        model_id: str,
+        start: int | str,
+        end: int | str,
+        bin: str = "hour",
     ) -> list[dict[str, Any]]:
-        """The model's hourly bins whose hour starts in [start, end) (UTC ms or ISO-8601
-        with a zone), oldest first, through the API."""
-        query = {"project_id": project_id, "model_id": model_id, "start": start, "end": end}
+        """The model's bins whose start lies in [start, end) (UTC ms or ISO-8601 with a
+        zone), oldest first, through the API. ``bin``: hour, day (00:00 UTC) or week
+        (Monday 00:00 UTC); a day or week bin sums its hours' counts, whole."""
+        query = {"project_id": project_id, "model_id": model_id, "start": start, "end": end,
+                 "bin": bin}  # fmt: skip
         answer = self._api("GET", "/v1/metrics?" + urllib.parse.urlencode(query))
         bins: list[dict[str, Any]] = answer["bins"]
         return bins

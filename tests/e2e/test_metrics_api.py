@@ -16,14 +16,7 @@ from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
 import pytest
-from sklearn.metrics import (
-    accuracy_score,
-    f1_score,
-    log_loss,
-    precision_score,
-    recall_score,
-    roc_auc_score,
-)
+from sklearn.metrics import roc_auc_score
 
 from driftline.settings import Settings
 from driftline.stack.api import ApiProcess
@@ -41,10 +34,9 @@ from tests.support.api import (
 )
 from tests.support.hourly_bins import bins_in_redis
 from tests.support.models import HOUR0
+from tests.support.sklearn_metrics import expected_performance
 
 pytestmark = [pytest.mark.integration, pytest.mark.e2e]
-
-THRESHOLD = 0.5  # the test model's (CHURN_SPEC leaves the default)
 
 
 def iso(millis: int, zone: timezone = UTC) -> str:
@@ -84,25 +76,6 @@ SCORES = {
 LABELS = {0: [1] * 12, 1: [0] * 10, 2: [0, 0, 1, 1, 1, 0, 1, 0]}
 ABSENT = {0: {"false_positive_rate", "auc"}, 1: {"precision", "recall", "f1", "auc"}, 2: set()}
 EVERY = {"accuracy", "precision", "recall", "f1", "false_positive_rate", "auc", "log_loss"}
-
-
-def expected_performance(scores: list[float], labels: list[int]) -> dict[str, float]:
-    """scikit-learn on the bin's rows, for the metrics whose denominator is not zero."""
-    predicted = [int(s >= THRESHOLD) for s in scores]
-    negatives = [p for p, y in zip(predicted, labels, strict=True) if y == 0]
-    expected = {
-        "accuracy": accuracy_score(labels, predicted),
-        "log_loss": log_loss(labels, scores, labels=[0, 1]),
-    }
-    if any(predicted):
-        expected["precision"] = precision_score(labels, predicted)
-    if any(labels):
-        expected["recall"] = recall_score(labels, predicted)
-    if any(predicted) or any(labels):
-        expected["f1"] = f1_score(labels, predicted)
-    if negatives:
-        expected["false_positive_rate"] = sum(negatives) / len(negatives)
-    return expected
 
 
 def test_metrics_without_a_denominator_are_absent_and_the_rest_match_sklearn(

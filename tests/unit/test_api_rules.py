@@ -12,6 +12,7 @@ import pytest
 
 from driftline.api.requests import (
     Cursor,
+    MetricsQuery,
     RequestError,
     check_row,
     content_type_problem,
@@ -28,6 +29,7 @@ from driftline.api.requests import (
 )
 from driftline.state.commands import MAX_VALUE_DEPTH, Insert
 from driftline.state.events import dropped_insert_fields
+from driftline.state.periods import Period
 from driftline.state.spec import ModelSpec
 from driftline.state.tabular import InvalidEventError, outgoing_event
 from driftline.state.wording import shown
@@ -187,7 +189,7 @@ def test_a_handler_declares_its_query_parameters_and_takes_none_otherwise() -> N
 
 def test_metrics_refuse_unknown_query_parameters() -> None:
     items = [*MODEL, ("start", "0"), ("end", "1")]
-    assert parse_metrics(items) == ("shop", "fraud", 0, 1)
+    assert parse_metrics(items) == MetricsQuery("shop", "fraud", 0, 1, Period.HOUR)
     message = refused(parse_metrics, [*items, ("strat", "5")])
     assert "unknown query parameter(s) 'strat'" in message
     assert "'end' is given twice" in refused(parse_metrics, [*items, ("end", "2")])

@@ -41,6 +41,7 @@ from driftline.topics.alert_rules import (
     AlertRuleConflictError,
     create_rule,
     publish_rule,
+    rule_key,
     withdraw_rule,
 )
 from driftline.topics.producer import DeliveryError
@@ -111,7 +112,7 @@ async def get_rule(request: web.Request) -> web.Response:
     project_id, model_id, rule_id = _path_names(request)
     _check_scope(request, project_id)
     await _spec(services, project_id, model_id)
-    return json_response(masked(await _existing(services, f"{project_id}/{model_id}/{rule_id}")))
+    return json_response(masked(await _existing(services, rule_key(project_id, model_id, rule_id))))
 
 
 async def delete_rule(request: web.Request) -> web.Response:
@@ -120,7 +121,7 @@ async def delete_rule(request: web.Request) -> web.Response:
     project_id, model_id, rule_id = _path_names(request)
     _check_scope(request, project_id)
     await _spec(services, project_id, model_id)
-    key = f"{project_id}/{model_id}/{rule_id}"
+    key = rule_key(project_id, model_id, rule_id)
     await _existing(services, key)
     try:
         async with services.produce_lock:

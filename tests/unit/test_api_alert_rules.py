@@ -20,7 +20,7 @@ from driftline.api.alert_rules import (
 from driftline.api.requests import RequestError
 from driftline.state.alert_rules import AlertRule
 from driftline.state.spec import ModelSpec
-from driftline.topics.alert_rules import ALERT_RULE, AlertRuleIndex
+from driftline.topics.alert_rules import ALERT_RULE, AlertRuleIndex, rule_key
 from tests.support.alert_rules import WEBHOOK_SECRET, drift_rule
 from tests.support.models import CHURN_SPEC
 
@@ -144,3 +144,7 @@ def test_the_index_lists_a_model_s_rules_by_id_and_forgets_tombstoned_ones() -> 
     assert [r["rule_id"] for r in index.of_model("shop", "churn")] == ["b"]
     assert index.get("shop/churn/a") is None
     assert index.get("shop/churn2/a") == drift_rule(rule_id="a", model_id="churn2")
+
+
+def test_a_rule_s_key_from_its_names_is_the_rule_s_own() -> None:
+    assert rule_key("shop", "churn", "drift-age") == parse_rule(drift_rule(), SPEC).key

@@ -26,7 +26,7 @@ import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import Any, TypeVar
+from typing import Any, Final, Literal, TypeVar
 
 from driftline.state.baseline import ColumnProfile
 from driftline.state.names import name_problem
@@ -37,7 +37,9 @@ from driftline.state.wording import shown
 _E = TypeVar("_E", bound=StrEnum)
 
 RULE_ID_PATTERN = re.compile(r"[A-Za-z0-9_.-]{1,64}")
-ALL_COLUMNS = "all"
+ALL_COLUMNS: Final = "all"
+# What a rule watches: None (a model-level metric), "all" monitored columns, or a list.
+Columns = Literal["all"] | tuple[str, ...] | None
 # Look-backs a relative_to_past rule may take, per bin size: an hour, a day, a week back.
 LOOK_BACKS = {Period.HOUR: (1, 24, 168), Period.DAY: (1,), Period.WEEK: (1,)}
 
@@ -71,88 +73,90 @@ class ChannelType(StrEnum):
 
 
 ALL_TASKS = frozenset(Task)
-BINARY = frozenset({Task.BINARY_CLASSIFICATION})
-MULTICLASS = frozenset({Task.MULTICLASS_CLASSIFICATION})
-CLASSIFICATION = BINARY | MULTICLASS
-REGRESSION = frozenset({Task.REGRESSION})
+_BINARY = frozenset({Task.BINARY_CLASSIFICATION})
+_MULTICLASS = frozenset({Task.MULTICLASS_CLASSIFICATION})
+_CLASSIFICATION = _BINARY | _MULTICLASS
+_REGRESSION = frozenset({Task.REGRESSION})
 
 
-def _baseline_rate(
-    count: Callable[[ColumnProfile], int],
-) -> Callable[[ColumnProfile], float | None]:
-    """A rate over the baseline's rows; None for an empty baseline column."""
-    return lambda profile: count(profile) / profile.rows if profile.rows else None
+COLUMN_SLOT = "<column>"
 
 
 @dataclass(frozen=True, slots=True)
 class MetricDefinition:
     """One metric a rule can watch, and where an emitted bin's ``metrics`` holds it.
 
-    Model level: ``metrics[section][key]``; column level: ``metrics[section][column][key]``.
-    ``over_events`` divides that by the bin's events (a rate, or a share). ``baseline``
-    gives the baseline's value of the metric for a column, if it has one.
+    ``where`` is the path in the bin's ``metrics`` document, ``<column>`` standing for the
+    column of a per-column metric: ``integrity.<column>.missing``. ``over_events`` divides
+    the value there by the bin's events (a rate, or a share). ``baseline`` gives the
+    metric's value in a column's baseline profile, for the metrics that have one.
     """
 
     name: str
-    level: Level
-    section: str
-    key: str
+    where: str
     over_events: bool = False
     tasks: frozenset[Task] = ALL_TASKS
     baseline: Callable[[ColumnProfile], float | None] | None = None
+
+    @property
+    def level(self) -> Level:
+        return Level.COLUMN if COLUMN_SLOT in self.where else Level.MODEL
+
+    @property
+    def section(self) -> str:
+        """The part of ``metrics`` that holds it: traffic, integrity, drift, performance."""
+        return self.where.split(".")[0]
+
+    @property
+    def key(self) -> str:
+        """Its name in the section (or in the column's part of it)."""
+        return self.where.rsplit(".", 1)[1]
 
     @property
     def performance(self) -> bool:
         return self.section == "performance"
 
 
-def _traffic(name: str, key: str | None = None, over_events: bool = False) -> MetricDefinition:
-    return MetricDefinition(name, Level.MODEL, "traffic", key or name, over_events)
+def _baseline_rate(
+    count: Callable[[ColumnProfile], int],
+) -> Callable[[ColumnProfile], float | None]:
+    """A rate over the baseline column's rows; None for a profile without rows."""
+    return lambda profile: count(profile) / profile.rows if profile.rows else None
 
 
-def _integrity(
-    key: str, baseline_count: Callable[[ColumnProfile], int] | None
-) -> list[MetricDefinition]:
-    """A count per column and its rate over the bin's events (with the baseline's rate)."""
-    rate_baseline = _baseline_rate(baseline_count) if baseline_count else None
-    return [
-        MetricDefinition(key, Level.COLUMN, "integrity", key),
-        MetricDefinition(
-            f"{key}_rate", Level.COLUMN, "integrity", key, True, ALL_TASKS, rate_baseline
-        ),
-    ]
-
-
-def _performance(name: str, tasks: frozenset[Task]) -> MetricDefinition:
-    return MetricDefinition(name, Level.MODEL, "performance", name, tasks=tasks)
-
-
+_M = MetricDefinition
+_NULLS = _baseline_rate(lambda profile: profile.nulls)
+_MISMATCHES = _baseline_rate(lambda profile: profile.mismatches)
+# Range violations have no baseline rate: the baseline's values define the range.
 _CATALOGUE = (
-    _traffic("events"),
-    _traffic("labelled"),
-    _traffic("labelled_share", "labelled", over_events=True),
-    _traffic("mean_ingest_delay_ms"),
-    *_integrity("missing", lambda profile: profile.nulls),
-    *_integrity("type_mismatch", lambda profile: profile.mismatches),
-    # Inside the baseline's range by construction: no baseline rate to compare with.
-    *_integrity("range_violation", None),
-    MetricDefinition("js_distance", Level.COLUMN, "drift", "js_distance"),
-    MetricDefinition("psi", Level.COLUMN, "drift", "psi"),
-    _performance("accuracy", CLASSIFICATION),
-    _performance("log_loss", CLASSIFICATION),
-    _performance("precision", BINARY),
-    _performance("recall", BINARY),
-    _performance("f1", BINARY),
-    _performance("false_positive_rate", BINARY),
-    _performance("auc", BINARY),
-    _performance("macro_f1", MULTICLASS),
-    _performance("weighted_f1", MULTICLASS),
-    _performance("mae", REGRESSION),
-    _performance("mse", REGRESSION),
-    _performance("rmse", REGRESSION),
-    _performance("mape", REGRESSION),
-    _performance("r2", REGRESSION),
-)
+    # name                    where in an emitted bin's metrics      rate of events, tasks
+    _M("events",               "traffic.events"),
+    _M("labelled",             "traffic.labelled"),
+    _M("labelled_share",       "traffic.labelled",                   True),
+    _M("mean_ingest_delay_ms", "traffic.mean_ingest_delay_ms"),
+    _M("missing",              "integrity.<column>.missing"),
+    _M("missing_rate",         "integrity.<column>.missing",         True, baseline=_NULLS),
+    _M("type_mismatch",        "integrity.<column>.type_mismatch"),
+    _M("type_mismatch_rate",   "integrity.<column>.type_mismatch",   True, baseline=_MISMATCHES),
+    _M("range_violation",      "integrity.<column>.range_violation"),
+    _M("range_violation_rate", "integrity.<column>.range_violation", True),
+    _M("js_distance",          "drift.<column>.js_distance"),
+    _M("psi",                  "drift.<column>.psi"),
+    _M("accuracy",             "performance.accuracy",               tasks=_CLASSIFICATION),
+    _M("log_loss",             "performance.log_loss",               tasks=_CLASSIFICATION),
+    _M("precision",            "performance.precision",              tasks=_BINARY),
+    _M("recall",               "performance.recall",                 tasks=_BINARY),
+    _M("f1",                   "performance.f1",                     tasks=_BINARY),
+    _M("false_positive_rate",  "performance.false_positive_rate",    tasks=_BINARY),
+    _M("auc",                  "performance.auc",                    tasks=_BINARY),
+    _M("macro_f1",             "performance.macro_f1",               tasks=_MULTICLASS),
+    _M("weighted_f1",          "performance.weighted_f1",            tasks=_MULTICLASS),
+    _M("mae",                  "performance.mae",                    tasks=_REGRESSION),
+    _M("mse",                  "performance.mse",                    tasks=_REGRESSION),
+    _M("rmse",                 "performance.rmse",                   tasks=_REGRESSION),
+    _M("mape",                 "performance.mape",                   tasks=_REGRESSION),
+    _M("r2",                   "performance.r2",                     tasks=_REGRESSION),
+)  # fmt: skip
 # The metric catalogue: every metric a rule may name, by name.
 METRICS: Mapping[str, MetricDefinition] = {metric.name: metric for metric in _CATALOGUE}
 
@@ -206,8 +210,7 @@ class AlertRule:
     project_id: str
     model_id: str
     metric: str
-    # None for a model-level metric; "all" or a tuple of column names for a column one.
-    columns: str | tuple[str, ...] | None
+    columns: Columns
     comparison: Comparison
     direction: Direction
     critical: float
@@ -338,7 +341,7 @@ def _metric(value: Any, spec: ModelSpec) -> MetricDefinition:
     return metric
 
 
-def _columns(value: Any, metric: MetricDefinition, spec: ModelSpec) -> str | tuple[str, ...] | None:
+def _columns(value: Any, metric: MetricDefinition, spec: ModelSpec) -> Columns:
     if metric.level is Level.MODEL:
         if value is not None:
             raise InvalidAlertRuleError(

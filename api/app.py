@@ -14,6 +14,8 @@ Routes (the OpenAPI document ``api/openapi.yaml`` describes each):
 - ``POST /v1/events`` / ``PATCH /v1/events``: insert / update events in batches
 - ``GET /v1/metrics``: hourly bins, or day and week bins summed from them
 - ``POST /v1/models``, ``GET /v1/models/{project_id}/{model_id}``: registration (``api.models``)
+- ``POST /v1/alert-rules``, ``GET /v1/alert-rules`` and ``PUT``, ``GET``, ``DELETE
+  /v1/alert-rules/{project_id}/{model_id}/{rule_id}``: alert rules (``api.alert_rules``)
 - ``GET /v1/events/{project_id}/{model_id}/{event_id}``, ``GET /v1/models/{project_id}/
   {model_id}/counters`` and ``/dead-letters``, ``GET /v1/dead-letters``, ``GET /v1/status``:
   the reads of ``api.reads``
@@ -27,7 +29,8 @@ answer its model's rate-limit window.
 Redis serves the bins, the delete rate limit and the workers' locations (slices and
 deletion progress need them); while it is down those routes answer 503 with
 ``Retry-After`` and the others (publishing, health, an unknown deletion) go on.
-Deletion requests themselves live in Kafka (``topics.deletion_requests``).
+Deletion requests themselves live in Kafka (``topics.deletion_requests``), and so do
+alert rules (``topics.alert_rules``).
 """
 
 from __future__ import annotations
@@ -90,6 +93,7 @@ from driftline.state.registered import RegisteredModel
 from driftline.state.spec import ModelSpec
 from driftline.state.wording import shown
 from driftline.topics.admin import ensure_topics
+from driftline.topics.alert_rules import AlertRules
 from driftline.topics.catalog import Topics, TopicSettings
 from driftline.topics.deletion_requests import DeletionRequests, publish_request, withdraw_request
 from driftline.topics.messages import deletion_key, ingest_key
@@ -176,6 +180,7 @@ class Services:
     tokens: TokenStore
     rate_limit: DeleteRateLimit
     deletion_requests: DeletionRequests
+    alert_rules: AlertRules
     workers: Workers
     bins: RedisBins
     session: aiohttp.ClientSession
@@ -225,6 +230,7 @@ def create_app(settings: ApiSettings, internal_secret: str) -> web.Application:
 
     app.router.add_post("/v1/models", post_model)
     app.router.add_get("/v1/models/{project_id}/{model_id}", get_model, allow_head=False)
+    _add_alert_rule_routes(app)
     app.router.add_get("/v1/events/{project_id}/{model_id}/{event_id:.+}", reads.get_event,
                        allow_head=False, name="event")  # fmt: skip
     app.router.add_get("/v1/models/{project_id}/{model_id}/counters", reads.get_counters,
@@ -234,6 +240,18 @@ def create_app(settings: ApiSettings, internal_secret: str) -> web.Application:
     app.router.add_get("/v1/dead-letters", reads.get_all_dead_letters, allow_head=False)
     app.router.add_get("/v1/status", reads.get_status, allow_head=False, name="status")
     return app
+
+
+def _add_alert_rule_routes(app: web.Application) -> None:
+    # Imported here: api.alert_rules builds on this module's services and helpers.
+    from driftline.api import alert_rules
+
+    app.router.add_post("/v1/alert-rules", alert_rules.post_rule)
+    app.router.add_get("/v1/alert-rules", alert_rules.list_rules, allow_head=False)
+    one = "/v1/alert-rules/{project_id}/{model_id}/{rule_id}"
+    app.router.add_put(one, alert_rules.put_rule)
+    app.router.add_get(one, alert_rules.get_rule, allow_head=False)
+    app.router.add_delete(one, alert_rules.delete_rule)
 
 
 async def _services(app: web.Application) -> AsyncIterator[None]:
@@ -246,6 +264,9 @@ async def _services(app: web.Application) -> AsyncIterator[None]:
     )
     deletion_requests = await asyncio.to_thread(
         DeletionRequests, settings.bootstrap_servers, topics.deletion_requests.name
+    )
+    alert_rules = await asyncio.to_thread(
+        AlertRules, settings.bootstrap_servers, topics.alert_rules.name
     )
     timeout = settings.api_redis_timeout_s
     sync_redis = redis.Redis.from_url(
@@ -276,6 +297,7 @@ async def _services(app: web.Application) -> AsyncIterator[None]:
             async_redis, prefix, settings.delete_requests_per_day, deletion_requests.count
         ),
         deletion_requests=deletion_requests,
+        alert_rules=alert_rules,
         workers=Workers(
             PartitionOwners(sync_redis, prefix, own_url=""), session, app[INTERNAL_SECRET]
         ),
@@ -291,6 +313,7 @@ async def _services(app: web.Application) -> AsyncIterator[None]:
     await asyncio.to_thread(services.producer.flush, 10.0)
     await asyncio.to_thread(registry.close)
     await asyncio.to_thread(deletion_requests.close)
+    await asyncio.to_thread(alert_rules.close)
 
 
 # --- middlewares -------------------------------------------------------------------------

@@ -360,6 +360,52 @@ def dead_letters(settings: Settings, model: str | None, limit: int) -> None:
         )
 
 
+@main.group("alert-rules")
+def alert_rules() -> None:
+    """Manage a model's alert rules through the API."""
+
+
+@alert_rules.command("list")
+@click.argument("model")
+@click.pass_obj
+def alert_rules_list(settings: Settings, model: str) -> None:
+    """Print MODEL's (project_id/model_id) alert rules as JSON, secrets shown as ***."""
+    from driftline.client import Driftline
+
+    project_id, model_id = _model_argument(model)
+    with Driftline(settings) as client:
+        rules = _or_exit(lambda: client.get_alert_rules(project_id, model_id))
+    click.echo(exact_json.dumps(rules, option=orjson.OPT_INDENT_2).decode())
+
+
+@alert_rules.command("create")
+@click.argument("rule_file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.pass_obj
+def alert_rules_create(settings: Settings, rule_file: Path) -> None:
+    """Create the alert rule of a JSON file (one rule object)."""
+    from driftline.client import Driftline
+
+    raw = json.loads(rule_file.read_text())
+    with Driftline(settings) as client:
+        rule = _or_exit(lambda: client.create_alert_rule(raw))
+    click.echo(f"alert rule {rule['project_id']}/{rule['model_id']}/{rule['rule_id']} created")
+
+
+@alert_rules.command("delete")
+@click.argument("rule")
+@click.pass_obj
+def alert_rules_delete(settings: Settings, rule: str) -> None:
+    """Delete RULE (project_id/model_id/rule_id)."""
+    from driftline.client import Driftline
+
+    if rule.count("/") != 2:
+        raise click.UsageError("RULE is project_id/model_id/rule_id")
+    project_id, model_id, rule_id = rule.split("/")
+    with Driftline(settings) as client:
+        _or_exit(lambda: client.delete_alert_rule(project_id, model_id, rule_id))
+    click.echo(f"alert rule {rule} deleted")
+
+
 @main.command()
 @click.option("--events", default=2000, show_default=True, help="Events the demo model serves.")
 @click.option("--label-delay", default=3.0, show_default=True, help="Seconds before labels come.")

@@ -408,6 +408,33 @@ class Driftline:
             time.sleep(interval)
             interval = min(1.0, interval * 1.5)
 
+    # --- alert rules ----------------------------------------------------------------
+
+    def create_alert_rule(self, rule: Mapping[str, Any]) -> dict[str, Any]:
+        """Create an alert rule (the JSON shape of ``state.alert_rules``) through the API;
+        the stored rule comes back, its channel secrets shown as ``***``. The identical
+        rule again is accepted; a different one under the same id raises ``ApiError``
+        (409: replace it with ``replace_alert_rule``)."""
+        return self._api("POST", "/v1/alert-rules", dict(rule))
+
+    def replace_alert_rule(self, rule: Mapping[str, Any]) -> dict[str, Any]:
+        """Replace the existing rule that ``rule`` names (its project_id, model_id and
+        rule_id) with ``rule``, secrets included."""
+        names = (rule.get("project_id"), rule.get("model_id"), rule.get("rule_id"))
+        path = "/v1/alert-rules/" + "/".join(_segment(str(name)) for name in names)
+        return self._api("PUT", path, dict(rule))
+
+    def get_alert_rules(self, project_id: str, model_id: str) -> list[dict[str, Any]]:
+        """The model's alert rules, by rule id, their channel secrets shown as ``***``."""
+        query = urllib.parse.urlencode({"project_id": project_id, "model_id": model_id})
+        rules: list[dict[str, Any]] = self._api("GET", f"/v1/alert-rules?{query}")["rules"]
+        return rules
+
+    def delete_alert_rule(self, project_id: str, model_id: str, rule_id: str) -> None:
+        """Delete the rule; ``ApiError`` (404) if the model has no such rule."""
+        names = (project_id, model_id, rule_id)
+        self._api("DELETE", "/v1/alert-rules/" + "/".join(_segment(name) for name in names))
+
     def close(self) -> None:
         self._producer.flush()
         if self._registry is not None:
@@ -434,7 +461,9 @@ class Driftline:
         request = urllib.request.Request(url, data=data, headers=headers, method=method)
         try:
             with urllib.request.urlopen(request, timeout=30) as response:
-                answer: dict[str, Any] = exact_json.loads(response.read())
+                raw = response.read()
+                # A 204 (a deletion) has no body.
+                answer: dict[str, Any] = exact_json.loads(raw) if raw else {}
                 return answer
         except urllib.error.HTTPError as error:
             raw = error.read()

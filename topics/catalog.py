@@ -14,6 +14,7 @@ from driftline.state.bins import BIN_KEY, BinKey
 from driftline.state.registered import RegisteredModel
 from driftline.state.tables import BYTES as RAW
 from driftline.state.tables import TEXT, Codec
+from driftline.topics.alert_rules import ALERT_RULE
 from driftline.topics.bin_partials import BIN_PARTIAL, BinPartial
 from driftline.topics.clients import DEAD_LETTER_MAX_BYTES, RECORD_OVERHEAD_BYTES
 from driftline.topics.deletion_requests import DELETION_REQUEST
@@ -100,6 +101,8 @@ class Topics:
     metrics: TopicSpec[BinKey, MetricsValue]
     # Delete requests the API accepted, keyed by deletion id; compacted, kept 30 days.
     deletion_requests: TopicSpec[str, dict[str, Any]]
+    # Alert rules keyed project/model/rule_id; compacted, read whole by the API.
+    alert_rules: TopicSpec[str, dict[str, Any]]
     # Faust app id and consumer group of the workers.
     app_id: str
 
@@ -156,6 +159,9 @@ class Topics:
                 key=TEXT,
                 value=DELETION_REQUEST,
             ),
+            alert_rules=TopicSpec(
+                f"{prefix}.alert-rules", 1, compacted, key=TEXT, value=ALERT_RULE
+            ),
             app_id=f"{prefix}-worker",
         )
 
@@ -184,4 +190,5 @@ class Topics:
             self.bins_changelog,
             self.metrics,
             self.deletion_requests,
+            self.alert_rules,
         )

@@ -1,12 +1,14 @@
 """The served OpenAPI document against the running API (a worker behind it, the real broker
 and Redis), with schemathesis: generated requests for every operation one by one, and a
 stateful run that follows the document's links from a publish to reading the published
-events back and deleting them, and from a delete request to its progress. No answer may
+events back and deleting them, from a delete request to its progress, and from a created
+alert rule to reading, replacing and deleting it. No answer may
 be a 5xx, and every answer must be one the document declares."""
 
 from __future__ import annotations
 
 import contextlib
+import uuid
 from collections import Counter
 from collections.abc import Callable
 from typing import Any
@@ -29,6 +31,7 @@ from schemathesis.specs.openapi.checks import (
 
 from driftline.settings import Settings
 from driftline.stack.api import ApiProcess
+from tests.support.alert_rules import drift_rule
 from tests.support.api import StartApi, register, token_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.e2e]
@@ -36,6 +39,32 @@ pytestmark = [pytest.mark.integration, pytest.mark.e2e]
 # The model the stateful run publishes to (registered by `register`), so that publishes
 # succeed and their links lead somewhere; the per-operation run names random models.
 PROJECT, MODEL = "shop", "churn"
+_ONE_RULE = "/v1/alert-rules/{project_id}/{model_id}/{rule_id}"
+# A chain's steps: each is reached by any of its (method, path, status) answers.
+Steps = dict[str, list[tuple[str, str, int]]]
+_RULES_PATHS = "^/v1/alert-rules"
+# The create -> read -> delete chains of the stateful run: the operations each takes, and
+# the steps that must each have led to an answer that means something.
+CHAINS: dict[str, tuple[Callable[[Any], Any], Steps]] = {
+    "events": (
+        lambda schema: schema.exclude(path_regex=_RULES_PATHS),
+        {
+            "publish": [("POST", "/v1/events", 200)],
+            "read back": [("GET", "/v1/events", 200)],
+            "delete": [("POST", "/v1/events/delete", 202), ("DELETE", "/v1/events", 202)],
+            # A deletion's progress is reachable only through the link from its request.
+            "deletion progress": [("GET", "/v1/deletions/{deletion_id}", 200)],
+        },
+    ),
+    "alert rules": (
+        lambda schema: schema.include(path_regex=_RULES_PATHS),
+        {
+            "rule created": [("POST", "/v1/alert-rules", 201)],
+            "rule read back": [("GET", _ONE_RULE, 200)],
+            "rule deleted": [("DELETE", _ONE_RULE, 204)],
+        },
+    ),
+}
 STATEFUL_CHECKS = [not_a_server_error, response_schema_conformance]
 OPERATION_CHECKS = [
     not_a_server_error,
@@ -60,7 +89,12 @@ def served_api(
 
 def pin_to_model(case: Any) -> None:
     """Name the registered model wherever a request names one, so that generated publishes
-    are accepted and the links from their answers are followed."""
+    are accepted and the links from their answers are followed. A created alert rule is a
+    valid one of that model (generated fields would almost never make one), under a new id,
+    so that its links to reading, replacing and deleting it are followed too."""
+    if case.method.upper() == "POST" and case.path == "/v1/alert-rules":
+        case.body = drift_rule(rule_id=f"rule-{uuid.uuid4().hex[:8]}")
+        return
     for part in (case.body, case.query):
         if isinstance(part, dict):
             if "project_id" in part:
@@ -69,15 +103,19 @@ def pin_to_model(case: Any) -> None:
                 part["model_id"] = MODEL
 
 
-def test_stateful_publish_read_delete_follows_the_links(
-    settings: Settings, start_worker: Callable[..., Any], start_api: StartApi
+@pytest.mark.parametrize("chain", CHAINS)
+def test_stateful_create_read_delete_follows_the_links(
+    chain: str, settings: Settings, start_worker: Callable[..., Any], start_api: StartApi
 ) -> None:
+    """One run per chain: a run over every operation would spend itself on the chain that
+    is easiest to start (a created rule) and leave the others unreached."""
     api, token = served_api(settings, start_worker, start_api)
-    schema = schemathesis.openapi.from_url(f"{api.url}/openapi.json")
+    operations, steps = CHAINS[chain]
+    schema = operations(schemathesis.openapi.from_url(f"{api.url}/openapi.json"))
     calls: Counter[tuple[str, str, int]] = Counter()
     failures: list[str] = []
 
-    class PublishReadDelete(schema.as_state_machine()):  # type: ignore[misc]
+    class CreateReadDelete(schema.as_state_machine()):  # type: ignore[misc]
         def before_call(self, case: Any) -> None:
             pin_to_model(case)
             # On the case itself: schemathesis drops the call's headers on some steps.
@@ -114,22 +152,16 @@ def test_stateful_publish_read_delete_follows_the_links(
         # differently the second time); schemathesis' own runner ends such a run as done
         # too. Every response until then was checked.
         with contextlib.suppress(Flaky):
-            run_state_machine_as_test(PublishReadDelete, settings=scenarios)
-        if not unreached(calls):
+            run_state_machine_as_test(CreateReadDelete, settings=scenarios)
+        if not unreached(calls, steps):
             break
     assert not failures, "\n\n".join(failures)
-    assert not unreached(calls), (unreached(calls), calls)
+    assert not unreached(calls, steps), (unreached(calls, steps), calls)
 
 
-def unreached(calls: Counter[tuple[str, str, int]]) -> list[str]:
-    """The steps of the create -> read -> delete chains no scenario has reached yet."""
-    reached = {
-        "publish": calls[("POST", "/v1/events", 200)],
-        "read back": calls[("GET", "/v1/events", 200)],
-        "delete": calls[("POST", "/v1/events/delete", 202)] + calls[("DELETE", "/v1/events", 202)],
-        "deletion progress": calls[("GET", "/v1/deletions/{deletion_id}", 200)],
-    }
-    return [step for step, count in reached.items() if count == 0]
+def unreached(calls: Counter[tuple[str, str, int]], steps: Steps) -> list[str]:
+    """The steps of a chain no scenario has reached yet."""
+    return [step for step, answers in steps.items() if not any(calls[a] for a in answers)]
 
 
 def described(case: Any, response: Any, failure: BaseException) -> str:

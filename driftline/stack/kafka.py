@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import base64
 import os
+import random
 import shutil
 import signal
 import socket
@@ -108,26 +109,56 @@ def kafka_libs(home: Path, version: str) -> Path:
     return libs
 
 
-def free_port() -> int:
+# Where listening ports are drawn from: below the kernel's range for outgoing connections.
+_LISTEN_PORTS_FROM = 10_000
+_EPHEMERAL_RANGE = Path("/proc/sys/net/ipv4/ip_local_port_range")
+
+
+def _ephemeral_start() -> int:
+    """The first port the kernel may give an outgoing connection (Linux: 32768)."""
+    try:
+        return int(_EPHEMERAL_RANGE.read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768
+
+
+def _bindable(port: int) -> bool:
     with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+        return True
+
+
+def free_ports(count: int) -> int:
+    """The first of ``count`` consecutive free ports, outside the kernel's range for
+    outgoing connections.
+
+    A port from that range (what binding port 0 gives) is free only until a client
+    socket takes it as its local port: a broker or Redis stopped for an outage test could
+    then not listen on its port again ("Address already in use", seen in CI with other
+    work running beside the tests). Below the range, only another server can take it.
+    """
+    stop = _ephemeral_start() - count
+    if stop <= _LISTEN_PORTS_FROM:
+        raise RuntimeError("the kernel's range for outgoing connections leaves no room below it")
+    draw = random.SystemRandom()
+    for _ in range(200):
+        port = draw.randrange(_LISTEN_PORTS_FROM, stop)
+        if all(_bindable(port + offset) for offset in range(count)):
+            return port
+    raise RuntimeError(f"found no {count} free consecutive ports on 127.0.0.1")
+
+
+def free_port() -> int:
+    return free_ports(1)
 
 
 def free_broker_port() -> int:
     """A free port whose next port is free too: the broker listens on it, its controller on
-    the next (``free_port`` alone let the controller collide with a client's socket)."""
-    for _ in range(100):
-        with socket.socket() as broker:
-            broker.bind(("127.0.0.1", 0))
-            port = int(broker.getsockname()[1])
-            with socket.socket() as controller:
-                try:
-                    controller.bind(("127.0.0.1", port + 1))
-                except OSError:
-                    continue
-                return port
-    raise RuntimeError("found no two free consecutive ports on 127.0.0.1")
+    the next."""
+    return free_ports(2)
 
 
 def port_answers(host: str, port: int) -> bool:

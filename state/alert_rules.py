@@ -26,15 +26,13 @@ import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import Any, Final, Literal, TypeVar
+from typing import Any, Final, Literal
 
 from driftline.state.baseline import ColumnProfile
 from driftline.state.names import name_problem
 from driftline.state.periods import Period
 from driftline.state.spec import ModelSpec, Task
-from driftline.state.wording import shown
-
-_E = TypeVar("_E", bound=StrEnum)
+from driftline.state.wording import E, enum_member, shown
 
 RULE_ID_PATTERN = re.compile(r"[A-Za-z0-9_.-]{1,64}")
 ALL_COLUMNS: Final = "all"
@@ -473,11 +471,5 @@ def _secret_text(value: Any, where: str) -> str:
     raise InvalidAlertRuleError(f"{where} must be a non-empty string; {got}")
 
 
-def _enum(kind: type[_E], value: Any, what: str) -> _E:
-    try:
-        return kind(value)
-    except ValueError:
-        allowed = ", ".join(member.value for member in kind)
-        raise InvalidAlertRuleError(
-            f"{what} must be one of {allowed}; got {shown(value)}"
-        ) from None
+def _enum(kind: type[E], value: Any, what: str) -> E:
+    return enum_member(kind, value, what, InvalidAlertRuleError)

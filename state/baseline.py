@@ -42,7 +42,7 @@ import numpy as np
 import pandas as pd
 
 from driftline.state.spec import ColumnType, InvalidSpecError, ModelSpec, Task
-from driftline.state.wording import shown
+from driftline.state.wording import enum_member, shown
 
 NUMERIC_BINS = 10
 # Inference: a text column is a category when it has at most this many distinct values
@@ -611,13 +611,7 @@ def _text(value: Any, what: str) -> str:
 
 
 def _kind(value: Any) -> ColumnType:
-    try:
-        return ColumnType(value)
-    except ValueError:
-        allowed = ", ".join(kind.value for kind in ColumnType)
-        raise InvalidSpecError(
-            f"column kind must be one of {allowed}; got {shown(value)}"
-        ) from None
+    return enum_member(ColumnType, value, "column kind", InvalidSpecError)
 
 
 def _number(value: Any, what: str) -> float:

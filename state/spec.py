@@ -10,12 +10,10 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from enum import StrEnum
-from typing import Any, TypeVar
+from typing import Any
 
 from driftline.state.names import model_key, name_problem
-from driftline.state.wording import shown
-
-_E = TypeVar("_E", bound=StrEnum)
+from driftline.state.wording import E, enum_member, shown
 
 
 class InvalidSpecError(ValueError):
@@ -194,9 +192,5 @@ def _column_types(raw: Any, roles: Mapping[str, tuple[str, ...]]) -> dict[str, C
     return types
 
 
-def _enum(kind: type[_E], value: Any, what: str) -> _E:
-    try:
-        return kind(value)
-    except ValueError:
-        allowed = ", ".join(member.value for member in kind)
-        raise InvalidSpecError(f"{what} must be one of {allowed}; got {shown(value)}") from None
+def _enum(kind: type[E], value: Any, what: str) -> E:
+    return enum_member(kind, value, what, InvalidSpecError)

@@ -10,11 +10,14 @@ message must not turn a 400 into a 500).
 from __future__ import annotations
 
 import json
-from typing import Any
+from enum import StrEnum
+from typing import Any, TypeVar
 
 import orjson
 
 SHOWN_CHARS = 80
+
+E = TypeVar("E", bound=StrEnum)
 
 
 def shown(value: Any, limit: int = SHOWN_CHARS) -> str:
@@ -26,6 +29,15 @@ def shown(value: Any, limit: int = SHOWN_CHARS) -> str:
     except TypeError:
         text = _described(value)
     return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def enum_member(kind: type[E], value: Any, what: str, error: type[Exception]) -> E:
+    """``value`` as a member of ``kind``, or ``error`` saying which values are allowed."""
+    try:
+        return kind(value)
+    except ValueError:
+        allowed = ", ".join(member.value for member in kind)
+        raise error(f"{what} must be one of {allowed}; got {shown(value)}") from None
 
 
 def _described(value: Any) -> str:

@@ -11,6 +11,7 @@ from typing import Any
 
 from driftline.client import Driftline
 from driftline.state.bins import HOUR_MS
+from driftline.state.spec import ModelSpec
 
 FRAUD_SPEC = {
     "project_id": "shop",
@@ -33,6 +34,9 @@ CHURN_SPEC = {
     "task": "binary_classification",
     "column_types": {"age": "int", "plan": "category", "score": "float"},
 }
+# The same model for pure tests: its columns, types and task (its metadata column is
+# neither monitored nor counted).
+CHURN_MODEL = ModelSpec.from_dict(CHURN_SPEC)
 HOUR0 = 490_000 * HOUR_MS  # an hour in 2025
 CHURN_BASELINE = [
     {"age": 18 + i % 60, "plan": ["free", "pro", "team"][i % 3], "score": (i % 100) / 100}

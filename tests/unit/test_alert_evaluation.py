@@ -25,16 +25,10 @@ from driftline.state.baseline import BaselineProfile, ColumnProfile
 from driftline.state.bins import HOUR_MS, Counters
 from driftline.state.metrics import bin_metrics
 from driftline.state.periods import Period
-from driftline.state.spec import ColumnType, ModelSpec
+from driftline.state.spec import ColumnType
+from tests.support.models import CHURN_MODEL
 
-SPEC = ModelSpec(
-    project_id="shop",
-    model_id="churn",
-    inputs=("age", "plan"),
-    outputs=("score",),
-    targets=("churned",),
-    column_types={"age": ColumnType.INT, "plan": ColumnType.CATEGORY, "score": ColumnType.FLOAT},
-)
+SPEC = CHURN_MODEL
 BASELINE = BaselineProfile(
     {
         "age": ColumnProfile("age", ColumnType.INT, edges=(30.0,), histogram=(60, 20),

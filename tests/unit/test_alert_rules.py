@@ -27,16 +27,10 @@ from driftline.state.bins import ContributionRules, Counters, add_into
 from driftline.state.events import StoredEvent
 from driftline.state.metrics import bin_metrics
 from driftline.state.periods import Period
-from driftline.state.spec import ColumnType, ModelSpec, Task
+from driftline.state.spec import ModelSpec, Task
+from tests.support.models import CHURN_MODEL
 
-BINARY = ModelSpec(
-    project_id="shop",
-    model_id="churn",
-    inputs=("age", "plan"),
-    outputs=("score",),
-    targets=("churned",),
-    column_types={"age": ColumnType.INT, "plan": ColumnType.CATEGORY, "score": ColumnType.FLOAT},
-)
+BINARY = CHURN_MODEL
 MULTICLASS = ModelSpec(
     project_id="shop",
     model_id="tier",

@@ -35,18 +35,12 @@ from driftline.state.events import StoredEvent
 from driftline.state.metrics import bin_metrics
 from driftline.state.periods import Period, period_counters, period_end_ms, period_start_hour
 from driftline.state.spec import ColumnType, ModelSpec, Task
+from tests.support.models import CHURN_MODEL
 
 EXACT = 1e-12
 START = datetime(2026, 11, 25, 17, tzinfo=UTC)  # a Wednesday: its weeks are cut on Monday
 DAYS = 16
-BINARY = ModelSpec(
-    project_id="shop",
-    model_id="churn",
-    inputs=("age", "plan"),
-    outputs=("score",),
-    targets=("churned",),
-    column_types={"age": ColumnType.INT, "plan": ColumnType.CATEGORY, "score": ColumnType.FLOAT},
-)
+BINARY = CHURN_MODEL
 REGRESSION = ModelSpec(
     project_id="shop",
     model_id="price",

@@ -41,10 +41,6 @@ class Write:
     value: bytes | None
 
 
-def table_write(table: str, key: bytes, value: bytes | None) -> Write:
-    return Write(store_key(table, key), value)
-
-
 @dataclass(frozen=True, slots=True)
 class Checkpoint:
     """Where a partition's state stands: the input it has consumed, and how many batches

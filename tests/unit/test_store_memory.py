@@ -7,15 +7,16 @@ from driftline.state.store import (
     Checkpoint,
     PartitionStore,
     StoreResources,
+    Write,
     default_resources,
-    table_write,
+    store_key,
 )
 
 
 def _fill(store: PartitionStore, megabytes: int, tag: bytes) -> None:
     value = b"x" * 1000
     for batch in range(megabytes):
-        writes = [table_write("t", tag + b"%d-%d" % (batch, i), value) for i in range(1024)]
+        writes = [Write(store_key("t", tag + b"%d-%d" % (batch, i)), value) for i in range(1024)]
         store.write(writes, Checkpoint(batch, batch))
 
 

@@ -95,12 +95,23 @@ def pin_to_model(case: Any) -> None:
     if case.method.upper() == "POST" and case.path == "/v1/alert-rules":
         case.body = drift_rule(rule_id=f"rule-{uuid.uuid4().hex[:8]}")
         return
+    if case.method.upper() == "GET" and case.path == "/v1/events" and case.query:
+        keep_only_ids(case.query)
     for part in (case.body, case.query):
         if isinstance(part, dict):
             if "project_id" in part:
                 part["project_id"] = PROJECT
             if "model_id" in part:
                 part["model_id"] = MODEL
+
+
+def keep_only_ids(query: dict[str, Any]) -> None:
+    """A read that names event ids (as the link from a publish does) reads those ids only:
+    a generated time range or cursor beside them is almost never a valid one, and the
+    read back would be a 400 every time the link is followed."""
+    if query.get("event_id"):
+        for name in ("start_time", "end_time", "cursor"):
+            query.pop(name, None)
 
 
 @pytest.mark.parametrize("chain", CHAINS)
@@ -155,6 +166,7 @@ def test_stateful_create_read_delete_follows_the_links(
             run_state_machine_as_test(CreateReadDelete, settings=scenarios)
         if not unreached(calls, steps):
             break
+    print("CALLS", {k: v for k, v in calls.items() if k[1] == "/v1/events"})
     assert not failures, "\n\n".join(failures)
     assert not unreached(calls, steps), (unreached(calls, steps), calls)
 

@@ -10,17 +10,21 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Generic, Protocol, TypeVar
 
+from driftline.state.alerts import Alert
 from driftline.state.bins import BIN_KEY, BinKey
 from driftline.state.registered import RegisteredModel
 from driftline.state.tables import BYTES as RAW
 from driftline.state.tables import TEXT, Codec
 from driftline.topics.alert_rules import ALERT_RULE
+from driftline.topics.alerts import ALERT
 from driftline.topics.bin_partials import BIN_PARTIAL, BinPartial
 from driftline.topics.clients import DEAD_LETTER_MAX_BYTES, RECORD_OVERHEAD_BYTES
 from driftline.topics.deletion_requests import DELETION_REQUEST
 from driftline.topics.deletion_requests import KEEP_MS as DELETION_REQUESTS_KEEP_MS
 from driftline.topics.metric_bins import METRICS_VALUE, MetricsValue
+from driftline.topics.model_bins import MODEL_BIN, ModelBin
 from driftline.topics.model_registry import MODEL_RECORD
+from driftline.topics.notification_dead_letters import NOTIFICATION_DEAD_LETTER
 
 K = TypeVar("K")
 V = TypeVar("V")
@@ -103,6 +107,15 @@ class Topics:
     deletion_requests: TopicSpec[str, dict[str, Any]]
     # Alert rules keyed project/model/rule_id; compacted, read whole by the API.
     alert_rules: TopicSpec[str, dict[str, Any]]
+    # Every changed bin again, keyed by model (``topics.model_bins``): the evaluator's input.
+    model_bins: TopicSpec[str, ModelBin]
+    # The evaluator's table writes; compacted.
+    alerts_changelog: TopicSpec[bytes, bytes]
+    # Every alert, whole (state and history), each time it changes; compacted.
+    alerts: TopicSpec[str, Alert]
+    # Notifications given up on after their retries, keyed by change id (JSON: the
+    # channel, the reason, the attempts; ``agents.notifier``).
+    notification_dead_letters: TopicSpec[str, dict[str, Any]]
     # Faust app id and consumer group of the workers.
     app_id: str
 
@@ -162,6 +175,23 @@ class Topics:
             alert_rules=TopicSpec(
                 f"{prefix}.alert-rules", 1, compacted, key=TEXT, value=ALERT_RULE
             ),
+            # Superseded within seconds, like the bin partials; the evaluator's changelog
+            # keeps what it read.
+            model_bins=TopicSpec(
+                f"{prefix}.model-bins",
+                settings.bins_partitions,
+                {"retention.ms": "86400000"},
+                key=TEXT,
+                value=MODEL_BIN,
+            ),
+            alerts_changelog=TopicSpec(
+                f"{prefix}.alerts-changelog", settings.bins_partitions, compacted
+            ),
+            # One partition: a few changes an hour, read whole by the API and the notifier.
+            alerts=TopicSpec(f"{prefix}.alerts", 1, compacted, key=TEXT, value=ALERT),
+            notification_dead_letters=TopicSpec(
+                f"{prefix}.notification-dead-letters", 1, key=TEXT, value=NOTIFICATION_DEAD_LETTER
+            ),
             app_id=f"{prefix}-worker",
         )
 
@@ -179,6 +209,16 @@ class Topics:
         return f"{self.app_id}-serving"
 
     @property
+    def alerts_group(self) -> str:
+        """Consumer group of the alert evaluator."""
+        return f"{self.app_id}-alerts"
+
+    @property
+    def notifier_group(self) -> str:
+        """Consumer group of the notifier (its committed offsets: changes delivered)."""
+        return f"{self.app_id}-notifier"
+
+    @property
     def owned(self) -> tuple[TopicSpec[Any, Any], ...]:
         """Every topic Driftline creates (Faust adds its own internal ones)."""
         return (
@@ -191,4 +231,8 @@ class Topics:
             self.metrics,
             self.deletion_requests,
             self.alert_rules,
+            self.model_bins,
+            self.alerts_changelog,
+            self.alerts,
+            self.notification_dead_letters,
         )

@@ -94,8 +94,14 @@ def evaluate(
 
 def evaluable_at(rule: AlertRule, bin_start_hour: int, now_ms: int) -> bool:
     """Whether the bin has ended, and the rule's evaluation delay passed, at ``now_ms``."""
-    due_ms = period_end_ms(bin_start_hour, rule.bin) + rule.evaluation_delay_hours * HOUR_MS
-    return due_ms <= now_ms
+    return due_ms(rule, bin_start_hour) <= now_ms
+
+
+def due_ms(rule: AlertRule, bin_start_hour: int) -> int:
+    """When the bin starting at ``bin_start_hour`` can be judged under ``rule``: its end
+    plus the rule's evaluation delay."""
+    delay_ms = round(rule.evaluation_delay_hours * HOUR_MS)
+    return period_end_ms(bin_start_hour, rule.bin) + delay_ms
 
 
 def metric_value(rule: AlertRule, column: str | None, metrics: Mapping[str, Any]) -> float | None:

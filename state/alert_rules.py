@@ -39,6 +39,8 @@ ALL_COLUMNS: Final = "all"
 # What a rule watches: None (a model-level metric), "all" monitored columns, or a list.
 Columns = Literal["all"] | tuple[str, ...] | None
 # Look-backs a relative_to_past rule may take, per bin size: an hour, a day, a week back.
+# The longest evaluation delay: a year (labels later than that are not waited for).
+MAX_DELAY_HOURS = 24 * 366
 LOOK_BACKS = {Period.HOUR: (1, 24, 168), Period.DAY: (1,), Period.WEEK: (1,)}
 
 
@@ -214,7 +216,7 @@ class AlertRule:
     critical: float
     warning: float | None
     bin: Period
-    evaluation_delay_hours: int = 0
+    evaluation_delay_hours: float = 0
     channels: tuple[Channel, ...] = ()
 
     @property
@@ -429,11 +431,18 @@ def _check_order(direction: Direction, critical: float, warning: float | None) -
         )
 
 
-def _delay(value: Any) -> int:
-    if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
+def _delay(value: Any) -> float:
+    """Hours, 0 or more; a fraction of an hour is taken too (90 minutes is 1.5)."""
+    if (
+        isinstance(value, int | float)
+        and not isinstance(value, bool)
+        and math.isfinite(value)
+        and 0 <= value <= MAX_DELAY_HOURS
+    ):
         return value
     raise InvalidAlertRuleError(
-        f"evaluation_delay_hours must be a whole number of hours, 0 or more; got {shown(value)}"
+        f"evaluation_delay_hours must be a number of hours from 0 to {MAX_DELAY_HOURS:,} "
+        f"(a fraction is taken); got {shown(value)}"
     )
 
 

@@ -172,10 +172,11 @@ def test_a_bin_not_given_is_not_evaluable() -> None:
         (Period.HOUR, 6, (HOUR + 7) * HOUR_MS),
         (Period.DAY, 2, (HOUR + 26) * HOUR_MS),
         (Period.WEEK, 0, (HOUR + 168) * HOUR_MS),
+        (Period.HOUR, 0.25, (HOUR + 1) * HOUR_MS + 15 * 60_000),
     ],
 )
 def test_evaluated_once_the_bin_ended_and_the_delay_passed(
-    period: Period, delay_hours: int, due_ms: int
+    period: Period, delay_hours: float, due_ms: int
 ) -> None:
     r = rule(bin=period.value, evaluation_delay_hours=delay_hours)
     bins = {HOUR: missing(10, 9)}  # HOUR is also a day's and a week's start below

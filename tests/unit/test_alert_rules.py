@@ -186,7 +186,9 @@ def _assembled(
         "critical": critical,
         "warning": warning,
         "bin": period.value,
-        "evaluation_delay_hours": data.draw(st.integers(0, 24 * 14)),
+        "evaluation_delay_hours": data.draw(
+            st.integers(0, 24 * 14) | st.floats(0, 24 * 14, allow_nan=False)
+        ),
         "channels": data.draw(st.lists(st.sampled_from(CHANNELS), max_size=3)),
     }
 
@@ -240,8 +242,10 @@ def test_to_dict_round_trips(raw: dict[str, Any]) -> None:
         ({"warning": "high"}, "warning must be a finite number"),
         ({"bin": "month"}, 'bin must be one of hour, day, week; got "month"'),
         ({"bin": ["hour"]}, "bin must be one of hour, day, week"),
-        ({"evaluation_delay_hours": -1}, "evaluation_delay_hours must be a whole number"),
-        ({"evaluation_delay_hours": 1.5}, "evaluation_delay_hours must be a whole number"),
+        ({"evaluation_delay_hours": -1}, "evaluation_delay_hours must be a number of hours"),
+        ({"evaluation_delay_hours": -0.5}, "evaluation_delay_hours must be a number of hours"),
+        ({"evaluation_delay_hours": True}, "evaluation_delay_hours must be a number of hours"),
+        ({"evaluation_delay_hours": 24 * 367}, "evaluation_delay_hours must be a number of hours"),
         ({"comparison": "absolute"}, 'comparison must be an object such as {"kind"'),
         ({"comparison": {"kind": "relative"}}, "comparison.kind must be one of absolute"),
         (

@@ -215,7 +215,11 @@ def _bins_runner(
     # Its own registry reader: each runner thread owns the consumer it reads with.
     registry = ModelRegistry(settings.bootstrap_servers, topics.models.name)
     processor = BinTotalsProcessor(
-        registry.get, topics.metrics.name, settings.emit_interval_s, topics.dead_letters.name
+        registry.get,
+        topics.metrics.name,
+        topics.model_bins.name,
+        settings.emit_interval_s,
+        topics.dead_letters.name,
     )
     config = RunnerConfig(
         name="bins",

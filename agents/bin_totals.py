@@ -3,9 +3,9 @@
 Input: bin-partials snapshots keyed by bin (``agents/bin_shares.py``). For each bin the
 processor keeps the newest snapshot of every ingest partition (an older or repeated one
 changes nothing) and emits the bin whole - counts, metrics and a version - to the
-compacted metrics topic, at most once per ``DRIFTLINE_EMIT_INTERVAL_S`` per bin, so a
-burst of changes gives few emissions: a bin changed within its interval is marked dirty
-and emitted by a later tick. A bin whose shares are all empty is emitted as a tombstone.
+compacted metrics topic (and, keyed by its model, to the alert evaluator's input), at
+most once per ``DRIFTLINE_EMIT_INTERVAL_S`` per bin, so a burst of changes gives few
+emissions: a bin changed within its interval is marked dirty and emitted by a later tick. A bin whose shares are all empty is emitted as a tombstone.
 The rules live in ``state.bin_totals``: this module decodes the snapshots, applies the
 rules through the batch's transaction and encodes the bins.
 """
@@ -18,6 +18,7 @@ from confluent_kafka import Message
 
 from driftline.agents.runtime import Outgoing
 from driftline.state.bin_totals import (
+    BinTotal,
     EmissionTimes,
     Share,
     ShareKey,
@@ -30,11 +31,12 @@ from driftline.state.bins import BIN_KEY, BinKey
 from driftline.state.metrics import bin_metrics
 from driftline.state.partition_tables import DIRTY, MARKED, SHARES, shares_of
 from driftline.state.registered import RegisteredModel
-from driftline.state.tables import PartitionTransaction
+from driftline.state.tables import TEXT, PartitionTransaction
 from driftline.topics.bin_partials import BIN_PARTIAL
 from driftline.topics.clients import DEAD_LETTER_MAX_BYTES
 from driftline.topics.dead_letters import DeadLetter
-from driftline.topics.metric_bins import METRICS_VALUE, metrics_value
+from driftline.topics.metric_bins import METRICS_VALUE, MetricsValue, metrics_value
+from driftline.topics.model_bins import MODEL_BIN, ModelBin
 
 
 class BinTotalsProcessor:
@@ -45,11 +47,13 @@ class BinTotalsProcessor:
         self,
         registered_model: Callable[[str], RegisteredModel | None],
         metrics_topic: str,
+        model_bins_topic: str,
         emit_interval_s: float,
         dead_letter_topic: str,
     ) -> None:
         self._registered_model = registered_model
         self._metrics_topic = metrics_topic
+        self._model_bins_topic = model_bins_topic
         self._dead_letter_topic = dead_letter_topic
         self._emissions: EmissionTimes[BinKey] = EmissionTimes(int(emit_interval_s * 1000))
 
@@ -69,7 +73,7 @@ class BinTotalsProcessor:
         outgoing: list[Outgoing] = []
         for bin_key in changed:
             if self._emissions.take(bin_key, now_ms):
-                outgoing.append(self._emitted(bin_key, tx, now_ms))
+                outgoing += self._emitted(bin_key, tx, now_ms)
             else:
                 tx.set(DIRTY, bin_key, MARKED)
         return outgoing
@@ -80,7 +84,7 @@ class BinTotalsProcessor:
         outgoing: list[Outgoing] = []
         for bin_key, _ in list(tx.items(DIRTY)):
             if self._emissions.take(bin_key, now_ms):
-                outgoing.append(self._emitted(bin_key, tx, now_ms))
+                outgoing += self._emitted(bin_key, tx, now_ms)
         return outgoing
 
     def dead_letter(
@@ -89,23 +93,32 @@ class BinTotalsProcessor:
         letter = DeadLetter.of(message, reason).fitted(DEAD_LETTER_MAX_BYTES)
         return [Outgoing(self._dead_letter_topic, letter.key, letter.value, letter.headers())]
 
-    def _emitted(self, bin_key: BinKey, tx: PartitionTransaction, now_ms: int) -> Outgoing:
-        """The bin as it stands, summed from its shares (the batch's own included); no
-        longer dirty."""
+    def _emitted(self, bin_key: BinKey, tx: PartitionTransaction, now_ms: int) -> list[Outgoing]:
+        """The bin as it stands, summed from its shares (the batch's own included), to the
+        metrics topic and, keyed by its model, to the alert evaluator; no longer dirty."""
         tx.delete(DIRTY, bin_key)
         total = bin_total(share for _, share in tx.items(SHARES, shares_of(bin_key)))
-        key = BIN_KEY.encode(bin_key)
-        if total is None:
-            return Outgoing(self._metrics_topic, key, None)
-        model, _ = bin_key
-        registered = self._registered_model(model)
+        model, hour = bin_key
+        value = None if total is None else self._bin_value(bin_key, total, now_ms)
+        return [
+            Outgoing(
+                self._metrics_topic,
+                BIN_KEY.encode(bin_key),
+                None if value is None else METRICS_VALUE.encode(value),
+            ),
+            Outgoing(
+                self._model_bins_topic, TEXT.encode(model), MODEL_BIN.encode(ModelBin(hour, value))
+            ),
+        ]
+
+    def _bin_value(self, bin_key: BinKey, total: BinTotal, now_ms: int) -> MetricsValue:
+        registered = self._registered_model(bin_key[0])
         metrics = (
             None
             if registered is None
             else bin_metrics(registered.spec, registered.baseline, total.counters)
         )
-        value = metrics_value(bin_key, total.version, now_ms, total.counters, metrics)
-        return Outgoing(self._metrics_topic, key, METRICS_VALUE.encode(value))
+        return metrics_value(bin_key, total.version, now_ms, total.counters, metrics)
 
 
 def _decoded(messages: Sequence[Message]) -> Iterator[tuple[ShareKey, Share]]:

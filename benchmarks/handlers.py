@@ -40,7 +40,7 @@ from driftline.state.store import PartitionStore
 from driftline.topics.messages import ingest_key
 from driftline.topics.partitioning import partition_for
 
-INGEST, PARTIALS, METRICS, DEAD = "ingest", "partials", "metrics", "dead"
+INGEST, PARTIALS, METRICS, MODEL_BINS, DEAD = "ingest", "partials", "metrics", "model-bins", "dead"
 
 
 def registered_model() -> RegisteredModel:
@@ -123,7 +123,7 @@ def run(events: int, partitions: int, batch: int, workdir: Path) -> None:
     )
     apply = Timed(merge._partials.apply)
     merge._partials.apply = apply  # type: ignore[method-assign]
-    bins = BinTotalsProcessor(lookup, METRICS, 0.5, DEAD)
+    bins = BinTotalsProcessor(lookup, METRICS, MODEL_BINS, 0.5, DEAD)
     batches = ingest_batches(events, partitions, batch)
     merge_stores = {p: PartitionStore(workdir / "merge" / str(p)) for p in range(partitions)}
     bins_store = PartitionStore(workdir / "bins" / "0")

@@ -1,7 +1,8 @@
 """Every table of the partition stores, declared once with its key and value codec.
 
 The merge stage's tables live in each ingest partition's store, the bins stage's in
-each bin-partials partition's store; all are written through a ``PartitionTransaction``
+each bin-partials partition's store, the alert evaluator's in each model-bins
+partition's store; all are written through a ``PartitionTransaction``
 (``state.tables``) and reach the changelog as ``table \\0 key`` records. To add a table:
 declare it here, and read and write it through the transaction.
 """
@@ -11,11 +12,13 @@ from __future__ import annotations
 import orjson
 
 from driftline.state import exact_json
+from driftline.state.alerts import Alert
 from driftline.state.bin_totals import Share, ShareKey, bin_of
 from driftline.state.bins import BIN_KEY, BinKey, Counters
 from driftline.state.counters import ModelCounters
 from driftline.state.deletions import DeletionRecord
 from driftline.state.events import StoredEvent
+from driftline.state.periods import Period
 from driftline.state.tables import BYTES, TEXT, Codec, Table
 
 # --- the merge stage (one store per ingest partition) ---------------------------------
@@ -214,3 +217,43 @@ SHARES: Table[ShareKey, Share] = Table(
 # A bin waiting for its emission, deleted once emitted; only the key matters.
 DIRTY: Table[BinKey, bytes] = Table("dirty", BIN_KEY, BYTES)
 MARKED = b""
+
+
+# --- the alert evaluator (one store per model-bins partition) -------------------------
+
+# (model, hour) -> that hour bin's counters, as last emitted: the hours a rule reads (the
+# period's own, its look-back's) are here, whichever partition of the metrics topic they
+# came through.
+HOUR_COUNTERS: Table[BinKey, Counters] = Table(
+    "hour-counters", BIN_KEY, Codec(exact_json.dumps_tagged, exact_json.loads_tagged)
+)
+
+
+def _alert_bytes(alert: Alert) -> bytes:
+    return orjson.dumps(alert.to_dict())
+
+
+def _alert_of(raw: bytes) -> Alert:
+    return Alert.from_dict(orjson.loads(raw))
+
+
+# alert key (``state.alerts.alert_key``) -> the alert: its state and history.
+ALERTS: Table[str, Alert] = Table("alerts", TEXT, Codec(_alert_bytes, _alert_of))
+
+# (due ms, model, bin size, period start hour) of a period that could not be judged yet.
+DueKey = tuple[int, str, Period, int]
+
+
+def _due_key_bytes(key: DueKey) -> bytes:
+    due, model, period, start = key
+    return f"{due:0{_MS_DIGITS}d}\0{model}\0{period.value}\0{start}".encode()
+
+
+def _due_key_of(raw: bytes) -> DueKey:
+    due, model, period, start = raw.decode().split("\0")
+    return int(due), model, Period(period), int(start)
+
+
+# (due ms, model, bin size, start) -> b"": the tick finds the periods that came due by one
+# scan from the oldest.
+DUE: Table[DueKey, bytes] = Table("alerts-due", Codec(_due_key_bytes, _due_key_of), BYTES)

@@ -121,8 +121,11 @@ class AlertRules:
         with self._view.lock:
             return self._index.get(key)
 
-    def of_model(self, project_id: str, model_id: str) -> list[dict[str, Any]]:
-        self.catch_up()
+    def of_model(self, project_id: str, model_id: str, fresh: bool = True) -> list[dict[str, Any]]:
+        """The model's rules; ``fresh`` False: as last caught up (a reader that looks up
+        many models catches up once, then reads them all)."""
+        if fresh:
+            self.catch_up()
         with self._view.lock:
             return self._index.of_model(project_id, model_id)
 

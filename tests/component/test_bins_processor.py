@@ -20,9 +20,10 @@ from driftline.state.events import EventChange
 from driftline.state.metrics import bin_metrics
 from driftline.state.partition_tables import DIRTY, SHARES
 from driftline.state.registered import RegisteredModel
-from driftline.state.tables import PartitionTransaction
+from driftline.state.tables import TEXT, PartitionTransaction
 from driftline.topics.bin_partials import BIN_PARTIAL, BinPartial
 from driftline.topics.dead_letters import REASON
+from driftline.topics.model_bins import MODEL_BIN
 from tests.support.bins_stage import HOUR, MODEL, IngestPartition, event, inserted
 
 INTERVAL_MS = 500
@@ -30,9 +31,15 @@ START_MS = 1_000_000
 BIN = (MODEL, HOUR)
 
 
+def bins_processor(registered: RegisteredModel) -> BinTotalsProcessor:
+    return BinTotalsProcessor(
+        {MODEL: registered}.get, "metrics", "model-bins", INTERVAL_MS / 1000, "dlq"
+    )
+
+
 @pytest.fixture
 def driver(registered: RegisteredModel, tmp_path: Path) -> Iterator[ProcessorDriver]:
-    processor = BinTotalsProcessor({MODEL: registered}.get, "metrics", INTERVAL_MS / 1000, "dlq")
+    processor = bins_processor(registered)
     driver = ProcessorDriver(processor, tmp_path / "bins", "bin-partials", now_ms=START_MS)
     yield driver
     driver.close()
@@ -49,12 +56,21 @@ def forwarded(snapshots: Sequence[Outgoing]) -> list[Input]:
 
 
 def emitted(outgoing: Sequence[Outgoing]) -> dict[BinKey, dict[str, Any] | None]:
-    """The metrics records sent, by bin: the bin's JSON, or None for a tombstone."""
-    assert all(out.topic == "metrics" for out in outgoing)
-    return {
+    """The metrics records sent, by bin: the bin's JSON, or None for a tombstone. Each
+    went to the alert evaluator's input too, keyed by its model, with the same document."""
+    assert {out.topic for out in outgoing} <= {"metrics", "model-bins"}
+    metrics = {
         BIN_KEY.decode(out.key or b""): None if out.value is None else exact_json.loads(out.value)
         for out in outgoing
+        if out.topic == "metrics"
     }
+    by_model = {}
+    for out in outgoing:
+        if out.topic == "model-bins":
+            record = MODEL_BIN.decode(out.value or b"")
+            by_model[(TEXT.decode(out.key or b""), record.hour)] = record.value
+    assert by_model == metrics
+    return metrics
 
 
 def dirty(driver: ProcessorDriver) -> list[BinKey]:
@@ -146,12 +162,12 @@ def test_a_bin_changed_within_its_interval_waits_dirty_for_the_tick(
 def test_a_dirty_bin_outlives_a_restart(registered: RegisteredModel, tmp_path: Path) -> None:
     """The dirty marks are a table: a new processor on the store emits what waited."""
     path = tmp_path / "bins"
-    processor = BinTotalsProcessor({MODEL: registered}.get, "metrics", INTERVAL_MS / 1000, "dlq")
+    processor = bins_processor(registered)
     before = ProcessorDriver(processor, path, "bin-partials", now_ms=START_MS)
     before.send([snapshot(0, 10, {"n": 1})])
     before.send([snapshot(0, 11, {"n": 2})])
     before.close()
-    processor = BinTotalsProcessor({MODEL: registered}.get, "metrics", INTERVAL_MS / 1000, "dlq")
+    processor = bins_processor(registered)
     after = ProcessorDriver(processor, path, "bin-partials", now_ms=START_MS + 1)
     due = emitted(after.tick())[BIN]
     after.close()
@@ -166,7 +182,9 @@ def test_a_bin_whose_shares_are_all_empty_is_a_tombstone(driver: ProcessorDriver
     assert left is not None
     assert left["counts"] == {"n": 2}
     driver.now_ms += INTERVAL_MS
-    assert driver.send([snapshot(1, 5, {})]) == [Outgoing("metrics", BIN_KEY.encode(BIN), None)]
+    gone = driver.send([snapshot(1, 5, {})])
+    assert gone[0] == Outgoing("metrics", BIN_KEY.encode(BIN), None)
+    assert emitted(gone) == {BIN: None}
 
 
 def test_a_bin_of_an_unregistered_model_has_counts_and_no_metrics(

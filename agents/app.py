@@ -6,7 +6,8 @@ happens at import time.
 
     ingest ─► merge agent ─► bin-partials ─► bins agent ─► metrics ─► Redis projection
               (events,                        (sums shares,  (compacted)
-               partial bins)                   metrics)
+               partial bins)                   metrics)  ─► model-bins ─► alert evaluator
+                                                                          ─► alerts
 
 The projection and the ownership heartbeat write Redis on threads of their own that wait
 out its outages, and the merge runner's assignment only wakes the heartbeat: the worker
@@ -24,6 +25,7 @@ from typing import Protocol
 import faust
 import redis
 
+from driftline.agents.alert_evaluator import AlertEvaluator
 from driftline.agents.bin_totals import BinTotalsProcessor
 from driftline.agents.deletion_budget import RedisDeletionBudget
 from driftline.agents.heap import HeapTrimmer
@@ -35,6 +37,7 @@ from driftline.agents.threads import RunnerThreads
 from driftline.agents.web import register_views
 from driftline.state.store import MIB, StoreResources
 from driftline.topics.admin import ensure_topics
+from driftline.topics.alert_rules import AlertRules
 from driftline.topics.catalog import Topics, TopicSettings
 from driftline.topics.clients import RepeatFilter
 from driftline.topics.model_registry import ModelRegistry
@@ -119,6 +122,7 @@ class Worker:
     app: faust.App
     merge: PartitionedRunner
     bins: PartitionedRunner
+    alerts: PartitionedRunner
     owners: PartitionOwners
     redis_bins: RedisBins
 
@@ -157,15 +161,19 @@ def create_app(settings: WorkerSettings, internal_secret: str) -> Worker:
     )
     merge = _merge_runner(settings, topics, heartbeat.wake, budget, resources)
     bins = _bins_runner(settings, topics, resources)
+    alerts = _alerts_runner(settings, topics, resources)
     projection = RedisProjection(
         "serving", settings.bootstrap_servers, topics.metrics.name, topics.serving_group,
         redis_bins, settings.session_timeout_ms,
     )  # fmt: skip
-    worker = Worker(settings, internal_secret, topics, app, merge, bins, owners, redis_bins)
+    worker = Worker(settings, internal_secret, topics, app, merge, bins, alerts, owners, redis_bins)
 
     @app.service
     class Agents(RunnerThreads):
-        runners = (merge, bins, projection, heartbeat, HeapTrimmer(settings.heap_trim_interval_s))
+        runners = (
+            merge, bins, alerts, projection, heartbeat,
+            HeapTrimmer(settings.heap_trim_interval_s),
+        )  # fmt: skip
 
     register_views(worker)
     return worker
@@ -233,6 +241,31 @@ def _bins_runner(
         batch_within_s=0.02,
         # Emission is tick-driven: dirty bins go out within a tick of the coalescing window.
         tick_interval_s=min(0.1, settings.emit_interval_s),
+        session_timeout_ms=settings.session_timeout_ms,
+        store_resources=resources,
+    )
+    return PartitionedRunner(config, processor)
+
+
+def _alerts_runner(
+    settings: WorkerSettings, topics: Topics, resources: StoreResources
+) -> PartitionedRunner:
+    """The alert evaluator on the model-bins topic: a few messages a second, so small
+    batches and a tick a second (a period comes due to the second)."""
+    registry = ModelRegistry(settings.bootstrap_servers, topics.models.name)
+    rules = AlertRules(settings.bootstrap_servers, topics.alert_rules.name)
+    processor = AlertEvaluator(registry.get, rules, topics.alerts.name, topics.dead_letters.name)
+    config = RunnerConfig(
+        name="alerts",
+        bootstrap_servers=settings.bootstrap_servers,
+        group_id=topics.alerts_group,
+        dead_letter_topic=topics.dead_letters.name,
+        input_topic=topics.model_bins.name,
+        changelog_topic=topics.alerts_changelog.name,
+        data_dir=settings.data_dir,
+        batch_max_messages=1000,
+        batch_within_s=0.02,
+        tick_interval_s=1.0,
         session_timeout_ms=settings.session_timeout_ms,
         store_resources=resources,
     )

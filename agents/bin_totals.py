@@ -5,9 +5,10 @@ processor keeps the newest snapshot of every ingest partition (an older or repea
 changes nothing) and emits the bin whole - counts, metrics and a version - to the
 compacted metrics topic (and, keyed by its model, to the alert evaluator's input), at
 most once per ``DRIFTLINE_EMIT_INTERVAL_S`` per bin, so a burst of changes gives few
-emissions: a bin changed within its interval is marked dirty and emitted by a later tick. A bin whose shares are all empty is emitted as a tombstone.
-The rules live in ``state.bin_totals``: this module decodes the snapshots, applies the
-rules through the batch's transaction and encodes the bins.
+emissions: a bin changed within its interval is marked dirty and emitted by a later tick.
+A bin whose shares are all empty is emitted as a tombstone. The rules live in
+``state.bin_totals``: this module decodes the snapshots, applies the rules through the
+batch's transaction and encodes the bins.
 """
 
 from __future__ import annotations

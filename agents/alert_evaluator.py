@@ -11,7 +11,10 @@ rule's evaluation delay not over) is kept in the due table; a tick evaluates it 
 comes due, so a performance alert fires once its late labels had their time.
 
 Rules come from the compacted rules topic (``topics.alert_rules``), caught up once per
-batch; a rule that no longer fits its model's spec (a column removed) is skipped.
+batch; a rule that no longer fits its model's spec (a column removed) is skipped. When a
+rule is deleted, a tick resolves its open alerts (kept in an index of their own). A rule
+judges the bins emitted after it was created; a replaced rule judges with its new
+thresholds from the next emission of a bin on.
 """
 
 from __future__ import annotations
@@ -26,9 +29,9 @@ from confluent_kafka import Message
 from driftline.agents.runtime import Outgoing
 from driftline.state.alert_rules import AlertRule, InvalidAlertRuleError
 from driftline.state.alerting import Outcome, hours_of, period_metrics, periods_touched, reevaluate
-from driftline.state.alerts import alert_key
+from driftline.state.alerts import Alert, alert_key, withdrawn
 from driftline.state.names import split_model_key
-from driftline.state.partition_tables import ALERTS, DUE, HOUR_COUNTERS
+from driftline.state.partition_tables import ALERTS, DUE, HOUR_COUNTERS, OPEN_ALERTS
 from driftline.state.periods import Period
 from driftline.state.registered import RegisteredModel
 from driftline.state.tables import TEXT, PartitionTransaction
@@ -51,6 +54,8 @@ class RuleRecords(Protocol):
     def of_model(
         self, project_id: str, model_id: str, fresh: bool = True
     ) -> list[dict[str, Any]]: ...
+
+    def get(self, key: str, fresh: bool = True) -> dict[str, Any] | None: ...
 
 
 class AlertEvaluator:
@@ -93,7 +98,7 @@ class AlertEvaluator:
         return outgoing
 
     def tick(self, partition: int, tx: PartitionTransaction, now_ms: int) -> list[Outgoing]:
-        """Evaluate the periods that came due."""
+        """Evaluate the periods that came due; resolve the open alerts of deleted rules."""
         due: dict[str, dict[Period, set[int]]] = defaultdict(lambda: defaultdict(set))
         for key, _ in list(tx.items(DUE)):
             due_ms, model, period, start = key
@@ -101,10 +106,11 @@ class AlertEvaluator:
                 break
             tx.delete(DUE, key)
             due[model][period].add(start)
-        if not due:
+        open_keys = [key for key, _ in tx.items(OPEN_ALERTS)]
+        if not due and not open_keys:
             return []
         self._rules.catch_up()
-        outgoing: list[Outgoing] = []
+        outgoing = self._withdrawn(open_keys, tx, now_ms)
         for model, periods in due.items():
             outgoing += self._evaluated(model, _due_in(periods), tx, now_ms)
         return outgoing
@@ -134,13 +140,26 @@ class AlertEvaluator:
                 reevaluate(rule, registered, start, metrics.of(rule.bin), previous, now_ms, outcome)
         for (period, start), due_ms in outcome.due.items():
             tx.set(DUE, (due_ms, model, period, start), b"")
+        return [self._published(alert, tx) for alert in outcome.changed]
+
+    def _withdrawn(
+        self, open_keys: list[str], tx: PartitionTransaction, now_ms: int
+    ) -> list[Outgoing]:
+        """Resolve the open alerts whose rule is gone (deleted through the API)."""
         outgoing = []
-        for alert in outcome.changed:
-            tx.set(ALERTS, alert.key, alert)
-            outgoing.append(
-                Outgoing(self._alerts_topic, TEXT.encode(alert.key), ALERT.encode(alert))
-            )
+        for alert in tx.get_many(ALERTS, open_keys):
+            if alert is not None and not self._rules.exists(alert.rule_key):
+                outgoing.append(self._published(withdrawn(alert, now_ms), tx))
         return outgoing
+
+    def _published(self, alert: Alert, tx: PartitionTransaction) -> Outgoing:
+        """Keep the alert as changed, index it while open, and publish it."""
+        tx.set(ALERTS, alert.key, alert)
+        if alert.open:
+            tx.set(OPEN_ALERTS, alert.key, b"")
+        else:
+            tx.delete(OPEN_ALERTS, alert.key)
+        return Outgoing(self._alerts_topic, TEXT.encode(alert.key), ALERT.encode(alert))
 
 
 def _touched_by(hours: set[int]) -> StartsOf:
@@ -189,6 +208,10 @@ class ParsedRules:
 
     def catch_up(self) -> None:
         self._records.catch_up()
+
+    def exists(self, rule_key: str) -> bool:
+        """Whether the rule is in the topic, as last caught up."""
+        return self._records.get(rule_key, fresh=False) is not None
 
     def of_model(self, model: str, registered: RegisteredModel) -> list[AlertRule]:
         project_id, model_id = split_model_key(model)

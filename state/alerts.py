@@ -161,31 +161,40 @@ def changed(
     at_ms: int,
 ) -> Alert:
     """The alert after ``change`` to ``state`` (``previous`` None: its first change)."""
-    history = () if previous is None else previous.changes
-    seq = history[-1].seq + 1 if history else 1
-    entry = AlertChange(
-        seq, change, state.severity, state.value, state.threshold, state.reference, at_ms
-    )
-    if previous is None:
-        return Alert(
-            project_id=rule.project_id,
-            model_id=rule.model_id,
-            rule_id=rule.rule_id,
-            metric=rule.metric,
-            column=column,
-            bin=rule.bin,
-            bin_start_hour=bin_start_hour,
-            severity=state.severity,
-            value=state.value,
-            threshold=state.threshold,
-            reference=state.reference,
-            changes=(entry,),
-        )
-    return replace(
-        previous,
+    if previous is not None:
+        return _appended(previous, change, state, at_ms)
+    return Alert(
+        project_id=rule.project_id,
+        model_id=rule.model_id,
+        rule_id=rule.rule_id,
+        metric=rule.metric,
+        column=column,
+        bin=rule.bin,
+        bin_start_hour=bin_start_hour,
         severity=state.severity,
         value=state.value,
         threshold=state.threshold,
         reference=state.reference,
-        changes=(*history, entry)[-HISTORY_KEPT:],
+        changes=(AlertChange(1, change, state.severity, state.value, state.threshold,
+                             state.reference, at_ms),),
+    )  # fmt: skip
+
+
+def withdrawn(alert: Alert, at_ms: int) -> Alert:
+    """An open alert resolved because its rule was deleted: nothing is left to breach.
+    Value, threshold and reference stay the last ones judged."""
+    state = AlertState(Severity.OK, alert.value, alert.threshold, alert.reference)
+    return _appended(alert, Change.RESOLVED, state, at_ms)
+
+
+def _appended(alert: Alert, change: Change, state: AlertState, at_ms: int) -> Alert:
+    entry = AlertChange(alert.last_change.seq + 1, change, state.severity, state.value,
+                        state.threshold, state.reference, at_ms)  # fmt: skip
+    return replace(
+        alert,
+        severity=state.severity,
+        value=state.value,
+        threshold=state.threshold,
+        reference=state.reference,
+        changes=(*alert.changes, entry)[-HISTORY_KEPT:],
     )

@@ -240,6 +240,10 @@ def _alert_of(raw: bytes) -> Alert:
 # alert key (``state.alerts.alert_key``) -> the alert: its state and history.
 ALERTS: Table[str, Alert] = Table("alerts", TEXT, Codec(_alert_bytes, _alert_of))
 
+# alert key -> b"": the open alerts (warning or critical), so that those of a deleted rule
+# are found without reading every alert ever kept.
+OPEN_ALERTS: Table[str, bytes] = Table("open-alerts", TEXT, BYTES)
+
 # (due ms, model, bin size, period start hour) of a period that could not be judged yet.
 DueKey = tuple[int, str, Period, int]
 

@@ -116,8 +116,9 @@ class AlertRules:
         self._view = TopicView(bootstrap_servers, topic, self._apply, "alert rules")
         self.catch_up()
 
-    def get(self, key: str) -> dict[str, Any] | None:
-        self.catch_up()
+    def get(self, key: str, fresh: bool = True) -> dict[str, Any] | None:
+        if fresh:
+            self.catch_up()
         with self._view.lock:
             return self._index.get(key)
 

@@ -61,6 +61,9 @@ class Rules:
     def of_model(self, project_id: str, model_id: str, fresh: bool = True) -> list[dict[str, Any]]:
         return self.index.of_model(project_id, model_id)
 
+    def get(self, key: str, fresh: bool = True) -> dict[str, Any] | None:
+        return self.index.get(key)
+
 
 @pytest.fixture
 def rules() -> Rules:
@@ -184,6 +187,25 @@ def test_a_change_is_published_once_however_often_the_bin_comes(
     again = driver.send([emitted(MONDAY, 200), emitted(MONDAY, 201)])
     assert len(first) == 1
     assert again == []
+
+
+def test_deleting_a_rule_resolves_its_open_alerts_only(
+    rules: Rules, driver: ProcessorDriver
+) -> None:
+    doomed = rules.add()
+    rules.add(rule_id="kept", critical=10, warning=None)
+    fired = alerts(driver.send([emitted(MONDAY, 500), emitted(MONDAY + 1, 60)]))
+    assert sorted((a.rule_id, a.bin_start_hour) for a in fired) == [
+        ("kept", MONDAY), ("kept", MONDAY + 1), ("traffic", MONDAY), ("traffic", MONDAY + 1),
+    ]  # fmt: skip
+    assert driver.tick() == []  # every rule still there
+    rules.index.apply(doomed.key, None)
+    resolved = alerts(driver.tick())
+    assert sorted((a.rule_id, a.bin_start_hour, a.open) for a in resolved) == [
+        ("traffic", MONDAY, False), ("traffic", MONDAY + 1, False),
+    ]  # fmt: skip
+    assert all(a.last_change.change.value == "resolved" for a in resolved)
+    assert driver.tick() == []
 
 
 def test_rules_are_caught_up_once_per_batch(rules: Rules, driver: ProcessorDriver) -> None:

@@ -33,12 +33,9 @@ import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from functools import partial
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from operator import contains
 from pathlib import Path
 from typing import Any
 
-import orjson
 import redis
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -66,49 +63,9 @@ from driftline.topics.catalog import Topics
 from driftline.topics.messages import ingest_key
 from driftline.topics.producer import CheckedProducer
 from driftline.topics.redis_bins import RedisBins
+from tests.support.webhooks import Receiver
 
 SECRET = "bench-secret"
-
-
-class Receiver:
-    """A local webhook receiver: notes when each alert's first notification arrived, or
-    (``hang``) takes every request and never answers it."""
-
-    def __init__(self, hang: bool = False) -> None:
-        self.first_seen: dict[str, float] = {}
-        self.requests = 0
-        self._release = threading.Event()
-        receiver = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:
-                body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
-                arrived = time.perf_counter()
-                receiver.requests += 1
-                if hang:
-                    receiver._release.wait()
-                    return
-                alert = orjson.loads(body)
-                receiver.first_seen.setdefault(alert["key"], arrived)
-                self.send_response(204)
-                self.end_headers()
-
-            def log_message(self, format: str, *args: Any) -> None:
-                pass
-
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self._server.daemon_threads = True
-        self.url = f"http://127.0.0.1:{self._server.server_address[1]}/alerts"
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
-
-    def __enter__(self) -> Receiver:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._release.set()
-        self._server.shutdown()
-        self._server.server_close()
 
 
 def rule(rule_id: str, metric: str, columns: Any, url: str) -> dict[str, Any]:
@@ -163,8 +120,8 @@ def latency(
             producer.produce(topic, ingest_key("bench", "wide", f"probe{i}"),
                              label_value(rng, f"probe{i}"))  # fmt: skip
             producer.flush()
-            _wait_for(partial(contains, receiver.first_seen, hour_keys[i]), 30, interval=0.002)
-            timings.append(receiver.first_seen[hour_keys[i]] - sent)
+            _wait_for(partial(notified, receiver, hour_keys[i]), 30, interval=0.002)
+            timings.append(first_arrival(receiver, hour_keys[i]) - sent)
             time.sleep(rng.uniform(0.2, 0.4))
         return timings
     finally:
@@ -172,6 +129,19 @@ def latency(
         if background.is_alive():
             background.join()
         worker.stop()
+
+
+def arrivals(receiver: Receiver, alert_key: str) -> list[float]:
+    """When the receiver took each notification of the alert (its key)."""
+    return [d.at for d in receiver.taken() if d.json()["key"] == alert_key]
+
+
+def notified(receiver: Receiver, alert_key: str) -> bool:
+    return bool(arrivals(receiver, alert_key))
+
+
+def first_arrival(receiver: Receiver, alert_key: str) -> float:
+    return min(arrivals(receiver, alert_key))
 
 
 def firing_rules(url: str) -> list[dict[str, Any]]:
@@ -208,7 +178,7 @@ def main() -> None:
                     _, end_to_end, _ = throughput(run, args.events, workdir)
                     rates[name].append(end_to_end)
                     print(f"round {number + 1}, {name:9} receiver: {end_to_end:9,.0f} events/s "
-                          f"({receiver.requests} webhook requests so far)")  # fmt: skip
+                          f"({len(receiver.taken())} webhook requests so far)")  # fmt: skip
             answered, hung = (statistics.median(rates[n]) for n in ("answering", "hanging"))
             print(f"ingestion with a hanging receiver: {hung / answered:.2f}x the rate with an "
                   f"answering one ({hung:,.0f} vs {answered:,.0f} events/s, medians of "

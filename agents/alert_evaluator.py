@@ -22,19 +22,26 @@ from __future__ import annotations
 import logging
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 from confluent_kafka import Message
 
 from driftline.agents.runtime import Outgoing
 from driftline.state.alert_rules import AlertRule, InvalidAlertRuleError
-from driftline.state.alerting import Outcome, hours_of, period_metrics, periods_touched, reevaluate
+from driftline.state.alerting import Outcome, period_metrics, periods_touched, reevaluate
 from driftline.state.alerts import Alert, alert_key, withdrawn
+from driftline.state.bins import Counters
 from driftline.state.names import split_model_key
-from driftline.state.partition_tables import ALERTS, DUE, HOUR_COUNTERS, OPEN_ALERTS
-from driftline.state.periods import Period
+from driftline.state.partition_tables import (
+    ALERTS,
+    DUE,
+    HOUR_COUNTERS,
+    OPEN_ALERTS,
+    PERIOD_COUNTERS,
+)
+from driftline.state.periods import SUMMED_PERIODS, Period, period_start_hour, with_hour_replaced
 from driftline.state.registered import RegisteredModel
-from driftline.state.tables import TEXT, PartitionTransaction
+from driftline.state.tables import TEXT, PartitionTransaction, Table
 from driftline.topics.alerts import ALERT
 from driftline.topics.clients import DEAD_LETTER_MAX_BYTES
 from driftline.topics.dead_letters import DeadLetter
@@ -42,6 +49,7 @@ from driftline.topics.model_bins import MODEL_BIN
 
 log = logging.getLogger(__name__)
 
+K = TypeVar("K")
 # Which period starts of a rule to evaluate.
 StartsOf = Callable[[AlertRule], Iterable[int]]
 
@@ -83,10 +91,8 @@ class AlertEvaluator:
             if raw_key is None or value is None:
                 continue
             model, record = TEXT.decode(raw_key), MODEL_BIN.decode(value)
-            if record.value is None:
-                tx.delete(HOUR_COUNTERS, (model, record.hour))
-            else:
-                tx.set(HOUR_COUNTERS, (model, record.hour), dict(record.value.get("counts") or {}))
+            counters = {} if record.value is None else dict(record.value.get("counts") or {})
+            _keep_hour(model, record.hour, counters, tx)
             touched[model].add(record.hour)
         if not touched:
             return []
@@ -134,6 +140,8 @@ class AlertEvaluator:
         for rule in self._rules.of_model(model, registered):
             columns = rule.applies_to(registered.spec)
             for start in starts_of(rule):
+                if not outcome.judgeable(rule, start, now_ms):
+                    continue
                 keys = [alert_key(rule, column, start) for column in columns]
                 found = tx.get_many(ALERTS, keys)
                 previous = {key: alert for key, alert in zip(keys, found, strict=True) if alert}
@@ -162,6 +170,24 @@ class AlertEvaluator:
         return Outgoing(self._alerts_topic, TEXT.encode(alert.key), ALERT.encode(alert))
 
 
+def _keep_hour(model: str, hour: int, counters: Counters, tx: PartitionTransaction) -> None:
+    """The hour's counters, and the day and week holding it moved by its change."""
+    before = tx.get(HOUR_COUNTERS, (model, hour)) or {}
+    _put(tx, HOUR_COUNTERS, (model, hour), counters)
+    for period in SUMMED_PERIODS:
+        key = (model, period, period_start_hour(hour, period))
+        total = tx.get(PERIOD_COUNTERS, key) or {}
+        _put(tx, PERIOD_COUNTERS, key, with_hour_replaced(total, before, counters))
+
+
+def _put(tx: PartitionTransaction, table: Table[K, Counters], key: K, counters: Counters) -> None:
+    """Counters kept, or their entry dropped once they are all zero."""
+    if counters:
+        tx.set(table, key, counters)
+    else:
+        tx.delete(table, key)
+
+
 def _touched_by(hours: set[int]) -> StartsOf:
     def starts(rule: AlertRule) -> set[int]:
         return {start for hour in hours for start in periods_touched(rule, hour)}
@@ -177,8 +203,8 @@ def _due_in(periods: Mapping[Period, set[int]]) -> StartsOf:
 
 
 class PeriodMetrics:
-    """A model's period metrics within one batch, each period summed once however many
-    rules read it (a week's 168 hours for a hundred weekly rules)."""
+    """A model's period metrics within one batch, each computed once however many rules
+    read it."""
 
     def __init__(self, model: str, registered: RegisteredModel, tx: PartitionTransaction) -> None:
         self._model = model
@@ -190,12 +216,15 @@ class PeriodMetrics:
         def metrics(start: int) -> Mapping[str, Any] | None:
             key = (period, start)
             if key not in self._cache:
-                hours = [(self._model, hour) for hour in hours_of(period, start)]
-                counters = self._tx.get_many(HOUR_COUNTERS, hours)
-                self._cache[key] = period_metrics(self._registered, counters)
+                self._cache[key] = period_metrics(self._registered, self._counters(period, start))
             return self._cache[key]
 
         return metrics
+
+    def _counters(self, period: Period, start: int) -> Counters | None:
+        if period is Period.HOUR:
+            return self._tx.get(HOUR_COUNTERS, (self._model, start))
+        return self._tx.get(PERIOD_COUNTERS, (self._model, period, start))
 
 
 class ParsedRules:

@@ -4,9 +4,9 @@ bins beside them, and the alerts that change (pure; the evaluator agent feeds it
 An hour bin that changes (emitted, re-emitted after late labels, deletions or moved
 events, or gone) changes the period holding it for every bin size, and the periods whose
 rules look back at that period (``relative_to_past``): both are evaluated again. A
-period's metrics are ``bin_metrics`` of the sum of its hours' counters
-(``state.periods``), the hour bin's included, so hour, day and week rules read their
-metrics the same way. A period that cannot be judged yet (it has not ended, or its
+period's metrics are ``bin_metrics`` of its counters: an hour's own, a day's or week's the sum of
+its hours' (``state.periods``), so hour, day and week rules read their metrics the same
+way. A period that cannot be judged yet (it has not ended, or its
 rule's evaluation delay has not passed) is due at a time; the evaluator keeps it and
 evaluates it then.
 
@@ -18,7 +18,7 @@ was: the current bin still breaches or not, only the yardstick is missing.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -33,7 +33,7 @@ from driftline.state.alert_evaluation import (
 )
 from driftline.state.alert_rules import AlertRule, ComparisonKind
 from driftline.state.alerts import Alert, alert_key, changed
-from driftline.state.bins import Counters, add_into
+from driftline.state.bins import Counters
 from driftline.state.metrics import bin_metrics
 from driftline.state.periods import Period, period_start_hour
 from driftline.state.registered import RegisteredModel
@@ -61,21 +61,11 @@ def periods_read(rule: AlertRule, start: int) -> list[int]:
     return [start]
 
 
-def hours_of(period: Period, start: int) -> range:
-    return range(start, start + period.hours)
-
-
 def period_metrics(
-    registered: RegisteredModel, hour_counters: Iterable[Counters | None]
+    registered: RegisteredModel, counters: Counters | None
 ) -> Mapping[str, Any] | None:
-    """The metrics of a period from its hours' counters (None: no hour has a bin)."""
-    total: dict[str, int] = {}
-    for counters in hour_counters:
-        if counters:
-            add_into(total, counters)
-    if not total:
-        return None
-    return bin_metrics(registered.spec, registered.baseline, total)
+    """A period's metrics from its counters (None: no hour of it has a bin)."""
+    return bin_metrics(registered.spec, registered.baseline, counters) if counters else None
 
 
 @dataclass
@@ -85,6 +75,16 @@ class Outcome:
 
     changed: list[Alert] = field(default_factory=list)
     due: dict[PeriodKey, int] = field(default_factory=dict)
+
+    def judgeable(self, rule: AlertRule, start: int, now_ms: int) -> bool:
+        """Whether ``rule`` can judge the period at ``start`` now; if not, note when it
+        can (checked before its alerts are even read: an open hour is emitted twice a
+        second while events flow, and is never judgeable)."""
+        if evaluable_at(rule, start, now_ms):
+            return True
+        period, due = (rule.bin, start), due_ms(rule, start)
+        self.due[period] = min(self.due.get(period, due), due)
+        return False
 
 
 def reevaluate(
@@ -96,13 +96,9 @@ def reevaluate(
     now_ms: int,
     outcome: Outcome,
 ) -> None:
-    """Evaluate ``rule`` on each of its columns in the period starting at ``start``;
-    ``metrics_of`` gives a period's metrics by start hour, ``previous`` the alerts as they
-    are (by key). Changes and due times go to ``outcome``."""
-    if not evaluable_at(rule, start, now_ms):
-        period, due = (rule.bin, start), due_ms(rule, start)
-        outcome.due[period] = min(outcome.due.get(period, due), due)
-        return
+    """Evaluate ``rule`` on each of its columns in the period starting at ``start``, which
+    it can judge (``Outcome.judgeable``); ``metrics_of`` gives a period's metrics by start
+    hour, ``previous`` the alerts as they are (by key). Changes go to ``outcome``."""
     bins = {read: metrics for read in periods_read(rule, start) if (metrics := metrics_of(read))}
     for column in rule.applies_to(registered.spec):
         key = alert_key(rule, column, start)

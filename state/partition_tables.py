@@ -240,6 +240,28 @@ def _alert_of(raw: bytes) -> Alert:
 # alert key (``state.alerts.alert_key``) -> the alert: its state and history.
 ALERTS: Table[str, Alert] = Table("alerts", TEXT, Codec(_alert_bytes, _alert_of))
 
+# (model, bin size, start hour) -> the day's or week's counters, the sum of its hours',
+# kept as each hour changes (``state.periods.with_hour_replaced``): a week rule reads one
+# record instead of 168 hours.
+ModelPeriod = tuple[str, Period, int]
+
+
+def _period_key_bytes(key: ModelPeriod) -> bytes:
+    model, period, start = key
+    return f"{model}\0{period.value}\0{start:0{_HOUR_DIGITS}d}".encode()
+
+
+def _period_key_of(raw: bytes) -> ModelPeriod:
+    model, period, start = raw.decode().split("\0")
+    return model, Period(period), int(start)
+
+
+PERIOD_COUNTERS: Table[ModelPeriod, Counters] = Table(
+    "period-counters",
+    Codec(_period_key_bytes, _period_key_of),
+    Codec(exact_json.dumps_tagged, exact_json.loads_tagged),
+)
+
 # alert key -> b"": the open alerts (warning or critical), so that those of a deleted rule
 # are found without reading every alert ever kept.
 OPEN_ALERTS: Table[str, bytes] = Table("open-alerts", TEXT, BYTES)

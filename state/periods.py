@@ -57,3 +57,19 @@ def period_counters(
     for hour in sorted(hour_counters):
         add_into(periods.setdefault(period_start_hour(hour, period), {}), hour_counters[hour])
     return {start: counters for start, counters in periods.items() if counters}
+
+
+# The periods kept as running sums of their hours (an hour is its own bin).
+SUMMED_PERIODS = (Period.DAY, Period.WEEK)
+
+
+def with_hour_replaced(
+    total: Mapping[str, int], before: Mapping[str, int], after: Mapping[str, int]
+) -> Counters:
+    """A period's counters once one of its hours went from ``before`` to ``after``: the
+    old contribution retracted, the new one added (every counter is an exact integer, so
+    this equals summing the hours again)."""
+    result = dict(total)
+    add_into(result, before, -1)
+    add_into(result, after)
+    return result

@@ -33,7 +33,13 @@ from driftline.state.baseline import profile_baseline
 from driftline.state.bins import HOUR_MS, ContributionRules, Counters, add_into, bins_of
 from driftline.state.events import StoredEvent
 from driftline.state.metrics import bin_metrics
-from driftline.state.periods import Period, period_counters, period_end_ms, period_start_hour
+from driftline.state.periods import (
+    Period,
+    period_counters,
+    period_end_ms,
+    period_start_hour,
+    with_hour_replaced,
+)
 from driftline.state.spec import ColumnType, ModelSpec, Task
 from tests.support.models import CHURN_MODEL
 
@@ -259,3 +265,32 @@ def test_the_first_week_holds_only_its_days_from_monday() -> None:
     found, _, _ = periods_of(BINARY, binary_events(seed=1), Period.WEEK)
     first = min(found)
     assert utc(first) == START - timedelta(days=2, hours=17)
+
+
+@given(
+    changes=st.lists(
+        st.tuples(
+            st.integers(0, 400),  # an hour of a few weeks
+            st.dictionaries(
+                st.sampled_from(["n", "miss:age", "tp", "h:age:3"]),
+                st.integers(-(2**70), 2**70),
+                max_size=4,
+            ),
+        ),
+        max_size=40,
+    ),
+    period=st.sampled_from([Period.DAY, Period.WEEK]),
+)
+def test_periods_kept_by_retracting_and_adding_hours_equal_summing_them_again(
+    changes: list[tuple[int, dict[str, int]]], period: Period
+) -> None:
+    """Streaming equals batch: each hour's change applied to its period's running total
+    (the evaluator's way) gives the sums of the hours as they end up."""
+    hours: dict[int, dict[str, int]] = {}
+    totals: dict[int, dict[str, int]] = {}
+    for hour, counters in changes:
+        start = period_start_hour(hour, period)
+        totals[start] = with_hour_replaced(totals.get(start, {}), hours.get(hour, {}), counters)
+        hours[hour] = counters
+    batch = period_counters(hours, period)
+    assert {start: total for start, total in totals.items() if total} == batch

@@ -24,6 +24,7 @@ from driftline.stack import LocalKafka, LocalRedis
 from driftline.stack.kafka import free_broker_port, free_port
 from driftline.stack.redis import redis_answers
 from driftline.stack.worker import WorkerProcess
+from tests.support.topics import drop_topics
 
 _SESSION_SETTINGS = Settings.from_env()
 
@@ -123,8 +124,9 @@ def own_redis(tmp_path: Path) -> Iterator[LocalRedis]:
 
 
 @pytest.fixture
-def settings(kafka_bootstrap: str, redis_url: str, tmp_path: Path) -> Settings:
-    return _SESSION_SETTINGS.with_overrides(
+def settings(kafka_bootstrap: str, redis_url: str, tmp_path: Path) -> Iterator[Settings]:
+    """A test's own topics (a fresh prefix, dropped at the end), data dir and worker port."""
+    chosen = _SESSION_SETTINGS.with_overrides(
         kafka_bootstrap_servers=kafka_bootstrap,
         redis_url=redis_url,
         topic_prefix=f"t{uuid.uuid4().hex[:12]}",
@@ -134,6 +136,8 @@ def settings(kafka_bootstrap: str, redis_url: str, tmp_path: Path) -> Settings:
         session_timeout_ms=6_000,
         batch_within_s=0.02,
     )
+    yield chosen
+    drop_topics(kafka_bootstrap, chosen.topic_prefix)
 
 
 @pytest.fixture

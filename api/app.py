@@ -16,6 +16,7 @@ Routes (the OpenAPI document ``api/openapi.yaml`` describes each):
 - ``POST /v1/models``, ``GET /v1/models/{project_id}/{model_id}``: registration (``api.models``)
 - ``POST /v1/alert-rules``, ``GET /v1/alert-rules`` and ``PUT``, ``GET``, ``DELETE
   /v1/alert-rules/{project_id}/{model_id}/{rule_id}``: alert rules (``api.alert_rules``)
+- ``GET /v1/alerts``: a model's current and past alerts (``api.alerts``)
 - ``GET /v1/events/{project_id}/{model_id}/{event_id}``, ``GET /v1/models/{project_id}/
   {model_id}/counters`` and ``/dead-letters``, ``GET /v1/dead-letters``, ``GET /v1/status``:
   the reads of ``api.reads``
@@ -30,7 +31,7 @@ Redis serves the bins, the delete rate limit and the workers' locations (slices 
 deletion progress need them); while it is down those routes answer 503 with
 ``Retry-After`` and the others (publishing, health, an unknown deletion) go on.
 Deletion requests themselves live in Kafka (``topics.deletion_requests``), and so do
-alert rules (``topics.alert_rules``).
+alert rules (``topics.alert_rules``) and alerts (``topics.alerts``).
 """
 
 from __future__ import annotations
@@ -94,6 +95,7 @@ from driftline.state.spec import ModelSpec
 from driftline.state.wording import shown
 from driftline.topics.admin import ensure_topics
 from driftline.topics.alert_rules import AlertRules
+from driftline.topics.alerts import Alerts
 from driftline.topics.catalog import Topics, TopicSettings
 from driftline.topics.deletion_requests import DeletionRequests, publish_request, withdraw_request
 from driftline.topics.messages import deletion_key, ingest_key
@@ -181,6 +183,7 @@ class Services:
     rate_limit: DeleteRateLimit
     deletion_requests: DeletionRequests
     alert_rules: AlertRules
+    alerts: Alerts
     workers: Workers
     bins: RedisBins
     session: aiohttp.ClientSession
@@ -231,6 +234,7 @@ def create_app(settings: ApiSettings, internal_secret: str) -> web.Application:
     app.router.add_post("/v1/models", post_model)
     app.router.add_get("/v1/models/{project_id}/{model_id}", get_model, allow_head=False)
     _add_alert_rule_routes(app)
+    _add_alert_routes(app)
     app.router.add_get("/v1/events/{project_id}/{model_id}/{event_id:.+}", reads.get_event,
                        allow_head=False, name="event")  # fmt: skip
     app.router.add_get("/v1/models/{project_id}/{model_id}/counters", reads.get_counters,
@@ -254,6 +258,13 @@ def _add_alert_rule_routes(app: web.Application) -> None:
     app.router.add_delete(one, alert_rules.delete_rule)
 
 
+def _add_alert_routes(app: web.Application) -> None:
+    # Imported here: api.alerts builds on this module's services and helpers.
+    from driftline.api import alerts
+
+    app.router.add_get("/v1/alerts", alerts.list_alerts, allow_head=False)
+
+
 async def _services(app: web.Application) -> AsyncIterator[None]:
     settings = app[SETTINGS]
     topics = Topics.for_settings(settings)
@@ -268,6 +279,7 @@ async def _services(app: web.Application) -> AsyncIterator[None]:
     alert_rules = await asyncio.to_thread(
         AlertRules, settings.bootstrap_servers, topics.alert_rules.name
     )
+    alerts = await asyncio.to_thread(Alerts, settings.bootstrap_servers, topics.alerts.name)
     timeout = settings.api_redis_timeout_s
     sync_redis = redis.Redis.from_url(
         settings.redis,
@@ -298,6 +310,7 @@ async def _services(app: web.Application) -> AsyncIterator[None]:
         ),
         deletion_requests=deletion_requests,
         alert_rules=alert_rules,
+        alerts=alerts,
         workers=Workers(
             PartitionOwners(sync_redis, prefix, own_url=""), session, app[INTERNAL_SECRET]
         ),
@@ -314,6 +327,7 @@ async def _services(app: web.Application) -> AsyncIterator[None]:
     await asyncio.to_thread(registry.close)
     await asyncio.to_thread(deletion_requests.close)
     await asyncio.to_thread(alert_rules.close)
+    await asyncio.to_thread(alerts.close)
 
 
 # --- middlewares -------------------------------------------------------------------------

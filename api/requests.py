@@ -495,9 +495,7 @@ def parse_slice(items: Iterable[tuple[str, str]]) -> SliceQuery:
     fmt = single.get("format", "json")
     if fmt not in ("json", "csv"):
         raise bad_request(f"'format' must be json or csv; got {shown(fmt)}")
-    limit = _int_param(single.get("limit"), "limit", DEFAULT_SLICE_LIMIT)
-    if not 1 <= limit <= MAX_SLICE_LIMIT:
-        raise bad_request(f"'limit' must be between 1 and {MAX_SLICE_LIMIT:,}; got {limit}")
+    limit = parse_limit(single.get("limit"), DEFAULT_SLICE_LIMIT, MAX_SLICE_LIMIT)
     query = SliceQuery(project_id, model_id, time_range, event_ids, fmt, limit, Cursor())
     if not single.get("cursor"):
         return query
@@ -549,13 +547,17 @@ def parse_instant(raw: str | None, name: str) -> int:
         raise bad_request(str(error)) from None
 
 
-def _int_param(raw: str | None, name: str, default: int) -> int:
+def parse_limit(raw: str | None, default: int, maximum: int) -> int:
+    """A page size, ``limit``: 1 to ``maximum``, ``default`` when not given."""
     if raw is None or raw == "":
         return default
     try:
-        return int(raw)
+        limit = int(raw)
     except ValueError:
-        raise bad_request(f"'{name}' must be an integer; got {shown(raw)}") from None
+        raise bad_request(f"'limit' must be an integer; got {shown(raw)}") from None
+    if not 1 <= limit <= maximum:
+        raise bad_request(f"'limit' must be between 1 and {maximum:,}; got {limit}")
+    return limit
 
 
 def ordered_ids(ids: Sequence[str], partition_of: Any) -> list[tuple[int, str]]:

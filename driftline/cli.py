@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import sys
 import warnings
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -404,6 +405,68 @@ def alert_rules_delete(settings: Settings, rule: str) -> None:
     with Driftline(settings) as client:
         _or_exit(lambda: client.delete_alert_rule(project_id, model_id, rule_id))
     click.echo(f"alert rule {rule} deleted")
+
+
+@main.command()
+@click.argument("project_id")
+@click.argument("model_id")
+@click.option("--state", default="all", show_default=True, help="open, resolved or all.")
+@click.option("--rule", "rule_id", help="Only this rule's alerts.")
+@click.option("--bin", "period", type=click.Choice([p.value for p in Period]),
+              help="Only alerts on bins of this size.")  # fmt: skip
+@click.option("--start", help="Only alerts whose bin starts at or after this (UTC ms, ISO "
+              "8601 with a zone or 'YYYY-MM-DD HH:MM:SS' UTC).")  # fmt: skip
+@click.option("--end", help="... and before this, in the same forms.")
+@click.option("--limit", type=int, help="At most this many, newest bin first.")
+@click.pass_obj
+def alerts(
+    settings: Settings,
+    project_id: str,
+    model_id: str,
+    state: str,
+    rule_id: str | None,
+    period: str | None,
+    start: str | None,
+    end: str | None,
+    limit: int | None,
+) -> None:
+    """Print the alerts of PROJECT_ID's MODEL_ID as a table, newest bin first: each bin's
+    rule, column, severity, value, threshold and last change."""
+    from driftline.client import Driftline
+
+    with Driftline(settings) as client:
+        found = _or_exit(
+            lambda: client.get_alerts(
+                project_id, model_id, state, rule_id, period, start, end, limit
+            )
+        )
+    click.echo("\n".join(alerts_table(found)) if found else "no alerts")
+
+
+def alerts_table(alerts: list[dict[str, Any]]) -> list[str]:
+    """Alerts (as the API answers them) as the lines of a table under a header."""
+    header = ("BIN", "RULE", "COLUMN", "SEVERITY", "VALUE", "THRESHOLD", "LAST CHANGE")
+    rows = [header, *(_alert_row(alert) for alert in alerts)]
+    widths = [max(len(row[i]) for row in rows) for i in range(len(header))]
+    return ["  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip()
+            for row in rows]  # fmt: skip
+
+
+def _alert_row(alert: dict[str, Any]) -> tuple[str, ...]:
+    last = alert["changes"][-1]
+    return (
+        f"{_utc_minute(alert['bin_start_ms'])} {alert['bin']}",
+        alert["rule_id"],
+        alert["column"] or "-",
+        alert["severity"],
+        f"{alert['value']:.4g}",
+        f"{alert['threshold']:.4g}",
+        f"{last['change']} {_utc_minute(last['at_ms'])}",
+    )
+
+
+def _utc_minute(ms: int) -> str:
+    return datetime.fromtimestamp(ms / 1000, UTC).strftime("%Y-%m-%d %H:%M")
 
 
 @main.command()

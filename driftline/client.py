@@ -435,6 +435,39 @@ class Driftline:
         names = (project_id, model_id, rule_id)
         self._api("DELETE", "/v1/alert-rules/" + "/".join(_segment(name) for name in names))
 
+    # --- alerts ---------------------------------------------------------------------
+
+    def get_alerts(
+        self,
+        project_id: str,
+        model_id: str,
+        state: str = "all",
+        rule_id: str | None = None,
+        bin: str | None = None,
+        start: int | str | None = None,
+        end: int | str | None = None,
+        limit: int | None = None,
+    ) -> list[dict[str, Any]]:
+        """The model's alerts, newest bin first, then by rule and column (every page, or the
+        first ``limit``), each with its value, threshold, bin, rule and history of changes.
+
+        ``state``: open, resolved or all; ``rule_id`` and ``bin`` (hour, day or week) keep
+        one rule's or one bin size's; ``start``/``end`` (any time form the API takes) keep
+        the alerts whose bin starts in ``[start, end)``.
+        """
+        filters = {"rule_id": rule_id, "bin": bin, "start": start, "end": end}
+        query = {
+            "project_id": project_id, "model_id": model_id, "state": state,
+            "limit": str(min(1000, limit or 1000)),
+            **{name: str(value) for name, value in filters.items() if value is not None},
+        }  # fmt: skip
+
+        def read_page(cursor: str | None) -> dict[str, Any]:
+            page = {**query, **({"cursor": cursor} if cursor else {})}
+            return self._api("GET", f"/v1/alerts?{urllib.parse.urlencode(page)}")
+
+        return self._pages(read_page, "alerts", limit)
+
     def close(self) -> None:
         self._producer.flush()
         if self._registry is not None:

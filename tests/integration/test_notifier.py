@@ -221,3 +221,13 @@ def test_a_restart_sends_again_only_what_was_not_delivered(bench: Bench) -> None
     assert len(healthy.requests()) == 1
     keys = [r.headers["Idempotency-Key"] for r in hanging.requests()]
     assert keys == [held.change_id, held.change_id]
+
+
+def test_the_worker_runs_the_notifier(bench: Bench, start_worker: Callable[..., object]) -> None:
+    receiver = bench.receiver()
+    rule = bench.rule("drift-age", webhook(receiver))
+    start_worker(bench.settings)
+    alert = fired(rule)
+    bench.publish(alert)
+    arrived(receiver, 1, timeout_s=60)
+    assert receiver.requests()[0].headers["Idempotency-Key"] == alert.change_id

@@ -31,11 +31,12 @@ import threading
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 from urllib.parse import urlsplit
 
 import aiohttp
-from confluent_kafka import Consumer, KafkaException, Message, TopicPartition
+from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
 
 from driftline.state.alert_rules import Channel, InvalidAlertRuleError, record_channels
 from driftline.state.alerts import Alert
@@ -44,7 +45,7 @@ from driftline.topics.alert_rules import AlertRules
 from driftline.topics.catalog import Topics
 from driftline.topics.clients import consumer_config
 from driftline.topics.outages import OutageLog
-from driftline.topics.producer import CheckedProducer, DeliveryError
+from driftline.topics.producer import producer_config
 
 log = logging.getLogger(__name__)
 
@@ -270,7 +271,10 @@ class Notifier:
         self.name = "notifier"
         self._topics = topics
         self._rules = AlertRules(bootstrap_servers, topics.alert_rules.name)
-        self._producer = CheckedProducer(bootstrap_servers)
+        # A report for every dead letter, written or not: only a written one is done.
+        self._producer = Producer(
+            producer_config(bootstrap_servers, **{"delivery.report.only.error": False})
+        )
         self._consumer = Consumer(
             consumer_config(
                 bootstrap_servers,
@@ -289,6 +293,7 @@ class Notifier:
         self._pending = PendingOffsets()
         self._generations = 0
         self._committed: dict[int, int] = {}
+        # Failed deliveries whose dead letter is still to be produced (again).
         self._failed: list[Outcome] = []
         self._outage = OutageLog(log, self.name, "Kafka", "notifications wait meanwhile")
         self._retry_at = 0.0
@@ -302,6 +307,7 @@ class Notifier:
         )  # fmt: skip
         try:
             self._consume_until_stopped()
+            self._producer.flush(5.0)  # dead letters under way: written, they are done
             self._settle()
             self._commit()
         finally:
@@ -384,7 +390,7 @@ class Notifier:
     # --- outcomes, dead letters, commits ------------------------------------------------
 
     def _settle(self) -> None:
-        """Count delivered ones as done; dead-letter the failed ones, done once written."""
+        """Count delivered ones as done; dead-letter the failed ones (done once written)."""
         while not self._outcomes.empty():
             outcome = self._outcomes.get_nowait()
             if outcome.error is None:
@@ -397,23 +403,31 @@ class Notifier:
                             outcome.error)  # fmt: skip
                 self._failed.append(outcome)
         if self._failed and time.monotonic() >= self._retry_at:
-            self._write_dead_letters()
+            self._produce_dead_letters()
+        self._producer.poll(0)  # the delivery reports: ``_dead_letter_written``
 
-    def _write_dead_letters(self) -> None:
+    def _produce_dead_letters(self) -> None:
         spec = self._topics.notification_dead_letters
         now_ms = int(time.time() * 1000)
         for outcome in self._failed:
-            key = spec.key.encode(outcome.delivery.change_id)
-            self._producer.produce(spec.name, key, spec.value.encode(dead_letter(outcome, now_ms)))
-        try:
-            self._producer.flush(10.0)
-        except DeliveryError as error:
-            self._retry_at = time.monotonic() + self._outage.failed(error)
-            return
-        self._outage.succeeded()
-        for outcome in self._failed:
-            self._done(outcome)
+            self._producer.produce(
+                spec.name, spec.value.encode(dead_letter(outcome, now_ms)),
+                spec.key.encode(outcome.delivery.change_id),
+                on_delivery=partial(self._dead_letter_written, outcome),
+            )  # fmt: skip
         self._failed.clear()
+
+    def _dead_letter_written(
+        self, outcome: Outcome, error: KafkaError | None, message: Message
+    ) -> None:
+        """A dead letter's delivery report: written, its delivery is done; not written (the
+        broker away past the producer's timeout), it is produced again after a backoff."""
+        if error is None:
+            self._outage.succeeded()
+            self._done(outcome)
+        else:
+            self._retry_at = time.monotonic() + self._outage.failed(error.str())
+            self._failed.append(outcome)
 
     def _done(self, outcome: Outcome) -> None:
         delivery = outcome.delivery

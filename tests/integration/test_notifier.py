@@ -17,6 +17,7 @@ import pytest
 
 from driftline.agents.notifier import Notifier
 from driftline.settings import Settings
+from driftline.stack import LocalKafka
 from driftline.state.alert_evaluation import AlertState, Change, Severity
 from driftline.state.alert_rules import AlertRule
 from driftline.state.alerts import Alert, changed
@@ -35,6 +36,7 @@ pytestmark = pytest.mark.integration
 
 BIN_HOUR = HOUR0 // HOUR_MS
 ATTEMPTS = 3
+OUTAGE_S = 15
 
 
 @dataclass
@@ -79,11 +81,30 @@ class Bench:
 
 
 @pytest.fixture
-def bench(settings: Settings) -> Iterator[Bench]:
-    topics = Topics.for_settings(settings)
-    ensure_topics(settings.bootstrap_servers, topics.owned)
+def bench_on() -> Iterator[Callable[[Settings], Bench]]:
+    """A bench on the topics of the settings given (a test's own broker, say)."""
     threads: dict[Notifier, threading.Thread] = {}
     receivers: list[Receiver] = []
+    yield lambda settings: _bench(settings, threads, receivers)
+    for notifier, thread in threads.items():
+        notifier.stop()
+        thread.join(30)
+    for each in receivers:
+        each.stop()
+
+
+@pytest.fixture
+def bench(settings: Settings, bench_on: Callable[[Settings], Bench]) -> Bench:
+    return bench_on(settings)
+
+
+def _bench(
+    settings: Settings,
+    threads: dict[Notifier, threading.Thread],
+    receivers: list[Receiver],
+) -> Bench:
+    topics = Topics.for_settings(settings)
+    ensure_topics(settings.bootstrap_servers, topics.owned)
 
     def start_notifier(timeout_s: float = 2.0) -> Notifier:
         notifier = Notifier(settings.bootstrap_servers, topics, timeout_s, ATTEMPTS, 0.1,
@@ -99,11 +120,7 @@ def bench(settings: Settings) -> Iterator[Bench]:
 
     bench = Bench(settings, topics, CheckedProducer(settings.bootstrap_servers), start_notifier,
                   receiver, threads)  # fmt: skip
-    yield bench
-    for notifier in list(threads):
-        bench.stop(notifier)
-    for each in receivers:
-        each.stop()
+    return bench
 
 
 def webhook(receiver: Receiver) -> dict[str, str]:
@@ -231,3 +248,29 @@ def test_the_worker_runs_the_notifier(bench: Bench, start_worker: Callable[..., 
     bench.publish(alert)
     arrived(receiver, 1, timeout_s=60)
     assert receiver.requests()[0].headers["Idempotency-Key"] == alert.change_id
+
+
+def test_the_notifier_waits_out_a_broker_outage(
+    settings: Settings, own_kafka: LocalKafka, bench_on: Callable[[Settings], Bench]
+) -> None:
+    bench = bench_on(settings.with_overrides(kafka_bootstrap_servers=own_kafka.bootstrap_servers))
+    hanging, healthy = bench.receiver("hang"), bench.receiver()
+    rule = bench.rule("drift-age", webhook(hanging), webhook(healthy))
+    bench.start_notifier(timeout_s=2.0)
+    (thread,) = bench.threads.values()
+    bench.publish(fired(rule))
+    arrived(healthy, 1)
+    arrived(hanging, 1)
+    own_kafka.stop()  # the hanging channel's dead letter comes due during the outage
+    time.sleep(OUTAGE_S)  # the outage itself, not a wait for a condition
+    assert thread.is_alive(), "the notifier stopped during the outage"
+    assert len(hanging.requests()) == ATTEMPTS
+    own_kafka.start()
+
+    hanging.set_mode("ok")
+    bench.publish(fired(rule, "plan"))
+    arrived(healthy, 2, timeout_s=120)
+    arrived(hanging, ATTEMPTS + 1)
+    wait_until(lambda: bench.progress() == (0, 1), timeout_s=120,
+               what="the dead letter written and everything committed")  # fmt: skip
+    assert thread.is_alive()

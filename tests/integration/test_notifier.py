@@ -30,7 +30,7 @@ from driftline.topics.progress import ProgressReader
 from driftline.topics.waiting import wait_until
 from tests.support.alert_rules import WEBHOOK_SECRET, drift_rule
 from tests.support.models import CHURN_MODEL, HOUR0
-from tests.support.receivers import Mode, Receiver
+from tests.support.webhooks import Receiver
 
 pytestmark = pytest.mark.integration
 
@@ -58,11 +58,12 @@ class Bench:
         return rule
 
     def publish(self, alert: Alert) -> float:
-        """Produce ``alert`` on the alerts topic; when it was flushed (monotonic)."""
+        """Produce ``alert`` on the alerts topic; when it was flushed (``perf_counter``, as
+        the receiver's times)."""
         spec = self.topics.alerts
         self.producer.produce(spec.name, spec.key.encode(alert.key), spec.value.encode(alert))
         self.producer.flush(30.0)
-        return time.monotonic()
+        return time.perf_counter()
 
     def stop(self, notifier: Notifier) -> None:
         notifier.stop()
@@ -90,7 +91,7 @@ def bench_on() -> Iterator[Callable[[Settings], Bench]]:
         notifier.stop()
         thread.join(30)
     for each in receivers:
-        each.stop()
+        each.__exit__()
 
 
 @pytest.fixture
@@ -114,8 +115,8 @@ def _bench(
         threads[notifier] = thread
         return notifier
 
-    def receiver(mode: Mode = "ok") -> Receiver:
-        receivers.append(Receiver(mode).start())
+    def receiver(status: int = 200, hang: bool = False) -> Receiver:
+        receivers.append(Receiver(status=status, hang=hang).__enter__())
         return receivers[-1]
 
     bench = Bench(settings, topics, CheckedProducer(settings.bootstrap_servers), start_notifier,
@@ -138,7 +139,7 @@ def resolved(alert: Alert, rule: AlertRule) -> Alert:
 
 
 def arrived(receiver: Receiver, count: int, timeout_s: float = 30) -> None:
-    wait_until(lambda: len(receiver.requests()) >= count, timeout_s=timeout_s,
+    wait_until(lambda: len(receiver.taken()) >= count, timeout_s=timeout_s,
                what=f"{count} requests at the receiver", interval_s=0.01)  # fmt: skip
 
 
@@ -154,7 +155,7 @@ def test_a_webhook_gets_each_change_once_signed_with_its_idempotency_key(bench: 
     wait_until(lambda: bench.progress()[0] == 0, timeout_s=30, what="the notifier's commit")
     time.sleep(0.5)  # a repeat would have come by now
 
-    requests = receiver.requests()
+    requests = receiver.taken()
     assert [r.headers["Idempotency-Key"] for r in requests] == [first.change_id, second.change_id]
     for request, alert in zip(requests, (first, second), strict=True):
         digest = hmac.new(WEBHOOK_SECRET.encode(), request.body, hashlib.sha256).hexdigest()
@@ -179,10 +180,10 @@ def test_slack_and_pagerduty_payloads_arrive(bench: Bench) -> None:
     arrived(slack, 2)
     arrived(pagerduty, 2)
 
-    texts = [r.json()["text"] for r in slack.requests()]
+    texts = [r.json()["text"] for r in slack.taken()]
     assert str(texts[0]).startswith("CRITICAL fired: psi of age")
     assert str(texts[1]).startswith("RESOLVED: psi of age")
-    trigger, resolve = (r.json() for r in pagerduty.requests())
+    trigger, resolve = (r.json() for r in pagerduty.taken())
     assert trigger["event_action"] == "trigger"
     assert resolve["event_action"] == "resolve"
     assert trigger["routing_key"] == resolve["routing_key"] == "R0UT1NG"
@@ -190,7 +191,7 @@ def test_slack_and_pagerduty_payloads_arrive(bench: Bench) -> None:
 
 
 def test_a_failing_receiver_is_retried_then_dead_lettered_and_counted(bench: Bench) -> None:
-    failing, healthy = bench.receiver("fail"), bench.receiver()
+    failing, healthy = bench.receiver(status=500), bench.receiver()
     rule = bench.rule("drift-age", webhook(failing), webhook(healthy))
     bench.start_notifier()
     bench.publish(fired(rule))
@@ -198,12 +199,12 @@ def test_a_failing_receiver_is_retried_then_dead_lettered_and_counted(bench: Ben
     arrived(failing, ATTEMPTS)
     wait_until(lambda: bench.progress() == (0, 1), timeout_s=30,
                what="the dead letter and the commit past it")  # fmt: skip
-    assert len(failing.requests()) == ATTEMPTS
-    assert len(healthy.requests()) == 1
+    assert len(failing.taken()) == ATTEMPTS
+    assert len(healthy.taken()) == 1
 
 
 def test_a_hanging_receiver_does_not_delay_another_channel(bench: Bench) -> None:
-    hanging, healthy = bench.receiver("hang"), bench.receiver()
+    hanging, healthy = bench.receiver(hang=True), bench.receiver()
     rule = bench.rule("drift-age", webhook(hanging), webhook(healthy))
     timeout_s = 5.0
     bench.start_notifier(timeout_s=timeout_s)
@@ -211,15 +212,15 @@ def test_a_hanging_receiver_does_not_delay_another_channel(bench: Bench) -> None
     for column in ("age", "plan", "score"):
         published = bench.publish(fired(rule, column))
         arrived(healthy, len(delays) + 1)
-        delays.append(healthy.requests()[-1].at - published)
+        delays.append(healthy.taken()[-1].at - published)
     # Each change reached the healthy channel while the hanging one still held the first.
     print(f"healthy channel's delivery times beside a hanging one: {delays}")
     assert max(delays) < timeout_s / 5, delays
-    assert len(hanging.requests()) == 1
+    assert len(hanging.taken()) == 1
 
 
 def test_a_restart_sends_again_only_what_was_not_delivered(bench: Bench) -> None:
-    healthy, hanging = bench.receiver(), bench.receiver("hang")
+    healthy, hanging = bench.receiver(), bench.receiver(hang=True)
     delivered_rule = bench.rule("delivered", webhook(healthy))
     held_rule = bench.rule("held", webhook(hanging))
     notifier = bench.start_notifier(timeout_s=30.0)
@@ -230,13 +231,13 @@ def test_a_restart_sends_again_only_what_was_not_delivered(bench: Bench) -> None
     arrived(hanging, 1)
     bench.stop(notifier)  # the held change is in flight: not committed
 
-    hanging.set_mode("ok")
+    hanging.hang = False  # it answers from now on
     bench.start_notifier()
     arrived(hanging, 2)
     wait_until(lambda: bench.progress()[0] == 0, timeout_s=30, what="the notifier's commit")
     time.sleep(0.5)
-    assert len(healthy.requests()) == 1
-    keys = [r.headers["Idempotency-Key"] for r in hanging.requests()]
+    assert len(healthy.taken()) == 1
+    keys = [r.headers["Idempotency-Key"] for r in hanging.taken()]
     assert keys == [held.change_id, held.change_id]
 
 
@@ -247,14 +248,14 @@ def test_the_worker_runs_the_notifier(bench: Bench, start_worker: Callable[..., 
     alert = fired(rule)
     bench.publish(alert)
     arrived(receiver, 1, timeout_s=60)
-    assert receiver.requests()[0].headers["Idempotency-Key"] == alert.change_id
+    assert receiver.taken()[0].headers["Idempotency-Key"] == alert.change_id
 
 
 def test_the_notifier_waits_out_a_broker_outage(
     settings: Settings, own_kafka: LocalKafka, bench_on: Callable[[Settings], Bench]
 ) -> None:
     bench = bench_on(settings.with_overrides(kafka_bootstrap_servers=own_kafka.bootstrap_servers))
-    hanging, healthy = bench.receiver("hang"), bench.receiver()
+    hanging, healthy = bench.receiver(hang=True), bench.receiver()
     rule = bench.rule("drift-age", webhook(hanging), webhook(healthy))
     bench.start_notifier(timeout_s=2.0)
     (thread,) = bench.threads.values()
@@ -264,10 +265,10 @@ def test_the_notifier_waits_out_a_broker_outage(
     own_kafka.stop()  # the hanging channel's dead letter comes due during the outage
     time.sleep(OUTAGE_S)  # the outage itself, not a wait for a condition
     assert thread.is_alive(), "the notifier stopped during the outage"
-    assert len(hanging.requests()) == ATTEMPTS
+    assert len(hanging.taken()) == ATTEMPTS
     own_kafka.start()
 
-    hanging.set_mode("ok")
+    hanging.hang = False  # it answers from now on
     bench.publish(fired(rule, "plan"))
     arrived(healthy, 2, timeout_s=120)
     arrived(hanging, ATTEMPTS + 1)

@@ -2,8 +2,9 @@
 
 It reads the alerts topic (``<prefix>.alerts``; group ``Topics.notifier_group``, read
 committed: the evaluator writes in transactions), looks up each alert's rule in the rules
-topic (a deleted rule notifies no one) and hands one delivery per channel to that
-channel's sender (``ChannelSenders``). The requests themselves are ``state.notifications``'.
+topic (a deleted rule notifies only the resolutions its deletion causes) and hands one
+delivery per channel to that channel's sender (``ChannelSenders``). The requests
+themselves are ``state.notifications``'.
 
 Isolation. Every channel (by URL) has its own sender, an asyncio task on the senders'
 thread, that posts its deliveries one after the other: each attempt is bounded by the
@@ -38,6 +39,7 @@ from urllib.parse import urlsplit
 import aiohttp
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
 
+from driftline.state.alert_evaluation import Change
 from driftline.state.alert_rules import Channel, InvalidAlertRuleError, record_channels
 from driftline.state.alerts import Alert
 from driftline.state.notifications import Notification, notification, retry_delays
@@ -364,8 +366,13 @@ class Notifier:
         )  # fmt: skip
 
     def _channels(self, alert: Alert) -> tuple[Channel, ...]:
-        """The channels of the alert's rule as it is now (deleted: none)."""
-        record = self._waiting_out(lambda: self._rules.get(alert.rule_key))
+        """The channels of the alert's rule as it is now. A deleted rule notifies no one,
+        but of the resolutions its deletion causes (its PagerDuty incidents would stay
+        open otherwise): those go to the channels it had."""
+        if alert.last_change.change is Change.RESOLVED:
+            record = self._waiting_out(lambda: self._rules.last(alert.rule_key))
+        else:
+            record = self._waiting_out(lambda: self._rules.get(alert.rule_key))
         if record is None:
             return ()
         try:

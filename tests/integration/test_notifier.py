@@ -23,7 +23,7 @@ from driftline.state.alert_rules import AlertRule
 from driftline.state.alerts import Alert, changed
 from driftline.state.bins import HOUR_MS
 from driftline.topics.admin import ensure_topics
-from driftline.topics.alert_rules import publish_rule
+from driftline.topics.alert_rules import publish_rule, withdraw_rule
 from driftline.topics.catalog import Topics
 from driftline.topics.producer import CheckedProducer
 from driftline.topics.progress import ProgressReader
@@ -239,6 +239,19 @@ def test_a_restart_sends_again_only_what_was_not_delivered(bench: Bench) -> None
     assert len(healthy.taken()) == 1
     keys = [r.headers["Idempotency-Key"] for r in hanging.taken()]
     assert keys == [held.change_id, held.change_id]
+
+
+def test_a_deleted_rule_notifies_only_the_resolutions_of_its_alerts(bench: Bench) -> None:
+    receiver = bench.receiver()
+    rule = bench.rule("drift-age", webhook(receiver))
+    withdraw_rule(bench.producer, bench.topics.alert_rules.name, rule.key)
+    alert = fired(rule)
+    bench.start_notifier()
+    bench.publish(alert)  # fired after the deletion (a race): no one to tell
+    bench.publish(resolved(alert, rule))  # the deletion's resolution: its channels hear it
+    arrived(receiver, 1)
+    wait_until(lambda: bench.progress()[0] == 0, timeout_s=30, what="the notifier's commit")
+    assert [r.json()["change"]["change"] for r in receiver.taken()] == ["resolved"]
 
 
 def test_the_worker_runs_the_notifier(bench: Bench, start_worker: Callable[..., object]) -> None:

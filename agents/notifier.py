@@ -200,10 +200,15 @@ class ChannelSenders:
         """Drop what is queued or in flight (not committed: sent again after a restart)."""
         if not self._thread.is_alive():
             return
-        asyncio.run_coroutine_threadsafe(self._close(), self._loop).result(10)
+        closing = asyncio.run_coroutine_threadsafe(self._close(), self._loop)
+        try:
+            closing.result(10)
+        except TimeoutError:
+            log.warning("notifier: the channel senders did not stop within 10 s")
         self._loop.call_soon_threadsafe(self._loop.stop)
         self._thread.join(10)
-        self._loop.close()
+        if not self._thread.is_alive():
+            self._loop.close()
 
     async def _open_session(self) -> None:
         self._session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=self._timeout_s))
@@ -327,7 +332,11 @@ class Notifier:
             pass  # stopped while waiting for the broker: that message is read again
 
     def _step(self) -> None:
-        for message in self._consumer.consume(100, 0.05):
+        # The first message ends the wait, and those fetched with it join it.
+        messages = self._consumer.consume(1, 0.05)
+        if messages:
+            messages.extend(self._consumer.consume(99, 0))
+        for message in messages:
             if message.error() is None:
                 self._read(message)
         self._settle()

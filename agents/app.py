@@ -7,7 +7,8 @@ happens at import time.
     ingest ─► merge agent ─► bin-partials ─► bins agent ─► metrics ─► Redis projection
               (events,                        (sums shares,  (compacted)
                partial bins)                   metrics)  ─► model-bins ─► alert evaluator
-                                                                          ─► alerts
+                                                                          ─► alerts ─┐
+                     webhook, Slack, PagerDuty (HTTP POST, a task per channel) ◄─ notifier
 
 The projection and the ownership heartbeat write Redis on threads of their own that wait
 out its outages, and the merge runner's assignment only wakes the heartbeat: the worker

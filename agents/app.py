@@ -7,7 +7,8 @@ happens at import time.
     ingest ─► merge agent ─► bin-partials ─► bins agent ─► metrics ─► Redis projection
               (events,                        (sums shares,  (compacted)
                partial bins)                   metrics)  ─► model-bins ─► alert evaluator
-                                                                          ─► alerts
+                                                                          ─► alerts ─┐
+                     webhook, Slack, PagerDuty (HTTP POST, a task per channel) ◄─ notifier
 
 The projection and the ownership heartbeat write Redis on threads of their own that wait
 out its outages, and the merge runner's assignment only wakes the heartbeat: the worker
@@ -30,6 +31,7 @@ from driftline.agents.bin_totals import BinTotalsProcessor
 from driftline.agents.deletion_budget import RedisDeletionBudget
 from driftline.agents.heap import HeapTrimmer
 from driftline.agents.merge import MergeProcessor
+from driftline.agents.notifier import Notifier
 from driftline.agents.ownership import OwnershipHeartbeat
 from driftline.agents.runtime import PartitionedRunner, RunnerConfig
 from driftline.agents.serving import RedisProjection
@@ -110,6 +112,15 @@ class WorkerSettings(TopicSettings, Protocol):
     @property
     def emit_interval_s(self) -> float: ...
 
+    @property
+    def notify_timeout_s(self) -> float: ...
+
+    @property
+    def notify_attempts(self) -> int: ...
+
+    @property
+    def notify_backoff_s(self) -> float: ...
+
 
 @dataclass
 class Worker:
@@ -172,7 +183,7 @@ def create_app(settings: WorkerSettings, internal_secret: str) -> Worker:
     class Agents(RunnerThreads):
         runners = (
             merge, bins, alerts, projection, heartbeat,
-            HeapTrimmer(settings.heap_trim_interval_s),
+            HeapTrimmer(settings.heap_trim_interval_s), _notifier(settings, topics),
         )  # fmt: skip
 
     register_views(worker)
@@ -270,3 +281,10 @@ def _alerts_runner(
         store_resources=resources,
     )
     return PartitionedRunner(config, processor)
+
+
+def _notifier(settings: WorkerSettings, topics: Topics) -> Notifier:
+    return Notifier(
+        settings.bootstrap_servers, topics, settings.notify_timeout_s, settings.notify_attempts,
+        settings.notify_backoff_s, settings.session_timeout_ms,
+    )  # fmt: skip

@@ -244,9 +244,10 @@ async def get_status(request: web.Request) -> web.Response:
             reader.stage, "serving", topics.metrics.name, settings.bins_partitions,
             lambda: services.bins.markers(range(settings.bins_partitions)),
         )  # fmt: skip
+        notifications = await asyncio.to_thread(_notifications, reader, topics)
     finally:
         await asyncio.to_thread(reader.close)
-    body = status_body(merge, bins, unemitted, serving, topics)
+    body = {**status_body(merge, bins, unemitted, serving, topics), "notifications": notifications}
     if named is not None:
         body = {"project_id": named[0], "model_id": named[1], **body}
     return core.json_response(body)
@@ -278,6 +279,32 @@ async def _unemitted_bins(workers: Workers, settings: core.ApiSettings) -> int |
     if covered != set(range(settings.bins_partitions)):
         return None
     return sum(int(answer.get("dirty_bins", 0)) for answer in answers)
+
+
+def _notifications(reader: ProgressReader, topics: Topics) -> dict[str, Any]:
+    """The notifier's progress: alert changes not yet done (delivered or dead-lettered),
+    and the notifications given up on (the records of the dead-letters topic, which keeps
+    them for the broker's retention)."""
+    alerts = topics.alerts
+    notifier = reader.stage(
+        "notifier", alerts.name, alerts.partitions,
+        lambda: reader.committed(topics.notifier_group, alerts.name, alerts.partitions),
+    )  # fmt: skip
+    failed = reader.records(
+        topics.notification_dead_letters.name, topics.notification_dead_letters.partitions
+    )
+    return notifications_body(notifier, failed, topics)
+
+
+def notifications_body(notifier: StageProgress, failed: int, topics: Topics) -> dict[str, Any]:
+    """The ``notifications`` section of ``GET /v1/status``. The alerts are written in
+    transactions, whose commit markers take offsets too: a notifier that is caught up has
+    nothing pending, whatever its lag in offsets."""
+    return {
+        "pending": 0 if notifier.caught_up else notifier.lag,
+        "failed": failed,
+        "consumer_group": topics.notifier_group,
+    }
 
 
 def status_body(

@@ -61,6 +61,11 @@ class Settings:
     bins_partitions: int = setting("DRIFTLINE_BINS_PARTITIONS", 4)
     # A bin is re-emitted at most once per this interval, however often it changes.
     emit_interval_s: float = setting("DRIFTLINE_EMIT_INTERVAL_S", 0.5)
+    # Alert notifications: each attempt's timeout, attempts per notification before it is
+    # dead-lettered, and the first wait between attempts (doubling after each).
+    notify_timeout_s: float = setting("DRIFTLINE_NOTIFY_TIMEOUT_S", 5.0)
+    notify_attempts: int = setting("DRIFTLINE_NOTIFY_ATTEMPTS", 5)
+    notify_backoff_s: float = setting("DRIFTLINE_NOTIFY_BACKOFF_S", 0.5)
     # An update that arrives before its insert waits this long / this many per event.
     parked_update_timeout_s: float = setting("DRIFTLINE_PARKED_UPDATE_TIMEOUT_S", 600.0)
     parked_updates_per_event: int = setting("DRIFTLINE_PARKED_UPDATES_PER_EVENT", 100)

@@ -446,6 +446,13 @@ def _delay(value: Any) -> float:
     )
 
 
+def record_channels(record: Mapping[str, Any]) -> tuple[Channel, ...]:
+    """The channels of a rule record as ``AlertRule.to_dict`` wrote it (the rules topic
+    holds records: reading the whole rule back would need its model's spec);
+    InvalidAlertRuleError for channels no rule could have had."""
+    return _channels(record.get("channels"))
+
+
 def _channels(value: Any) -> tuple[Channel, ...]:
     if value is None:
         return ()

@@ -91,15 +91,25 @@ class AlertRuleIndex:
 
     def __init__(self) -> None:
         self._records: dict[str, dict[str, Any]] = {}
+        # Deleted rules' last records: the resolutions their deletion causes are still
+        # notified to their channels (``agents.notifier``).
+        self._deleted: dict[str, dict[str, Any]] = {}
 
     def apply(self, key: str, record: dict[str, Any] | None) -> None:
         if record is None:
-            self._records.pop(key, None)
+            gone = self._records.pop(key, None)
+            if gone is not None:
+                self._deleted[key] = gone
         else:
             self._records[key] = record
+            self._deleted.pop(key, None)
 
     def get(self, key: str) -> dict[str, Any] | None:
         return self._records.get(key)
+
+    def last(self, key: str) -> dict[str, Any] | None:
+        """The rule, or the last record of a deleted one (as far as this index read it)."""
+        return self._records.get(key) or self._deleted.get(key)
 
     def of_model(self, project_id: str, model_id: str) -> list[dict[str, Any]]:
         """The model's rules, by rule id."""
@@ -121,6 +131,12 @@ class AlertRules:
             self.catch_up()
         with self._view.lock:
             return self._index.get(key)
+
+    def last(self, key: str) -> dict[str, Any] | None:
+        """The rule, or the last record of a deleted one (``AlertRuleIndex.last``)."""
+        self.catch_up()
+        with self._view.lock:
+            return self._index.last(key)
 
     def of_model(self, project_id: str, model_id: str, fresh: bool = True) -> list[dict[str, Any]]:
         """The model's rules; ``fresh`` False: as last caught up (a reader that looks up

@@ -141,6 +141,14 @@ class ProgressReader:
     def ends(self, topic: str, partitions: int) -> dict[int, int]:
         return {p: watermarks(self._reader, TopicPartition(topic, p))[1] for p in range(partitions)}
 
+    def records(self, topic: str, partitions: int) -> int:
+        """The records a topic holds (written without transactions: no markers among them)."""
+        found = 0
+        for p in range(partitions):
+            low, high = watermarks(self._reader, TopicPartition(topic, p))
+            found += high - low
+        return found
+
     def committed(self, group_id: str, topic: str, partitions: int) -> dict[int, int | None]:
         """The group's committed offsets (None: nothing committed yet)."""
         consumer = Consumer(consumer_config(self._bootstrap, group_id))

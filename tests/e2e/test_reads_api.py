@@ -285,6 +285,8 @@ def test_status_is_final_only_once_every_event_sent_is_in_the_bins(
     done = call(api, "GET", "/v1/status", token=token).body
     assert done["final"] is True
     assert all(stage["caught_up"] for stage in done["stages"])
+    notifier_group = f"{settings.topic_prefix}-worker-notifier"
+    assert done["notifications"] == {"pending": 0, "failed": 0, "consumer_group": notifier_group}
 
     assert call(api, "GET", "/v1/status").status == 401
     assert call(api, "GET", "/v1/status?project_id=shop&model_id=churn",

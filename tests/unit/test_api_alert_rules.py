@@ -146,5 +146,16 @@ def test_the_index_lists_a_model_s_rules_by_id_and_forgets_tombstoned_ones() -> 
     assert index.get("shop/churn2/a") == drift_rule(rule_id="a", model_id="churn2")
 
 
+def test_the_index_keeps_a_deleted_rule_s_last_record_for_its_resolutions() -> None:
+    index = AlertRuleIndex()
+    index.apply("shop/churn/a", drift_rule(rule_id="a"))
+    index.apply("shop/churn/a", None)
+    assert index.get("shop/churn/a") is None
+    assert index.last("shop/churn/a") == drift_rule(rule_id="a")
+    index.apply("shop/churn/a", drift_rule(rule_id="a", critical=0.5))
+    assert index.last("shop/churn/a") == index.get("shop/churn/a")
+    assert index.last("shop/churn/never") is None
+
+
 def test_a_rule_s_key_from_its_names_is_the_rule_s_own() -> None:
     assert rule_key("shop", "churn", "drift-age") == parse_rule(drift_rule(), SPEC).key

@@ -15,6 +15,7 @@ from driftline.api.reads import (
     decode_cursor,
     encode_cursor,
     letter_json,
+    notifications_body,
     parse_page,
     status_body,
     sum_counters,
@@ -203,6 +204,17 @@ def test_bins_are_final_only_when_every_stage_is_done(
     ]  # fmt: skip
     assert body["stages"][1]["caught_up"] is (bins and unemitted == 0)
     assert body["stages"][1]["unemitted_bins"] == unemitted
+
+
+def test_notifications_pending_are_the_changes_not_done_and_failed_the_dead_letters() -> None:
+    topics = Topics.for_settings(Settings(topic_prefix="p"))
+    behind = StageProgress("notifier", "p.alerts", lag=3, caught_up=False)
+    assert notifications_body(behind, 2, topics) == {
+        "pending": 3, "failed": 2, "consumer_group": "p-worker-notifier",
+    }  # fmt: skip
+    # Caught up: the lag left is the transactions' commit markers.
+    done = StageProgress("notifier", "p.alerts", lag=1, caught_up=True)
+    assert notifications_body(done, 0, topics)["pending"] == 0
 
 
 # --- routing counters to the partitions' owners ---------------------------------------------

@@ -1,11 +1,13 @@
 """Alerts end to end on the real broker and Redis (issue 11): rules created through the
-API, events and late labels through the client, deletions through the API.
+API, events and late labels through the client, deletions through the API, a local
+webhook receiver.
 
 - a drift rule fires on an hour of drifting ages; deleting those events with
   ``update_metrics=true`` brings the bin back to the baseline, and the alert resolves;
 - a performance rule with an evaluation delay stays quiet while its labels arrive, and
   fires once the delay is over;
-- each change of state is published once.
+- each change of state is published once, reaches the webhook signed and under its
+  change id, and ``GET /v1/alerts`` lists it.
 
 The drift and accuracy values an alert carries are checked against the bins the
 pipeline serves and against scikit-learn on the labelled events.
@@ -13,7 +15,10 @@ pipeline serves and against scikit-learn on the labelled events.
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import time
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -22,11 +27,12 @@ from sklearn.metrics import accuracy_score
 from driftline.settings import Settings
 from driftline.state.bins import HOUR_MS
 from driftline.topics.waiting import wait_until
-from tests.support.alert_rules import drift_rule
+from tests.support.alert_rules import WEBHOOK_SECRET, drift_rule
 from tests.support.alerts import current_alerts, published_alerts
 from tests.support.api import StartApi, call, client_for, ids_body, published, serving_shop
 from tests.support.hourly_bins import bins_in_redis
 from tests.support.models import HOUR0, publish_churn
+from tests.support.webhooks import Receiver
 
 pytestmark = [pytest.mark.integration, pytest.mark.e2e]
 
@@ -55,11 +61,28 @@ def create_rule(api: Any, token: str, rule: dict[str, Any]) -> None:
     assert answer.status == 201, answer.body
 
 
+def webhook(receiver: Receiver) -> list[dict[str, Any]]:
+    return [{"type": "webhook", "url": receiver.url, "secret": WEBHOOK_SECRET}]
+
+
+def signed_changes(receiver: Receiver) -> list[tuple[str, str]]:
+    """(change id, change) of each notification the receiver took, its signature checked
+    with the rule's secret."""
+    found = []
+    for delivery in receiver.taken():
+        digest = hmac.new(WEBHOOK_SECRET.encode(), delivery.body, hashlib.sha256).hexdigest()
+        assert delivery.headers["X-Driftline-Signature"] == f"sha256={digest}"
+        body = delivery.json()
+        assert delivery.headers["Idempotency-Key"] == body["change_id"]
+        found.append((body["change_id"], body["change"]["change"]))
+    return found
+
+
 def test_a_drift_alert_fires_and_a_deletion_that_updates_the_metrics_resolves_it(
-    settings: Settings, start_worker: Any, start_api: StartApi
+    settings: Settings, start_worker: Any, start_api: StartApi, receiver: Receiver
 ) -> None:
     api, token = serving_shop(settings, start_worker, start_api)
-    create_rule(api, token, drift_rule())
+    create_rule(api, token, drift_rule(channels=webhook(receiver)))
     normal, drifted = baseline_like("n", HOUR0, 120), drifting("d", HOUR0, 120)
     published(settings, api, token, normal + drifted)
 
@@ -87,10 +110,17 @@ def test_a_drift_alert_fires_and_a_deletion_that_updates_the_metrics_resolves_it
     assert [c.change.value for c in resolved.changes] == ["fired", "resolved"]
     # One record per change: no repeat of either.
     assert [a.last_change.seq for a in published_alerts(settings)] == [1, 2]
+    wait_until(lambda: len(receiver.taken()) == 2, timeout_s=30, what="two notifications")
+    assert signed_changes(receiver) == [(f"{resolved.key}#1", "fired"),
+                                        (f"{resolved.key}#2", "resolved")]  # fmt: skip
+    with client_for(api, token) as client:
+        (listed,) = client.get_alerts("shop", "churn")
+        assert listed == resolved.to_dict()
+        assert client.get_alerts("shop", "churn", state="open") == []
 
 
 def test_a_performance_alert_waits_for_its_evaluation_delay(
-    settings: Settings, start_worker: Any, start_api: StartApi
+    settings: Settings, start_worker: Any, start_api: StartApi, receiver: Receiver
 ) -> None:
     api, token = serving_shop(settings, start_worker, start_api)
     now_ms = int(time.time() * 1000)
@@ -101,6 +131,7 @@ def test_a_performance_alert_waits_for_its_evaluation_delay(
     create_rule(api, token, drift_rule(
         rule_id="accuracy", metric="accuracy", columns=None, direction="lesser",
         critical=0.6, warning=None, evaluation_delay_hours=delay_hours,
+        channels=webhook(receiver),
     ))  # fmt: skip
     events = baseline_like("p", last_hour * HOUR_MS, 40)
     published(settings, api, token, events)
@@ -122,3 +153,11 @@ def test_a_performance_alert_waits_for_its_evaluation_delay(
     assert (fired.rule_id, fired.column, fired.severity.value) == ("accuracy", None, "critical")
     assert fired.value == pytest.approx(accuracy_score(truth, predicted)) == 0.25
     assert fired.last_change.at_ms >= due_ms
+    wait_until(lambda: receiver.taken(), timeout_s=30, what="the notification")
+    assert signed_changes(receiver) == [(f"{fired.key}#1", "fired")]
+
+
+@pytest.fixture
+def receiver() -> Iterator[Receiver]:
+    with Receiver() as answering:
+        yield answering

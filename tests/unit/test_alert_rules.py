@@ -4,8 +4,10 @@ round trip of the stored form, and a catalogue that names exactly what bins emit
 from __future__ import annotations
 
 from dataclasses import replace
+from pathlib import Path
 from typing import Any
 
+import orjson
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -385,3 +387,11 @@ def test_catalogue_names_are_the_emitted_names(task: Task) -> None:
 def test_rates_are_catalogued_beside_their_counts() -> None:
     rates = {name for name, definition in METRICS.items() if definition.over_events}
     assert rates == {"labelled_share", "missing_rate", "type_mismatch_rate", "range_violation_rate"}
+
+
+def test_the_readme_rule_is_a_valid_rule_of_the_churn_model() -> None:
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    section = readme.split("### Alerts\n", 1)[1]
+    example = section.split("```json\n", 1)[1].split("```", 1)[0]
+    rule = AlertRule.from_dict(orjson.loads(example), CHURN_MODEL)
+    assert [channel.type.value for channel in rule.channels] == ["webhook", "slack", "pagerduty"]

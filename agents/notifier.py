@@ -55,6 +55,11 @@ log = logging.getLogger(__name__)
 # retried; any other 4xx says the request itself is refused, and is dead-lettered at once.
 _RETRIED_CLIENT_ERRORS = frozenset({408, 425, 429})
 
+# Deliveries one channel may have waiting; past it a new one is dead-lettered at once. A
+# receiver that hangs takes its timeout times its attempts per delivery, and a burst of
+# alerts would otherwise queue in memory without end.
+CHANNEL_BACKLOG = 1000
+
 
 class _StopRequestedError(Exception):
     """The notifier was stopped while it waited for the broker."""
@@ -175,10 +180,12 @@ class ChannelSenders:
         timeout_s: float,
         delays: tuple[float, ...],
         report: Callable[[Outcome], None],
+        backlog: int = CHANNEL_BACKLOG,
     ) -> None:
         self._timeout_s = timeout_s
         self._delays = delays
         self._report = report
+        self._backlog = backlog
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(
             target=self._loop.run_forever, name="notifier-senders", daemon=True
@@ -226,6 +233,10 @@ class ChannelSenders:
         if channel_queue is None:
             channel_queue = self._queues[url] = asyncio.Queue()
             self._tasks.append(self._loop.create_task(self._serve(channel_queue)))
+        if channel_queue.qsize() >= self._backlog:
+            reason = f"the channel has {self._backlog:,} deliveries waiting: it is not keeping up"
+            self._report(Outcome(delivery, 0, reason))
+            return
         channel_queue.put_nowait(delivery)
 
     async def _serve(self, channel_queue: asyncio.Queue[Delivery]) -> None:

@@ -149,6 +149,30 @@ def firing_rules(url: str) -> list[dict[str, Any]]:
     return [rule("drift", "psi", "all", url), rule("traffic", "events", None, url)]
 
 
+def hanging_vs_answering(
+    settings: Settings,
+    events: int,
+    rounds: int,
+    workdir: Path,
+    answering: Receiver,
+    hanging: Receiver,
+) -> None:
+    """Part 2: the same ingestion, rules firing everywhere, with either receiver."""
+    rates: dict[str, list[float]] = {"answering": [], "hanging": []}
+    for number in range(rounds):
+        for name, receiver in (("answering", answering), ("hanging", hanging)):
+            run = prepared(settings, f"{name}-{number}", firing_rules(receiver.url))
+            _, end_to_end, _ = throughput(run, events, workdir)
+            rates[name].append(end_to_end)
+            print(f"round {number + 1}, {name:9} receiver: {end_to_end:9,.0f} events/s "
+                  f"({len(receiver.taken())} webhook requests so far)")  # fmt: skip
+    answered, hung = (statistics.median(rates[n]) for n in ("answering", "hanging"))
+    print(
+        f"ingestion with a hanging receiver: {hung / answered:.2f}x the rate with an "
+        f"answering one ({hung:,.0f} vs {answered:,.0f} events/s, medians of {rounds})"
+    )
+
+
 @contextmanager
 def receivers() -> Iterator[tuple[Receiver, Receiver]]:
     with Receiver() as answering, Receiver(hang=True) as hanging:
@@ -171,18 +195,9 @@ def main() -> None:
         with infrastructure(base, workdir) as settings, receivers() as (answering, hanging):
             print("model: 20 float inputs, binary, baseline of 2000 rows; 1 worker, "
                   f"{args.partitions} partitions")  # fmt: skip
-            rates: dict[str, list[float]] = {"answering": [], "hanging": []}
-            for number in range(args.rounds):
-                for name, receiver in (("answering", answering), ("hanging", hanging)):
-                    run = prepared(settings, f"{name}-{number}", firing_rules(receiver.url))
-                    _, end_to_end, _ = throughput(run, args.events, workdir)
-                    rates[name].append(end_to_end)
-                    print(f"round {number + 1}, {name:9} receiver: {end_to_end:9,.0f} events/s "
-                          f"({len(receiver.taken())} webhook requests so far)")  # fmt: skip
-            answered, hung = (statistics.median(rates[n]) for n in ("answering", "hanging"))
-            print(f"ingestion with a hanging receiver: {hung / answered:.2f}x the rate with an "
-                  f"answering one ({hung:,.0f} vs {answered:,.0f} events/s, medians of "
-                  f"{args.rounds})")  # fmt: skip
+            if args.rounds:
+                hanging_vs_answering(settings, args.events, args.rounds, workdir,
+                                     answering, hanging)  # fmt: skip
             if not args.probes:
                 return
             run = prepared(settings, "latency", [rule("labelled", "labelled", None, answering.url)])
@@ -193,6 +208,8 @@ def main() -> None:
     print(f"label -> webhook:  p50 {p50 * 1000:6.0f} ms, p99 {p99 * 1000:6.0f} ms, "
           f"max {timings[-1] * 1000:6.0f} ms ({len(timings)} probes, "
           f"{args.background_rate}/s background inserts)")  # fmt: skip
+    print(f"slowest probes:    {', '.join(f'{t * 1000:.0f}' for t in timings[-5:])} ms")
+    print(f"probes over 1 s:   {[(i, round(t, 2)) for i, t in enumerate(found) if t > 1]}")
 
 
 if __name__ == "__main__":

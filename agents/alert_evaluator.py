@@ -26,7 +26,7 @@ from typing import Any, Protocol, TypeVar
 
 from confluent_kafka import Message
 
-from driftline.agents.runtime import Outgoing
+from driftline.agents.runtime import Outgoing, dead_letter_to
 from driftline.state.alert_rules import AlertRule, InvalidAlertRuleError
 from driftline.state.alerting import Outcome, period_metrics, periods_touched, reevaluate
 from driftline.state.alerts import Alert, alert_key, withdrawn
@@ -43,7 +43,6 @@ from driftline.state.periods import SUMMED_PERIODS, Period, period_start_hour, w
 from driftline.state.registered import RegisteredModel
 from driftline.state.tables import TEXT, PartitionTransaction, Table
 from driftline.topics.alerts import ALERT
-from driftline.topics.clients import DEAD_LETTER_MAX_BYTES
 from driftline.topics.dead_letters import DeadLetter
 from driftline.topics.model_bins import MODEL_BIN
 
@@ -124,8 +123,7 @@ class AlertEvaluator:
     def dead_letter(
         self, partition: int, message: Message, reason: str, tx: PartitionTransaction
     ) -> list[Outgoing]:
-        letter = DeadLetter.of(message, reason).fitted(DEAD_LETTER_MAX_BYTES)
-        return [Outgoing(self._dead_letter_topic, letter.key, letter.value, letter.headers())]
+        return [dead_letter_to(self._dead_letter_topic, DeadLetter.of(message, reason))]
 
     def _evaluated(
         self, model: str, starts_of: StartsOf, tx: PartitionTransaction, now_ms: int

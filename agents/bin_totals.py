@@ -17,7 +17,7 @@ from collections.abc import Callable, Iterator, Sequence
 
 from confluent_kafka import Message
 
-from driftline.agents.runtime import Outgoing
+from driftline.agents.runtime import Outgoing, dead_letter_to
 from driftline.state.bin_totals import (
     BinTotal,
     EmissionTimes,
@@ -34,7 +34,6 @@ from driftline.state.partition_tables import DIRTY, MARKED, SHARES, shares_of
 from driftline.state.registered import RegisteredModel
 from driftline.state.tables import TEXT, PartitionTransaction
 from driftline.topics.bin_partials import BIN_PARTIAL
-from driftline.topics.clients import DEAD_LETTER_MAX_BYTES
 from driftline.topics.dead_letters import DeadLetter
 from driftline.topics.metric_bins import METRICS_VALUE, MetricsValue, metrics_value
 from driftline.topics.model_bins import MODEL_BIN, ModelBin
@@ -91,8 +90,7 @@ class BinTotalsProcessor:
     def dead_letter(
         self, partition: int, message: Message, reason: str, tx: PartitionTransaction
     ) -> list[Outgoing]:
-        letter = DeadLetter.of(message, reason).fitted(DEAD_LETTER_MAX_BYTES)
-        return [Outgoing(self._dead_letter_topic, letter.key, letter.value, letter.headers())]
+        return [dead_letter_to(self._dead_letter_topic, DeadLetter.of(message, reason))]
 
     def _emitted(self, bin_key: BinKey, tx: PartitionTransaction, now_ms: int) -> list[Outgoing]:
         """The bin as it stands, summed from its shares (the batch's own included), to the

@@ -17,7 +17,7 @@ from confluent_kafka import Message
 from driftline.agents import parked
 from driftline.agents.bin_shares import BinShares
 from driftline.agents.deletions import DeletionBudget, DeletionRequests
-from driftline.agents.runtime import Outgoing
+from driftline.agents.runtime import Outgoing, dead_letter_to
 from driftline.state.commands import Command, Delete, DeletionCommand, Insert, Update, event_key
 from driftline.state.counters import ModelCounters, counters_update
 from driftline.state.events import BatchMerge, ExpiredUpdate, expire_parked
@@ -26,7 +26,6 @@ from driftline.state.partition_tables import COUNTERS
 from driftline.state.registered import RegisteredModel
 from driftline.state.spec import ModelSpec
 from driftline.state.tables import PartitionTransaction
-from driftline.topics.clients import DEAD_LETTER_MAX_BYTES
 from driftline.topics.dead_letters import DeadLetter, letter_model
 from driftline.topics.messages import FORWARDED_FROM, decode_ingest
 from driftline.topics.partitioning import partitions_for
@@ -186,8 +185,7 @@ class MergeProcessor:
         )
 
     def _outgoing(self, letter: DeadLetter) -> Outgoing:
-        fitted = letter.fitted(DEAD_LETTER_MAX_BYTES)
-        return Outgoing(self._dead_letter_topic, fitted.key, fitted.value, fitted.headers())
+        return dead_letter_to(self._dead_letter_topic, letter)
 
 
 def _count(

@@ -134,6 +134,12 @@ class Processor(Protocol):
         """What a message that could not be applied leaves: its dead letter, counters."""
 
 
+def dead_letter_to(topic: str, letter: DeadLetter) -> Outgoing:
+    """A dead letter as an outgoing record, cut to fit the dead-letter topic's limit."""
+    fitted = letter.fitted(DEAD_LETTER_MAX_BYTES)
+    return Outgoing(topic, fitted.key, fitted.value, fitted.headers())
+
+
 def wall_clock_ms() -> int:
     return int(time.time() * 1000)
 
@@ -447,9 +453,8 @@ class PartitionedRunner:
         except Exception as error:
             log.error("%s[%d]: the processor's dead letter failed: %s", self.name, partition, error)
         # The plainest dead letter there is, then (cut to fit if need be).
-        letter = DeadLetter.of(message, reason).fitted(DEAD_LETTER_MAX_BYTES)
-        topic = self.config.dead_letter_topic
-        bare = BatchResult(outgoing=[Outgoing(topic, letter.key, letter.value, letter.headers())])
+        letter = dead_letter_to(self.config.dead_letter_topic, DeadLetter.of(message, reason))
+        bare = BatchResult(outgoing=[letter])
         try:
             self._commit({partition: _Applied(bare, checkpoint)})
         except PoisonError as refused:

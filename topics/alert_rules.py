@@ -21,7 +21,7 @@ from driftline.state.alert_rules import AlertRule
 from driftline.state.names import model_key
 from driftline.state.tables import TEXT, Codec
 from driftline.topics.producer import CheckedProducer
-from driftline.topics.views import TopicView
+from driftline.topics.views import TopicView, decoded_records
 
 # The fields every rule record has (those a reader lists and keys it by).
 _KEY_FIELDS = ("project_id", "model_id", "rule_id")
@@ -123,7 +123,9 @@ class AlertRules:
 
     def __init__(self, bootstrap_servers: str, topic: str) -> None:
         self._index = AlertRuleIndex()
-        self._view = TopicView(bootstrap_servers, topic, self._apply, "alert rules")
+        self._view = TopicView(
+            bootstrap_servers, topic, decoded_records(ALERT_RULE, self._index.apply), "alert rules"
+        )
         self.catch_up()
 
     def get(self, key: str, fresh: bool = True) -> dict[str, Any] | None:
@@ -151,13 +153,3 @@ class AlertRules:
 
     def close(self) -> None:
         self._view.close()
-
-    def _apply(self, key: bytes | None, value: bytes | None) -> None:
-        if key is None:
-            return
-        try:
-            record = None if value is None else ALERT_RULE.decode(value)
-        except ValueError:  # orjson's JSONDecodeError is one
-            # Rules are validated before they are published; a foreign record is ignored.
-            return
-        self._index.apply(TEXT.decode(key), record)

@@ -22,8 +22,8 @@ from driftline.state.alerts import Alert
 from driftline.state.bins import HOUR_MS
 from driftline.state.names import model_key
 from driftline.state.periods import Period
-from driftline.state.tables import TEXT, Codec
-from driftline.topics.views import TopicView
+from driftline.state.tables import Codec
+from driftline.topics.views import TopicView, decoded_records
 
 
 def _encoded(alert: Alert) -> bytes:
@@ -130,7 +130,9 @@ class Alerts:
 
     def __init__(self, bootstrap_servers: str, topic: str) -> None:
         self._index = AlertIndex()
-        self._view = TopicView(bootstrap_servers, topic, self._apply, "alerts")
+        self._view = TopicView(
+            bootstrap_servers, topic, decoded_records(ALERT, self._index.apply), "alerts"
+        )
         self.catch_up()
 
     def page(
@@ -146,13 +148,3 @@ class Alerts:
 
     def close(self) -> None:
         self._view.close()
-
-    def _apply(self, key: bytes | None, value: bytes | None) -> None:
-        if key is None:
-            return
-        try:
-            alert = None if value is None else ALERT.decode(value)
-        except ValueError:
-            # The evaluator publishes only records it built; a foreign record is ignored.
-            return
-        self._index.apply(TEXT.decode(key), alert)

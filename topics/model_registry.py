@@ -22,7 +22,7 @@ from driftline.state.registered import RegisteredModel
 from driftline.state.spec import ModelSpec
 from driftline.state.tables import TEXT, Codec
 from driftline.topics.producer import CheckedProducer
-from driftline.topics.views import TopicView
+from driftline.topics.views import TopicView, decoded_records
 
 # How long "not registered" is believed without reading the registry topic again.
 MISS_REFRESH_S = 1.0
@@ -84,7 +84,9 @@ class ModelRegistry:
         self._models: dict[str, RegisteredModel] = {}
         self._misses: dict[str, float] = {}
         self.catch_ups = 0
-        self._view = TopicView(bootstrap_servers, topic, self._apply, "model registry")
+        self._view = TopicView(
+            bootstrap_servers, topic, decoded_records(MODEL_RECORD, self._put), "model registry"
+        )
         self.catch_up()
 
     def get(self, model_key: str) -> RegisteredModel | None:
@@ -117,15 +119,8 @@ class ModelRegistry:
     def close(self) -> None:
         self._view.close()
 
-    def _apply(self, key: bytes | None, value: bytes | None) -> None:
-        if key is None:
-            return
-        name = TEXT.decode(key)
-        if value is None:
+    def _put(self, name: str, model: RegisteredModel | None) -> None:
+        if model is None:
             self._models.pop(name, None)
-            return
-        try:
-            self._models[name] = MODEL_RECORD.decode(value)
-        except ValueError:  # orjson's JSONDecodeError is one
-            # Specs are validated before they are published; a foreign record is ignored.
-            return
+        else:
+            self._models[name] = model

@@ -10,14 +10,36 @@ from __future__ import annotations
 import threading
 import uuid
 from collections.abc import Callable
+from typing import TypeVar
 
 from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
 
+from driftline.state.tables import TEXT, Codec
 from driftline.topics.clients import consumer_config
 from driftline.topics.offsets import watermarks
 
+V = TypeVar("V")
+
 # What the view does with each record (key, value; a None value is a tombstone).
 Apply = Callable[[bytes | None, bytes | None], None]
+
+
+def decoded_records(codec: Codec[V], apply: Callable[[str, V | None], None]) -> Apply:
+    """An ``Apply`` for a topic keyed by text: each value decoded with ``codec`` (a
+    tombstone as None) and given to ``apply``. A record that does not decode is ignored:
+    Driftline publishes only records it validated, and a foreign one must not stop a
+    reader."""
+
+    def apply_record(key: bytes | None, value: bytes | None) -> None:
+        if key is None:
+            return
+        try:
+            record = None if value is None else codec.decode(value)
+        except ValueError:  # orjson's JSONDecodeError is one
+            return
+        apply(TEXT.decode(key), record)
+
+    return apply_record
 
 
 class TopicView:

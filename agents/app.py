@@ -21,7 +21,7 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 import faust
 import redis
@@ -210,21 +210,13 @@ def _merge_runner(
         deletion_budget=budget,
         ingest_partitions=settings.ingest_partitions,
     )
-    config = RunnerConfig(
-        name="merge",
-        bootstrap_servers=settings.bootstrap_servers,
-        group_id=topics.merge_group,
-        dead_letter_topic=topics.dead_letters.name,
-        input_topic=topics.ingest.name,
-        changelog_topic=topics.merge_changelog.name,
-        data_dir=settings.data_dir,
-        batch_max_messages=settings.batch_max_messages,
+    config = _runner_config(
+        settings, topics, resources, "merge", topics.merge_group, topics.ingest.name,
+        topics.merge_changelog.name,
         batch_within_s=settings.batch_within_s,
-        session_timeout_ms=settings.session_timeout_ms,
         # Waiting updates time out by when their inserts were sent, not by when read.
         input_clock=True,
-        store_resources=resources,
-    )
+    )  # fmt: skip
     return PartitionedRunner(config, processor, on_assignment=on_assignment)
 
 
@@ -240,21 +232,12 @@ def _bins_runner(
         settings.emit_interval_s,
         topics.dead_letters.name,
     )
-    config = RunnerConfig(
-        name="bins",
-        bootstrap_servers=settings.bootstrap_servers,
-        group_id=topics.bins_group,
-        dead_letter_topic=topics.dead_letters.name,
-        input_topic=topics.bin_partials.name,
-        changelog_topic=topics.bins_changelog.name,
-        data_dir=settings.data_dir,
-        batch_max_messages=settings.batch_max_messages,
-        batch_within_s=0.02,
+    config = _runner_config(
+        settings, topics, resources, "bins", topics.bins_group, topics.bin_partials.name,
+        topics.bins_changelog.name,
         # Emission is tick-driven: dirty bins go out within a tick of the coalescing window.
         tick_interval_s=min(0.1, settings.emit_interval_s),
-        session_timeout_ms=settings.session_timeout_ms,
-        store_resources=resources,
-    )
+    )  # fmt: skip
     return PartitionedRunner(config, processor)
 
 
@@ -266,21 +249,43 @@ def _alerts_runner(
     registry = ModelRegistry(settings.bootstrap_servers, topics.models.name)
     rules = AlertRules(settings.bootstrap_servers, topics.alert_rules.name)
     processor = AlertEvaluator(registry.get, rules, topics.alerts.name, topics.dead_letters.name)
-    config = RunnerConfig(
-        name="alerts",
-        bootstrap_servers=settings.bootstrap_servers,
-        group_id=topics.alerts_group,
-        dead_letter_topic=topics.dead_letters.name,
-        input_topic=topics.model_bins.name,
-        changelog_topic=topics.alerts_changelog.name,
-        data_dir=settings.data_dir,
+    config = _runner_config(
+        settings, topics, resources, "alerts", topics.alerts_group, topics.model_bins.name,
+        topics.alerts_changelog.name,
         batch_max_messages=1000,
-        batch_within_s=0.02,
         tick_interval_s=1.0,
+    )  # fmt: skip
+    return PartitionedRunner(config, processor)
+
+
+def _runner_config(
+    settings: WorkerSettings,
+    topics: Topics,
+    resources: StoreResources,
+    name: str,
+    group_id: str,
+    input_topic: str,
+    changelog_topic: str,
+    **tuning: Any,
+) -> RunnerConfig:
+    """A runner's configuration: what every runner shares, and its own ``tuning``."""
+    shared: dict[str, Any] = {
+        "batch_max_messages": settings.batch_max_messages,
+        "batch_within_s": 0.02,
+        **tuning,
+    }
+    return RunnerConfig(
+        name=name,
+        bootstrap_servers=settings.bootstrap_servers,
+        group_id=group_id,
+        dead_letter_topic=topics.dead_letters.name,
+        input_topic=input_topic,
+        changelog_topic=changelog_topic,
+        data_dir=settings.data_dir,
         session_timeout_ms=settings.session_timeout_ms,
         store_resources=resources,
+        **shared,
     )
-    return PartitionedRunner(config, processor)
 
 
 def _notifier(settings: WorkerSettings, topics: Topics) -> Notifier:

@@ -103,12 +103,10 @@ def run_faust(args: argparse.Namespace) -> None:
     )
     source = app.topic(args.input, schema=raw)
     out = app.topic(args.output, schema=raw)
-    # Counts as JSON numbers (what faust decodes without a model type).
+    # The table's serializers follow key_type and value_type (bytes: raw, int: JSON), also
+    # when it is recovered from its changelog; a schema= alone leaves recovery on JSON keys.
     counts = app.Table(
-        "counts",
-        default=int,
-        partitions=args.partitions,
-        schema=faust.Schema(key_type=bytes, key_serializer="raw", value_serializer="json"),
+        "counts", default=int, partitions=args.partitions, key_type=bytes, value_type=int
     )
 
     @app.agent(source, name="count")

@@ -264,7 +264,7 @@ class Job:
 
     def __init__(self, engine: str, args: argparse.Namespace, names: dict[str, str],
                  workdir: Path) -> None:  # fmt: skip
-        self.engine, self.names, self.workdir = engine, names, workdir
+        self.workdir = workdir
         workdir.mkdir(parents=True, exist_ok=True)
         self.command = [
             sys.executable, str(Path(__file__).resolve()), "--worker", engine,

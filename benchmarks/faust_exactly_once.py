@@ -177,6 +177,8 @@ def run_runner(args: argparse.Namespace) -> None:
 
 @dataclass
 class Output:
+    partition: int
+    offset: int
     key: bytes
     count: int
     input: int
@@ -219,7 +221,8 @@ class OutputReader:
                 if message.error() is None:
                     now = time.time()
                     value = orjson.loads(message.value())
-                    self.records.append(Output(message.key(), value["count"], value["i"],
+                    self.records.append(Output(message.partition(), message.offset(),
+                                               message.key(), value["count"], value["i"],
                                                value["sent"], now, value["phase"]))  # fmt: skip
                     self.last_seen = now
         consumer.close()
@@ -327,7 +330,7 @@ def fresh_topics(args: argparse.Namespace, engine: str, purpose: str) -> dict[st
     group = f"eosbench-{engine}-{purpose}-{uuid.uuid4().hex[:8]}"
     names = {"group": group, "input": f"{group}.input", "output": f"{group}.output"}
     # Faust creates its own changelog; the runner's are created here, as by the worker.
-    owned = [names["input"], names["output"], *runner_topics(group)]
+    owned = [names["input"], names["output"], *(runner_topics(group) if engine == "runner" else ())]
     ensure_topics(args.bootstrap, [TopicSpec(name, args.partitions) for name in owned])
     return names
 
@@ -383,11 +386,19 @@ def report_exactly_once(engine: str, truth: Counter[bytes], records: list[Output
     twice = sum(1 for times in applied.values() if times > 1)
     never = sum(truth.values()) - len(applied)
     broken = duplicated or missing or beyond or wrong_final or twice or never
+    # A committed transaction leaves a marker at the offset after its records: none at all
+    # means the outputs were not written in the transactions that commit the input.
+    last: dict[int, int] = {}
+    markers = 0
+    for record in records:
+        markers += record.partition in last and record.offset != last[record.partition] + 1
+        last[record.partition] = record.offset
     print(f"{engine}: {len(kills_at)} SIGKILLs (inputs consumed at each: {kills_at}); "
           f"inputs {sum(truth.values())}, consumed {consumed}, committed outputs {len(records)}; "
           f"duplicated (key, count) {duplicated}, missing counts {missing}, counts beyond the "
           f"truth {beyond}, inputs applied twice {twice}, never {never}, keys with a wrong "
-          f"final count {wrong_final}/{len(truth)} -> "
+          f"final count {wrong_final}/{len(truth)}; transaction markers between the outputs "
+          f"{markers} -> "
           f"{'NOT exactly once' if broken else 'exactly once'}")  # fmt: skip
 
 

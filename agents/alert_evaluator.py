@@ -10,6 +10,13 @@ once, whatever crashes happen. A period that cannot be judged yet (not ended, or
 rule's evaluation delay not over) is kept in the due table; a tick evaluates it when it
 comes due, so a performance alert fires once its late labels had their time.
 
+Why the batch engine and not a Faust agent with a Table, though the input is a few
+messages a second: under SIGKILL, Faust's ``exactly_once`` applied inputs twice in every
+run (``benchmarks/faust_exactly_once.py``: 524 of 5,000 inputs applied twice over 7 kills,
+its outputs written outside the transaction, faust-streaming issues #177 and #517), while
+the engine applied each once over 8 kills. An alert change published twice would notify
+twice under two change ids; the engine publishes it with the state that records it.
+
 Rules come from the compacted rules topic (``topics.alert_rules``), caught up once per
 batch; a rule that no longer fits its model's spec (a column removed) is skipped. When a
 rule is deleted, a tick resolves its open alerts (kept in an index of their own). A rule

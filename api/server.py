@@ -30,6 +30,9 @@ from aiohttp.web_protocol import RequestHandler
 from driftline.api.app import ApiSettings, create_app, error_response
 from driftline.api.protocol import MAX_FIELD_BYTES, MAX_LINE_BYTES, protocol_error, raw_json_answer
 
+# How long a connection answered 408 stays open, dropping what the client still sends.
+LINGER_S = 2.0
+
 
 class JsonErrorHandler(RequestHandler):
     """aiohttp's connection handler with JSON errors and a 408 for a head sent too slowly."""
@@ -39,6 +42,8 @@ class JsonErrorHandler(RequestHandler):
         self._header_timeout_s = header_timeout_s
         # Bytes of a request's head have come, and not the whole head.
         self._head_started = False
+        # A 408 was sent: the connection only waits to close (``_linger``).
+        self._lingering = False
 
     def handle_error(
         self,
@@ -59,6 +64,8 @@ class JsonErrorHandler(RequestHandler):
         return response
 
     def data_received(self, data: bytes) -> None:
+        if self._lingering:
+            return  # the 408 is out; what the client still sends is read and dropped
         waiting_for_head = self._waiter is not None or self._request_count == 0
         super().data_received(data)
         if waiting_for_head and data:
@@ -77,7 +84,21 @@ class JsonErrorHandler(RequestHandler):
                     f"{self._header_timeout_s:g} s; send them at once",
                 )
             )
+            self._linger()
+            return
         super()._process_keepalive()
+
+    def _linger(self) -> None:
+        """Close after the 408 the way HTTP servers close on a client still sending: stop
+        writing (FIN after the answer), read and drop what still comes, close a moment
+        later. Closing at once would make the kernel answer the client's next bytes with a
+        reset, and a reset discards the 408 the client has not read yet."""
+        assert self.transport is not None
+        self._lingering = True
+        self._keepalive_handle = None
+        if self.transport.can_write_eof():
+            self.transport.write_eof()
+        self._loop.call_later(LINGER_S, self.force_close)
 
 
 class _JsonErrorServer(web.Server):

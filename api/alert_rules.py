@@ -34,14 +34,13 @@ from driftline.api.requests import (
     query_values,
     takes_query,
 )
-from driftline.state.alert_rules import AlertRule, InvalidAlertRuleError
+from driftline.state.alert_rules import AlertRule, InvalidAlertRuleError, rule_key
 from driftline.state.spec import ModelSpec
 from driftline.state.wording import shown
 from driftline.topics.alert_rules import (
     AlertRuleConflictError,
     create_rule,
     publish_rule,
-    rule_key,
     withdraw_rule,
 )
 from driftline.topics.producer import DeliveryError

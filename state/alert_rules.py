@@ -29,7 +29,7 @@ from enum import StrEnum
 from typing import Any, Final, Literal
 
 from driftline.state.baseline import ColumnProfile
-from driftline.state.names import name_problem
+from driftline.state.names import model_key, name_problem
 from driftline.state.periods import Period
 from driftline.state.spec import ModelSpec, Task
 from driftline.state.wording import E, enum_member, shown
@@ -42,6 +42,11 @@ Columns = Literal["all"] | tuple[str, ...] | None
 # The longest evaluation delay: a year (labels later than that are not waited for).
 MAX_DELAY_HOURS = 24 * 366
 LOOK_BACKS = {Period.HOUR: (1, 24, 168), Period.DAY: (1,), Period.WEEK: (1,)}
+
+
+def rule_key(project_id: str, model_id: str, rule_id: str) -> str:
+    """A rule's key from its names (``AlertRule.key``; also for a rule not read yet)."""
+    return f"{model_key(project_id, model_id)}/{rule_id}"
 
 
 class InvalidAlertRuleError(ValueError):
@@ -222,7 +227,7 @@ class AlertRule:
     @property
     def key(self) -> str:
         """``project_id/model_id/rule_id``: the rule's key in its topic and in the API."""
-        return f"{self.project_id}/{self.model_id}/{self.rule_id}"
+        return rule_key(self.project_id, self.model_id, self.rule_id)
 
     @property
     def definition(self) -> MetricDefinition:

@@ -16,11 +16,13 @@ from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from typing import Any
 
+import orjson
+
 from driftline.state.alert_evaluation import AlertState, Change, Severity
-from driftline.state.alert_rules import AlertRule
+from driftline.state.alert_rules import AlertRule, rule_key
 from driftline.state.bins import HOUR_MS
-from driftline.state.names import model_key
 from driftline.state.periods import Period, period_end_ms
+from driftline.state.tables import Codec
 
 # A record keeps its last changes; an alert changes a few times (fired, escalated,
 # resolved by late labels), so this bound is only met by a bin that flaps for days.
@@ -28,9 +30,14 @@ HISTORY_KEPT = 100
 
 
 def alert_key(rule: AlertRule, column: str | None, bin_start_hour: int) -> str:
+    """The key of ``rule``'s alert on ``column`` in the bin at ``bin_start_hour``."""
+    return _key(rule.key, rule.bin, bin_start_hour, column)
+
+
+def _key(rule: str, period: Period, bin_start_hour: int, column: str | None) -> str:
     """``project/model/rule_id/<bin>/<start hour>/<column>``: the column last, since a
     column name may hold any character; empty for a model-level metric."""
-    return f"{rule.key}/{rule.bin.value}/{bin_start_hour}/{column or ''}"
+    return f"{rule}/{period.value}/{bin_start_hour}/{column or ''}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,14 +96,11 @@ class Alert:
 
     @property
     def key(self) -> str:
-        return (
-            f"{model_key(self.project_id, self.model_id)}/{self.rule_id}/{self.bin.value}/"
-            f"{self.bin_start_hour}/{self.column or ''}"
-        )
+        return _key(self.rule_key, self.bin, self.bin_start_hour, self.column)
 
     @property
     def rule_key(self) -> str:
-        return f"{model_key(self.project_id, self.model_id)}/{self.rule_id}"
+        return rule_key(self.project_id, self.model_id, self.rule_id)
 
     @property
     def open(self) -> bool:
@@ -149,6 +153,22 @@ class Alert:
             reference=None if reference is None else float(reference),
             changes=tuple(AlertChange.from_dict(change) for change in raw["changes"]),
         )
+
+
+def _encoded(alert: Alert) -> bytes:
+    return orjson.dumps(alert.to_dict())
+
+
+def _decoded(raw: bytes) -> Alert:
+    """An alert; ``ValueError`` for bytes that are not one (orjson's error is one)."""
+    try:
+        return Alert.from_dict(orjson.loads(raw))
+    except (KeyError, TypeError) as error:
+        raise ValueError(f"not an alert record: {error}") from None
+
+
+# An alert as JSON bytes: the alerts topic's value and the evaluator's table of alerts.
+ALERT_RECORD: Codec[Alert] = Codec(_encoded, _decoded)
 
 
 def changed(

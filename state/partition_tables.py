@@ -12,7 +12,7 @@ from __future__ import annotations
 import orjson
 
 from driftline.state import exact_json
-from driftline.state.alerts import Alert
+from driftline.state.alerts import ALERT_RECORD, Alert
 from driftline.state.bin_totals import Share, ShareKey, bin_of
 from driftline.state.bins import BIN_KEY, BinKey, Counters
 from driftline.state.counters import ModelCounters
@@ -229,16 +229,8 @@ HOUR_COUNTERS: Table[BinKey, Counters] = Table(
 )
 
 
-def _alert_bytes(alert: Alert) -> bytes:
-    return orjson.dumps(alert.to_dict())
-
-
-def _alert_of(raw: bytes) -> Alert:
-    return Alert.from_dict(orjson.loads(raw))
-
-
 # alert key (``state.alerts.alert_key``) -> the alert: its state and history.
-ALERTS: Table[str, Alert] = Table("alerts", TEXT, Codec(_alert_bytes, _alert_of))
+ALERTS: Table[str, Alert] = Table("alerts", TEXT, ALERT_RECORD)
 
 # (model, bin size, start hour) -> the day's or week's counters, the sum of its hours',
 # kept as each hour changes (``state.periods.with_hour_replaced``): a week rule reads one

@@ -49,11 +49,6 @@ def _decoded_rule(raw: bytes) -> dict[str, Any]:
 ALERT_RULE: Codec[dict[str, Any]] = Codec(_encoded_rule, _decoded_rule)
 
 
-def rule_key(project_id: str, model_id: str, rule_id: str) -> str:
-    """A rule's key from its names: ``AlertRule.key`` for a rule not read yet."""
-    return f"{model_key(project_id, model_id)}/{rule_id}"
-
-
 def publish_rule(producer: CheckedProducer, topic: str, rule: AlertRule) -> None:
     """Produce and flush (raises ``DeliveryError`` if the broker did not take it)."""
     producer.produce(topic, TEXT.encode(rule.key), ALERT_RULE.encode(rule.to_dict()))

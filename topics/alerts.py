@@ -16,29 +16,15 @@ from __future__ import annotations
 from dataclasses import dataclass
 from enum import StrEnum
 
-import orjson
-
-from driftline.state.alerts import Alert
+from driftline.state.alerts import ALERT_RECORD, Alert
 from driftline.state.bins import HOUR_MS
 from driftline.state.names import model_key
 from driftline.state.periods import Period
 from driftline.state.tables import Codec
 from driftline.topics.views import TopicView, decoded_records
 
-
-def _encoded(alert: Alert) -> bytes:
-    return orjson.dumps(alert.to_dict())
-
-
-def _decoded(raw: bytes) -> Alert:
-    """An alert; ``ValueError`` for bytes that are not one (orjson's error is one)."""
-    try:
-        return Alert.from_dict(orjson.loads(raw))
-    except (KeyError, TypeError) as error:
-        raise ValueError(f"not an alert record: {error}") from None
-
-
-ALERT: Codec[Alert] = Codec(_encoded, _decoded)
+# The topic's value: the alert as the evaluator keeps it (``state.alerts.ALERT_RECORD``).
+ALERT: Codec[Alert] = ALERT_RECORD
 
 
 class AlertStateFilter(StrEnum):

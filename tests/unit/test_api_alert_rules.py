@@ -18,9 +18,9 @@ from driftline.api.alert_rules import (
     rule_path,
 )
 from driftline.api.requests import RequestError
-from driftline.state.alert_rules import AlertRule
+from driftline.state.alert_rules import AlertRule, rule_key
 from driftline.state.spec import ModelSpec
-from driftline.topics.alert_rules import ALERT_RULE, AlertRuleIndex, rule_key
+from driftline.topics.alert_rules import ALERT_RULE, AlertRuleIndex
 from tests.support.alert_rules import WEBHOOK_SECRET, drift_rule
 from tests.support.models import CHURN_SPEC
 

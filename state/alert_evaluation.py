@@ -171,9 +171,3 @@ def transition(previous: Severity | None, current: Severity | None) -> Change | 
     if before == 0:
         return Change.FIRED
     return Change.ESCALATED if after > before else Change.DE_ESCALATED
-
-
-def removal(previous: Severity | None) -> Change | None:
-    """The change when the bin itself is gone (a tombstone: every event deleted or moved
-    away): an open alert resolves, since nothing is left to breach."""
-    return transition(previous, Severity.OK)

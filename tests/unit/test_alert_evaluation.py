@@ -17,7 +17,6 @@ from driftline.state.alert_evaluation import (
     Severity,
     evaluate,
     metric_value,
-    removal,
     transition,
 )
 from driftline.state.alert_rules import AlertRule
@@ -312,13 +311,6 @@ def test_re_emitted_bins_warning_critical_resolved_each_change_once() -> None:
             published.append(change)
         previous = current if current is not None else previous
     assert published == [Change.FIRED, Change.ESCALATED, Change.DE_ESCALATED, Change.RESOLVED]
-
-
-def test_a_deleted_bin_resolves_its_open_alert() -> None:
-    assert removal(Severity.CRITICAL) is Change.RESOLVED
-    assert removal(Severity.WARNING) is Change.RESOLVED
-    assert removal(Severity.OK) is None
-    assert removal(None) is None
 
 
 def test_not_evaluable_keeps_an_open_alert_open() -> None:

@@ -10,9 +10,10 @@ from hypothesis import strategies as st
 
 from driftline.state.alert_evaluation import AlertState, Change, Severity
 from driftline.state.alert_rules import AlertRule
-from driftline.state.alerting import periods_read, periods_touched
+from driftline.state.alerting import Outcome, periods_read, periods_touched, reevaluate
 from driftline.state.alerts import HISTORY_KEPT, Alert, alert_key, changed, withdrawn
 from driftline.state.bins import HOUR_MS
+from driftline.state.registered import RegisteredModel
 from tests.support.models import CHURN_MODEL
 
 MONDAY = 490_152  # Monday 00:00 UTC, hours since the epoch
@@ -79,3 +80,22 @@ def test_a_changed_hour_touches_its_period_and_the_one_looking_back_at_it() -> N
     weekly = rule(bin="week", comparison={"kind": "relative_to_past", "bins_back": 1})
     assert periods_touched(weekly, hour) == [MONDAY, MONDAY + 168]
     assert periods_read(weekly, MONDAY + 168) == [MONDAY + 168, MONDAY]
+
+
+def test_a_deleted_bin_resolves_its_open_alert() -> None:
+    """A bin gone (every event deleted or moved away) resolves an open alert, warning or
+    critical, with its last values; an alert already resolved, or none, gives nothing."""
+    r, registered, ended = rule(), RegisteredModel(CHURN_MODEL), (MONDAY + 2) * HOUR_MS
+    for severity in (Severity.CRITICAL, Severity.WARNING):
+        state = AlertState(severity, 12.0, 10.0, None)
+        before = changed(None, r, "age", MONDAY, Change.FIRED, state, 1)
+        outcome = Outcome()
+        reevaluate(r, registered, MONDAY, lambda start: None, {before.key: before}, ended, outcome)
+        (after,) = outcome.changed
+        assert (after.last_change.change, after.open, after.value) == (Change.RESOLVED, False, 12.0)
+        quiet = Outcome()
+        reevaluate(r, registered, MONDAY, lambda start: None, {after.key: after}, ended, quiet)
+        assert quiet.changed == []
+    nothing = Outcome()
+    reevaluate(r, registered, MONDAY, lambda start: None, {}, ended, nothing)
+    assert nothing.changed == []

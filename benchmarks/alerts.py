@@ -27,7 +27,6 @@ import random
 import statistics
 import sys
 import tempfile
-import threading
 import time
 import uuid
 from collections.abc import Iterator
@@ -44,11 +43,12 @@ from benchmarks.ingest import infrastructure
 from benchmarks.metrics import (
     MODEL,
     SPEC,
-    _background_load,
     _wait_for,
+    background_load,
     baseline,
     event_value,
     label_value,
+    p50_p99,
     throughput,
 )
 from driftline.client import Driftline
@@ -107,27 +107,21 @@ def latency(
     producer.flush()
     bins = RedisBins(redis.Redis.from_url(settings.redis), settings.topic_prefix)
     worker = WorkerProcess(settings, workdir / "worker-alert-latency.log").start()
-    stop = threading.Event()
-    background = threading.Thread(target=_background_load, args=(settings, rate, stop))
     try:
         probe_range = (first_hour * HOUR_MS, (first_hour + probes) * HOUR_MS)
         _wait_for(lambda: len(bins.read_range(MODEL, *probe_range)) == probes, 120)
-        background.start()
-        time.sleep(2)  # let the background load settle
         timings = []
-        for i in range(probes):
-            sent = time.perf_counter()
-            producer.produce(topic, ingest_key("bench", "wide", f"probe{i}"),
-                             label_value(rng, f"probe{i}"))  # fmt: skip
-            producer.flush()
-            _wait_for(partial(notified, receiver, hour_keys[i]), 30, interval=0.002)
-            timings.append(first_arrival(receiver, hour_keys[i]) - sent)
-            time.sleep(rng.uniform(0.2, 0.4))
+        with background_load(settings, rate):
+            for i in range(probes):
+                sent = time.perf_counter()
+                producer.produce(topic, ingest_key("bench", "wide", f"probe{i}"),
+                                 label_value(rng, f"probe{i}"))  # fmt: skip
+                producer.flush()
+                _wait_for(partial(notified, receiver, hour_keys[i]), 30, interval=0.002)
+                timings.append(first_arrival(receiver, hour_keys[i]) - sent)
+                time.sleep(rng.uniform(0.2, 0.4))
         return timings
     finally:
-        stop.set()
-        if background.is_alive():
-            background.join()
         worker.stop()
 
 
@@ -203,8 +197,7 @@ def main() -> None:
             run = prepared(settings, "latency", [rule("labelled", "labelled", None, answering.url)])
             found = latency(run, args.probes, args.background_rate, workdir, answering)
             timings = sorted(found)
-    p50 = statistics.median(timings)
-    p99 = timings[min(len(timings) - 1, int(len(timings) * 0.99))]
+    p50, p99 = p50_p99(timings)
     print(f"label -> webhook:  p50 {p50 * 1000:6.0f} ms, p99 {p99 * 1000:6.0f} ms, "
           f"max {timings[-1] * 1000:6.0f} ms ({len(timings)} probes, "
           f"{args.background_rate}/s background inserts)")  # fmt: skip

@@ -22,6 +22,8 @@ import tempfile
 import threading
 import time
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from functools import partial
 from pathlib import Path
 
@@ -147,31 +149,47 @@ def latency(settings: Settings, probes: int, rate: int, workdir: Path) -> list[f
     producer.flush()
     bins = RedisBins(redis.Redis.from_url(settings.redis), settings.topic_prefix)
     worker = WorkerProcess(settings, workdir / "worker-latency.log").start()
-    stop = threading.Event()
-    background = threading.Thread(target=_background_load, args=(settings, rate, stop))
     try:
         _wait_for(lambda: _quiet_bin(bins, quiet_hour_ms)[0] == probes, 120)
-        background.start()
-        time.sleep(2)  # let the background load settle
         timings = []
-        for i in range(probes):
-            event_id = f"probe{i}"
-            sent = time.perf_counter()
-            producer.produce(
-                topic, ingest_key("bench", "wide", event_id), label_value(rng, event_id)
-            )
-            producer.flush()
-            _wait_for(partial(_labelled_at_least, bins, quiet_hour_ms, i + 1), 30, interval=0.002)
-            timings.append(time.perf_counter() - sent)
-            # Past the coalescing window: a bin that changes continuously is re-emitted
-            # every DRIFTLINE_EMIT_INTERVAL_S (0.5 s) by design; this measures the rest.
-            time.sleep(rng.uniform(0.6, 1.0))
+        with background_load(settings, rate):
+            for i in range(probes):
+                event_id = f"probe{i}"
+                sent = time.perf_counter()
+                producer.produce(
+                    topic, ingest_key("bench", "wide", event_id), label_value(rng, event_id)
+                )
+                producer.flush()
+                labelled = partial(_labelled_at_least, bins, quiet_hour_ms, i + 1)
+                _wait_for(labelled, 30, interval=0.002)
+                timings.append(time.perf_counter() - sent)
+                # Past the coalescing window: a bin that changes continuously is re-emitted
+                # every DRIFTLINE_EMIT_INTERVAL_S (0.5 s) by design; this measures the rest.
+                time.sleep(rng.uniform(0.6, 1.0))
         return timings
     finally:
-        stop.set()
-        if background.is_alive():
-            background.join()
         worker.stop()
+
+
+@contextmanager
+def background_load(settings: Settings, rate: int) -> Iterator[None]:
+    """Inserts at ``rate``/s on a thread of their own for as long as the block runs,
+    settled for 2 s before it starts."""
+    stop = threading.Event()
+    background = threading.Thread(target=_background_load, args=(settings, rate, stop))
+    background.start()
+    try:
+        time.sleep(2)
+        yield
+    finally:
+        stop.set()
+        background.join()
+
+
+def p50_p99(timings: list[float]) -> tuple[float, float]:
+    """The median and the 99th percentile (the largest value with fewer than 100)."""
+    ordered = sorted(timings)
+    return statistics.median(ordered), ordered[min(len(ordered) - 1, int(len(ordered) * 0.99))]
 
 
 def _labelled_at_least(bins: RedisBins, hour_ms: int, count: int) -> bool:
@@ -259,8 +277,7 @@ def main() -> None:
                 return  # --probes 0: throughput only
             timings = latency(runs[1], args.probes, args.background_rate, workdir)
     timings.sort()
-    p50 = statistics.median(timings)
-    p99 = timings[min(len(timings) - 1, int(len(timings) * 0.99))]
+    p50, p99 = p50_p99(timings)
     print("model:                    20 float inputs, binary, baseline of 2000 rows")
     print(f"events:                   {args.events} ({args.partitions} partitions, 1 worker)")
     print(f"label -> bin in Redis:    p50 {p50 * 1000:6.0f} ms, p99 {p99 * 1000:6.0f} ms, "

@@ -11,7 +11,7 @@ from typing import Any
 
 from driftline.client import Driftline
 from driftline.state.bins import HOUR_MS
-from driftline.state.spec import ModelSpec
+from driftline.state.spec import ColumnType, ModelSpec, Task
 
 FRAUD_SPEC = {
     "project_id": "shop",
@@ -37,6 +37,16 @@ CHURN_SPEC = {
 # The same model for pure tests: its columns, types and task (its metadata column is
 # neither monitored nor counted).
 CHURN_MODEL = ModelSpec.from_dict(CHURN_SPEC)
+# A regression model for pure tests: a price predicted from an age, the price paid as target.
+PRICE_MODEL = ModelSpec(
+    project_id="shop",
+    model_id="price",
+    inputs=("age",),
+    outputs=("price",),
+    targets=("paid",),
+    task=Task.REGRESSION,
+    column_types={"age": ColumnType.INT, "price": ColumnType.FLOAT},
+)
 HOUR0 = 490_000 * HOUR_MS  # an hour in 2025
 CHURN_BASELINE = [
     {"age": 18 + i % 60, "plan": ["free", "pro", "team"][i % 3], "score": (i % 100) / 100}

@@ -30,7 +30,7 @@ from driftline.state.events import StoredEvent
 from driftline.state.metrics import bin_metrics
 from driftline.state.periods import Period
 from driftline.state.spec import ModelSpec, Task
-from tests.support.models import CHURN_MODEL
+from tests.support.models import CHURN_MODEL, PRICE_MODEL
 
 BINARY = CHURN_MODEL
 MULTICLASS = ModelSpec(
@@ -42,14 +42,7 @@ MULTICLASS = ModelSpec(
     task=Task.MULTICLASS_CLASSIFICATION,
     classes=("a", "b"),
 )
-REGRESSION = ModelSpec(
-    project_id="shop",
-    model_id="price",
-    inputs=("age",),
-    outputs=("price",),
-    targets=("paid",),
-    task=Task.REGRESSION,
-)
+REGRESSION = PRICE_MODEL
 NO_TARGETS = replace(BINARY, targets=())
 
 

@@ -40,22 +40,14 @@ from driftline.state.periods import (
     period_start_hour,
     with_hour_replaced,
 )
-from driftline.state.spec import ColumnType, ModelSpec, Task
-from tests.support.models import CHURN_MODEL
+from driftline.state.spec import ModelSpec
+from tests.support.models import CHURN_MODEL, PRICE_MODEL
 
 EXACT = 1e-12
 START = datetime(2026, 11, 25, 17, tzinfo=UTC)  # a Wednesday: its weeks are cut on Monday
 DAYS = 16
 BINARY = CHURN_MODEL
-REGRESSION = ModelSpec(
-    project_id="shop",
-    model_id="price",
-    inputs=("age",),
-    outputs=("price",),
-    targets=("paid",),
-    task=Task.REGRESSION,
-    column_types={"age": ColumnType.INT, "price": ColumnType.FLOAT},
-)
+REGRESSION = PRICE_MODEL
 BASELINE_ROWS = [
     {"age": 18 + i % 60, "plan": ("free", "pro", "team")[i % 3], "score": (i % 100) / 100,
      "price": float(i % 50)}

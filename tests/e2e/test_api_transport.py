@@ -375,3 +375,25 @@ def test_slow_headers_and_slow_bodies_are_cut_off_while_others_are_served(
     published = call(api, "POST", "/v1/events", {"project_id": "shop", "model_id": "churn",
                      "events": rows(5, 1)}, token=token)  # fmt: skip
     assert published.status == 200, published.raw[:300]
+
+
+def test_a_client_still_sending_after_the_408_reads_it(
+    settings: Settings, start_api: StartApi
+) -> None:
+    """The 408 for a slow head reaches a client that goes on sending after it: the
+    server reads and drops those bytes. Closing on them (before the lingering close)
+    answered them with a reset: the client's next send failed with a broken pipe, and a
+    trickling client gave up on the connection without reading the 408."""
+    api = start_api(settings.with_overrides(api_header_timeout_s=1.0))
+    with socket.create_connection((api.host, api.port), timeout=10) as conn:
+        conn.sendall(b"POST /v1/events HTTP/1.1\r\nHost: x\r\n")
+        time.sleep(1.5)  # the head's deadline passes: the 408 is on its way
+        for _ in range(3):  # as a trickling client does, a few bytes at a time
+            conn.sendall(b"X-Late: " + b"a" * 100)
+            time.sleep(0.2)
+        received = b""
+        while chunk := conn.recv(65536):
+            received += chunk
+    status, body = parse_answer(received)
+    assert status == 408
+    assert "did not all arrive within 1 s" in body["error"]

@@ -32,8 +32,8 @@ from driftline.api.requests import (
     query_values,
     takes_query,
 )
-from driftline.state.alert_rules import RULE_ID_PATTERN
-from driftline.state.wording import enum_member, shown
+from driftline.state.alert_rules import InvalidAlertRuleError, checked_rule_id
+from driftline.state.wording import enum_member
 from driftline.topics.alerts import AlertSelection, AlertStateFilter, ListingPosition
 
 LIST_PARAMETERS = frozenset(
@@ -128,11 +128,10 @@ def _state(raw: str) -> AlertStateFilter:
 
 def _rule_id(raw: str | None) -> str | None:
     """The rule filter: a rule id as rules have them (any other names no rule: a typo)."""
-    if raw is None or RULE_ID_PATTERN.fullmatch(raw):
-        return raw
-    raise bad_request(
-        f"'rule_id' must be a rule's id, 1 to 64 letters, digits, '_', '.' or '-'; got {shown(raw)}"
-    )
+    try:
+        return None if raw is None else checked_rule_id(raw)
+    except InvalidAlertRuleError as error:
+        raise bad_request(str(error)) from None
 
 
 def _optional_instant(query: dict[str, str], name: str) -> int | None:

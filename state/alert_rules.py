@@ -38,9 +38,9 @@ RULE_ID_PATTERN = re.compile(r"[A-Za-z0-9_.-]{1,64}")
 ALL_COLUMNS: Final = "all"
 # What a rule watches: None (a model-level metric), "all" monitored columns, or a list.
 Columns = Literal["all"] | tuple[str, ...] | None
-# Look-backs a relative_to_past rule may take, per bin size: an hour, a day, a week back.
 # The longest evaluation delay: a year (labels later than that are not waited for).
 MAX_DELAY_HOURS = 24 * 366
+# Look-backs a relative_to_past rule may take, per bin size: an hour, a day, a week back.
 LOOK_BACKS = {Period.HOUR: (1, 24, 168), Period.DAY: (1,), Period.WEEK: (1,)}
 
 
@@ -271,7 +271,7 @@ class AlertRule:
         warning = _optional_number(raw.get("warning"), "warning")
         _check_order(direction, critical, warning)
         return cls(
-            rule_id=_rule_id(raw.get("rule_id")),
+            rule_id=checked_rule_id(raw.get("rule_id")),
             project_id=_model_name(raw, "project_id", spec.project_id),
             model_id=_model_name(raw, "model_id", spec.model_id),
             metric=metric.name,
@@ -303,7 +303,8 @@ def _check_fields(raw: Mapping[Any, Any]) -> None:
         raise InvalidAlertRuleError(f"an alert rule needs {', '.join(missing)}")
 
 
-def _rule_id(value: Any) -> str:
+def checked_rule_id(value: Any) -> str:
+    """``value`` if it is a rule id as rules have them; ``InvalidAlertRuleError`` if not."""
     if isinstance(value, str) and RULE_ID_PATTERN.fullmatch(value):
         return value
     raise InvalidAlertRuleError(

@@ -52,7 +52,7 @@ def test_every_filter() -> None:
     ("items", "words"),
     [
         ((("state", "firing"),), "'state' must be one of open, resolved, all; got \"firing\""),
-        ((("rule_id", "no spaces"),), "'rule_id' must be a rule's id"),
+        ((("rule_id", "no spaces"),), "rule_id must be 1 to 64 characters"),
         ((("bin", "month"),), "'bin' must be one of hour, day, week"),
         ((("start", "yesterday"),), "start"),
         ((("start", str(HOUR0)), ("end", str(HOUR0))), "start must be before end"),

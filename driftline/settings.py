@@ -47,6 +47,12 @@ class Settings:
     kafka_bootstrap_servers: str | None = setting("KAFKA_BOOTSTRAP_SERVERS", None)
     # Where to find Redis. None means "the loopback redis-server the stack starts".
     redis_url: str | None = setting("REDIS_URL", None)
+    # Where the PostgreSQL projection (Grafana's datasource) writes. None means "the
+    # loopback PostgreSQL the stack starts"; its tables live in a schema named after the
+    # topic prefix, so tests and tenants never share rows.
+    postgres_url: str | None = setting("DRIFTLINE_POSTGRES_URL", None)
+    # Whether the worker projects the metrics and alerts topics into PostgreSQL at all.
+    postgres_projection: bool = setting("DRIFTLINE_POSTGRES_PROJECTION", True)
     # Prefix of every topic and of the Faust app id, so tests and tenants never share topics.
     topic_prefix: str = setting("DRIFTLINE_TOPIC_PREFIX", "driftline")
     ingest_partitions: int = setting("DRIFTLINE_INGEST_PARTITIONS", 8)
@@ -85,6 +91,7 @@ class Settings:
     kafka_version: str = setting("DRIFTLINE_KAFKA_VERSION", "4.1.1")
     local_kafka_port: int = setting("DRIFTLINE_LOCAL_KAFKA_PORT", 19092)
     local_redis_port: int = setting("DRIFTLINE_LOCAL_REDIS_PORT", 16379)
+    local_postgres_port: int = setting("DRIFTLINE_LOCAL_POSTGRES_PORT", 15432)
     # RocksDB table data of the worker.
     data_dir: Path = under_home("DRIFTLINE_DATA_DIR", "worker-data")
     # The memory all RocksDB stores of a worker share: memtables (flushed to disk beyond
@@ -112,6 +119,10 @@ class Settings:
     # The REST API process.
     api_host: str = setting("DRIFTLINE_API_HOST", "127.0.0.1")
     api_port: int = setting("DRIFTLINE_API_PORT", 8080)
+    # The API's Prometheus metrics listen apart from the public REST port (SPEC §5: only
+    # the REST API is public); the worker serves its /metrics on its internal port.
+    api_metrics_host: str = setting("DRIFTLINE_API_METRICS_HOST", "127.0.0.1")
+    api_metrics_port: int = setting("DRIFTLINE_API_METRICS_PORT", 9464)
     # Bearer tokens: SHA-256 hashes with their projects, written by `driftline api token`.
     api_tokens_file: Path = under_home("DRIFTLINE_API_TOKENS_FILE", "api-tokens.json")
     api_max_body_bytes: int = setting("DRIFTLINE_API_MAX_BODY_BYTES", 16 * 1024 * 1024)
@@ -165,6 +176,12 @@ class Settings:
     def redis(self) -> str:
         return self.redis_url or f"redis://127.0.0.1:{self.local_redis_port}/0"
 
+    @property
+    def postgres(self) -> str:
+        return self.postgres_url or (
+            f"postgresql://driftline@127.0.0.1:{self.local_postgres_port}/driftline"
+        )
+
     def with_overrides(self, **changes: object) -> Settings:
         return replace(self, **changes)  # type: ignore[arg-type]
 
@@ -174,13 +191,15 @@ _KINDS = get_type_hints(Settings)
 
 
 def _unset(raw: str, kind: object) -> bool:
-    """An empty variable leaves a number at its default and an optional text unset; a
-    text or a path takes it as given."""
-    return raw == "" and kind in (int, float, str | None)
+    """An empty variable leaves a number or a switch at its default and an optional text
+    unset; a text or a path takes it as given."""
+    return raw == "" and kind in (int, float, bool, str | None)
 
 
 def _parse(setting_field: Field[Any], raw: str) -> object:
     kind = _KINDS[setting_field.name]
+    if kind is bool:
+        return _switch(setting_field, raw)
     if kind is int:
         return _number(int, "an integer", setting_field, raw)
     if kind is float:
@@ -188,6 +207,20 @@ def _parse(setting_field: Field[Any], raw: str) -> object:
     if kind is Path:
         return Path(raw)
     return raw
+
+
+_SWITCH_WORDS = {"1": True, "true": True, "yes": True, "on": True,
+                 "0": False, "false": False, "no": False, "off": False}  # fmt: skip
+
+
+def _switch(setting_field: Field[Any], raw: str) -> bool:
+    try:
+        return _SWITCH_WORDS[raw.strip().lower()]
+    except KeyError:
+        raise ValueError(
+            f"{setting_field.metadata[ENV]} must be on or off (1/0, true/false, yes/no), "
+            f"got {raw!r}"
+        ) from None
 
 
 def _number(

@@ -10,6 +10,8 @@ from driftline.settings import ENV, Settings
 def other_value(setting_field: dataclasses.Field[Any], default: Any) -> object:
     """A value of the field's type that differs from its default."""
     kind = get_type_hints(Settings)[setting_field.name]
+    if kind is bool:
+        return not default
     if kind is int:
         return default + 7
     if kind is float:
@@ -76,3 +78,16 @@ def test_defaults_describe_the_embedded_stack() -> None:
 def test_a_malformed_number_names_the_variable() -> None:
     with pytest.raises(ValueError, match="DRIFTLINE_INGEST_PARTITIONS must be an integer"):
         Settings.from_env({"DRIFTLINE_INGEST_PARTITIONS": "eight"})
+
+
+@pytest.mark.parametrize(
+    ("raw", "expected"), [("off", False), ("0", False), ("True", True), ("", True)]
+)
+def test_a_switch_reads_on_and_off_words(raw: str, expected: bool) -> None:
+    settings = Settings.from_env({"DRIFTLINE_POSTGRES_PROJECTION": raw})
+    assert settings.postgres_projection is expected
+
+
+def test_a_malformed_switch_names_the_variable() -> None:
+    with pytest.raises(ValueError, match="DRIFTLINE_POSTGRES_PROJECTION must be on or off"):
+        Settings.from_env({"DRIFTLINE_POSTGRES_PROJECTION": "maybe"})

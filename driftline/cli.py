@@ -480,6 +480,26 @@ def demo(settings: Settings, events: int, label_delay: float) -> None:
     run_demo(settings, events=events, label_delay_s=label_delay)
 
 
+# --- Grafana -----------------------------------------------------------------------------
+
+
+@main.group()
+def dashboards() -> None:
+    """Grafana dashboards of the emitted metrics (PostgreSQL) and of the services (Prometheus)."""
+
+
+@dashboards.command("export")
+@click.argument("directory", type=click.Path(file_okay=False, path_type=Path))
+@click.pass_obj
+def dashboards_export(settings: Settings, directory: Path) -> None:
+    """Write both dashboards' JSON into DIRECTORY, the model dashboard reading the schema of
+    DRIFTLINE_TOPIC_PREFIX, for Grafana to import or provision."""
+    from driftline.dashboards.export import export
+
+    for path in export(directory, settings.topic_prefix):
+        click.echo(f"wrote {path}")
+
+
 def _model_argument(model: str) -> tuple[str, str]:
     """A MODEL argument's (project_id, model_id)."""
     if model.count("/") != 1:

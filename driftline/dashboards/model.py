@@ -8,7 +8,7 @@ on every time panel) and as a table with their values and thresholds.
 from __future__ import annotations
 
 from grafana_foundation_sdk.builders import heatmap, table, timeseries
-from grafana_foundation_sdk.builders.dashboard import AnnotationQuery, QueryVariable, Row
+from grafana_foundation_sdk.builders.dashboard import AnnotationQuery, QueryVariable
 from grafana_foundation_sdk.models import dashboard
 from grafana_foundation_sdk.models.common import GraphDrawStyle
 from grafana_foundation_sdk.models.heatmap import HeatmapColorMode, HeatmapColorScale
@@ -52,7 +52,7 @@ def model_dashboard(schema: str) -> dashboard.Dashboard:
                 )
             )
         )
-        .with_row(Row("Traffic"))
+        .with_row(ids.row("Traffic"))
         .with_panel(
             ids.place(_series("Events per hour", queries.traffic(schema)))
             .description("Events of each hour bin, and how many of them have a label.")
@@ -66,7 +66,7 @@ def model_dashboard(schema: str) -> dashboard.Dashboard:
             .min(0)
             .max(1)
         )
-        .with_row(Row("Integrity"))
+        .with_row(ids.row("Integrity"))
         .with_panel(
             ids.place(_series("Integrity per column", queries.integrity(schema)), FULL_WIDTH)
             .description(
@@ -75,7 +75,7 @@ def model_dashboard(schema: str) -> dashboard.Dashboard:
             .draw_style(GraphDrawStyle.BARS)
             .unit("short")
         )
-        .with_row(Row("Drift"))
+        .with_row(ids.row("Drift"))
         .with_panel(
             ids.place(
                 heatmap.Panel()
@@ -98,13 +98,13 @@ def model_dashboard(schema: str) -> dashboard.Dashboard:
             .description("PSI and Jensen-Shannon distance against the baseline, per column.")
             .unit("none")
         )
-        .with_row(Row("Performance"))
+        .with_row(ids.row("Performance"))
         .with_panel(
             ids.place(_series("Performance", queries.performance(schema)), FULL_WIDTH)
             .description("Every metric the model's task and labels give, per hour.")
             .unit("none")
         )
-        .with_row(Row("Alerts"))
+        .with_row(ids.row("Alerts"))
         .with_panel(
             ids.place(
                 table.Panel()

@@ -7,7 +7,7 @@ from itertools import count
 from typing import Protocol, Self, TypeVar
 
 from grafana_foundation_sdk.builders import common, timeseries
-from grafana_foundation_sdk.builders.dashboard import Dashboard
+from grafana_foundation_sdk.builders.dashboard import Dashboard, Row
 from grafana_foundation_sdk.models.common import (
     LegendDisplayMode,
     LegendPlacement,
@@ -41,6 +41,10 @@ class PanelIds:
     def place(self, panel: PanelT, width: int = HALF_WIDTH) -> PanelT:
         """The panel with the next id and its size; the dashboard builder lays it out."""
         return panel.id(next(self._ids)).span(width).height(HEIGHT)
+
+    def row(self, title: str) -> Row:
+        """A row heading the panels placed after it, with the next id."""
+        return Row(title).id(next(self._ids))
 
 
 def dashboard_frame(title: str, uid: str, description: str, time_from: str) -> Dashboard:

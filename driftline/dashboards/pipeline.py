@@ -8,7 +8,6 @@ panel's PromQL is in ``queries.py``.
 from __future__ import annotations
 
 from grafana_foundation_sdk.builders import prometheus, timeseries
-from grafana_foundation_sdk.builders.dashboard import Row
 from grafana_foundation_sdk.models import dashboard
 from grafana_foundation_sdk.models.common import LineInterpolation
 
@@ -28,7 +27,7 @@ def pipeline_dashboard() -> dashboard.Dashboard:
             "Throughput, lag, dead letters and latencies of the Driftline processes.",
             "now-1h",
         )
-        .with_row(Row("Flow"))
+        .with_row(ids.row("Flow"))
         .with_panel(
             ids.place(
                 _series(
@@ -63,7 +62,7 @@ def pipeline_dashboard() -> dashboard.Dashboard:
             .description("Time to handle a batch and commit its outputs, per stage.")
             .unit("s")
         )
-        .with_row(Row("Latency"))
+        .with_row(ids.row("Latency"))
         .with_panel(
             ids.place(
                 _series("Label to emission p99", _promql(queries.LABEL_TO_EMISSION_P99, "p99"))
@@ -80,7 +79,7 @@ def pipeline_dashboard() -> dashboard.Dashboard:
             .description("From a bin's emission to its write into Redis and PostgreSQL.")
             .unit("s")
         )
-        .with_row(Row("Dependencies and API"))
+        .with_row(ids.row("Dependencies and API"))
         .with_panel(
             ids.place(
                 _series("Dependency up", _promql(queries.DEPENDENCY_UP, "{{job}} {{dependency}}"))

@@ -37,6 +37,10 @@ from driftline.topics.bin_partials import BIN_PARTIAL
 from driftline.topics.dead_letters import DeadLetter
 from driftline.topics.metric_bins import METRICS_VALUE, MetricsValue, metrics_value
 from driftline.topics.model_bins import MODEL_BIN, ModelBin
+from driftline.topics.service_metrics import BIN_EMISSIONS
+
+EMITTED_BINS = BIN_EMISSIONS.labels("bin")
+EMITTED_TOMBSTONES = BIN_EMISSIONS.labels("tombstone")
 
 
 class BinTotalsProcessor:
@@ -99,6 +103,9 @@ class BinTotalsProcessor:
         total = bin_total(share for _, share in tx.items(SHARES, shares_of(bin_key)))
         model, hour = bin_key
         value = None if total is None else self._bin_value(bin_key, total, now_ms)
+        # Counted as emitted, not as committed: a batch consumed again after an outage
+        # counts its emissions again (a counter only ever overstates, never misses).
+        (EMITTED_TOMBSTONES if value is None else EMITTED_BINS).inc()
         return [
             Outgoing(
                 self._metrics_topic,

@@ -58,7 +58,8 @@ class OutageLog:
         self._consequence = consequence
         self._clock = clock
         self._repeat_every_s = repeat_every_s
-        self._up = DEPENDENCY_UP.labels(what.lower())
+        # Its gauge's series appears at the first attempt: before, nothing is known.
+        self._dependency = what.lower()
         self._lock = threading.Lock()
         self._since: float | None = None
         self._logged_at = 0.0
@@ -73,7 +74,7 @@ class OutageLog:
         with self._lock:
             now = self._clock()
             self.failures += 1
-            self._up.set(0)
+            DEPENDENCY_UP.labels(self._dependency).set(0)
             if self._since is None:
                 self._since = self._logged_at = now
                 self._log.warning(
@@ -90,7 +91,7 @@ class OutageLog:
 
     def succeeded(self) -> None:
         """Record a success; the end of an outage is logged once."""
-        self._up.set(1)
+        DEPENDENCY_UP.labels(self._dependency).set(1)
         if self._since is None:  # the common case, without the lock
             return
         with self._lock:

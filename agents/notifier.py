@@ -110,7 +110,7 @@ def dead_letter(outcome: Outcome, failed_at_ms: int) -> dict[str, Any]:
     }
 
 
-def _count(outcome: Outcome) -> None:
+def count_outcome(outcome: Outcome) -> None:
     """The notifications counter for a delivery that ended: its attempts after the first
     were retries; then it was delivered, or given up on (dead-lettered)."""
     channel_type = outcome.delivery.channel.type.value
@@ -431,7 +431,7 @@ class Notifier:
         """Count delivered ones as done; dead-letter the failed ones (done once written)."""
         while not self._outcomes.empty():
             outcome = self._outcomes.get_nowait()
-            _count(outcome)
+            count_outcome(outcome)
             if outcome.error is None:
                 self._done(outcome)
             else:

@@ -1,9 +1,11 @@
-"""The service metrics' rules: a dead letter's reason kind, the API's route label, and
-README's table, which must list exactly the metrics ``topics/service_metrics.py`` declares."""
+"""The service metrics' rules: a dead letter's reason kind, the dependency gauge, the
+notification results, the API's route label, and README's table, which must list exactly
+the metrics ``topics/service_metrics.py`` declares."""
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import re
 from pathlib import Path
 
@@ -12,11 +14,15 @@ from aiohttp.test_utils import TestClient, TestServer
 from prometheus_client import REGISTRY
 from prometheus_client.metrics import MetricWrapperBase
 
+from driftline.agents.notifier import Delivery, Outcome, count_outcome
 from driftline.agents.runtime import RecordTooLargeError, reason_of
 from driftline.api.service_metrics import UNMATCHED, record_requests
+from driftline.state.alert_rules import Channel, ChannelType
+from driftline.state.notifications import Notification
 from driftline.topics import service_metrics
 from driftline.topics.dead_letters import reason_kind
 from driftline.topics.messages import decode_ingest
+from driftline.topics.outages import OutageLog
 
 README = Path(__file__).resolve().parents[2] / "README.md"
 
@@ -49,6 +55,39 @@ def test_reason_kinds_of_the_merge_rules_reasons() -> None:
         "too_many_parked_updates"
     )
     assert reason_kind("the broker refused a record it produced: ...") == "refused_by_broker"
+
+
+def _sample(name: str, **labels: str) -> float | None:
+    return REGISTRY.get_sample_value(name, labels)
+
+
+def test_an_outage_log_keeps_its_dependencys_gauge() -> None:
+    clock = iter(range(100)).__next__
+    outage = OutageLog(logging.getLogger("t"), "t", "Unit-Dependency", "waits", clock=clock)
+    assert _sample("driftline_dependency_up", dependency="unit-dependency") is None  # unknown
+    outage.succeeded()
+    assert _sample("driftline_dependency_up", dependency="unit-dependency") == 1
+    outage.failed("refused")
+    assert _sample("driftline_dependency_up", dependency="unit-dependency") == 0
+    outage.succeeded()
+    assert _sample("driftline_dependency_up", dependency="unit-dependency") == 1
+
+
+def test_a_finished_delivery_counts_its_retries_and_its_result() -> None:
+    channel = Channel(ChannelType.SLACK, "https://hooks.example/x")
+    request = Notification(channel.url, {}, b"{}")
+    delivery = Delivery(0, 0, 0, "alert", "change", "rule", 0, channel, request)
+
+    def counted(result: str) -> float:
+        name = "driftline_notifications_total"
+        return _sample(name, channel_type="slack", result=result) or 0.0
+
+    before = {result: counted(result) for result in ("delivered", "retried", "dead_lettered")}
+    for outcome in (Outcome(delivery, 3, None), Outcome(delivery, 4, "HTTP 500"),
+                    Outcome(delivery, 1, "HTTP 404")):  # fmt: skip
+        count_outcome(outcome)
+    after = {result: counted(result) - before[result] for result in before}
+    assert after == {"delivered": 1, "retried": 2 + 3, "dead_lettered": 2}
 
 
 def _requests(route: str, code: str) -> float:

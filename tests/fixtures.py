@@ -200,7 +200,7 @@ def start_api(settings: Settings, tmp_path: Path) -> Iterator[Callable[..., Any]
         chosen = api_settings or settings
         if chosen.api_tokens_file == _SESSION_SETTINGS.api_tokens_file:
             chosen = chosen.with_overrides(api_tokens_file=tmp_path / "api-tokens.json")
-        chosen = chosen.with_overrides(api_port=free_port())
+        chosen = chosen.with_overrides(api_port=free_port(), api_metrics_port=free_port())
         api = ApiProcess(chosen, tmp_path / f"api-{len(started)}.log")
         started.append(api)
         return api.start()
@@ -218,3 +218,21 @@ def api_settings(settings: Settings, start_api: Callable[..., Any]) -> Settings:
     from tests.support.api import reading_through_api
 
     return reading_through_api(settings, start_api)
+
+
+@pytest.fixture
+def start_prometheus(tmp_path: Path) -> Iterator[Callable[[list[str]], Any]]:
+    """Real Prometheus servers (Debian's binary) scraping the given ``host:port`` targets
+    every second; each is stopped at the end."""
+    from driftline.stack.prometheus import LocalPrometheus
+
+    started: list[LocalPrometheus] = []
+
+    def start(targets: list[str]) -> LocalPrometheus:
+        server = LocalPrometheus(tmp_path / f"prometheus-{len(started)}", targets)
+        started.append(server)
+        return server.start()
+
+    yield start
+    for server in started:
+        server.stop()

@@ -238,7 +238,7 @@ def _bins_runner(
         # Emission is tick-driven: dirty bins go out within a tick of the coalescing window.
         tick_interval_s=min(0.1, settings.emit_interval_s),
     )  # fmt: skip
-    return PartitionedRunner(config, processor)
+    return PartitionedRunner(config, processor, on_assignment=processor.assigned)
 
 
 def _alerts_runner(

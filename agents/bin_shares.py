@@ -10,7 +10,7 @@ per partition and sums them. A snapshot, unlike a delta, can be applied twice.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 
 from driftline.agents.runtime import Outgoing
 from driftline.state.bin_totals import Share
@@ -26,7 +26,7 @@ from driftline.state.events import EventChange
 from driftline.state.partition_tables import PARTIALS
 from driftline.state.registered import RegisteredModel
 from driftline.state.tables import PartitionTransaction
-from driftline.topics.bin_partials import BIN_PARTIAL, BinPartial
+from driftline.topics.bin_partials import BIN_PARTIAL, BinPartial, label_header
 
 
 class BinShares:
@@ -40,9 +40,16 @@ class BinShares:
         self._rules: dict[str, tuple[RegisteredModel, ContributionRules]] = {}
 
     def apply(
-        self, partition: int, version: int, changes: list[EventChange], tx: PartitionTransaction
+        self,
+        partition: int,
+        version: int,
+        changes: list[EventChange],
+        tx: PartitionTransaction,
+        label_arrivals: Mapping[BinKey, int],
     ) -> list[Outgoing]:
-        """Add the changes' deltas to the partition's shares; a snapshot of each changed one."""
+        """Add the changes' deltas to the partition's shares; a snapshot of each changed one,
+        with the earliest arrival of the labels it took when it took any (a header: the
+        share itself, and so which snapshot is newest, is the same with or without it)."""
         deltas = self.deltas(changes)
         changed = list(deltas)
         outgoing: list[Outgoing] = []
@@ -55,7 +62,9 @@ class BinShares:
             else:
                 tx.delete(PARTIALS, key)
             snapshot = BIN_PARTIAL.encode(BinPartial(partition, Share(version, share)))
-            outgoing.append(Outgoing(self._topic, BIN_KEY.encode(key), snapshot))
+            arrival = label_arrivals.get(key)
+            headers = None if arrival is None else [label_header(arrival)]
+            outgoing.append(Outgoing(self._topic, BIN_KEY.encode(key), snapshot, headers))
         return outgoing
 
     def deltas(self, changes: list[EventChange]) -> dict[BinKey, Counters]:

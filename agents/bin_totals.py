@@ -9,11 +9,17 @@ emissions: a bin changed within its interval is marked dirty and emitted by a la
 A bin whose shares are all empty is emitted as a tombstone. The rules live in
 ``state.bin_totals``: this module decodes the snapshots, applies the rules through the
 batch's transaction and encodes the bins.
+
+The label-to-emission latency: a snapshot whose batch applied labels carries the earliest
+of their arrivals (``topics.bin_partials.LABEL_ARRIVAL``); a snapshot that changes its
+share keeps it, per bin, in memory until the bin's emission observes it. A crash or a
+revoked partition loses what was kept (a sample missing, never a wrong one).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Sequence
+from typing import NamedTuple
 
 from confluent_kafka import Message
 
@@ -27,16 +33,21 @@ from driftline.state.bin_totals import (
     bin_total,
     changed_shares,
     newest_shares,
+    supersedes,
 )
 from driftline.state.bins import BIN_KEY, BinKey
 from driftline.state.metrics import bin_metrics
 from driftline.state.partition_tables import DIRTY, MARKED, SHARES, shares_of
 from driftline.state.registered import RegisteredModel
 from driftline.state.tables import TEXT, PartitionTransaction
-from driftline.topics.bin_partials import BIN_PARTIAL
+from driftline.topics.bin_partials import BIN_PARTIAL, label_arrival
 from driftline.topics.dead_letters import DeadLetter
 from driftline.topics.metric_bins import METRICS_VALUE, MetricsValue, metrics_value
 from driftline.topics.model_bins import MODEL_BIN, ModelBin
+from driftline.topics.service_metrics import BIN_EMISSIONS, LABEL_TO_EMISSION
+
+EMITTED_BINS = BIN_EMISSIONS.labels("bin")
+EMITTED_TOMBSTONES = BIN_EMISSIONS.labels("tombstone")
 
 
 class BinTotalsProcessor:
@@ -56,6 +67,14 @@ class BinTotalsProcessor:
         self._model_bins_topic = model_bins_topic
         self._dead_letter_topic = dead_letter_topic
         self._emissions: EmissionTimes[BinKey] = EmissionTimes(int(emit_interval_s * 1000))
+        # Per partition held, per bin: the earliest label arrival (ms) not yet emitted.
+        self._label_arrivals: dict[int, dict[BinKey, int]] = {}
+
+    def assigned(self, partitions: set[int]) -> None:
+        """The runner's assignment changed: a revoked partition's bins are emitted by
+        another worker, so what was kept for them would be stale if it came back."""
+        for partition in set(self._label_arrivals) - partitions:
+            del self._label_arrivals[partition]
 
     def handle(
         self, partition: int, messages: Sequence[Message], tx: PartitionTransaction, now_ms: int
@@ -64,8 +83,11 @@ class BinTotalsProcessor:
         rest dirty. Leaving every changed bin to the next tick made a label wait up to a
         tick interval (0.1 s) more on its way to Redis, even in a bin that had not changed
         for seconds."""
-        newest = newest_shares(_decoded(messages))
+        labels: list[_Label] = []
+        newest = newest_shares(_decoded(messages, labels))
         stored = tx.get_many(SHARES, list(newest))
+        if labels:
+            self._keep_labels(partition, labels, dict(zip(newest, stored, strict=True)))
         changed: dict[BinKey, None] = {}
         for key, share in changed_shares(newest, stored).items():
             tx.set(SHARES, key, share)
@@ -73,7 +95,7 @@ class BinTotalsProcessor:
         outgoing: list[Outgoing] = []
         for bin_key in changed:
             if self._emissions.take(bin_key, now_ms):
-                outgoing += self._emitted(bin_key, tx, now_ms)
+                outgoing += self._emitted(partition, bin_key, tx, now_ms)
             else:
                 tx.set(DIRTY, bin_key, MARKED)
         return outgoing
@@ -84,21 +106,44 @@ class BinTotalsProcessor:
         outgoing: list[Outgoing] = []
         for bin_key, _ in list(tx.items(DIRTY)):
             if self._emissions.take(bin_key, now_ms):
-                outgoing += self._emitted(bin_key, tx, now_ms)
+                outgoing += self._emitted(partition, bin_key, tx, now_ms)
         return outgoing
+
+    def _keep_labels(
+        self, partition: int, labels: list[_Label], stored: dict[ShareKey, Share | None]
+    ) -> None:
+        """Keep each bin's earliest label arrival among the snapshots that replace their
+        stored share (a snapshot delivered again changes nothing, and is no new label)."""
+        kept = self._label_arrivals.setdefault(partition, {})
+        for label in labels:
+            if supersedes(Share(label.version, {}), stored[label.key]):
+                bin_key = bin_of(label.key)
+                kept[bin_key] = min(label.arrival_ms, kept.get(bin_key, label.arrival_ms))
+
+    def _observe_label(self, partition: int, bin_key: BinKey, now_ms: int) -> None:
+        """The latency from the bin's earliest label kept to this emission of it."""
+        arrival_ms = self._label_arrivals.get(partition, {}).pop(bin_key, None)
+        if arrival_ms is not None:
+            LABEL_TO_EMISSION.observe(max(0, now_ms - arrival_ms) / 1000)
 
     def dead_letter(
         self, partition: int, message: Message, reason: str, tx: PartitionTransaction
     ) -> list[Outgoing]:
         return [dead_letter_to(self._dead_letter_topic, DeadLetter.of(message, reason))]
 
-    def _emitted(self, bin_key: BinKey, tx: PartitionTransaction, now_ms: int) -> list[Outgoing]:
+    def _emitted(
+        self, partition: int, bin_key: BinKey, tx: PartitionTransaction, now_ms: int
+    ) -> list[Outgoing]:
         """The bin as it stands, summed from its shares (the batch's own included), to the
         metrics topic and, keyed by its model, to the alert evaluator; no longer dirty."""
         tx.delete(DIRTY, bin_key)
+        self._observe_label(partition, bin_key, now_ms)
         total = bin_total(share for _, share in tx.items(SHARES, shares_of(bin_key)))
         model, hour = bin_key
         value = None if total is None else self._bin_value(bin_key, total, now_ms)
+        # Counted as emitted, not as committed: a batch consumed again after an outage
+        # counts its emissions again (a counter only ever overstates, never misses).
+        (EMITTED_TOMBSTONES if value is None else EMITTED_BINS).inc()
         return [
             Outgoing(
                 self._metrics_topic,
@@ -120,13 +165,26 @@ class BinTotalsProcessor:
         return metrics_value(bin_key, total.version, now_ms, total.counters, metrics)
 
 
-def _decoded(messages: Sequence[Message]) -> Iterator[tuple[ShareKey, Share]]:
+class _Label(NamedTuple):
+    """A snapshot's label arrival: which share, of which version, the labels' earliest."""
+
+    key: ShareKey
+    version: int
+    arrival_ms: int
+
+
+def _decoded(messages: Sequence[Message], labels: list[_Label]) -> Iterator[tuple[ShareKey, Share]]:
     """Each snapshot as (model, hour, ingest partition) and its share, one at a time; a
-    message without key or value (none is written) is skipped."""
+    message without key or value (none is written) is skipped. The label arrivals the
+    snapshots carry are added to ``labels``."""
     for message in messages:
         raw_key, value = message.key(), message.value()
         if raw_key is None or value is None:
             continue
         model, hour = BIN_KEY.decode(raw_key)
         partial = BIN_PARTIAL.decode(value)
-        yield (model, hour, partial.partition), partial.share
+        key = (model, hour, partial.partition)
+        arrival_ms = label_arrival(message.headers())
+        if arrival_ms is not None:
+            labels.append(_Label(key, partial.share.version, arrival_ms))
+        yield key, partial.share

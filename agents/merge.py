@@ -18,6 +18,7 @@ from driftline.agents import parked
 from driftline.agents.bin_shares import BinShares
 from driftline.agents.deletions import DeletionBudget, DeletionRequests
 from driftline.agents.runtime import Outgoing, dead_letter_to
+from driftline.state.bins import label_arrivals
 from driftline.state.commands import Command, Delete, DeletionCommand, Insert, Update, event_key
 from driftline.state.counters import ModelCounters, counters_update
 from driftline.state.events import BatchMerge, ExpiredUpdate, expire_parked
@@ -96,7 +97,8 @@ class MergeProcessor:
         reindex(tx, outcome.previous)
         _count(tx, dead, outcome.dropped_fields, batch.forwarded_by_model)
         version = messages[-1].offset() + 1
-        snapshots = self._partials.apply(partition, version, outcome.changes, tx)
+        arrivals = label_arrivals(outcome.changes, _label_times(batch.commands, specs))
+        snapshots = self._partials.apply(partition, version, outcome.changes, tx, arrivals)
         letters = (self._outgoing(letter) for letter in dead)
         return [*snapshots, *letters, *continuations, *batch.forwarded]
 
@@ -186,6 +188,20 @@ class MergeProcessor:
 
     def _outgoing(self, letter: DeadLetter) -> Outgoing:
         return dead_letter_to(self._dead_letter_topic, letter)
+
+
+def _label_times(
+    commands: Sequence[Command | DeletionCommand], specs: Mapping[str, ModelSpec]
+) -> dict[tuple[str, str], int]:
+    """Per (model, event id), the Kafka timestamp of the batch's first update carrying a
+    target (a label): commands are in offset order."""
+    found: dict[tuple[str, str], int] = {}
+    for command in commands:
+        if isinstance(command, Update):
+            spec = specs.get(command.model_key)
+            if spec is not None and any(target in command.columns for target in spec.targets):
+                found.setdefault((command.model_key, command.event_id), command.received_ms)
+    return found
 
 
 def _count(

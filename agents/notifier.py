@@ -48,6 +48,7 @@ from driftline.topics.catalog import Topics
 from driftline.topics.clients import consumer_config
 from driftline.topics.outages import OutageLog
 from driftline.topics.producer import producer_config
+from driftline.topics.service_metrics import NOTIFICATIONS
 
 log = logging.getLogger(__name__)
 
@@ -107,6 +108,16 @@ def dead_letter(outcome: Outcome, failed_at_ms: int) -> dict[str, Any]:
         "error": outcome.error,
         "failed_at_ms": failed_at_ms,
     }
+
+
+def count_outcome(outcome: Outcome) -> None:
+    """The notifications counter for a delivery that ended: its attempts after the first
+    were retries; then it was delivered, or given up on (dead-lettered)."""
+    channel_type = outcome.delivery.channel.type.value
+    if outcome.attempts > 1:
+        NOTIFICATIONS.labels(channel_type, "retried").inc(outcome.attempts - 1)
+    result = "delivered" if outcome.error is None else "dead_lettered"
+    NOTIFICATIONS.labels(channel_type, result).inc()
 
 
 def _origin(url: str) -> str:
@@ -420,6 +431,7 @@ class Notifier:
         """Count delivered ones as done; dead-letter the failed ones (done once written)."""
         while not self._outcomes.empty():
             outcome = self._outcomes.get_nowait()
+            count_outcome(outcome)
             if outcome.error is None:
                 self._done(outcome)
             else:

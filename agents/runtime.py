@@ -38,7 +38,7 @@ import logging
 import threading
 import time
 from collections import defaultdict
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -54,6 +54,7 @@ from confluent_kafka import (
 )
 
 from driftline.agents.restore import ChangelogRestorer
+from driftline.agents.stage_metrics import StageMetrics
 from driftline.agents.transactions import (
     NotCommittedError,
     PartitionTransactions,
@@ -262,6 +263,7 @@ class PartitionedRunner:
         self._outage = OutageLog(
             log, config.name, "Kafka", "batches are consumed again from the last checkpoint"
         )
+        self._metrics = StageMetrics(config.name, config.input_topic, config.dead_letter_topic)
         self._transactions: dict[int, PartitionTransactions] = {}
         # Commits a batch's partitions side by side: each waits on the broker, not the CPU.
         self._pool = ThreadPoolExecutor(max_workers=16, thread_name_prefix=f"{config.name}-txn")
@@ -365,6 +367,8 @@ class PartitionedRunner:
         for partition in poisoned:
             self._isolate(partition, batches[partition], positions[partition])
         done = time.perf_counter()
+        self._metrics.batch_handled(sum(map(len, batches.values())), done - started)
+        self._record_lag(positions)
         if done - started > SLOW_BATCH_S:
             log.warning(
                 "%s: slow batch of %d messages: handling %.0f ms, committing %.0f ms",
@@ -506,6 +510,7 @@ class PartitionedRunner:
         except PoisonError as refused:
             log.error("%s: a tick's records were refused; retried next tick: %s", self.name,
                       refused.reason)  # fmt: skip
+        self._record_lag({p: s.checkpoint().next_input_offset for p, s in self.stores.items()})
         if time.perf_counter() - started > SLOW_BATCH_S:
             log.warning("%s: slow tick: %.0f ms", self.name, (time.perf_counter() - started) * 1000)
 
@@ -521,6 +526,18 @@ class PartitionedRunner:
         if end >= 0 and next_input >= end:
             return wall_ms
         return self._input_ms.get(partition)
+
+    def _record_lag(self, positions: Mapping[int, int]) -> None:
+        """Each partition's lag at ``positions``, against the high watermark librdkafka
+        last fetched (cached: no request to the broker)."""
+        topic = self.config.input_topic
+        for partition, position in positions.items():
+            tp = TopicPartition(topic, partition)
+            try:
+                _, end = self._consumer.get_watermark_offsets(tp, cached=True)
+            except KafkaException:
+                continue  # not known while the broker is away
+            self._metrics.lag(partition, end, position)
 
     def _commit(self, applied: dict[int, _Applied]) -> None:
         """Each partition's part in its own transaction, side by side; then the stores of
@@ -541,6 +558,7 @@ class PartitionedRunner:
                      if failure is None]  # fmt: skip
         for partition, item in committed:
             self.stores[partition].write(item.result.writes, item.checkpoint)
+            self._metrics.committed(item.result.outgoing)
             if item.input_ms > self._input_ms.get(partition, -1):
                 self._input_ms[partition] = item.input_ms
         if committed:
@@ -623,6 +641,7 @@ class PartitionedRunner:
     def _revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         for tp in partitions:
             self._input_ms.pop(tp.partition, None)
+            self._metrics.forget(tp.partition)
             store = self.stores.pop(tp.partition, None)
             if store is not None:
                 store.close()

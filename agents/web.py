@@ -1,7 +1,8 @@
-"""HTTP views of the worker, for the API only: events, counters, progress; and health.
+"""HTTP views of the worker, for the API only: events, counters, progress; health and
+Prometheus's ``/metrics``.
 
-Clients read through the API (tokens, project scopes): every view here but ``/health``
-and ``/ready`` requires the secret the API and the workers share
+Clients read through the API (tokens, project scopes): every view here but ``/health``,
+``/ready`` and ``/metrics`` requires the secret the API and the workers share
 (``driftline.internal_secret``) and answers 401 without it. The port binds loopback by
 default (``DRIFTLINE_WORKER_HOST``). A view that needs Redis (finding another
 partition's owner) answers 503 with ``Retry-After`` while it is down.
@@ -30,6 +31,7 @@ from driftline.state.store import MEMORY, PartitionStore
 from driftline.state.tables import PartitionTransaction
 from driftline.topics.internal_routes import HEADER, matches
 from driftline.topics.partitioning import partition_for
+from driftline.topics.service_metrics import EXPOSITION_CONTENT_TYPE, exposition
 
 if TYPE_CHECKING:
     from driftline.agents.app import Worker
@@ -146,6 +148,11 @@ def register_views(worker: Worker) -> None:
     async def health(view: View, request: Request) -> Response:
         return _json(view, {"status": "ok"})
 
+    @app.page("/metrics")
+    async def metrics(view: View, request: Request) -> Response:
+        """The service metrics for Prometheus; no secret, as /ready: the port is internal."""
+        return view.bytes(exposition(), headers={"Content-Type": EXPOSITION_CONTENT_TYPE})
+
     @app.page("/ready")
     async def ready(view: View, request: Request) -> Response:
         if not (worker.merge.ready.is_set() and worker.bins.ready.is_set()):
@@ -211,7 +218,7 @@ def internal_only(secret: str) -> Callable[[Handler], Handler]:
     """Guard a view with the secret only the API and the workers share: 401 without it.
 
     The worker's port serves any partition's events with no token or project scope;
-    those checks are the API's, so every view but /health and /ready answers only it.
+    those checks are the API's, so every view but /health, /ready and /metrics answers only it.
     """
 
     def guard(handler: Handler) -> Handler:

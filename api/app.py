@@ -86,6 +86,7 @@ from driftline.api.requests import (
     takes_query,
 )
 from driftline.api.responses import csv_columns, deletion_status, public_row, to_csv
+from driftline.api.service_metrics import record_requests
 from driftline.api.workers import Workers, WorkerUnavailableError
 from driftline.state import exact_json
 from driftline.state.names import model_key
@@ -144,6 +145,12 @@ class ApiSettings(TopicSettings, Protocol):
     def api_port(self) -> int: ...
 
     @property
+    def api_metrics_host(self) -> str: ...
+
+    @property
+    def api_metrics_port(self) -> int: ...
+
+    @property
     def api_tokens_file(self) -> Path: ...
 
     @property
@@ -200,7 +207,7 @@ INTERNAL_SECRET = web.AppKey("internal_secret", str)
 def create_app(settings: ApiSettings, internal_secret: str) -> web.Application:
     app = web.Application(
         client_max_size=settings.api_max_body_bytes,
-        middlewares=[_delete_headers, _errors, _body_deadline, _auth, _query],
+        middlewares=[record_requests, _delete_headers, _errors, _body_deadline, _auth, _query],
     )
     app[SETTINGS] = settings
     app[INTERNAL_SECRET] = internal_secret

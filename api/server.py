@@ -29,6 +29,7 @@ from aiohttp.web_protocol import RequestHandler
 
 from driftline.api.app import ApiSettings, create_app, error_response
 from driftline.api.protocol import MAX_FIELD_BYTES, MAX_LINE_BYTES, protocol_error, raw_json_answer
+from driftline.api.service_metrics import metrics_app
 
 # How long a connection answered 408 stays open, dropping what the client still sends.
 LINGER_S = 2.0
@@ -139,15 +140,21 @@ async def _serve(
     settings: ApiSettings, internal_secret: str, announce: Callable[[str], None]
 ) -> None:
     runner = ApiRunner(create_app(settings, internal_secret), settings)
+    metrics_runner = web.AppRunner(metrics_app())
     await runner.setup()
+    await metrics_runner.setup()
     try:
         site = web.TCPSite(runner, settings.api_host, settings.api_port)
         await site.start()
-        announce(f"driftline api on http://{settings.api_host}:{settings.api_port}")
+        metrics_host, metrics_port = settings.api_metrics_host, settings.api_metrics_port
+        await web.TCPSite(metrics_runner, metrics_host, metrics_port).start()
+        announce(f"driftline api on http://{settings.api_host}:{settings.api_port}, "
+                 f"its metrics on http://{metrics_host}:{metrics_port}/metrics")  # fmt: skip
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for signum in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(signum, stop.set)
         await stop.wait()
     finally:
+        await metrics_runner.cleanup()
         await runner.cleanup()

@@ -30,14 +30,14 @@ def main(ctx: click.Context) -> None:
 
 @main.group()
 def stack() -> None:
-    """The embedded Kafka broker and Redis server."""
+    """The embedded Kafka broker, Redis and PostgreSQL servers."""
 
 
 @stack.command("prepare")
 @click.pass_obj
 def stack_prepare(settings: Settings) -> None:
-    """Install what the stack needs (Kafka jars via Maven, redis-server) and the walk-through's
-    kcat and jq, without starting anything."""
+    """Install what the stack needs (Kafka jars via Maven, redis-server, postgresql), the
+    walk-through's kcat and jq and the tests' prometheus, without starting anything."""
     from driftline import stack as local
 
     local.prepare(settings)
@@ -47,18 +47,20 @@ def stack_prepare(settings: Settings) -> None:
 @stack.command("up")
 @click.pass_obj
 def stack_up(settings: Settings) -> None:
-    """Start Kafka and Redis (unless KAFKA_BOOTSTRAP_SERVERS / REDIS_URL name running ones)."""
+    """Start Kafka, Redis and PostgreSQL (unless KAFKA_BOOTSTRAP_SERVERS / REDIS_URL /
+    DRIFTLINE_POSTGRES_URL name running ones)."""
     from driftline import stack as local
 
     endpoints = local.up(settings)
     click.echo(f"kafka: {endpoints.bootstrap_servers}")
     click.echo(f"redis: {endpoints.redis_url}")
+    click.echo(f"postgres: {endpoints.postgres_url}")
 
 
 @stack.command("down")
 @click.pass_obj
 def stack_down(settings: Settings) -> None:
-    """Stop the Kafka broker and Redis server this stack started."""
+    """Stop the Kafka broker, Redis and PostgreSQL servers this stack started."""
     from driftline import stack as local
 
     local.down(settings)

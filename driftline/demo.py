@@ -53,6 +53,7 @@ def run_demo(settings: Settings, events: int, label_delay_s: float) -> None:
         data_dir=settings.home / "demo-worker",
         worker_port=free_port(),
         api_port=free_port(),
+        api_metrics_port=free_port(),
         api_tokens_file=settings.home / "demo-api-tokens.json",
     )
     settings = settings.with_overrides(

@@ -51,7 +51,10 @@ class Settings:
     # loopback PostgreSQL the stack starts"; its tables live in a schema named after the
     # topic prefix, so tests and tenants never share rows.
     postgres_url: str | None = setting("DRIFTLINE_POSTGRES_URL", None)
-    # Whether the worker projects the metrics and alerts topics into PostgreSQL at all.
+    # Whether a worker projects the metrics topic into Redis (what the API serves) and the
+    # metrics and alerts topics into PostgreSQL. Off: another worker group projects them
+    # (projections scaled apart from merge and bins), or a benchmark measures without.
+    redis_projection: bool = setting("DRIFTLINE_REDIS_PROJECTION", True)
     postgres_projection: bool = setting("DRIFTLINE_POSTGRES_PROJECTION", True)
     # Prefix of every topic and of the Faust app id, so tests and tenants never share topics.
     topic_prefix: str = setting("DRIFTLINE_TOPIC_PREFIX", "driftline")

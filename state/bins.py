@@ -422,6 +422,29 @@ def batch_deltas(
     return deltas
 
 
+def label_arrivals(
+    changes: Iterable[EventChange], labels: Mapping[tuple[str, str], int]
+) -> dict[BinKey, int]:
+    """Per bin, the earliest arrival of a label the changes applied to it.
+
+    ``labels``: per (model, event id), the Kafka timestamp of the batch's first update that
+    carried a target. A label changes the bin of its event's time; an update parked for
+    its insert is applied by a later batch, which has none of them (no arrival).
+    """
+    arrivals: dict[BinKey, int] = {}
+    if not labels:
+        return arrivals
+    for change in changes:
+        after = change.after
+        if after is None:
+            continue
+        received_ms = labels.get((change.model_key, after.event_id))
+        if received_ms is not None:
+            key = (change.model_key, hour_of(after.timestamp_ms))
+            arrivals[key] = min(received_ms, arrivals.get(key, received_ms))
+    return arrivals
+
+
 def bins_of(
     rules: Mapping[str, ContributionRules], events: Iterable[tuple[str, StoredEvent]]
 ) -> dict[BinKey, Counters]:

@@ -4,7 +4,9 @@ Which broker: ``KAFKA_BOOTSTRAP_SERVERS`` if set (an already running broker); el
 testcontainers Kafka where a Docker engine answers; else the embedded broker the
 project starts from Maven Central jars with the machine's Java. Redis likewise:
 ``REDIS_URL`` if it answers, else Debian's redis-server on a free loopback port.
-Every test gets its own topic prefix, consumer group and state directory.
+PostgreSQL likewise: ``DRIFTLINE_POSTGRES_URL`` if it answers, else Debian's server on a
+free loopback port. Every test gets its own topic prefix (and with it its own PostgreSQL
+schema), consumer group and state directory.
 
 Loaded by ``tests/conftest.py`` through ``pytest_plugins``: tests name these fixtures as
 parameters and never import this module; what they call is in ``tests/support``.
@@ -20,10 +22,12 @@ from typing import Any
 import pytest
 
 from driftline.settings import Settings
-from driftline.stack import LocalKafka, LocalRedis
+from driftline.stack import LocalKafka, LocalPostgres, LocalRedis
 from driftline.stack.kafka import free_broker_port, free_port
+from driftline.stack.postgres import postgres_answers
 from driftline.stack.redis import redis_answers
 from driftline.stack.worker import WorkerProcess
+from tests.support.postgres import drop_schema
 from tests.support.topics import drop_topics
 
 _SESSION_SETTINGS = Settings.from_env()
@@ -100,6 +104,30 @@ def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         server.stop()
 
 
+@pytest.fixture(scope="session")
+def postgres_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """One PostgreSQL for the session; tests keep apart by their topic prefix's schema."""
+    configured = _SESSION_SETTINGS.postgres_url
+    if configured is not None and postgres_answers(configured):
+        yield configured
+        return
+    server = LocalPostgres(data_dir=tmp_path_factory.mktemp("postgres"), port=free_port())
+    server.start()
+    try:
+        yield server.url
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def own_postgres(tmp_path: Path) -> Iterator[LocalPostgres]:
+    """A PostgreSQL server of the test's own (not started: the test decides when), so that
+    it can stop, kill or restart it without disturbing the other tests."""
+    server = LocalPostgres(data_dir=tmp_path / "postgres", port=free_port())
+    yield server
+    server.stop()
+
+
 @pytest.fixture
 def own_kafka(tmp_path: Path) -> Iterator[LocalKafka]:
     """A broker this test alone uses, so that it can stop it (an outage) and start it again
@@ -124,11 +152,15 @@ def own_redis(tmp_path: Path) -> Iterator[LocalRedis]:
 
 
 @pytest.fixture
-def settings(kafka_bootstrap: str, redis_url: str, tmp_path: Path) -> Iterator[Settings]:
-    """A test's own topics (a fresh prefix, dropped at the end), data dir and worker port."""
+def settings(
+    kafka_bootstrap: str, redis_url: str, postgres_url: str, tmp_path: Path
+) -> Iterator[Settings]:
+    """A test's own topics and PostgreSQL schema (a fresh prefix, both dropped at the end),
+    data dir and worker port."""
     chosen = _SESSION_SETTINGS.with_overrides(
         kafka_bootstrap_servers=kafka_bootstrap,
         redis_url=redis_url,
+        postgres_url=postgres_url,
         topic_prefix=f"t{uuid.uuid4().hex[:12]}",
         ingest_partitions=4,
         worker_port=free_port(),
@@ -138,6 +170,7 @@ def settings(kafka_bootstrap: str, redis_url: str, tmp_path: Path) -> Iterator[S
     )
     yield chosen
     drop_topics(kafka_bootstrap, chosen.topic_prefix)
+    drop_schema(postgres_url, chosen.topic_prefix)
 
 
 @pytest.fixture
@@ -167,7 +200,7 @@ def start_api(settings: Settings, tmp_path: Path) -> Iterator[Callable[..., Any]
         chosen = api_settings or settings
         if chosen.api_tokens_file == _SESSION_SETTINGS.api_tokens_file:
             chosen = chosen.with_overrides(api_tokens_file=tmp_path / "api-tokens.json")
-        chosen = chosen.with_overrides(api_port=free_port())
+        chosen = chosen.with_overrides(api_port=free_port(), api_metrics_port=free_port())
         api = ApiProcess(chosen, tmp_path / f"api-{len(started)}.log")
         started.append(api)
         return api.start()
@@ -185,3 +218,21 @@ def api_settings(settings: Settings, start_api: Callable[..., Any]) -> Settings:
     from tests.support.api import reading_through_api
 
     return reading_through_api(settings, start_api)
+
+
+@pytest.fixture
+def start_prometheus(tmp_path: Path) -> Iterator[Callable[[list[str]], Any]]:
+    """Real Prometheus servers (Debian's binary) scraping the given ``host:port`` targets
+    every second; each is stopped at the end."""
+    from driftline.stack.prometheus import LocalPrometheus
+
+    started: list[LocalPrometheus] = []
+
+    def start(targets: list[str]) -> LocalPrometheus:
+        server = LocalPrometheus(tmp_path / f"prometheus-{len(started)}", targets)
+        started.append(server)
+        return server.start()
+
+    yield start
+    for server in started:
+        server.stop()

@@ -8,6 +8,7 @@ bins stage reads it, both through ``BIN_PARTIAL``.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from driftline.state import exact_json
@@ -36,3 +37,19 @@ def _decode(raw: bytes) -> BinPartial:
 
 
 BIN_PARTIAL: Codec[BinPartial] = Codec(_encode, _decode)
+
+# Header of a snapshot whose batch applied labels to the bin: the earliest of their Kafka
+# timestamps on the ingest topic, in ms (decimal text), for the label-to-emission latency.
+LABEL_ARRIVAL = "driftline.label-ms"
+
+
+def label_header(received_ms: int) -> tuple[str, bytes]:
+    return LABEL_ARRIVAL, str(received_ms).encode()
+
+
+def label_arrival(headers: Sequence[tuple[str, bytes]] | None) -> int | None:
+    """The label arrival a snapshot's headers carry, or None."""
+    for name, raw in headers or ():
+        if name == LABEL_ARRIVAL:
+            return int(raw)
+    return None

@@ -117,6 +117,43 @@ def read_dead_letters(
     return letters if limit is None else letters[-limit:]
 
 
+# A reason's kind, for the dead-letter counter's ``reason`` label: the reasons are
+# sentences quoting what they found (a value, a model, an exception's text), each value
+# of a label is a series kept, so they are counted by the way each kind of reason begins.
+# Checked in order: the first match names the kind. The unit test builds every reason
+# with the code that writes it, so a reworded reason cannot silently change kind.
+REASON_KINDS: tuple[tuple[str, str], ...] = (
+    ("could not be applied: RecordTooLargeError", "too_large"),
+    ("could not be applied:", "exception"),
+    ("the broker refused a record", "refused_by_broker"),
+    ("message of ", "too_large"),
+    ("empty message value", "malformed_json"),
+    ("value is not valid JSON", "malformed_json"),
+    ("value must be a JSON object", "malformed_json"),
+    ("model ", "unknown_model"),
+    ("update of event ", "parked_update_expired"),
+    ("event ", "too_many_parked_updates"),
+)
+# Every other reason: the message is JSON but not a valid ingest operation.
+INVALID_EVENT = "invalid_event"
+
+
+def reason_kind(reason: str) -> str:
+    """The kind of a dead letter's reason, one of a few fixed values (``REASON_KINDS``)."""
+    for beginning, kind in REASON_KINDS:
+        if reason.startswith(beginning):
+            return kind
+    return INVALID_EVENT
+
+
+def reason_in(headers: Sequence[tuple[str, bytes]] | None) -> str:
+    """The reason a dead letter's headers carry ("" when none)."""
+    for name, raw in headers or ():
+        if name == REASON:
+            return raw.decode(errors="replace")
+    return ""
+
+
 def letter_model(key: bytes | None) -> str | None:
     """The ``project/model`` a dead letter's key names (an ingest key ``project/model/
     event`` or a bin key ``project/model/hour``); None when it names none."""

@@ -5,6 +5,9 @@ the outage lasts, burying everything else. ``OutageLog`` writes one line when th
 starts, at most one a minute while it lasts, and one when it ends. The clock is injected
 so that the rate limit is testable without waiting. It is here, below the workers and the
 API, since both wait out Redis.
+
+Every wait for a dependency goes through one, so it also keeps the process's
+``driftline_dependency_up`` gauge: 0 when an outage starts, 1 on every success.
 """
 
 from __future__ import annotations
@@ -13,6 +16,8 @@ import logging
 import threading
 import time
 from collections.abc import Callable
+
+from driftline.topics.service_metrics import DEPENDENCY_UP
 
 # Retries start quickly (a blip is over at once) and slow down to this, so that a
 # dependency that comes back is used again within a couple of seconds.
@@ -32,7 +37,11 @@ def backoff_s(
 
 
 class OutageLog:
-    """Tracks one dependency's outage as seen by one user of it; thread-safe."""
+    """Tracks one dependency's outage as seen by one user of it; thread-safe.
+
+    ``what`` names the dependency as logged ("Kafka", "Redis", "PostgreSQL"); lowercased,
+    it is the ``dependency`` label of ``driftline_dependency_up``.
+    """
 
     def __init__(
         self,
@@ -49,6 +58,8 @@ class OutageLog:
         self._consequence = consequence
         self._clock = clock
         self._repeat_every_s = repeat_every_s
+        # Its gauge's series appears at the first attempt: before, nothing is known.
+        self._dependency = what.lower()
         self._lock = threading.Lock()
         self._since: float | None = None
         self._logged_at = 0.0
@@ -63,6 +74,7 @@ class OutageLog:
         with self._lock:
             now = self._clock()
             self.failures += 1
+            DEPENDENCY_UP.labels(self._dependency).set(0)
             if self._since is None:
                 self._since = self._logged_at = now
                 self._log.warning(
@@ -79,6 +91,7 @@ class OutageLog:
 
     def succeeded(self) -> None:
         """Record a success; the end of an outage is logged once."""
+        DEPENDENCY_UP.labels(self._dependency).set(1)
         if self._since is None:  # the common case, without the lock
             return
         with self._lock:

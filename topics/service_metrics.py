@@ -14,7 +14,9 @@ one process, one set of series.
 
 from __future__ import annotations
 
-from prometheus_client import Counter, Gauge, Histogram
+from prometheus_client import CONTENT_TYPE_LATEST, Counter, Gauge, Histogram, generate_latest
+
+EXPOSITION_CONTENT_TYPE = CONTENT_TYPE_LATEST
 
 # Batch sizes from a single message up to the merge stage's 10,000 and beyond.
 MESSAGE_COUNT_BUCKETS = (1, 10, 100, 1_000, 10_000, 100_000)
@@ -90,3 +92,9 @@ HTTP_REQUEST_DURATION = Histogram(
     ["route", "method"],
     buckets=SECONDS_BUCKETS,
 )
+
+
+def exposition() -> bytes:
+    """Every metric of this process in Prometheus's text format, for a ``/metrics`` answer
+    (its Content-Type: ``EXPOSITION_CONTENT_TYPE``)."""
+    return generate_latest()

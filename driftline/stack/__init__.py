@@ -1,4 +1,5 @@
-"""The embedded default: a local Kafka broker and Redis, unless the environment names others."""
+"""The embedded default: a local Kafka broker, Redis and PostgreSQL, unless the environment
+names others."""
 
 from __future__ import annotations
 
@@ -7,26 +8,31 @@ from urllib.parse import urlparse
 
 from driftline.settings import Settings
 from driftline.stack.kafka import LocalKafka, kafka_libs
-from driftline.stack.packages import WALKTHROUGH_TOOLS, ensure_commands
+from driftline.stack.packages import PROMETHEUS_SERVER, WALKTHROUGH_TOOLS, ensure_commands
+from driftline.stack.postgres import LocalPostgres, ensure_postgres_binaries, postgres_answers
 from driftline.stack.redis import LocalRedis, ensure_redis_server_binary, redis_answers
 
-__all__ = ["Endpoints", "LocalKafka", "LocalRedis", "down", "prepare", "up"]
+__all__ = ["Endpoints", "LocalKafka", "LocalPostgres", "LocalRedis", "down", "prepare", "up"]
 
 
 @dataclass(frozen=True)
 class Endpoints:
     bootstrap_servers: str
     redis_url: str
+    postgres_url: str
 
 
 def prepare(settings: Settings) -> None:
-    """Install what the embedded stack needs (broker jars, redis-server) without starting it,
-    and kcat and jq, which the README's walk-through (and the test that runs it) uses."""
-    ensure_commands(WALKTHROUGH_TOOLS)
+    """Install what the embedded stack needs (broker jars, redis-server, PostgreSQL) without
+    starting it; kcat and jq, which the README's walk-through (and the test that runs it)
+    uses; and the Prometheus server the tests scrape the processes with."""
+    ensure_commands({**WALKTHROUGH_TOOLS, **PROMETHEUS_SERVER})
     if settings.kafka_bootstrap_servers is None:
         kafka_libs(settings.home, settings.kafka_version)
     if settings.redis_url is None or not redis_answers(settings.redis_url):
         ensure_redis_server_binary()
+    if settings.postgres_url is None or not postgres_answers(settings.postgres_url):
+        ensure_postgres_binaries()
 
 
 def local_kafka(settings: Settings) -> LocalKafka:
@@ -48,17 +54,35 @@ def local_redis(settings: Settings) -> LocalRedis:
     return LocalRedis(data_dir=settings.home / f"redis-data-{port}", port=port)
 
 
+def local_postgres(settings: Settings) -> LocalPostgres:
+    port = settings.local_postgres_port
+    return LocalPostgres(data_dir=settings.home / f"postgres-data-{port}", port=port)
+
+
 def up(settings: Settings) -> Endpoints:
     if settings.kafka_bootstrap_servers is None:
         local_kafka(settings).start()
+    return Endpoints(settings.bootstrap_servers, _up_redis(settings), _up_postgres(settings))
+
+
+def _up_redis(settings: Settings) -> str:
     if settings.redis_url is not None and redis_answers(settings.redis_url):
-        return Endpoints(settings.bootstrap_servers, settings.redis_url)
+        return settings.redis_url
     redis_server = local_redis(settings)
     redis_server.start()
-    return Endpoints(settings.bootstrap_servers, redis_server.url)
+    return redis_server.url
+
+
+def _up_postgres(settings: Settings) -> str:
+    if settings.postgres_url is not None and postgres_answers(settings.postgres_url):
+        return settings.postgres_url
+    postgres_server = local_postgres(settings)
+    postgres_server.start()
+    return postgres_server.url
 
 
 def down(settings: Settings) -> None:
     if settings.kafka_bootstrap_servers is None:
         local_kafka(settings).stop()
     local_redis(settings).stop()
+    local_postgres(settings).stop()

@@ -5,11 +5,15 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 
 # What the README's walk-through for a service in another language runs besides curl:
 # kcat publishes to the ingest topic, jq reads the API's JSON answers. Command -> package.
 WALKTHROUGH_TOOLS: Mapping[str, str] = {"kcat": "kcat", "jq": "jq"}
+
+# The Prometheus server the tests start to evaluate every dashboard query and scrape the
+# processes' /metrics (a CI machine prepared by ``driftline stack prepare`` has it).
+PROMETHEUS_SERVER: Mapping[str, str] = {"prometheus": "prometheus"}
 
 
 def ensure_command(command: str, debian_package: str) -> str:
@@ -31,6 +35,18 @@ def ensure_commands(packages: Mapping[str, str]) -> dict[str, str]:
         if path is None:
             raise RuntimeError(f"apt-get installed {package} but {command} is not on PATH")
         found[command] = path
+    return found
+
+
+def ensure_installed(find: Callable[[], str | None], debian_package: str, what: str) -> str:
+    """What ``find`` finds, installing ``debian_package`` first when it finds nothing: for
+    tools off PATH (PostgreSQL's server binaries live in a versioned directory)."""
+    found = find()
+    if found is None:
+        _apt_install([debian_package])
+        found = find()
+    if found is None:
+        raise RuntimeError(f"apt-get installed {debian_package} but found no {what}")
     return found
 
 

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from prometheus_client import REGISTRY
 
 from driftline.agents.bin_totals import BinTotalsProcessor
 from driftline.agents.driver import Input, ProcessorDriver
@@ -21,7 +22,7 @@ from driftline.state.metrics import bin_metrics
 from driftline.state.partition_tables import DIRTY, SHARES
 from driftline.state.registered import RegisteredModel
 from driftline.state.tables import TEXT, PartitionTransaction
-from driftline.topics.bin_partials import BIN_PARTIAL, BinPartial
+from driftline.topics.bin_partials import BIN_PARTIAL, BinPartial, label_header
 from driftline.topics.dead_letters import REASON
 from driftline.topics.model_bins import MODEL_BIN
 from tests.support.bins_stage import HOUR, MODEL, IngestPartition, event, inserted
@@ -217,3 +218,53 @@ def test_a_message_it_cannot_apply_is_dead_lettered(driver: ProcessorDriver) -> 
     assert dict(letter.headers or [])[REASON] == b"bad snapshot"
     assert dict(PartitionTransaction(driver.store()).items(SHARES)) == {}
     assert dirty(driver) == []
+
+
+def _labelled(partition: int, version: int, counters: Counters, arrival_ms: int) -> Input:
+    sent = snapshot(partition, version, counters)
+    return Input(sent.key, sent.value, headers=[label_header(arrival_ms)])
+
+
+def _latencies() -> tuple[float, float]:
+    """The label-to-emission histogram's (count, sum) so far."""
+    name = "driftline_label_to_emission_seconds"
+    count = REGISTRY.get_sample_value(f"{name}_count") or 0.0
+    return count, REGISTRY.get_sample_value(f"{name}_sum") or 0.0
+
+
+def _observed_since(before: tuple[float, float]) -> tuple[float, float]:
+    count, total = _latencies()
+    return count - before[0], round(total - before[1], 6)
+
+
+def test_an_emission_observes_its_bins_earliest_label_once(driver: ProcessorDriver) -> None:
+    before = _latencies()
+    both = [_labelled(0, 10, {"n": 1}, START_MS - 3_000), _labelled(1, 5, {"n": 1}, START_MS - 1)]
+    assert list(emitted(driver.send(both))) == [BIN]
+    assert _observed_since(before) == (1, 3.0)  # one emission, from the earliest label
+    # Delivered again: no change, no new label, nothing observed even once emitted.
+    before = _latencies()
+    driver.now_ms += INTERVAL_MS
+    assert driver.send([_labelled(0, 10, {"n": 1}, START_MS - 9_000)]) == []
+    assert list(emitted(driver.send([snapshot(1, 6, {"n": 2})]))) == [BIN]
+    assert _observed_since(before) == (0, 0.0)
+    # A label of a bin emitted later (dirty, then the tick): observed at its emission.
+    arrival = driver.now_ms + 100
+    driver.now_ms += 200
+    assert driver.send([_labelled(0, 11, {"n": 2}, arrival)]) == []
+    driver.now_ms += INTERVAL_MS
+    assert list(emitted(driver.tick())) == [BIN]
+    assert _observed_since(before) == (1, (driver.now_ms - arrival) / 1000)
+
+
+def test_a_revoked_partitions_labels_are_forgotten(driver: ProcessorDriver) -> None:
+    processor = driver.processor
+    assert isinstance(processor, BinTotalsProcessor)
+    emitted(driver.send([snapshot(0, 10, {"n": 1})]))
+    driver.now_ms += 100
+    assert driver.send([_labelled(0, 11, {"n": 2}, driver.now_ms)]) == []  # dirty
+    processor.assigned(set())  # revoked: another worker emits the bin
+    before = _latencies()
+    driver.now_ms += INTERVAL_MS
+    assert list(emitted(driver.tick())) == [BIN]
+    assert _observed_since(before) == (0, 0.0)

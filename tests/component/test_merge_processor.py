@@ -35,6 +35,7 @@ from driftline.state.registered import RegisteredModel
 from driftline.state.spec import ModelSpec
 from driftline.state.store import PartitionStore
 from driftline.state.tables import PartitionTransaction, Table
+from driftline.topics.bin_partials import LABEL_ARRIVAL
 from driftline.topics.dead_letters import REASON
 from driftline.topics.messages import FORWARDED_FROM, encode_ingest, ingest_key
 from driftline.topics.partitioning import partition_for
@@ -231,3 +232,27 @@ def test_the_registry_is_asked_once_per_model_a_batch_names(
     nope = home("e1", "nope")
     driver.send([message("insert", "e1", {"age": 1}, model_id="nope")] * 3, nope)
     assert registry.lookups == ["shop/nope"]
+
+
+def test_a_snapshot_carries_the_earliest_arrival_of_the_labels_it_took(
+    driver: ProcessorDriver,
+) -> None:
+    """The label-to-emission latency starts at a label's Kafka timestamp: the snapshot of
+    the bin it changed carries the earliest of a batch's (a header); no label, no header."""
+    inserted = send(driver, message("insert", "e1", {"age": 30, "score": 0.9}, at_ms=T0))
+    assert [out.headers for out in inserted if out.topic == PARTIALS] == [None]
+    later = send(
+        driver,
+        Input(*_update_label("e1", 1), timestamp_ms=T0 + 5_000),
+        Input(*_update_label("e1", 0), timestamp_ms=T0 + 7_000),
+        message("update", "e1", {"note": "metadata is no label"}),
+    )
+    headers = [out.headers for out in later if out.topic == PARTIALS]
+    assert headers == [[(LABEL_ARRIVAL, str(T0 + 5_000).encode())]]
+    metadata_only = send(driver, message("update", "e1", {"note": "again"}))
+    assert all(out.headers is None for out in metadata_only if out.topic == PARTIALS)
+
+
+def _update_label(event_id: str, label: int) -> tuple[bytes, bytes]:
+    sent = message("update", event_id, {"label": label})
+    return sent.key or b"", sent.value or b""

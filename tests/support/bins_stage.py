@@ -53,7 +53,7 @@ class IngestPartition:
         """The snapshots of a batch of ``messages`` input messages that made ``changes``."""
         self.next_offset += messages
         tx = PartitionTransaction(self.store)
-        snapshots = self.shares.apply(self.number, self.next_offset, changes, tx)
+        snapshots = self.shares.apply(self.number, self.next_offset, changes, tx, {})
         self.store.write(tx.writes(), self.store.checkpoint().following(self.next_offset))
         return snapshots
 

@@ -13,7 +13,7 @@ from grafana_foundation_sdk.models import dashboard
 from driftline.dashboards import postgres_query
 from driftline.dashboards.model import MODEL_DASHBOARD_UID, model_dashboard
 from driftline.dashboards.pipeline import PIPELINE_DASHBOARD_UID, pipeline_dashboard
-from driftline.dashboards.queries import schema_name
+from driftline.topics.postgres_tables import schema_name
 
 
 def dashboards(topic_prefix: str) -> dict[str, dashboard.Dashboard]:

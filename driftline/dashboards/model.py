@@ -26,7 +26,7 @@ MODEL_DASHBOARD_UID = "driftline-model"
 
 
 def model_dashboard(schema: str) -> dashboard.Dashboard:
-    """The dashboard over the tables of ``schema`` (``queries.schema_name(prefix)``)."""
+    """The dashboard over the tables of ``schema`` (``postgres_tables.schema_name(prefix)``)."""
     ids = PanelIds()
     return (
         dashboard_frame(

@@ -1,10 +1,11 @@
 """Every query the dashboards run, named, in one place.
 
-The SQL reads the PostgreSQL projection (one schema per topic prefix, see
-``schema_name``); Grafana expands its macros (``$__timeFilter(hour)``, ``$__timeFrom()``,
-``$__timeTo()``) and the dashboard's variables, written ``${name:sqlstring}`` so that every
-value arrives as a quoted SQL literal whatever it holds, and a multi-value one as a
-comma-joined list of them (``IN (...)``). Rows come per model and hour, so an hour bin's
+The SQL reads the PostgreSQL projection, whose layout is ``topics/postgres_tables.py``'s
+(one schema per topic prefix: ``schema_name``). Grafana expands its macros
+(``$__timeFilter(hour)``, ``$__timeFrom()``, ``$__timeTo()``) and the dashboard's
+variables, written ``${name:sqlstring}`` so that every value arrives as a quoted SQL
+literal whatever it holds, and a multi-value one as a comma-joined list of them
+(``IN (...)``). Rows come per model and hour, so an hour bin's
 start is the time column as it is: no ``$__timeGroup`` regrouping.
 
 The PromQL reads the service metrics of ``topics/service_metrics.py`` by the names those
@@ -13,18 +14,11 @@ objects declare, so a renamed metric renames its queries.
 
 from __future__ import annotations
 
-import re
 from textwrap import dedent
 
 from prometheus_client import Counter, Gauge, Histogram
 
 from driftline.topics import service_metrics
-
-
-def schema_name(prefix: str) -> str:
-    """The PostgreSQL schema of a topic prefix: lowercased, every character outside
-    [a-z0-9_] replaced by ``_`` (the projection's layout, one schema per prefix)."""
-    return re.sub(r"[^a-z0-9_]", "_", prefix.lower())
 
 
 def _table(schema: str, table: str) -> str:

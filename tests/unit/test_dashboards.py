@@ -18,25 +18,17 @@ from driftline.cli import main
 from driftline.dashboards.datasources import POSTGRES_UID, PROMETHEUS_UID
 from driftline.dashboards.export import dashboards, decode, encode
 from driftline.dashboards.postgres_query import PostgresAnnotationTarget, PostgresQuery
-from driftline.dashboards.queries import schema_name
 from driftline.topics import service_metrics
+from driftline.topics.postgres_tables import AlertRow, BinMetricRow, BinRow
 from tests.support.grafana import dashboard_queries
 
 SCHEMA = "driftline"
-# The PostgreSQL layout (COMMON contract of issue 12): every table's columns.
+# The tables a dashboard reads, with their columns: the projection's row types.
 LAYOUT = {
-    "bins": {
-        "project_id", "model_id", "hour", "hour_end", "version", "emitted_at", "events",
-        "labelled", "labelled_share", "mean_ingest_delay_seconds",
-    },
-    "bin_metrics": {"project_id", "model_id", "hour", "family", "column_name", "metric", "value"},
-    "alerts": {
-        "key", "project_id", "model_id", "rule_id", "metric", "column_name", "bin",
-        "bin_start", "bin_end", "severity", "open", "value", "threshold", "reference",
-        "fired_at", "changed_at", "resolved_at",
-    },
-    "projected_offsets": {"topic", "partition", "next_offset"},
-}  # fmt: skip
+    "bins": set(BinRow._fields),
+    "bin_metrics": set(BinMetricRow._fields),
+    "alerts": set(AlertRow._fields),
+}
 SQL_WORDS = {
     "select", "distinct", "from", "where", "and", "or", "in", "as", "order", "by", "is",
     "null", "not", "desc", "asc", "format",
@@ -191,10 +183,3 @@ def test_export_writes_both_dashboards_for_the_settings_prefix(tmp_path: Path) -
     model = json.loads(written[0].read_text())
     for query in dashboard_queries(model):
         assert sql_names(query.text)[0] == {"shop_eu"}, query.where
-
-
-@pytest.mark.parametrize(
-    ("prefix", "schema"), [("driftline", "driftline"), ("Shop-EU.2", "shop_eu_2"), ("a_b9", "a_b9")]
-)
-def test_a_prefix_gives_its_schema(prefix: str, schema: str) -> None:
-    assert schema_name(prefix) == schema

@@ -152,15 +152,17 @@ def _name(metric: Counter | Gauge | Histogram) -> str:
     return next(iter(metric.describe())).name
 
 
-def counter_series(counter: Counter) -> str:
+def _counter(counter: Counter) -> str:
+    """A counter's sample name (prometheus-client adds ``_total``)."""
     return f"{_name(counter)}_total"
 
 
-def gauge_series(gauge: Gauge) -> str:
+def _gauge(gauge: Gauge) -> str:
     return _name(gauge)
 
 
-def bucket_series(histogram: Histogram) -> str:
+def _buckets(histogram: Histogram) -> str:
+    """A histogram's bucket series, what ``histogram_quantile`` reads."""
     return f"{_name(histogram)}_bucket"
 
 
@@ -170,19 +172,19 @@ def _rate(counter_or_buckets: str, by: str) -> str:
 
 def _quantile(quantile: float, histogram: Histogram, by: str) -> str:
     labels = f"{by}, le" if by else "le"
-    return f"histogram_quantile({quantile}, {_rate(bucket_series(histogram), labels)})"
+    return f"histogram_quantile({quantile}, {_rate(_buckets(histogram), labels)})"
 
 
-CONSUMED = _rate(counter_series(service_metrics.MESSAGES_CONSUMED), "stage, topic")
-PRODUCED = _rate(counter_series(service_metrics.MESSAGES_PRODUCED), "stage, topic")
-CONSUMER_LAG = f"sum by (stage) ({gauge_series(service_metrics.CONSUMER_LAG)})"
-DEAD_LETTERS = _rate(counter_series(service_metrics.DEAD_LETTERS), "stage, reason")
+CONSUMED = _rate(_counter(service_metrics.MESSAGES_CONSUMED), "stage, topic")
+PRODUCED = _rate(_counter(service_metrics.MESSAGES_PRODUCED), "stage, topic")
+CONSUMER_LAG = f"sum by (stage) ({_gauge(service_metrics.CONSUMER_LAG)})"
+DEAD_LETTERS = _rate(_counter(service_metrics.DEAD_LETTERS), "stage, reason")
 BATCH_DURATION_P50 = _quantile(0.5, service_metrics.BATCH_DURATION, "stage")
 BATCH_DURATION_P99 = _quantile(0.99, service_metrics.BATCH_DURATION, "stage")
 LABEL_TO_EMISSION_P99 = _quantile(0.99, service_metrics.LABEL_TO_EMISSION, "")
 PROJECTION_DELAY_P99 = _quantile(0.99, service_metrics.PROJECTION_DELAY, "projection")
 # The lowest over a job's processes: 0 when any of them lost the dependency.
-DEPENDENCY_UP = f"min by (job, dependency) ({gauge_series(service_metrics.DEPENDENCY_UP)})"
-HTTP_REQUESTS = _rate(counter_series(service_metrics.HTTP_REQUESTS), "code")
+DEPENDENCY_UP = f"min by (job, dependency) ({_gauge(service_metrics.DEPENDENCY_UP)})"
+HTTP_REQUESTS = _rate(_counter(service_metrics.HTTP_REQUESTS), "code")
 HTTP_DURATION_P50 = _quantile(0.5, service_metrics.HTTP_REQUEST_DURATION, "route")
 HTTP_DURATION_P99 = _quantile(0.99, service_metrics.HTTP_REQUEST_DURATION, "route")

@@ -12,7 +12,8 @@ Tables that are gone (dropped by hand, a schema dropped, a new server) are notic
 the next batch or marker check (UndefinedTable): they are created again and every
 partition is projected again from the beginning of the compacted topic. A record
 PostgreSQL refuses (a value out of a column's range, a document that is not one) raises
-``RefusedError``, for the engine to isolate and dead-letter; connection errors are outages.
+``RefusedError``, for the engine to isolate and dead-letter; any other error is an outage,
+waited out (a server that is down, and one that refuses us: never a worker taken down).
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from confluent_kafka import Message
 from psycopg import errors
 
 from driftline.agents.projection import Projection, RefusedError
+from driftline.state.bins import HOUR_MS
 from driftline.state.names import split_model_key
 from driftline.topics.alerts import ALERT
 from driftline.topics.metric_bins import METRICS_VALUE, emitted_at_ms
@@ -34,6 +36,7 @@ from driftline.topics.postgres_tables import (
     BIN_COLUMNS,
     BIN_KEY,
     BIN_METRIC_COLUMNS,
+    AlertRow,
     BinMetricRow,
     BinRow,
     alert_row,
@@ -119,14 +122,17 @@ def bin_key_of(key: bytes) -> tuple[str, str, datetime] | None:
     if not model or not hour.isdigit():
         return None
     project_id, model_id = split_model_key(model)
-    return project_id, model_id, instant(int(hour) * 3_600_000)
+    try:
+        return project_id, model_id, instant(int(hour) * HOUR_MS)
+    except OverflowError:  # beyond the year 9999: no bin of ours
+        return None
 
 
 def decoded(key: bytes, value: bytes, decode: Callable[[bytes], T], what: str) -> T:
     """A record's value decoded; ``RefusedError`` (not a crash) for one that is no ``what``."""
     try:
         return decode(value)
-    except (ValueError, KeyError, TypeError, AttributeError) as error:
+    except (ValueError, LookupError, TypeError, AttributeError, ArithmeticError) as error:
         raise RefusedError(UNDECODABLE, f"not {what} ({key!r}): {error}") from None
 
 
@@ -180,6 +186,11 @@ class BinRows:
             )
 
 
+def _alert_row(raw: bytes) -> AlertRow:
+    """An alert record's row (read whole: a record without changes is refused)."""
+    return alert_row(ALERT.decode(raw))
+
+
 class AlertRows:
     """The alerts topic's records as ``alerts`` rows (a tombstone deletes the alert)."""
 
@@ -190,7 +201,7 @@ class AlertRows:
             row.key: row
             for key, value in latest.items()
             if value is not None
-            for row in [alert_row(decoded(key, value, ALERT.decode, "an alert record"))]
+            for row in [decoded(key, value, _alert_row, "an alert record")]
         }
         if gone:
             cursor.execute(delete_by_key(schema, "alerts", {"key": "text"}), column_arrays(gone, 1))
@@ -207,10 +218,10 @@ class PostgresSink:
     One connection, on the projection's thread, made again after an outage."""
 
     dependency = "PostgreSQL"
-    outage_errors: tuple[type[BaseException], ...] = (
-        psycopg.OperationalError,
-        psycopg.InterfaceError,
-    )
+    # Any error but a refused record (``write`` turns those into RefusedError) is waited
+    # out: a connection lost, and also a server that refuses us (privileges, read-only)
+    # must not take the worker down, and merge and bins with it.
+    outage_errors: tuple[type[BaseException], ...] = (psycopg.Error,)
 
     def __init__(self, url: str, schema: str, topic: str, rows: TableWriter) -> None:
         self._url = url
@@ -291,8 +302,8 @@ class PostgresSink:
                     raise
 
     def _transaction(self, work: Callable[[Cursor], T]) -> T:
-        """``work`` in one transaction; TablesGoneError when a table is missing. An outage error
-        drops the connection, so that the next attempt connects again."""
+        """``work`` in one transaction; TablesGoneError when a table is missing. Any other
+        error drops the connection, so that the next attempt starts on a new one."""
         connection = self._connected()
         try:
             with connection.transaction(), connection.cursor() as cursor:

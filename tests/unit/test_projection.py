@@ -6,12 +6,14 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, cast
 
 import pytest
 from confluent_kafka import Message
 
 from driftline.agents.postgres_projection import (
+    AlertRows,
+    BinRows,
     bin_key_of,
     coalesced,
     column_arrays,
@@ -130,3 +132,18 @@ def test_a_refused_record_is_isolated_dead_lettered_and_passed_over(
     assert sink.rows == {b"k0": b"6", b"k1": b"7", b"k2": b"5"}  # the last good value of each
     assert sink.marks == {0: 8}
     assert projection._written == {0: 8}
+
+
+def test_a_tombstone_key_beyond_any_date_is_no_bin() -> None:
+    assert bin_key_of(b"shop/churn/99999999999999") is None
+
+
+@pytest.mark.parametrize(
+    "value",
+    [b"[]", b'{"project_id": "p"}', b'{"key": "k", "changes": []}', b"\xff"],
+)
+def test_records_that_are_no_document_are_refused_not_raised(value: bytes) -> None:
+    for rows in (BinRows(), AlertRows()):
+        with pytest.raises(RefusedError) as refused:
+            rows.write(cast("Any", None), "s", {b"shop/churn/1": value})
+        assert refused.value.kind == "undecodable"

@@ -50,9 +50,6 @@ from driftline.topics.postgres_tables import (
 T = TypeVar("T")
 Cursor = psycopg.Cursor[Any]
 
-# The dead letters metric's reasons: PostgreSQL refused a row; a record is no document.
-REFUSED = "postgres_refused"
-UNDECODABLE = "undecodable"
 # Tables or schema gone: create them again, project again from the beginning.
 _TABLES_GONE = (errors.UndefinedTable, errors.InvalidSchemaName)
 # Another session created the same schema or table at the same moment.
@@ -138,7 +135,7 @@ def decoded(key: bytes, value: bytes, decode: Callable[[bytes], T], what: str) -
     try:
         return decode(value)
     except (ValueError, LookupError, TypeError, AttributeError, ArithmeticError) as error:
-        raise RefusedError(UNDECODABLE, f"not {what} ({key!r}): {error}") from None
+        raise RefusedError(f"not {what} ({key!r}): {error}") from None
 
 
 # A bin's row and its metrics' rows.
@@ -267,7 +264,7 @@ class PostgresSink:
             self._create_tables()
             return dict.fromkeys(ends)
         except (psycopg.DataError, psycopg.IntegrityError) as error:
-            raise RefusedError(REFUSED, f"PostgreSQL refused the row: {error}") from None
+            raise RefusedError(f"PostgreSQL refused the row: {error}") from None
         return {partition: before.get(partition) for partition in ends}
 
     # --- SQL --------------------------------------------------------------------------

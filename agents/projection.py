@@ -38,15 +38,12 @@ from confluent_kafka import (
     TopicPartition,
 )
 
+from driftline.agents.runtime import Outgoing
+from driftline.agents.stage_metrics import StageMetrics
 from driftline.topics.clients import consumer_config
 from driftline.topics.dead_letters import DeadLetter
 from driftline.topics.outages import OutageLog
-from driftline.topics.service_metrics import (
-    CONSUMER_LAG,
-    DEAD_LETTERS,
-    MESSAGES_CONSUMED,
-    PROJECTION_DELAY,
-)
+from driftline.topics.service_metrics import PROJECTION_DELAY
 
 log = logging.getLogger(__name__)
 
@@ -56,12 +53,9 @@ CHECK_MARKERS_EVERY_S = 1.0
 
 
 class RefusedError(Exception):
-    """The store refuses something in a batch (never an outage). ``kind`` is a short name
-    for the dead letters metric; the message is the reason the dead letter carries."""
-
-    def __init__(self, kind: str, reason: str) -> None:
-        super().__init__(reason)
-        self.kind = kind
+    """The store refuses something in a batch (never an outage); the message is the
+    reason its dead letter carries (its kind, ``topics.dead_letters.reason_kind``, labels
+    the dead letters metric)."""
 
 
 class ProjectionSink(Protocol):
@@ -153,6 +147,7 @@ class Projection:
         )
         self._dead_letter_topic = dead_letter_topic
         self._producer: Producer | None = None
+        self._metrics = StageMetrics(name, topic, dead_letter_topic or "")
         self._emitted_at_ms = emitted_at_ms
         self._delay_label = delay_label
         self._check_every_s = check_markers_every_s
@@ -276,8 +271,9 @@ class Projection:
         ]
         if not wanted:
             return False
-        MESSAGES_CONSUMED.labels(self.name, self._topic).inc(len(wanted))
+        started = time.monotonic()
         self._write_isolating(wanted)
+        self._metrics.batch_handled(len(wanted), time.monotonic() - started)
         self._observe_delay(wanted)
         return True
 
@@ -325,15 +321,16 @@ class Projection:
             self._producer = Producer({"bootstrap.servers": self._bootstrap_servers,
                                        "enable.idempotence": True})  # fmt: skip
         letter = DeadLetter.of(message, str(refusal))
+        out = Outgoing(self._dead_letter_topic, letter.key, letter.value, letter.headers())
         failures: list[object] = []
         self._producer.produce(
-            self._dead_letter_topic, letter.value, letter.key, headers=letter.headers(),
+            out.topic, out.value, out.key, headers=out.headers,
             on_delivery=lambda error, _: failures.append(error) if error else None,
         )  # fmt: skip
         if self._producer.flush(30) > 0 or failures:
             # Waited out like an outage of the store: the marker stays before the record.
             raise KafkaException(f"dead letter not delivered: {failures or 'timed out'}")
-        DEAD_LETTERS.labels(self.name, refusal.kind).inc()
+        self._metrics.committed([out])
 
     # --- metrics ---------------------------------------------------------------------
 
@@ -350,22 +347,17 @@ class Projection:
                 histogram.observe(max(0.0, now_ms - emitted) / 1000)
 
     def _record_lag(self) -> None:
-        """Each projected partition's lag: the high watermark the consumer last saw minus
-        its position."""
+        """Each projected partition's lag: the high watermark the consumer last fetched
+        (cached: no request to the broker) minus its position."""
         partitions = [TopicPartition(self._topic, p) for p in sorted(self._written)]
         if not partitions:
             return
         try:
-            positions = self._consumer.position(partitions)
+            for tp in self._consumer.position(partitions):
+                _, end = self._consumer.get_watermark_offsets(tp, cached=True)
+                self._metrics.lag(tp.partition, end, tp.offset)
         except KafkaException as error:
-            log.debug("%s: position: %s", self.name, error)
-            return
-        for tp in positions:
-            _, high = self._consumer.get_watermark_offsets(tp, cached=True)
-            if high >= 0 and tp.offset >= 0:
-                CONSUMER_LAG.labels(self.name, self._topic, str(tp.partition)).set(
-                    max(0, high - tp.offset)
-                )
+            log.debug("%s: lag: %s", self.name, error)
 
     # --- assignment ----------------------------------------------------------------
 
@@ -378,6 +370,7 @@ class Projection:
         for tp in partitions:
             self._written.pop(tp.partition, None)
             self._unverified.discard(tp.partition)
+            self._metrics.forget(tp.partition)
 
     def _pause(self, partitions: Iterable[int]) -> None:
         wanted = [TopicPartition(self._topic, p) for p in partitions]

@@ -23,7 +23,7 @@ from driftline.stack import LocalPostgres
 from driftline.stack.worker import WorkerProcess
 from driftline.state.bins import HOUR_MS
 from driftline.topics.catalog import Topics
-from driftline.topics.dead_letters import read_dead_letters
+from driftline.topics.dead_letters import read_dead_letters, reason_kind
 from driftline.topics.metric_bins import METRICS_VALUE
 from driftline.topics.postgres_tables import schema_name
 from driftline.topics.producer import CheckedProducer
@@ -150,7 +150,9 @@ def test_records_postgres_refuses_are_dead_lettered_and_the_bins_after_them_proj
     assert refused.value == beyond_bigint
     assert "PostgreSQL refused" in refused.reason
     assert "out of range" in refused.reason
+    assert reason_kind(refused.reason) == "postgres_refused"
     assert (refused.source_partition, refused.source_offset) == (0, 1)
     assert unreadable.value == b"{not json"
     assert "not a metrics document" in unreadable.reason
+    assert reason_kind(unreadable.reason) == "undecodable"
     assert alive(worker)

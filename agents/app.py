@@ -5,14 +5,16 @@ application's, passed in), so tests build fresh apps against their own topics; n
 happens at import time.
 
     ingest ─► merge agent ─► bin-partials ─► bins agent ─► metrics ─► Redis projection
-              (events,                        (sums shares,  (compacted)
+              (events,                        (sums shares,  (compacted) ─► PostgreSQL
                partial bins)                   metrics)  ─► model-bins ─► alert evaluator
                                                                           ─► alerts ─┐
                      webhook, Slack, PagerDuty (HTTP POST, a task per channel) ◄─ notifier
+                                                          PostgreSQL projection ◄─┘
 
-The projection and the ownership heartbeat write Redis on threads of their own that wait
-out its outages, and the merge runner's assignment only wakes the heartbeat: the worker
-starts and ingests while Redis is down.
+The projections and the ownership heartbeat write Redis and PostgreSQL on threads of
+their own, with consumers of their own, that wait out their outages, and the merge
+runner's assignment only wakes the heartbeat: the worker starts and ingests while Redis
+or PostgreSQL is down, and neither slows the merge and bins agents.
 """
 
 from __future__ import annotations
@@ -33,9 +35,16 @@ from driftline.agents.heap import HeapTrimmer
 from driftline.agents.merge import MergeProcessor
 from driftline.agents.notifier import Notifier
 from driftline.agents.ownership import OwnershipHeartbeat
+from driftline.agents.postgres_projection import (
+    AlertRows,
+    BinRows,
+    PostgresSink,
+    TableWriter,
+    postgres_projection,
+)
 from driftline.agents.runtime import PartitionedRunner, RunnerConfig
-from driftline.agents.serving import RedisProjection
-from driftline.agents.threads import RunnerThreads
+from driftline.agents.serving import redis_projection
+from driftline.agents.threads import Runner, RunnerThreads
 from driftline.agents.web import register_views
 from driftline.state.store import MIB, StoreResources
 from driftline.topics.admin import ensure_topics
@@ -44,6 +53,7 @@ from driftline.topics.catalog import Topics, TopicSettings
 from driftline.topics.clients import RepeatFilter
 from driftline.topics.model_registry import ModelRegistry
 from driftline.topics.ownership import PartitionOwners
+from driftline.topics.postgres_tables import schema_name
 from driftline.topics.redis_bins import RedisBins
 
 
@@ -63,6 +73,15 @@ class WorkerSettings(TopicSettings, Protocol):
 
     @property
     def redis(self) -> str: ...
+
+    @property
+    def postgres(self) -> str: ...
+
+    @property
+    def redis_projection(self) -> bool: ...
+
+    @property
+    def postgres_projection(self) -> bool: ...
 
     @property
     def worker_host(self) -> str: ...
@@ -173,21 +192,53 @@ def create_app(settings: WorkerSettings, internal_secret: str) -> Worker:
     merge = _merge_runner(settings, topics, heartbeat.wake, budget, resources)
     bins = _bins_runner(settings, topics, resources)
     alerts = _alerts_runner(settings, topics, resources)
-    projection = RedisProjection(
-        "serving", settings.bootstrap_servers, topics.metrics.name, topics.serving_group,
-        redis_bins, settings.session_timeout_ms,
-    )  # fmt: skip
     worker = Worker(settings, internal_secret, topics, app, merge, bins, alerts, owners, redis_bins)
 
     @app.service
     class Agents(RunnerThreads):
         runners = (
-            merge, bins, alerts, projection, heartbeat,
+            merge, bins, alerts, heartbeat, *_projections(settings, topics, redis_bins),
             HeapTrimmer(settings.heap_trim_interval_s), _notifier(settings, topics),
         )  # fmt: skip
 
     register_views(worker)
     return worker
+
+
+def _projections(settings: WorkerSettings, topics: Topics, redis_bins: RedisBins) -> list[Runner]:
+    """The projections the settings switch on: the metrics topic into Redis (``serving``),
+    the metrics and alerts topics into PostgreSQL (``postgres-bins``, ``postgres-alerts``)."""
+    found: list[Runner] = []
+    if settings.redis_projection:
+        found.append(
+            redis_projection(
+                settings.bootstrap_servers,
+                topics.metrics.name,
+                topics.serving_group,
+                redis_bins,
+                settings.session_timeout_ms,
+            )
+        )
+    if settings.postgres_projection:
+        schema = schema_name(settings.topic_prefix)
+        into_postgres: list[tuple[str, str, str, TableWriter]] = [
+            ("postgres-bins", topics.metrics.name, topics.postgres_bins_group, BinRows()),
+            ("postgres-alerts", topics.alerts.name, topics.postgres_alerts_group, AlertRows()),
+        ]
+        for name, topic, group, rows in into_postgres:
+            found.append(
+                postgres_projection(
+                    name,
+                    settings.bootstrap_servers,
+                    topic,
+                    group,
+                    PostgresSink(settings.postgres, schema, topic, rows),
+                    settings.session_timeout_ms,
+                    topics.dead_letters.name,
+                    timed=topic == topics.metrics.name,
+                )
+            )
+    return found
 
 
 def _merge_runner(

@@ -49,6 +49,7 @@ def run_demo(settings: Settings, events: int, label_delay_s: float) -> None:
     settings = settings.with_overrides(
         kafka_bootstrap_servers=endpoints.bootstrap_servers,
         redis_url=endpoints.redis_url,
+        postgres_url=endpoints.postgres_url,
         topic_prefix=f"demo-{uuid.uuid4().hex[:6]}",
         data_dir=settings.home / "demo-worker",
         worker_port=free_port(),

@@ -209,6 +209,17 @@ class Topics:
         return f"{self.app_id}-serving"
 
     @property
+    def postgres_bins_group(self) -> str:
+        """Consumer group of the metrics topic's PostgreSQL projection (its lag only: it
+        resumes from the markers in PostgreSQL)."""
+        return f"{self.app_id}-postgres-bins"
+
+    @property
+    def postgres_alerts_group(self) -> str:
+        """Consumer group of the alerts topic's PostgreSQL projection."""
+        return f"{self.app_id}-postgres-alerts"
+
+    @property
     def alerts_group(self) -> str:
         """Consumer group of the alert evaluator."""
         return f"{self.app_id}-alerts"

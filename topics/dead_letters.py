@@ -133,6 +133,10 @@ REASON_KINDS: tuple[tuple[str, str], ...] = (
     ("model ", "unknown_model"),
     ("update of event ", "parked_update_expired"),
     ("event ", "too_many_parked_updates"),
+    # The PostgreSQL projections' (agents/postgres_projection.py).
+    ("PostgreSQL refused", "postgres_refused"),
+    ("not a metrics document", "undecodable"),
+    ("not an alert record", "undecodable"),
 )
 # Every other reason: the message is JSON but not a valid ingest operation.
 INVALID_EVENT = "invalid_event"

@@ -8,6 +8,7 @@ serves; a tombstone when the bin became empty. The bins stage builds it with
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from driftline.state import exact_json
@@ -44,3 +45,14 @@ def metrics_value(
 
 
 METRICS_VALUE: Codec[MetricsValue] = Codec(exact_json.dumps, exact_json.loads)
+
+
+# The top-level field, written before ``counts`` and ``metrics``: the first match is it.
+_EMITTED_AT = re.compile(rb'"emitted_at_ms":\s*(\d+)')
+
+
+def emitted_at_ms(raw: bytes) -> int | None:
+    """When an encoded document was emitted, read without decoding the whole of it (the
+    projections time every bin they write); None when it holds no such field."""
+    found = _EMITTED_AT.search(raw)
+    return None if found is None else int(found.group(1))

@@ -162,55 +162,80 @@ def alert_row(alert: Alert) -> AlertRow:
     )
 
 
+# Each table's columns, in its row's field order, with their SQL types: the DDL and the
+# projection's typed arrays (``unnest(%s::bigint[], ...)``) both come from here.
+BIN_COLUMNS: dict[str, str] = {
+    "project_id": "text NOT NULL",
+    "model_id": "text NOT NULL",
+    "hour": "timestamptz NOT NULL",
+    "hour_end": "timestamptz NOT NULL",
+    "version": "bigint NOT NULL",
+    "emitted_at": "timestamptz NOT NULL",
+    "events": "bigint NOT NULL",
+    "labelled": "bigint NOT NULL",
+    "labelled_share": "double precision",
+    "mean_ingest_delay_seconds": "double precision",
+}
+BIN_METRIC_COLUMNS: dict[str, str] = {
+    "project_id": "text NOT NULL",
+    "model_id": "text NOT NULL",
+    "hour": "timestamptz NOT NULL",
+    "family": "text NOT NULL",
+    "column_name": "text NOT NULL",
+    "metric": "text NOT NULL",
+    "value": "double precision NOT NULL",
+}
+ALERT_COLUMNS: dict[str, str] = {
+    "key": "text NOT NULL",
+    "project_id": "text NOT NULL",
+    "model_id": "text NOT NULL",
+    "rule_id": "text NOT NULL",
+    "metric": "text NOT NULL",
+    "column_name": "text NOT NULL",
+    "bin": "text NOT NULL",
+    "bin_start": "timestamptz NOT NULL",
+    "bin_end": "timestamptz NOT NULL",
+    "severity": "text NOT NULL",
+    "open": "boolean NOT NULL",
+    "value": "double precision NOT NULL",
+    "threshold": "double precision NOT NULL",
+    "reference": "double precision",
+    "fired_at": "timestamptz NOT NULL",
+    "changed_at": "timestamptz NOT NULL",
+    "resolved_at": "timestamptz",
+}
+MARKER_COLUMNS: dict[str, str] = {
+    "topic": "text NOT NULL",
+    "partition": "int NOT NULL",
+    "next_offset": "bigint NOT NULL",
+}
+BIN_KEY = ("project_id", "model_id", "hour")
+
+
+def sql_type(declared: str) -> str:
+    """A column's type without its constraint: ``bigint NOT NULL`` -> ``bigint``."""
+    return declared.removesuffix(" NOT NULL")
+
+
+def _table(schema: str, name: str, columns: dict[str, str], *constraints: str) -> str:
+    lines = [f"{column} {declared}" for column, declared in columns.items()]
+    body = ",\n    ".join([*lines, *constraints])
+    return f'CREATE TABLE IF NOT EXISTS "{schema}".{name} (\n    {body})'
+
+
 def ddl(schema: str) -> list[str]:
     """The statements that create the schema and its tables where missing (idempotent)."""
-    s = f'"{schema}"'
+    key = ", ".join(BIN_KEY)
     return [
-        f"CREATE SCHEMA IF NOT EXISTS {s}",
-        f"""CREATE TABLE IF NOT EXISTS {s}.bins (
-            project_id text NOT NULL,
-            model_id text NOT NULL,
-            hour timestamptz NOT NULL,
-            hour_end timestamptz NOT NULL,
-            version bigint NOT NULL,
-            emitted_at timestamptz NOT NULL,
-            events bigint NOT NULL,
-            labelled bigint NOT NULL,
-            labelled_share double precision,
-            mean_ingest_delay_seconds double precision,
-            PRIMARY KEY (project_id, model_id, hour))""",
-        f"""CREATE TABLE IF NOT EXISTS {s}.bin_metrics (
-            project_id text NOT NULL,
-            model_id text NOT NULL,
-            hour timestamptz NOT NULL,
-            family text NOT NULL,
-            column_name text NOT NULL,
-            metric text NOT NULL,
-            value double precision NOT NULL,
-            PRIMARY KEY (project_id, model_id, hour, family, column_name, metric),
-            FOREIGN KEY (project_id, model_id, hour)
-                REFERENCES {s}.bins ON DELETE CASCADE)""",
-        f"""CREATE TABLE IF NOT EXISTS {s}.alerts (
-            key text PRIMARY KEY,
-            project_id text NOT NULL,
-            model_id text NOT NULL,
-            rule_id text NOT NULL,
-            metric text NOT NULL,
-            column_name text NOT NULL,
-            bin text NOT NULL,
-            bin_start timestamptz NOT NULL,
-            bin_end timestamptz NOT NULL,
-            severity text NOT NULL,
-            open boolean NOT NULL,
-            value double precision NOT NULL,
-            threshold double precision NOT NULL,
-            reference double precision,
-            fired_at timestamptz NOT NULL,
-            changed_at timestamptz NOT NULL,
-            resolved_at timestamptz)""",
-        f"""CREATE TABLE IF NOT EXISTS {s}.projected_offsets (
-            topic text NOT NULL,
-            partition int NOT NULL,
-            next_offset bigint NOT NULL,
-            PRIMARY KEY (topic, partition))""",
+        f'CREATE SCHEMA IF NOT EXISTS "{schema}"',
+        _table(schema, "bins", BIN_COLUMNS, f"PRIMARY KEY ({key})"),
+        _table(
+            schema,
+            "bin_metrics",
+            BIN_METRIC_COLUMNS,
+            f"PRIMARY KEY ({key}, family, column_name, metric)",
+            f'FOREIGN KEY ({key}) REFERENCES "{schema}".bins ON DELETE CASCADE',
+        ),
+        _table(schema, "alerts", ALERT_COLUMNS, "PRIMARY KEY (key)"),
+        _table(schema, "projected_offsets", MARKER_COLUMNS, "PRIMARY KEY (topic, partition)"),
     ]

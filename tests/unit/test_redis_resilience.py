@@ -13,7 +13,8 @@ import pytest
 import redis
 from confluent_kafka import OFFSET_BEGINNING
 
-from driftline.agents.serving import _bin_of, lost_writes, resume_offset
+from driftline.agents.projection import lost_writes, resume_offset
+from driftline.agents.serving import _bin_of
 from driftline.api.deletions import deletion_messages, deletion_record
 from driftline.api.rate_limit import DeleteRateLimit, day_window
 from driftline.api.requests import parse_delete

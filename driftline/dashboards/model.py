@@ -1,7 +1,7 @@
 """The model dashboard: one model's hourly bins and alerts from the PostgreSQL projection.
 
 Variables pick a project, one of its models and any of its columns; each panel's SQL is
-in ``queries.py``. Alerts show twice: as annotations (regions from firing to resolution
+in ``queries.py``. Alerts show twice: as annotations (regions over the bins they judged,
 on every time panel) and as a table with their values and thresholds.
 """
 

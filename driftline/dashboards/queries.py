@@ -37,8 +37,9 @@ PROJECT = "${project:sqlstring}"
 MODEL = "${model:sqlstring}"
 COLUMNS = "${column:sqlstring}"
 THIS_MODEL = f"project_id = {PROJECT} AND model_id = {MODEL}"
-# An alert shows in the time range when it was open during part of it.
-ALERT_IN_RANGE = "fired_at <= $__timeTo() AND (resolved_at IS NULL OR resolved_at >= $__timeFrom())"
+# An alert shows where its bin is: on the same time axis as the metric that breached, so
+# one fired days later by a late label or a backfill still marks the hours it is about.
+ALERT_IN_RANGE = "bin_start < $__timeTo() AND bin_end > $__timeFrom()"
 
 
 def projects(schema: str) -> str:
@@ -121,7 +122,7 @@ def performance(schema: str) -> str:
 
 
 def alerts_table(schema: str) -> str:
-    """The model's alerts open during the time range, newest first."""
+    """The model's alerts on bins in the time range, the newest fired first."""
     return _sql(f"""
         SELECT fired_at AS "fired", resolved_at AS "resolved", rule_id AS "rule",
           severity AS "severity", open AS "open", metric AS "metric",
@@ -133,11 +134,12 @@ def alerts_table(schema: str) -> str:
 
 
 def alert_annotations(schema: str) -> str:
-    """The model's alerts as regions from firing to resolution (open ones: to now)."""
+    """The model's alerts as regions over the bins they judged, with their state."""
     return _sql(f"""
-        SELECT fired_at AS "time", resolved_at AS "timeend",
-          format('%s %s: %s %s = %s (threshold %s)',
-                 rule_id, severity, metric, column_name, value, threshold) AS "text",
+        SELECT bin_start AS "time", bin_end AS "timeend",
+          format('%s %s: %s %s = %s (threshold %s), fired %s%s',
+                 rule_id, severity, metric, column_name, value, threshold, fired_at,
+                 CASE WHEN open THEN '' ELSE ', resolved ' || resolved_at END) AS "text",
           severity AS "tags"
         FROM {_table(schema, "alerts")}
         WHERE {THIS_MODEL} AND {ALERT_IN_RANGE}""")

@@ -31,7 +31,7 @@ LAYOUT = {
 }
 SQL_WORDS = {
     "select", "distinct", "from", "where", "and", "or", "in", "as", "order", "by", "is",
-    "null", "not", "desc", "asc", "format",
+    "null", "not", "desc", "asc", "format", "case", "when", "then", "else", "end",
 }  # fmt: skip
 
 

@@ -31,29 +31,10 @@ from tests.support.alert_rules import WEBHOOK_SECRET, drift_rule
 from tests.support.alerts import current_alerts, published_alerts
 from tests.support.api import StartApi, call, client_for, ids_body, published, serving_shop
 from tests.support.hourly_bins import bins_in_redis
-from tests.support.models import HOUR0, publish_churn
+from tests.support.models import HOUR0, baseline_like, drifting, publish_churn
 from tests.support.webhooks import Receiver
 
 pytestmark = [pytest.mark.integration, pytest.mark.e2e]
-
-
-def baseline_like(prefix: str, hour_ms: int, count: int) -> list[dict[str, Any]]:
-    """Events whose ages and plans spread as the baseline's do."""
-    return [
-        {"event_id": f"{prefix}-{i:04d}", "event_timestamp": hour_ms + i * 1000,
-         "event": {"age": 18 + i % 60, "plan": ["free", "pro", "team"][i % 3],
-                   "score": (i % 100) / 100}}
-        for i in range(count)
-    ]  # fmt: skip
-
-
-def drifting(prefix: str, hour_ms: int, count: int) -> list[dict[str, Any]]:
-    """Events far older than any in the baseline."""
-    return [
-        {"event_id": f"{prefix}-{i:04d}", "event_timestamp": hour_ms + i * 1000,
-         "event": {"age": 95, "plan": "free", "score": 0.5}}
-        for i in range(count)
-    ]  # fmt: skip
 
 
 def create_rule(api: Any, token: str, rule: dict[str, Any]) -> None:

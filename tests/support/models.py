@@ -57,3 +57,23 @@ CHURN_BASELINE = [
 def publish_churn(client: Driftline, rows: list[dict[str, Any]], update: bool = False) -> None:
     """Rows of the churn model through the client (``update``: partial updates)."""
     client.publish_events_batch("shop", "churn", rows, update_event=update)
+
+
+def baseline_like(prefix: str, hour_ms: int, count: int) -> list[dict[str, Any]]:
+    """Churn events (``POST /v1/events`` rows) whose ages and plans spread as the
+    baseline's do."""
+    return [
+        {"event_id": f"{prefix}-{i:04d}", "event_timestamp": hour_ms + i * 1000,
+         "event": {"age": 18 + i % 60, "plan": ["free", "pro", "team"][i % 3],
+                   "score": (i % 100) / 100}}
+        for i in range(count)
+    ]  # fmt: skip
+
+
+def drifting(prefix: str, hour_ms: int, count: int) -> list[dict[str, Any]]:
+    """Churn events far older than any in the baseline."""
+    return [
+        {"event_id": f"{prefix}-{i:04d}", "event_timestamp": hour_ms + i * 1000,
+         "event": {"age": 95, "plan": "free", "score": 0.5}}
+        for i in range(count)
+    ]  # fmt: skip

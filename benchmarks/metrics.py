@@ -83,24 +83,7 @@ def throughput(settings: Settings, events: int, workdir: Path) -> tuple[float, f
     window: on a 2-core machine shared with the broker and other work, it moves far less
     from run to run than the wall-clock rates do.
     """
-    rng = random.Random(1)
-    producer = CheckedProducer(settings.bootstrap_servers)
-    topic = Topics.for_settings(settings).ingest.name
-    start_ms = int(time.time() * 1000) - 6 * HOUR_MS
-    inserts = labels = 0
-    for i in range(events):
-        if i % 3 == 2:
-            event_id, value = f"e{i - 1}", label_value(rng, f"e{i - 1}")
-            labels += 1
-        else:
-            event_id = f"e{i}"
-            value = event_value(rng, event_id, start_ms + rng.randrange(6 * HOUR_MS))
-            inserts += 1
-        producer.produce(topic, ingest_key("bench", "wide", event_id), value)
-        if i % 10_000 == 0:
-            producer.poll()
-    producer.flush()
-
+    inserts, labels = publish_labelled(settings, events)
     progress = merge_progress(settings)
     bins = RedisBins(redis.Redis.from_url(settings.redis), settings.topic_prefix)
     worker = WorkerProcess(settings, workdir / "worker-throughput.log").start()
@@ -128,6 +111,29 @@ def throughput(settings: Settings, events: int, workdir: Path) -> tuple[float, f
     finally:
         worker.stop()
         progress.close()
+
+
+def publish_labelled(settings: Settings, events: int) -> tuple[int, int]:
+    """``events`` messages over the last 6 hours, every third a label of the insert before
+    it; (inserts, labels)."""
+    rng = random.Random(1)
+    producer = CheckedProducer(settings.bootstrap_servers)
+    topic = Topics.for_settings(settings).ingest.name
+    start_ms = int(time.time() * 1000) - 6 * HOUR_MS
+    inserts = labels = 0
+    for i in range(events):
+        if i % 3 == 2:
+            event_id, value = f"e{i - 1}", label_value(rng, f"e{i - 1}")
+            labels += 1
+        else:
+            event_id = f"e{i}"
+            value = event_value(rng, event_id, start_ms + rng.randrange(6 * HOUR_MS))
+            inserts += 1
+        producer.produce(topic, ingest_key("bench", "wide", event_id), value)
+        if i % 10_000 == 0:
+            producer.poll()
+    producer.flush()
+    return inserts, labels
 
 
 def cpu_seconds(pid: int) -> float:

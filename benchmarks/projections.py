@@ -39,22 +39,18 @@ from benchmarks.metrics import (
     background_load,
     baseline,
     cpu_seconds,
-    event_value,
-    label_value,
     p50_p99,
+    publish_labelled,
 )
 from driftline.client import Driftline
 from driftline.settings import Settings
 from driftline.stack.kafka import free_port
 from driftline.stack.postgres import LocalPostgres
 from driftline.stack.worker import WorkerProcess
-from driftline.state.bins import HOUR_MS
 from driftline.topics.catalog import Topics
 from driftline.topics.clients import consumer_config
-from driftline.topics.messages import ingest_key
 from driftline.topics.metric_bins import METRICS_VALUE
 from driftline.topics.postgres_tables import schema_name
-from driftline.topics.producer import CheckedProducer
 from driftline.topics.progress import merge_progress
 
 
@@ -84,32 +80,10 @@ class MetricsTopicTotals:
         self._consumer.close()
 
 
-def publish(settings: Settings, events: int) -> tuple[int, int]:
-    """``events`` messages, a third of them labels of the insert before; (inserts, labels)."""
-    rng = random.Random(1)
-    producer = CheckedProducer(settings.bootstrap_servers)
-    topic = Topics.for_settings(settings).ingest.name
-    start_ms = int(time.time() * 1000) - 6 * HOUR_MS
-    inserts = labels = 0
-    for i in range(events):
-        if i % 3 == 2:
-            event_id, value = f"e{i - 1}", label_value(rng, f"e{i - 1}")
-            labels += 1
-        else:
-            event_id = f"e{i}"
-            value = event_value(rng, event_id, start_ms + rng.randrange(6 * HOUR_MS))
-            inserts += 1
-        producer.produce(topic, ingest_key("bench", "wide", event_id), value)
-        if i % 10_000 == 0:
-            producer.poll()
-    producer.flush()
-    return inserts, labels
-
-
 def merge_and_bins_rate(settings: Settings, events: int, workdir: Path) -> tuple[float, float]:
     """(events/s through merge + bins, worker CPU µs per event), from the merge stage's
     first committed batch until the metrics topic holds every event and label."""
-    expected = publish(settings, events)
+    expected = publish_labelled(settings, events)
     progress = merge_progress(settings)
     totals = MetricsTopicTotals(settings)
     worker = WorkerProcess(settings, workdir / f"worker-{settings.topic_prefix}.log").start()

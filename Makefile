@@ -16,7 +16,7 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP) ## Create .venv and install Driftline with its dev tools
 
-prepare: install ## Fetch the Kafka broker jars (Maven) and install redis-server, kcat and jq if missing
+prepare: install ## Fetch the Kafka broker jars (Maven) and install redis-server, PostgreSQL, Prometheus, kcat and jq if missing
 	$(BIN)/driftline stack prepare
 
 demo: prepare ## Start Kafka, Redis and a worker; run the demo model with delayed labels
@@ -54,7 +54,7 @@ typecheck: install ## mypy (strict) on the packages
 bench: prepare ## Benchmarks (on demand, not in CI): merge agent vs raw passthrough
 	$(BIN)/python benchmarks/ingest.py
 
-stack-up: prepare ## Start the embedded Kafka broker and Redis server
+stack-up: prepare ## Start the embedded Kafka broker, Redis and PostgreSQL servers
 	$(BIN)/driftline stack up
 
 stack-down: install ## Stop them

@@ -4,8 +4,8 @@
 
 Part 1, in one run: the same events (a third of the messages label updates) are merged
 and binned by a worker with both projections (Redis and PostgreSQL) on and by one with
-both off, alternating ``--rounds`` times. Each rate runs from the merge stage's first
-committed batch until the metrics topic (read by this script) holds every event and
+both off, ``--rounds`` times, which runs first alternating. Each rate runs from the merge
+stage's first committed batch until the metrics topic (read by this script) holds every event and
 label: merge + bins, with the projections competing for the same process and cores or
 not. Part 2, at half the measured rate of background inserts over a few hours (their
 bins re-emitted every ``DRIFTLINE_EMIT_INTERVAL_S``), polls PostgreSQL every few
@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import random
+import statistics
 import sys
 import tempfile
 import time
@@ -182,7 +183,10 @@ def main() -> None:
                   f"{args.partitions} partitions, 1 worker")  # fmt: skip
             rates: dict[bool, list[tuple[float, float]]] = {True: [], False: []}
             for round_number in range(args.rounds):
-                for projections in (True, False):
+                # Alternated, so that neither setting always runs first in its round
+                # (the first run after registering was the slowest in every round).
+                order = (True, False) if round_number % 2 == 0 else (False, True)
+                for projections in order:
                     switch = "on" if projections else "off"
                     name = f"{switch}-{round_number}"
                     rate, cpu_us = merge_and_bins_rate(run(name, projections), args.events, workdir)
@@ -193,6 +197,13 @@ def main() -> None:
             off = max(rate for rate, _ in rates[False])
             print(f"merge + bins, best of {args.rounds}: projections on {on:,.0f} events/s, "
                   f"off {off:,.0f} events/s: on/off = {on / off:.2f}")  # fmt: skip
+            on_median = statistics.median(rate for rate, _ in rates[True])
+            off_median = statistics.median(rate for rate, _ in rates[False])
+            cpu_on = statistics.median(cpu for _, cpu in rates[True])
+            cpu_off = statistics.median(cpu for _, cpu in rates[False])
+            print(f"merge + bins, medians: on {on_median:,.0f}, off {off_median:,.0f} events/s: "
+                  f"on/off = {on_median / off_median:.2f}; CPU per event {cpu_on:.1f} vs "
+                  f"{cpu_off:.1f} µs")  # fmt: skip
             half = int(on / 2)
             delays = emission_to_row(run("latency", True), half, args.seconds, workdir)
     p50, p99 = p50_p99(delays)

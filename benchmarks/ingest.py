@@ -28,7 +28,7 @@ from confluent_kafka import Consumer, Producer
 
 from driftline.client import Driftline
 from driftline.settings import Settings
-from driftline.stack import LocalKafka, LocalRedis
+from driftline.stack import LocalKafka, LocalPostgres, LocalRedis
 from driftline.stack.kafka import free_broker_port, free_port
 from driftline.stack.worker import WorkerProcess
 from driftline.topics.admin import ensure_topics
@@ -49,7 +49,9 @@ SPEC = {
 
 @contextmanager
 def infrastructure(base: Settings, workdir: Path) -> Iterator[Settings]:
-    kafka = redis_server = None
+    """The servers the environment names, else ones of the benchmark's own in ``workdir``:
+    a broker, Redis and PostgreSQL (which a worker projects into by default)."""
+    kafka = redis_server = postgres_server = None
     settings = base
     if base.kafka_bootstrap_servers is None:
         kafka = LocalKafka(base.home, workdir / "kafka", free_broker_port(), base.kafka_version)
@@ -59,13 +61,16 @@ def infrastructure(base: Settings, workdir: Path) -> Iterator[Settings]:
         redis_server = LocalRedis(workdir / "redis", free_port())
         redis_server.start()
         settings = settings.with_overrides(redis_url=redis_server.url)
+    if base.postgres_url is None and base.postgres_projection:
+        postgres_server = LocalPostgres(workdir / "postgres", free_port())
+        postgres_server.start()
+        settings = settings.with_overrides(postgres_url=postgres_server.url)
     try:
         yield settings
     finally:
-        if kafka is not None:
-            kafka.stop()
-        if redis_server is not None:
-            redis_server.stop()
+        for server in (kafka, redis_server, postgres_server):
+            if server is not None:
+                server.stop()
 
 
 def publish(settings: Settings, events: int, unregistered: float = 0.0) -> float:

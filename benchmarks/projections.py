@@ -12,7 +12,7 @@ bins re-emitted every ``DRIFTLINE_EMIT_INTERVAL_S``), polls PostgreSQL every few
 milliseconds and times each new bin version from its ``emitted_at`` (the bins stage's
 clock, this machine's) to the poll that first sees it. Uses KAFKA_BOOTSTRAP_SERVERS /
 REDIS_URL / DRIFTLINE_POSTGRES_URL when set, else starts the embedded servers in a
-temporary directory.
+temporary directory (``benchmarks.ingest.infrastructure``).
 """
 
 from __future__ import annotations
@@ -24,8 +24,6 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import psycopg
@@ -46,7 +44,6 @@ from benchmarks.metrics import (
 from driftline.client import Driftline
 from driftline.settings import Settings
 from driftline.stack.kafka import free_port
-from driftline.stack.postgres import LocalPostgres
 from driftline.stack.worker import WorkerProcess
 from driftline.topics.catalog import Topics
 from driftline.topics.clients import consumer_config
@@ -139,20 +136,6 @@ def emission_to_row(settings: Settings, rate: int, seconds: float, workdir: Path
     return delays
 
 
-@contextmanager
-def postgres_server(base: Settings, workdir: Path) -> Iterator[Settings]:
-    """DRIFTLINE_POSTGRES_URL's server, else a loopback one of the benchmark's own."""
-    if base.postgres_url is not None:
-        yield base
-        return
-    server = LocalPostgres(workdir / "postgres", free_port())
-    server.start()
-    try:
-        yield base.with_overrides(postgres_url=server.url)
-    finally:
-        server.stop()
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n")[0])
     parser.add_argument("--events", type=int, default=200_000)
@@ -166,7 +149,7 @@ def main() -> None:
         base = Settings.from_env().with_overrides(
             ingest_partitions=args.partitions, worker_port=free_port()
         )
-        with infrastructure(base, workdir) as servers, postgres_server(servers, workdir) as ready:
+        with infrastructure(base, workdir) as ready:
 
             def run(name: str, projections: bool) -> Settings:
                 settings = ready.with_overrides(

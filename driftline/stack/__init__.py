@@ -3,6 +3,7 @@ names others."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from urllib.parse import urlparse
 
@@ -66,19 +67,21 @@ def up(settings: Settings) -> Endpoints:
 
 
 def _up_redis(settings: Settings) -> str:
-    if settings.redis_url is not None and redis_answers(settings.redis_url):
-        return settings.redis_url
-    redis_server = local_redis(settings)
-    redis_server.start()
-    return redis_server.url
+    return _answering_or_started(settings.redis_url, redis_answers, local_redis(settings))
 
 
 def _up_postgres(settings: Settings) -> str:
-    if settings.postgres_url is not None and postgres_answers(settings.postgres_url):
-        return settings.postgres_url
-    postgres_server = local_postgres(settings)
-    postgres_server.start()
-    return postgres_server.url
+    return _answering_or_started(settings.postgres_url, postgres_answers, local_postgres(settings))
+
+
+def _answering_or_started(
+    configured: str | None, answers: Callable[[str], bool], local: LocalRedis | LocalPostgres
+) -> str:
+    """The configured server's URL if it answers, else the local one's, started."""
+    if configured is not None and answers(configured):
+        return configured
+    local.start()
+    return local.url
 
 
 def down(settings: Settings) -> None:

@@ -18,6 +18,7 @@ revoked partition loses what was kept (a sample missing, never a wrong one).
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Iterator, Sequence
 from typing import NamedTuple
 
@@ -26,6 +27,7 @@ from confluent_kafka import Message
 from driftline.agents.runtime import Outgoing, dead_letter_to
 from driftline.state.bin_totals import (
     BinTotal,
+    EmissionBudget,
     EmissionTimes,
     Share,
     ShareKey,
@@ -49,6 +51,23 @@ from driftline.topics.service_metrics import BIN_EMISSIONS, LABEL_TO_EMISSION
 EMITTED_BINS = BIN_EMISSIONS.labels("bin")
 EMITTED_TOMBSTONES = BIN_EMISSIONS.labels("tombstone")
 
+# While input arrives, emitting may take this share of the stage's time (``EmissionBudget``):
+# a backfill over a year of hours then spends most of it storing shares, and a bin changed
+# by every batch is emitted every few seconds instead of after each batch.
+EMISSION_SHARE = 0.1
+# At most this much emitting at once (ms): a tick after a long quiet spell does not stall
+# the next batch for long.
+EMISSION_BURST_MS = 200.0
+# Input this recent (ms) counts as input still arriving: under a backlog the bins stage's
+# input comes in bursts after each merge batch, seconds apart when a batch spans thousands
+# of hours, and emitting at full speed between them took the merge stage's time (one
+# process: the stages share the interpreter).
+BUSY_WITHIN_MS = 5000.0
+
+
+def _clock_ms() -> float:
+    return time.perf_counter() * 1000
+
 
 class BinTotalsProcessor:
     """The bins runner's processor; one per worker, for all the partitions it holds (the
@@ -67,6 +86,13 @@ class BinTotalsProcessor:
         self._model_bins_topic = model_bins_topic
         self._dead_letter_topic = dead_letter_topic
         self._emissions: EmissionTimes[BinKey] = EmissionTimes(int(emit_interval_s * 1000))
+        self._budget = EmissionBudget(EMISSION_SHARE, EMISSION_BURST_MS)
+        # When the last input came (ms, ``_clock_ms``): the budget is full only when none
+        # came for a while.
+        self._input_ms = -BUSY_WITHIN_MS
+        # Per partition held: the dirty bin key (encoded) the next tick starts from, so
+        # that, when the budget runs out, the next tick goes on where this one stopped.
+        self._dirty_cursor: dict[int, bytes] = {}
         # Per partition held, per bin: the earliest label arrival (ms) not yet emitted.
         self._label_arrivals: dict[int, dict[BinKey, int]] = {}
 
@@ -75,6 +101,8 @@ class BinTotalsProcessor:
         another worker, so what was kept for them would be stale if it came back."""
         for partition in set(self._label_arrivals) - partitions:
             del self._label_arrivals[partition]
+        for partition in set(self._dirty_cursor) - partitions:
+            del self._dirty_cursor[partition]
 
     def handle(
         self, partition: int, messages: Sequence[Message], tx: PartitionTransaction, now_ms: int
@@ -82,7 +110,9 @@ class BinTotalsProcessor:
         """Keep the newest shares; emit the changed bins whose interval is over, mark the
         rest dirty. Leaving every changed bin to the next tick made a label wait up to a
         tick interval (0.1 s) more on its way to Redis, even in a bin that had not changed
-        for seconds."""
+        for seconds. A bin the emission budget has no time for is marked dirty too."""
+        self._input_ms = _clock_ms()
+        self._budget.refill(self._input_ms, busy=True)
         labels: list[_Label] = []
         newest = newest_shares(_decoded(messages, labels))
         stored = tx.get_many(SHARES, list(newest))
@@ -94,20 +124,39 @@ class BinTotalsProcessor:
             changed[bin_of(key)] = None
         outgoing: list[Outgoing] = []
         for bin_key in changed:
-            if self._emissions.take(bin_key, now_ms):
+            if self._budget.allows() and self._emissions.take(bin_key, now_ms):
                 outgoing += self._emitted(partition, bin_key, tx, now_ms)
             else:
                 tx.set(DIRTY, bin_key, MARKED)
         return outgoing
 
     def tick(self, partition: int, tx: PartitionTransaction, now_ms: int) -> list[Outgoing]:
-        """Emit the dirty bins whose interval is over."""
+        """Emit the dirty bins whose interval is over, as far as the budget goes: in turn,
+        from where the partition's last tick stopped."""
         self._emissions.forget_old(now_ms)
+        clock_ms = _clock_ms()
+        self._budget.refill(clock_ms, busy=clock_ms - self._input_ms < BUSY_WITHIN_MS)
         outgoing: list[Outgoing] = []
-        for bin_key, _ in list(tx.items(DIRTY)):
+        for bin_key in self._dirty_in_turn(partition, tx):
+            if not self._budget.allows():
+                break
             if self._emissions.take(bin_key, now_ms):
                 outgoing += self._emitted(partition, bin_key, tx, now_ms)
+            self._dirty_cursor[partition] = BIN_KEY.encode(bin_key) + b"\x00"
         return outgoing
+
+    def _dirty_in_turn(self, partition: int, tx: PartitionTransaction) -> Iterator[BinKey]:
+        """The partition's dirty bins from its cursor on, then those before it. Read as
+        consumed: over a year of hours, listing every dirty bin on each tick cost more
+        than the emissions the budget allowed."""
+        cursor = self._dirty_cursor.get(partition, b"")
+        for bin_key, _ in tx.items(DIRTY, start=cursor):
+            yield bin_key
+        if cursor:
+            for bin_key, _ in tx.items(DIRTY):
+                if BIN_KEY.encode(bin_key) >= cursor:
+                    return
+                yield bin_key
 
     def _keep_labels(
         self, partition: int, labels: list[_Label], stored: dict[ShareKey, Share | None]
@@ -136,11 +185,13 @@ class BinTotalsProcessor:
     ) -> list[Outgoing]:
         """The bin as it stands, summed from its shares (the batch's own included), to the
         metrics topic and, keyed by its model, to the alert evaluator; no longer dirty."""
+        started_ms = _clock_ms()
         tx.delete(DIRTY, bin_key)
         self._observe_label(partition, bin_key, now_ms)
         total = bin_total(share for _, share in tx.items(SHARES, shares_of(bin_key)))
         model, hour = bin_key
         value = None if total is None else self._bin_value(bin_key, total, now_ms)
+        self._budget.spend(_clock_ms() - started_ms)
         # Counted as emitted, not as committed: a batch consumed again after an outage
         # counts its emissions again (a counter only ever overstates, never misses).
         (EMITTED_TOMBSTONES if value is None else EMITTED_BINS).inc()

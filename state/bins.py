@@ -285,11 +285,19 @@ class ColumnRule:
         bins = np.searchsorted(self._edge_array, fitting, side="right")
         width = len(self._hist)
         cells = np.bincount(slots[fits] * width + bins, signs[fits], len(out) * width)
-        for cell in np.flatnonzero(cells).tolist():
-            slot, index = divmod(cell, width)
-            name = self._hist[index]
+        nonzero = np.flatnonzero(cells)
+        # Plain lists, not numpy scalars: over a year of hours a batch's events fall into
+        # as many bins as there are events, and this loop runs once per event and column.
+        names = self._hist
+        for slot, index, count in zip(
+            (nonzero // width).tolist(),
+            (nonzero % width).tolist(),
+            cells[nonzero].astype(np.int64).tolist(),
+            strict=True,
+        ):
             counters = out[slot]
-            counters[name] = counters.get(name, 0) + int(cells[cell])
+            name = names[index]
+            counters[name] = counters.get(name, 0) + count
 
     def _count_number(self, counters: Counters, value: Any, kind: ColumnType) -> None:
         kind_of_value = type(value)
@@ -333,9 +341,10 @@ def _tally(out: list[Counters], name: str, slots: Slots, signs: Signs) -> None:
     if not slots.size:
         return
     sums = np.bincount(slots, signs, len(out))
-    for slot in np.flatnonzero(sums).tolist():
+    nonzero = np.flatnonzero(sums)
+    for slot, count in zip(nonzero.tolist(), sums[nonzero].astype(np.int64).tolist(), strict=True):
         counters = out[slot]
-        counters[name] = counters.get(name, 0) + int(sums[slot])
+        counters[name] = counters.get(name, 0) + count
 
 
 def _binary(counters: Counters, score: float, positive: bool, threshold: float) -> None:

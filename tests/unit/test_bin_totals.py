@@ -9,6 +9,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from driftline.state.bin_totals import (
+    EmissionBudget,
     EmissionTimes,
     Share,
     bin_total,
@@ -121,3 +122,39 @@ def test_forgetting_old_emissions_changes_no_decision(
         now_ms += step_ms
         forgetting.forget_old(now_ms)
         assert forgetting.take(key, now_ms) == remembering.take(key, now_ms)
+
+
+def test_while_input_arrives_emitting_gets_its_share_of_the_time() -> None:
+    budget = EmissionBudget(share=0.1, burst_ms=200)
+    budget.refill(0, busy=True)
+    budget.spend(200)  # the initial burst
+    assert not budget.allows()
+    budget.refill(500, busy=True)  # 50 ms of credit for 500 ms of input
+    assert budget.allows()
+    budget.spend(50)
+    assert not budget.allows()
+    budget.refill(600, busy=False)  # idle: every ms counts, up to the burst
+    budget.spend(99)
+    assert budget.allows()
+    budget.refill(60_000, busy=False)
+    budget.spend(200)
+    assert not budget.allows()
+
+
+@given(st.lists(st.tuples(st.integers(0, 1000), st.integers(0, 300), st.booleans()), max_size=60))
+def test_busy_emitting_never_exceeds_share_of_elapsed_time_plus_one_burst(
+    steps: list[tuple[int, int, bool]],
+) -> None:
+    """Emitting only while ``allows()``, the time spent stays within share x elapsed + burst
+    + the one emission that may overrun the credit."""
+    budget = EmissionBudget(share=0.2, burst_ms=200)
+    now_ms = 0
+    budget.refill(now_ms, busy=True)
+    spent_ms = 0
+    for elapsed_ms, cost_ms, emits in steps:
+        now_ms += elapsed_ms
+        budget.refill(now_ms, busy=True)
+        if emits and budget.allows():
+            budget.spend(cost_ms)
+            spent_ms += cost_ms
+        assert spent_ms <= 0.2 * now_ms + 200 + 300

@@ -10,7 +10,7 @@ per partition and sums them. A snapshot, unlike a delta, can be applied twice.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 
 from driftline.agents.runtime import Outgoing
 from driftline.state.bin_totals import Share
@@ -21,9 +21,10 @@ from driftline.state.bins import (
     Counters,
     add_into,
     batch_deltas,
+    bins_of,
 )
 from driftline.state.events import EventChange
-from driftline.state.partition_tables import PARTIALS
+from driftline.state.partition_tables import EVENTS, PARTIALS
 from driftline.state.registered import RegisteredModel
 from driftline.state.tables import PartitionTransaction
 from driftline.topics.bin_partials import BIN_PARTIAL, BinPartial, label_header
@@ -46,26 +47,52 @@ class BinShares:
         changes: list[EventChange],
         tx: PartitionTransaction,
         label_arrivals: Mapping[BinKey, int],
+        rebuilt: Collection[str] = (),
     ) -> list[Outgoing]:
         """Add the changes' deltas to the partition's shares; a snapshot of each changed one,
         with the earliest arrival of the labels it took when it took any (a header: the
-        share itself, and so which snapshot is newest, is the same with or without it)."""
-        deltas = self.deltas(changes)
-        changed = list(deltas)
+        share itself, and so which snapshot is newest, is the same with or without it).
+        The shares of the ``rebuilt`` models are recomputed from the stored events instead,
+        and all of them are sent."""
+        shares = self._added(self.deltas(changes), tx)
+        for model in rebuilt:
+            shares.update(self._recomputed(model, tx))
         outgoing: list[Outgoing] = []
-        shares = tx.get_many(PARTIALS, changed)
-        for key, current in zip(changed, shares, strict=True):
-            share = dict(current or {})
-            add_into(share, deltas[key])
-            if share:
-                tx.set(PARTIALS, key, share)
-            else:
-                tx.delete(PARTIALS, key)
+        for key, share in shares.items():
             snapshot = BIN_PARTIAL.encode(BinPartial(partition, Share(version, share)))
             arrival = label_arrivals.get(key)
             headers = None if arrival is None else [label_header(arrival)]
             outgoing.append(Outgoing(self._topic, BIN_KEY.encode(key), snapshot, headers))
         return outgoing
+
+    @staticmethod
+    def _added(deltas: dict[BinKey, Counters], tx: PartitionTransaction) -> dict[BinKey, Counters]:
+        """The shares the deltas change, as they stand after them (stored)."""
+        changed = list(deltas)
+        stored = tx.get_many(PARTIALS, changed)
+        shares: dict[BinKey, Counters] = {}
+        for key, current in zip(changed, stored, strict=True):
+            share = dict(current or {})
+            add_into(share, deltas[key])
+            _store(tx, key, share)
+            shares[key] = share
+        return shares
+
+    def _recomputed(self, model: str, tx: PartitionTransaction) -> dict[BinKey, Counters]:
+        """Every share of the model, recomputed from the events the partition stores (the
+        batch's own changes included), stored in place of the old ones; the bins it no
+        longer has an event of get an empty share. A model not registered (any more) keeps
+        its shares."""
+        rules = self.rules(model)
+        if rules is None:
+            return {}
+        prefix = f"{model}/".encode()
+        events = ((model, event) for _, event in tx.items(EVENTS, prefix=prefix))
+        shares: dict[BinKey, Counters] = {key: {} for key, _ in tx.items(PARTIALS, prefix=prefix)}
+        shares.update(bins_of({model: rules}, events))
+        for key, share in shares.items():
+            _store(tx, key, share)
+        return shares
 
     def deltas(self, changes: list[EventChange]) -> dict[BinKey, Counters]:
         """The batch's non-empty bin deltas, each model's changes counted together."""
@@ -89,3 +116,11 @@ class BinShares:
             cached = (registered, ContributionRules(registered.spec, registered.baseline))
             self._rules[model] = cached
         return cached[1]
+
+
+def _store(tx: PartitionTransaction, key: BinKey, share: Counters) -> None:
+    """An empty share is no share: its row goes."""
+    if share:
+        tx.set(PARTIALS, key, share)
+    else:
+        tx.delete(PARTIALS, key)

@@ -19,7 +19,15 @@ from driftline.agents.bin_shares import BinShares
 from driftline.agents.deletions import DeletionBudget, DeletionRequests
 from driftline.agents.runtime import Outgoing, dead_letter_to
 from driftline.state.bins import label_arrivals
-from driftline.state.commands import Command, Delete, DeletionCommand, Insert, Update, event_key
+from driftline.state.commands import (
+    Command,
+    Delete,
+    DeletionCommand,
+    Insert,
+    RebuildBins,
+    Update,
+    event_key,
+)
 from driftline.state.counters import ModelCounters, counters_update
 from driftline.state.events import BatchMerge, ExpiredUpdate, expire_parked
 from driftline.state.hour_index import reindex
@@ -39,7 +47,7 @@ EXPIRIES_PER_TICK = 10_000
 
 @dataclass
 class _DecodedBatch:
-    commands: list[Command | DeletionCommand] = field(default_factory=list)
+    commands: list[Command | DeletionCommand | RebuildBins] = field(default_factory=list)
     # Each message's value by its position in the batch (a command's ``ref``).
     raw_values: list[bytes] = field(default_factory=list)
     dead: list[DeadLetter] = field(default_factory=list)
@@ -84,12 +92,15 @@ class MergeProcessor:
         merge = BatchMerge(tables, specs, self._parked_limit)
         dead = batch.dead
         continuations: list[Outgoing] = []
+        rebuilt: dict[str, None] = {}
         for command in batch.commands:
             if isinstance(command, Insert | Update | Delete):
                 merge.apply(command, batch.raw_values[command.ref])
             elif command.model_key not in specs:
                 reason = f"model {command.model_key!r} is not registered"
                 dead.append(DeadLetter.of(messages[command.ref], reason))
+            elif isinstance(command, RebuildBins):
+                rebuilt[command.model_key] = None  # after the batch's changes: see apply
             else:
                 continuations.extend(self._deletions.apply(partition, command, merge, tx, now_ms))
         outcome = merge.outcome
@@ -98,7 +109,7 @@ class MergeProcessor:
         _count(tx, dead, outcome.dropped_fields, batch.forwarded_by_model)
         version = messages[-1].offset() + 1
         arrivals = label_arrivals(outcome.changes, _label_times(batch.commands, specs))
-        snapshots = self._partials.apply(partition, version, outcome.changes, tx, arrivals)
+        snapshots = self._partials.apply(partition, version, outcome.changes, tx, arrivals, rebuilt)
         letters = (self._outgoing(letter) for letter in dead)
         return [*snapshots, *letters, *continuations, *batch.forwarded]
 
@@ -191,7 +202,7 @@ class MergeProcessor:
 
 
 def _label_times(
-    commands: Sequence[Command | DeletionCommand], specs: Mapping[str, ModelSpec]
+    commands: Sequence[Command | DeletionCommand | RebuildBins], specs: Mapping[str, ModelSpec]
 ) -> dict[tuple[str, str], int]:
     """Per (model, event id), the Kafka timestamp of the batch's first update carrying a
     target (a label): commands are in offset order."""

@@ -103,6 +103,16 @@ class ContinueDeletion:
 DeletionCommand = DeleteIds | DeleteRange | ContinueDeletion
 
 
+@dataclass(frozen=True, slots=True)
+class RebuildBins:
+    """Asks the partition to recompute its shares of a model's bins from the events it
+    stores, and to send them all (``driftline replay bins``): sent to every partition."""
+
+    model_key: str
+    offset: int
+    ref: int = 0
+
+
 def event_id_of(value: object) -> str | None:
     """``value`` as an event id, or None if it cannot be one: any non-empty string ('/'
     included: the event key splits at its first two '/'), or an integer as its decimal

@@ -21,6 +21,7 @@ from driftline.state.commands import (
     DeletionCommand,
     Insert,
     JSONValue,
+    RebuildBins,
     Update,
     event_id_of,
     event_key,
@@ -32,6 +33,9 @@ from driftline.state.names import model_key, name_problem, split_model_key
 OPS = ("insert", "update", "delete")
 # Commands about many events of one model, sent by the API to chosen partitions.
 DELETION_OPS = ("delete_ids", "delete_range", "delete_continue")
+# Recompute a model's bins from the stored events (``driftline replay bins``), to every
+# partition.
+REBUILD_OPS = ("rebuild_bins",)
 # Header of a message the merge agent moved to its key's partition: "partition:offset"
 # where it first arrived (the API's status reads it to know the copies are applied).
 FORWARDED_FROM = "driftline.forwarded-from"
@@ -122,6 +126,10 @@ def encode_continue_deletion(model: str, deletion_id: str) -> bytes:
     )  # fmt: skip
 
 
+def encode_rebuild_bins(project_id: str, model_id: str) -> bytes:
+    return orjson.dumps({"op": "rebuild_bins", "project_id": project_id, "model_id": model_id})
+
+
 def decode_ingest(
     key: bytes | None,
     value: bytes | None,
@@ -130,7 +138,7 @@ def decode_ingest(
     offset: int,
     ref: int,
     max_bytes: int,
-) -> Command | DeletionCommand | str:
+) -> Command | DeletionCommand | RebuildBins | str:
     """The command a message asks for, or why it cannot be applied."""
     if value is None:
         return "empty message value (a tombstone is not an ingest operation)"
@@ -145,8 +153,11 @@ def decode_ingest(
     op = message.get("op")
     if op in DELETION_OPS:
         return _deletion_command(key, message, offset, ref)
+    if op in REBUILD_OPS:
+        return _rebuild_command(key, message, offset, ref)
     if op not in OPS:
-        return f"'op' must be one of {', '.join(OPS + DELETION_OPS)}; got {_quoted(op)}"
+        known = ", ".join(OPS + DELETION_OPS + REBUILD_OPS)
+        return f"'op' must be one of {known}; got {_quoted(op)}"
     envelope = _envelope(message)
     if isinstance(envelope, str):
         return envelope
@@ -218,6 +229,18 @@ def _deletion_command(
     if start >= end:
         return f"delete_range needs start_time < end_time; got {start} >= {end}"
     return DeleteRange(model, deletion_id, start, end, update_metrics, offset, ref)
+
+
+def _rebuild_command(
+    key: bytes | None, message: dict[str, Any], offset: int, ref: int
+) -> RebuildBins | str:
+    problem = _model_problem(message)
+    if problem is not None:
+        return problem
+    model = model_key(message["project_id"], message["model_id"])
+    if key != model.encode():
+        return f"a {message['op']} message must be keyed {model!r} (project_id/model_id)"
+    return RebuildBins(model, offset, ref)
 
 
 def _model_problem(message: dict[str, Any]) -> str | None:

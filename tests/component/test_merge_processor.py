@@ -17,6 +17,7 @@ import pytest
 from driftline.agents.driver import Input, ProcessorDriver
 from driftline.agents.merge import MergeProcessor
 from driftline.agents.runtime import Outgoing
+from driftline.state.bins import BIN_KEY, HOUR_MS, ContributionRules, bins_of, hour_of
 from driftline.state.commands import event_key
 from driftline.state.counters import ModelCounters
 from driftline.state.events import StoredEvent
@@ -31,13 +32,19 @@ from driftline.state.partition_tables import (
     PARKED_BY_TIME,
     PARKED_UPDATES,
 )
+from driftline.state.partition_tables import PARTIALS as PARTIAL_SHARES
 from driftline.state.registered import RegisteredModel
 from driftline.state.spec import ModelSpec
 from driftline.state.store import PartitionStore
 from driftline.state.tables import PartitionTransaction, Table
-from driftline.topics.bin_partials import LABEL_ARRIVAL
+from driftline.topics.bin_partials import BIN_PARTIAL, LABEL_ARRIVAL
 from driftline.topics.dead_letters import REASON
-from driftline.topics.messages import FORWARDED_FROM, encode_ingest, ingest_key
+from driftline.topics.messages import (
+    FORWARDED_FROM,
+    encode_ingest,
+    encode_rebuild_bins,
+    ingest_key,
+)
 from driftline.topics.partitioning import partition_for
 
 SPEC = ModelSpec(
@@ -256,3 +263,45 @@ def test_a_snapshot_carries_the_earliest_arrival_of_the_labels_it_took(
 def _update_label(event_id: str, label: int) -> tuple[bytes, bytes]:
     sent = message("update", event_id, {"label": label})
     return sent.key or b"", sent.value or b""
+
+
+def test_rebuild_bins_recomputes_every_share_from_the_stored_events(
+    driver: ProcessorDriver,
+) -> None:
+    """``rebuild_bins`` (``driftline replay bins``) replaces the partition's shares of the
+    model with the batch recomputation of the events it stores, the batch's own changes
+    included: a share that had drifted is corrected, one with no event left is emptied,
+    and every share is sent, changed or not."""
+    partition = home("e1")
+    neighbours = [f"e{i}" for i in range(2, 400) if home(f"e{i}") == partition][:5]
+    for number, event_id in enumerate(["e1", *neighbours]):
+        at_ms = T0 + (number % 3) * HOUR_MS
+        send(driver, message("insert", event_id, {"age": 20 + number, "score": 0.4}, at_ms=at_ms))
+    store = driver.store(partition)
+    damage = PartitionTransaction(store)
+    damage.set(PARTIAL_SHARES, (MODEL, hour_of(T0)), {"n": 99})  # drifted
+    damage.set(PARTIAL_SHARES, (MODEL, hour_of(T0) - 5), {"n": 1})  # no event left
+    store.write(damage.writes(), store.checkpoint())
+    rebuild = Input(MODEL.encode(), encode_rebuild_bins("shop", "fraud"))
+    late = message("insert", neighbours[0], {"age": 70, "score": 0.4}, at_ms=T0 + 4 * HOUR_MS)
+    outgoing = driver.send([late, rebuild], partition)
+
+    rules = {MODEL: ContributionRules(SPEC, None)}
+    events = PartitionTransaction(store).items(EVENTS, prefix=f"{MODEL}/".encode())
+    expected = bins_of(rules, ((MODEL, stored_event) for _, stored_event in events))
+    shares = dict(PartitionTransaction(store).items(PARTIAL_SHARES))
+    assert shares == expected
+    sent = {
+        BIN_KEY.decode(out.key or b""): BIN_PARTIAL.decode(out.value or b"").share.counters
+        for out in outgoing
+        if out.topic == PARTIALS
+    }
+    assert sent == {**expected, (MODEL, hour_of(T0) - 5): {}}
+    assert len(sent) == len([out for out in outgoing if out.topic == PARTIALS])
+
+
+def test_rebuild_bins_of_an_unregistered_model_is_dead_lettered(driver: ProcessorDriver) -> None:
+    rebuild = Input(b"shop/nope", encode_rebuild_bins("shop", "nope"))
+    outgoing = driver.send([rebuild], 0)
+    assert [out.headers for out in dead(outgoing)] != []
+    assert not [out for out in outgoing if out.topic == PARTIALS]

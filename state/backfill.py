@@ -11,6 +11,7 @@ writes the checkpoint file.
 
 from __future__ import annotations
 
+import re
 import uuid
 from collections import Counter
 from collections.abc import Iterable, Mapping
@@ -32,8 +33,11 @@ _ID_NAMESPACE = uuid.uuid5(uuid.NAMESPACE_URL, "https://driftline/backfill")
 # the problem alone (the report says where, in its examples).
 _WHERE = "row"
 
-# Distinct refusal reasons a report keeps apart (a reason quotes the bad value, so a
-# column of distinct bad values would make one reason per row); the rest share one line.
+# A problem quotes the value it refuses (``cannot read "N/A" as a timestamp``): counted
+# by reason, the quoted JSON texts are left out, and the examples show them.
+_QUOTED = re.compile(r'"(?:[^"\\]|\\.)*"')
+# Distinct refusal reasons a report keeps apart (a problem may show a number too); the
+# rest share one line.
 MAX_REASONS = 20
 OTHER_REASONS = "other reasons"
 EXAMPLES_PER_REASON = 3
@@ -183,13 +187,16 @@ class BackfillReport:
     # Up to EXAMPLES_PER_REASON places (file and row, topic partition and offset) a reason.
     examples: dict[str, list[str]] = field(default_factory=dict)
 
-    def refuse(self, reason: str, where: str) -> None:
+    def refuse(self, problem: str, where: str) -> None:
+        """Count a refused row under its problem's reason, keeping the first few places
+        (with the problem itself, where it quoted a value) as examples."""
+        reason = _QUOTED.sub('"…"', problem)
         if reason not in self.refused and len(self.refused) >= MAX_REASONS:
             reason = OTHER_REASONS
         self.refused[reason] += 1
         examples = self.examples.setdefault(reason, [])
         if len(examples) < EXAMPLES_PER_REASON:
-            examples.append(where)
+            examples.append(where if reason == problem else f"{where}: {problem}")
 
     def to_dict(self) -> dict[str, Any]:
         return {"published": self.published, "refused": dict(self.refused),
@@ -210,7 +217,8 @@ def report_lines(total: BackfillReport, run_published: int, elapsed_s: float) ->
         f"refused {total.refused.total():,}",
     ]
     for reason, count in sorted(total.refused.items(), key=lambda item: (-item[1], item[0])):
-        lines.append(f"  {count:>9,}  {reason}  (e.g. {'; '.join(total.examples[reason])})")
+        lines.append(f"  {count:>9,}  {reason}")
+        lines.extend(f"{'':13}e.g. {example}" for example in total.examples[reason])
     return lines
 
 

@@ -165,6 +165,17 @@ def test_a_checkpoint_survives_its_file_form() -> None:
     assert Checkpoint.from_dict(checkpoint.to_dict()) == checkpoint
 
 
+def test_problems_that_quote_different_values_count_under_one_reason() -> None:
+    report = BackfillReport()
+    report.refuse('cannot read "N/A" as a timestamp', "a.csv row 1")
+    report.refuse('cannot read "?" as a timestamp', "a.csv row 2")
+    assert report.refused == {'cannot read "…" as a timestamp': 2}
+    assert report.examples['cannot read "…" as a timestamp'] == [
+        'a.csv row 1: cannot read "N/A" as a timestamp',
+        'a.csv row 2: cannot read "?" as a timestamp',
+    ]
+
+
 def test_the_report_says_what_was_published_at_which_rate_and_why_rows_were_refused() -> None:
     report = BackfillReport(published=30_000)
     for index in range(4):
@@ -173,6 +184,10 @@ def test_the_report_says_what_was_published_at_which_rate_and_why_rows_were_refu
     assert report_lines(report, 20_000, 2.0) == [
         "published 30,000 events (20,000 by this run in 2.0 s: 10,000 events/s)",
         "refused 5",
-        "          4  no event time  (e.g. a.csv row 0; a.csv row 1; a.csv row 2)",
-        "          1  bad id  (e.g. b.csv row 9)",
+        "          4  no event time",
+        "             e.g. a.csv row 0",
+        "             e.g. a.csv row 1",
+        "             e.g. a.csv row 2",
+        "          1  bad id",
+        "             e.g. b.csv row 9",
     ]

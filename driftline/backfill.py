@@ -73,6 +73,10 @@ class Source(Protocol):
         """A row's place, for a refusal's examples."""
         ...
 
+    def close(self) -> None:
+        """Let go of what reading took (a consumer)."""
+        ...
+
 
 class FileSource:
     """A .csv or .parquet file, or a directory of them read in sorted order."""
@@ -105,10 +109,15 @@ class FileSource:
     def where(self, row: SourceRow) -> str:
         return f"{row.part} row {row.index}"
 
+    def close(self) -> None:
+        """Nothing to let go: each file is closed once read."""
+
 
 def source_files(path: Path) -> list[Path]:
     """The files a SOURCE names: itself, or a directory's .csv and .parquet files, sorted."""
     if path.is_file():
+        if path.suffix not in SUFFIXES:
+            raise InvalidEventError(f"unsupported file type '{path.suffix}': use .csv or .parquet")
         return [path]
     files = sorted(file for file in path.iterdir() if file.suffix in SUFFIXES and file.is_file())
     if not files:
@@ -134,10 +143,14 @@ class TopicSource:
         self._consumer = Consumer(
             consumer_config(bootstrap_servers, group, **{"enable.partition.eof": True})
         )
-        self._ends = self._partition_ends()
+        self._bounds = self._partition_bounds()
+        self._ends = {partition: high for partition, (_, high) in self._bounds.items()}
 
     def total(self, position: Mapping[str, int]) -> int | None:
-        return sum(max(0, end - position.get(str(p), 0)) for p, end in self._ends.items())
+        return sum(
+            max(0, high - max(low, position.get(str(partition), 0)))
+            for partition, (low, high) in self._bounds.items()
+        )
 
     def rows(self, position: Mapping[str, int]) -> Iterator[SourceRow]:
         starts = {p: position.get(str(p), OFFSET_BEGINNING) for p in self._ends}
@@ -178,12 +191,13 @@ class TopicSource:
             return "record is not valid JSON"
         return mapped_row(record, self._mapping, self._spec)
 
-    def _partition_ends(self) -> dict[int, int]:
+    def _partition_bounds(self) -> dict[int, tuple[int, int]]:
+        """Each partition's (low, high) offsets when the run begins: it reads up to them."""
         metadata = self._consumer.list_topics(self.topic, timeout=30).topics.get(self.topic)
         if metadata is None or metadata.error is not None:
             raise InvalidEventError(f"no topic {self.topic} to backfill from")
         return {
-            partition: watermarks(self._consumer, TopicPartition(self.topic, partition))[1]
+            partition: watermarks(self._consumer, TopicPartition(self.topic, partition))
             for partition in sorted(metadata.partitions)
         }
 

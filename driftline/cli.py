@@ -181,9 +181,10 @@ def backfill(
 
     model, source_path = _backfill_arguments(arguments, project_id, model_id, from_topic)
     with Driftline(settings) as client:
-        spec = _or_exit(lambda: client.model(*model))
+        spec = backfills.with_columns(
+            _or_exit(lambda: client.model(*model)), id_column, timestamp_column
+        )
         ingest_topic = client.topics.ingest.name
-    spec = backfills.with_columns(spec, id_column, timestamp_column)
     try:
         source = _or_exit(lambda: backfills.open_source(
             settings, spec, source_path, from_topic, from_bootstrap, pairs))  # fmt: skip
@@ -196,14 +197,14 @@ def backfill(
         click.echo("already published (rerun with --restart to publish it again):")
         click.echo("\n".join(report_lines(checkpoint.report, 0, 0.0)))
         return
-    publisher = backfills.Publisher(settings, ingest_topic, spec)
+    run = backfills.Backfill(source, spec, backfills.Publisher(settings, ingest_topic, spec),
+                             file, checkpoint)  # fmt: skip
     try:
-        result = backfills.Backfill(source, spec, publisher, file, checkpoint).run(checkpoint_every)
+        result = _or_exit(lambda: run.run(checkpoint_every))
     except DeliveryError as error:
         raise click.ClickException(f"{error}; rerun the command to resume") from error
     finally:
-        if isinstance(source, backfills.TopicSource):
-            source.close()
+        source.close()
     click.echo("\n".join(report_lines(result.checkpoint.report, result.published,
                                       result.elapsed_s)))  # fmt: skip
 
@@ -218,7 +219,7 @@ def _backfill_arguments(
     --project/--model, and SOURCE unless --from-topic."""
     wanted = 0 if from_topic is not None else 1
     if project_id is None and model_id is None:
-        if len(arguments) != wanted + 1:
+        if not arguments or (len(arguments) == wanted and Path(arguments[0]).exists()):
             raise click.UsageError("name the model: MODEL (project_id/model_id) or --project "
                                    "and --model")  # fmt: skip
         model, arguments = _model_argument(arguments[0]), arguments[1:]

@@ -1,13 +1,17 @@
 """The pure rules of `driftline backfill`: mapping records, ids of rows without one, the
-checkpoint's arithmetic and the report."""
+checkpoint's arithmetic and the report; and what the command refuses before it connects."""
 
 from __future__ import annotations
 
 import math
+from pathlib import Path
 from typing import Any
 
 import pytest
+from click.testing import CliRunner
 
+from driftline.backfill import with_columns
+from driftline.cli import main
 from driftline.state.backfill import (
     EXAMPLES_PER_REASON,
     MAX_REASONS,
@@ -191,3 +195,32 @@ def test_the_report_says_what_was_published_at_which_rate_and_why_rows_were_refu
         "          1  bad id",
         "             e.g. b.csv row 9",
     ]
+
+
+@pytest.mark.parametrize(
+    ("arguments", "problem"),
+    [
+        (["{csv}"], "name the model: MODEL (project_id/model_id) or --project and --model"),
+        (["--project", "shop", "{csv}"], "give --project and --model together"),
+        (["shop/churn"], "give SOURCE"),
+        (["shop/churn", "{csv}", "--from-topic", "old"], "give SOURCE"),
+        (["--project", "shop", "--model", "churn", "{csv}", "x"], "give SOURCE"),
+        (["shop/churn", "{missing}"], "no such file or directory"),
+        (["shop", "{csv}"], "MODEL is project_id/model_id"),
+    ],
+)
+def test_the_cli_says_what_a_backfill_needs_before_it_connects(
+    arguments: list[str], problem: str, tmp_path: Path
+) -> None:
+    csv = tmp_path / "a.csv"
+    csv.write_text("event_id,timestamp\n")
+    named = [a.format(csv=csv, missing=tmp_path / "nope.csv") for a in arguments]
+    result = CliRunner().invoke(main, ["backfill", *named])
+    assert result.exit_code == 2
+    assert problem in result.output
+
+
+def test_a_source_may_name_its_own_id_and_time_columns() -> None:
+    spec = with_columns(CHURN_MODEL, "txn_id", None)
+    assert (spec.event_id_col, spec.event_ts_col) == ("txn_id", CHURN_MODEL.event_ts_col)
+    assert spec.columns == CHURN_MODEL.columns

@@ -195,7 +195,7 @@ def backfill(
     click.echo(f"checkpoint: {file.path}", err=True)
     if checkpoint.finished:
         click.echo("already published (rerun with --restart to publish it again):")
-        click.echo("\n".join(report_lines(checkpoint.report, 0, 0.0)))
+        click.echo("\n".join(report_lines(checkpoint.report)))
         return
     run = backfills.Backfill(source, spec, backfills.Publisher(settings, ingest_topic, spec),
                              file, checkpoint)  # fmt: skip

@@ -207,15 +207,16 @@ class BackfillReport:
         return cls(raw["published"], Counter(raw["refused"]), dict(raw["examples"]))
 
 
-def report_lines(total: BackfillReport, run_published: int, elapsed_s: float) -> list[str]:
-    """The final report: published (in all and by this run, with its rate), then refused
-    rows by reason, most frequent first, each with a few places to look."""
-    rate = run_published / elapsed_s if elapsed_s > 0 else 0.0
-    lines = [
-        f"published {total.published:,} events ({run_published:,} by this run in "
-        f"{elapsed_s:.1f} s: {rate:,.0f} events/s)",
-        f"refused {total.refused.total():,}",
-    ]
+def report_lines(
+    total: BackfillReport, run_published: int | None = None, elapsed_s: float = 0.0
+) -> list[str]:
+    """The final report: published (in all and, after a run, by it with its rate), then
+    refused rows by reason, most frequent first, each with a few places to look."""
+    published = f"published {total.published:,} events"
+    if run_published is not None:
+        rate = run_published / elapsed_s if elapsed_s > 0 else 0.0
+        published += f" ({run_published:,} by this run in {elapsed_s:.1f} s: {rate:,.0f} events/s)"
+    lines = [published, f"refused {total.refused.total():,}"]
     for reason, count in sorted(total.refused.items(), key=lambda item: (-item[1], item[0])):
         lines.append(f"  {count:>9,}  {reason}")
         lines.extend(f"{'':13}e.g. {example}" for example in total.examples[reason])

@@ -151,6 +151,7 @@ def test_a_backfill_killed_mid_run_and_rerun_ends_exact(
     again = backfill_process(settings, source)
     out, _ = again.communicate(timeout=60)
     assert out.startswith("already published")
+    assert out.splitlines()[1:3] == [f"published {len(rows):,} events", f"refused {len(NO_TIME)}"]
 
 
 MAPPING = ["--map", "event_id=txn.id", "--map", "event_timestamp=txn.at", "--map", "age=who.age"]

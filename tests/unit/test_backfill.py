@@ -195,6 +195,7 @@ def test_the_report_says_what_was_published_at_which_rate_and_why_rows_were_refu
         "          1  bad id",
         "             e.g. b.csv row 9",
     ]
+    assert report_lines(report)[0] == "published 30,000 events"  # a rerun of a finished one
 
 
 @pytest.mark.parametrize(

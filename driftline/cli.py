@@ -179,6 +179,8 @@ def backfill(
     from driftline.state.backfill import InvalidMappingError, report_lines
     from driftline.topics.producer import DeliveryError
 
+    if from_topic is None and (pairs or from_bootstrap):
+        raise click.UsageError("--map and --from-bootstrap go with --from-topic")
     model, source_path = _backfill_arguments(arguments, project_id, model_id, from_topic)
     with Driftline(settings) as client:
         spec = backfills.with_columns(

@@ -208,6 +208,7 @@ def test_the_report_says_what_was_published_at_which_rate_and_why_rows_were_refu
         (["--project", "shop", "--model", "churn", "{csv}", "x"], "give SOURCE"),
         (["shop/churn", "{missing}"], "no such file or directory"),
         (["shop", "{csv}"], "MODEL is project_id/model_id"),
+        (["shop/churn", "{csv}", "--map", "age=a"], "--map and --from-bootstrap go with"),
     ],
 )
 def test_the_cli_says_what_a_backfill_needs_before_it_connects(

@@ -142,6 +142,104 @@ def publish(settings: Settings, project_id: str, model_id: str, source: Path, up
 
 
 @main.command()
+@click.argument("arguments", nargs=-1, metavar="[MODEL] [SOURCE]")
+@click.option(
+    "--project", "project_id", help="The model's project (or MODEL: project_id/model_id)."
+)
+@click.option("--model", "model_id", help="With --project: the model.")
+@click.option("--id-column", help="The source's event id column (default: the spec's).")
+@click.option("--timestamp-column", help="The source's event time column (default: the spec's).")
+@click.option("--from-topic", help="Backfill from this Kafka topic of JSON records, not files.")
+@click.option("--from-bootstrap", help="With --from-topic: its cluster (default: Driftline's).")
+@click.option("--map", "pairs", multiple=True, metavar="TARGET=PATH",
+              help="With --from-topic: where a record holds event_id, event_timestamp or a "
+              "column, e.g. --map event_id=txn.id (repeatable).")  # fmt: skip
+@click.option("--restart", is_flag=True, help="Ignore the checkpoint: publish from the start.")
+@click.option("--checkpoint-every", default=20_000, show_default=True,
+              type=click.IntRange(min=1), help="Rows between two checkpoints.")  # fmt: skip
+@click.pass_obj
+def backfill(
+    settings: Settings,
+    arguments: tuple[str, ...],
+    project_id: str | None,
+    model_id: str | None,
+    id_column: str | None,
+    timestamp_column: str | None,
+    from_topic: str | None,
+    from_bootstrap: str | None,
+    pairs: tuple[str, ...],
+    restart: bool,
+    checkpoint_every: int,
+) -> None:
+    """Publish historical events with their original times, at full speed: SOURCE, a .csv
+    or .parquet file or a directory of them, or --from-topic. Resumable: rerun the same
+    command after an interruption (the checkpoint lives under DRIFTLINE_HOME/backfills)."""
+    from driftline import backfill as backfills
+    from driftline.client import Driftline
+    from driftline.state.backfill import InvalidMappingError, report_lines
+    from driftline.topics.producer import DeliveryError
+
+    if from_topic is None and (pairs or from_bootstrap):
+        raise click.UsageError("--map and --from-bootstrap go with --from-topic")
+    model, source_path = _backfill_arguments(arguments, project_id, model_id, from_topic)
+    with Driftline(settings) as client:
+        spec = backfills.with_columns(
+            _or_exit(lambda: client.model(*model)), id_column, timestamp_column
+        )
+        ingest_topic = client.topics.ingest.name
+    try:
+        source = _or_exit(lambda: backfills.open_source(
+            settings, spec, source_path, from_topic, from_bootstrap, pairs))  # fmt: skip
+        file = backfills.CheckpointFile.under_home(settings, source, spec)
+        checkpoint = backfills.resumed(file, source, restart)
+    except (InvalidMappingError, backfills.SourceChangedError) as error:
+        raise click.ClickException(str(error)) from error
+    click.echo(f"checkpoint: {file.path}", err=True)
+    if checkpoint.finished:
+        click.echo("already published (rerun with --restart to publish it again):")
+        click.echo("\n".join(report_lines(checkpoint.report)))
+        return
+    run = backfills.Backfill(source, spec, backfills.Publisher(settings, ingest_topic, spec),
+                             file, checkpoint)  # fmt: skip
+    try:
+        result = _or_exit(lambda: run.run(checkpoint_every))
+    except DeliveryError as error:
+        raise click.ClickException(f"{error}; rerun the command to resume") from error
+    finally:
+        source.close()
+    click.echo("\n".join(report_lines(result.checkpoint.report, result.published,
+                                      result.elapsed_s)))  # fmt: skip
+
+
+def _backfill_arguments(
+    arguments: tuple[str, ...],
+    project_id: str | None,
+    model_id: str | None,
+    from_topic: str | None,
+) -> tuple[tuple[str, str], Path | None]:
+    """The model and the SOURCE path of ``driftline backfill [MODEL] [SOURCE]``: MODEL or
+    --project/--model, and SOURCE unless --from-topic."""
+    wanted = 0 if from_topic is not None else 1
+    if project_id is None and model_id is None:
+        if not arguments or (len(arguments) == wanted and Path(arguments[0]).exists()):
+            raise click.UsageError("name the model: MODEL (project_id/model_id) or --project "
+                                   "and --model")  # fmt: skip
+        model, arguments = _model_argument(arguments[0]), arguments[1:]
+    elif project_id is None or model_id is None:
+        raise click.UsageError("give --project and --model together")
+    else:
+        model = (project_id, model_id)
+    if len(arguments) != wanted:
+        raise click.UsageError(
+            "give SOURCE (a .csv or .parquet file, a directory of them) or --from-topic TOPIC"
+        )
+    path = Path(arguments[0]) if arguments else None
+    if path is not None and not path.exists():
+        raise click.UsageError(f"no such file or directory: {path}")
+    return model, path
+
+
+@main.command()
 @click.argument("project_id")
 @click.argument("model_id")
 @click.argument("event_ids", nargs=-1)

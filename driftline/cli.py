@@ -569,6 +569,59 @@ def _utc_minute(ms: int) -> str:
     return datetime.fromtimestamp(ms / 1000, UTC).strftime("%Y-%m-%d %H:%M")
 
 
+@main.group()
+def replay() -> None:
+    """Rebuild derived state from what Kafka retains (see README "Replays")."""
+
+
+@replay.command("bins")
+@click.argument("model")
+@click.option("--no-wait", is_flag=True, help="Send the request and return at once.")
+@click.option("--timeout", default=600.0, show_default=True, help="Give up waiting after.")
+@click.pass_obj
+def replay_bins(settings: Settings, model: str, no_wait: bool, timeout: float) -> None:
+    """Recompute MODEL's (project_id/model_id) bins from the events the worker stores and
+    re-emit every one (metrics topic, Redis, PostgreSQL, alerts): after a change of the bin
+    rules or metric formulas, or when derived state is lost or suspect."""
+    from driftline.client import Driftline
+    from driftline.replay import rebuild_bins
+
+    project_id, model_id = _model_argument(model)
+    with Driftline(settings) as client:
+        _or_exit(lambda: client.model(project_id, model_id))
+        asked = rebuild_bins(settings, model)
+        click.echo(f"asked {asked} ingest partitions to rebuild {model}'s bins")
+        if no_wait:
+            return
+        _or_exit(lambda: client.wait_until_final(timeout, project_id=project_id,
+                                                 model_id=model_id))  # fmt: skip
+    click.echo(f"{model}: every bin recomputed and re-emitted")
+
+
+@replay.command("events")
+@click.option(
+    "--since",
+    required=True,
+    help="Replay the ingest messages that arrived at or after this "
+    "(UTC ms, ISO 8601 with a zone or 'YYYY-MM-DD HH:MM:SS' UTC).",
+)
+@click.option("--until", help="... and before this (default: up to the end now).")
+@click.pass_obj
+def replay_events(settings: Settings, since: str, until: str | None) -> None:
+    """Copy the retained ingest messages from --since onto the ingest topic again, in order:
+    the event store gets back what it lost (ids make a replayed insert a replacement)."""
+    from driftline.replay import replay_events as replay_ingest
+    from driftline.state.instants import parse_instant
+
+    try:
+        since_ms = parse_instant(since, "--since")
+        until_ms = None if until is None else parse_instant(until, "--until")
+    except ValueError as error:
+        raise click.UsageError(str(error)) from error
+    report = replay_ingest(settings, since_ms, until_ms)
+    click.echo("\n".join(report.lines()))
+
+
 @main.command()
 @click.option("--events", default=2000, show_default=True, help="Events the demo model serves.")
 @click.option("--label-delay", default=3.0, show_default=True, help="Seconds before labels come.")

@@ -86,10 +86,11 @@ class CheckedProducer:
         value: bytes | None,
         headers: list[tuple[str, bytes]] | None = None,
         partition: int = -1,
+        timestamp: int = 0,
     ) -> None:
         """Produce asynchronously; ``partition`` -1 lets the partitioner choose (changelogs
-        name theirs: they mirror their input's partitions)."""
-        produce_with_room(self._producer, topic, key, value, headers, partition)
+        name theirs: they mirror their input's partitions); ``timestamp`` 0: now."""
+        produce_with_room(self._producer, topic, key, value, headers, partition, timestamp)
 
     def poll(self) -> None:
         self._producer.poll(0)

@@ -6,6 +6,9 @@ changes nothing) and emits the bin whole - counts, metrics and a version - to th
 compacted metrics topic (and, keyed by its model, to the alert evaluator's input), at
 most once per ``DRIFTLINE_EMIT_INTERVAL_S`` per bin, so a burst of changes gives few
 emissions: a bin changed within its interval is marked dirty and emitted by a later tick.
+While input arrives, emitting gets a share of the stage's time (``EmissionBudget``): a
+backfill over a year of hours changes thousands of bins per batch, and the bins the budget
+has no time for wait dirty, emitted in turn, all of them once the input stops.
 A bin whose shares are all empty is emitted as a tombstone. The rules live in
 ``state.bin_totals``: this module decodes the snapshots, applies the rules through the
 batch's transaction and encodes the bins.

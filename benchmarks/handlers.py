@@ -1,6 +1,6 @@
 """The merge and bin-totals processors in-process, without Kafka: their CPU cost per event.
 
-    python benchmarks/handlers.py [--events 200000] [--partitions 8] [--batch 1000]
+    python benchmarks/handlers.py [--events 200000] [--partitions 8] [--batch 1000] [--hours 6]
 
 The same workload as ``benchmarks/metrics.py`` (a binary model with 20 float inputs and
 a baseline; a third of the messages are labels for the event before), cut into per
@@ -48,17 +48,21 @@ def registered_model() -> RegisteredModel:
     return RegisteredModel(spec, profile_baseline(spec, baseline(random.Random(0))))
 
 
-def ingest_batches(events: int, partitions: int, batch: int) -> list[tuple[int, list[Message]]]:
-    """The workload as (partition, messages) batches, in the order a consumer meets them."""
+def ingest_batches(
+    events: int, partitions: int, batch: int, hours: int
+) -> list[tuple[int, list[Message]]]:
+    """The workload as (partition, messages) batches, in the order a consumer meets them:
+    event times spread over the ``hours`` before the last 6 (a backfill over a year:
+    ``--hours 8760``)."""
     rng = random.Random(1)
-    start_ms = int(time.time() * 1000) - 6 * HOUR_MS
+    start_ms = int(time.time() * 1000) - (6 + hours) * HOUR_MS
     by_partition: dict[int, list[Message]] = defaultdict(list)
     for i in range(events):
         if i % 3 == 2:
             event_id, value = f"e{i - 1}", label_value(rng, f"e{i - 1}")
         else:
             event_id = f"e{i}"
-            value = event_value(rng, event_id, start_ms + rng.randrange(6 * HOUR_MS))
+            value = event_value(rng, event_id, start_ms + rng.randrange(hours * HOUR_MS))
         key = ingest_key("bench", "wide", event_id)
         partition = partition_for(key, partitions)
         offset = len(by_partition[partition])
@@ -69,7 +73,7 @@ def ingest_batches(events: int, partitions: int, batch: int) -> list[tuple[int, 
                 offset=offset,
                 key=key,
                 value=value,
-                timestamp=(1, start_ms + 6 * HOUR_MS + i),
+                timestamp=(1, start_ms + (6 + hours) * HOUR_MS + i),
             )
         )
     batches = []
@@ -105,7 +109,7 @@ class NoDeletions:
         return None
 
 
-def run(events: int, partitions: int, batch: int, workdir: Path) -> None:
+def run(events: int, partitions: int, batch: int, hours: int, workdir: Path) -> None:
     tune_garbage_collector()  # as the worker's runners do
     registered = registered_model()
     lookup = {MODEL: registered}.get
@@ -124,7 +128,7 @@ def run(events: int, partitions: int, batch: int, workdir: Path) -> None:
     apply = Timed(merge._partials.apply)
     merge._partials.apply = apply  # type: ignore[method-assign]
     bins = BinTotalsProcessor(lookup, METRICS, MODEL_BINS, 0.5, DEAD)
-    batches = ingest_batches(events, partitions, batch)
+    batches = ingest_batches(events, partitions, batch, hours)
     merge_stores = {p: PartitionStore(workdir / "merge" / str(p)) for p in range(partitions)}
     bins_store = PartitionStore(workdir / "bins" / "0")
     snapshots: list[Message] = []
@@ -154,7 +158,7 @@ def run(events: int, partitions: int, batch: int, workdir: Path) -> None:
     summed = time.process_time() - started
 
     print(f"workload:                 {events} events, {partitions} partitions, "
-          f"batches of <= {batch} ({len(batches)} batches)")  # fmt: skip
+          f"batches of <= {batch} ({len(batches)} batches), over {hours} hours")  # fmt: skip
     print(f"merge handler + store:    {events / merged:10,.0f} events/CPU-s")
     print(f"  of which bin shares:    {apply.seconds / merged:10.1%} "
           f"({events / apply.seconds:,.0f} events/CPU-s alone)")  # fmt: skip
@@ -176,9 +180,10 @@ def main() -> None:
     parser.add_argument("--events", type=int, default=200_000)
     parser.add_argument("--partitions", type=int, default=8)
     parser.add_argument("--batch", type=int, default=1000)
+    parser.add_argument("--hours", type=int, default=6, help="hours the event times span")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="driftline-handlers-") as tmp:
-        run(args.events, args.partitions, args.batch, Path(tmp))
+        run(args.events, args.partitions, args.batch, args.hours, Path(tmp))
 
 
 if __name__ == "__main__":

@@ -472,8 +472,13 @@ def _utc_minute(ms: int) -> str:
 
 
 @main.command()
-@click.option("--hours", default=48, show_default=True, help="Hour bins of traffic (two days).")
-@click.option("--events-per-hour", default=120, show_default=True, help="Predictions an hour.")
+@click.option(
+    "--hours", default=48, show_default=True, type=click.IntRange(min=2), help="Hours of traffic."
+)
+@click.option(
+    "--events-per-hour", default=120, show_default=True, type=click.IntRange(min=1),
+    help="Predictions an hour (below ~100, chance alone may breach the drift rule).",
+)  # fmt: skip
 @click.option(
     "--out",
     default=Path("driftline-demo"),

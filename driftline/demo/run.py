@@ -188,11 +188,12 @@ def _stream(
                                         update_event=True)  # fmt: skip
         expected = counted(expected, hour_ms, published, arriving)
         _wait_served(client, hour_ms, expected)
+        _settle(client, receiver)
         taken = receiver.notifications()
         heard = "; ".join(_notification_text(n) for n in taken[shown:])
         shown = len(taken)
-        click.echo(f"  {_clock(hour_ms[0] + step * HOUR_MS):<16} {len(published):>6} "
-                   f"{len(arriving):>6}  {heard}")  # fmt: skip
+        line = f"  {_clock(hour_ms[0] + step * HOUR_MS):<16} {len(published):>6} {len(arriving):>6}"
+        click.echo(f"{line}  {heard}" if heard else line)
     return step_starts_ms, expected
 
 
@@ -237,16 +238,28 @@ def _wait_notified(
     """Until the webhook took every change of every alert (and, with ``all_resolved``,
     none is open)."""
     deadline = time.monotonic() + timeout_s
-    while True:
-        alerts = client.get_alerts(PROJECT, MODEL)
-        changes = sum(len(alert["changes"]) for alert in alerts)
-        settled = not all_resolved or not any(alert["open"] for alert in alerts)
-        if settled and len(receiver.notifications()) >= changes:
-            return
+    while not _all_notified(client, receiver, all_resolved):
         if time.monotonic() > deadline:
-            raise TimeoutError(f"the webhook took {len(receiver.notifications())} of "
-                               f"{changes} alert changes in {timeout_s:.0f}s")  # fmt: skip
+            raise TimeoutError(f"the webhook did not take every alert change in {timeout_s:.0f}s")
         time.sleep(0.2)
+
+
+def _settle(client: Driftline, receiver: WebhookReceiver) -> None:
+    """A moment for the alert evaluator to judge the bins a simulated hour changed (it
+    reads them beside the projection the API serves) and for the webhook to take what
+    changed, so that each line shows its hour's notifications: at least 0.3 s, at most
+    1.5 s, since a change not yet judged cannot be waited for."""
+    started = time.monotonic()
+    time.sleep(0.3)
+    while time.monotonic() - started < 1.5 and not _all_notified(client, receiver):
+        time.sleep(0.1)
+
+
+def _all_notified(client: Driftline, receiver: WebhookReceiver, all_resolved: bool = False) -> bool:
+    alerts = client.get_alerts(PROJECT, MODEL)
+    changes = sum(len(alert["changes"]) for alert in alerts)
+    settled = not all_resolved or not any(alert["open"] for alert in alerts)
+    return settled and len(receiver.notifications()) >= changes
 
 
 def _summary(plotted: Plotted, shape: Shape, first_hour_ms: int) -> None:

@@ -9,7 +9,9 @@ from statistics import mean
 from typing import Any
 
 import pytest
+from click.testing import CliRunner
 
+from driftline.cli import main
 from driftline.demo.series import alert_marks, counted, hourly_series, step_at, without_range
 from driftline.demo.story import (
     LABEL_DELAY_WEIGHTS,
@@ -114,3 +116,14 @@ def test_each_alert_is_placed_in_the_simulated_hours_it_fired_and_resolved_in() 
         (0, 2, "re-emission"), (1, 3, "deletion"), (1, None, None)
     ]  # fmt: skip
     assert (step_at(500, starts), step_at(4_000, starts), step_at(9_000, starts)) == (0, 3, 3)
+
+
+def test_without_the_demo_extra_the_command_says_what_to_install(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import driftline.demo
+
+    monkeypatch.setattr(driftline.demo, "find_spec", lambda name: None)
+    result = CliRunner().invoke(main, ["demo"])
+    assert result.exit_code == 1
+    assert "needs scikit-learn and matplotlib: pip install 'driftline[demo]'" in result.output

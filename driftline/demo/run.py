@@ -62,6 +62,7 @@ from driftline.stack.api import ApiProcess
 from driftline.stack.kafka import free_port
 from driftline.stack.worker import WorkerProcess
 from driftline.state.bins import HOUR_MS
+from driftline.topics.postgres_tables import schema_name
 
 SEED = 13
 PLOTTED_JSON = "plotted.json"
@@ -93,11 +94,23 @@ def run_demo(settings: Settings, shape: Shape, out_dir: Path) -> None:
     finally:
         api.stop()
         worker.stop()
-    click.echo(
-        "\nWith Docker, Grafana charts the same bins and alerts live: `docker compose up "
-        "--build`,\nthen open http://localhost:3000 (README, Grafana). The local stack keeps "
-        "running: `driftline stack down` stops it."
+    _grafana(settings)
+
+
+def _grafana(settings: Settings) -> None:
+    """Where Grafana finds what the demo did: the worker projected its bins and alerts
+    into PostgreSQL, in the schema of its topic prefix."""
+    lines = (
+        f"Grafana: the demo's bins and alerts are in PostgreSQL too ({settings.postgres_url}, "
+        f"schema {schema_name(settings.topic_prefix)}).",
+        "With Docker, `docker compose up --build` runs the stack with Grafana and both "
+        "dashboards on http://localhost:3000",
+        "(README, Grafana); the model dashboard for this run's schema:",
+        f"  DRIFTLINE_TOPIC_PREFIX={settings.topic_prefix} driftline dashboards export "
+        "./dashboards",
+        "The local stack keeps running: `driftline stack down` stops it.",
     )
+    click.echo("\n" + "\n".join(lines))
 
 
 def play(client: Driftline, shape: Shape, out_dir: Path) -> Plotted:

@@ -42,6 +42,7 @@ from driftline.demo.series import (
 from driftline.demo.story import (
     ACCURACY_CRITICAL,
     DRIFT_COLUMN,
+    LABEL_DELAY_WEIGHTS,
     MISCALIBRATION,
     MODEL,
     PROJECT,
@@ -170,7 +171,8 @@ def _introduce(
     incident = shape.incident_hours
     scales = ", ".join(f"{column} x{factor:.2f}" for column, factor in MISCALIBRATION.items())
     _say(f"streaming {shape.hours} hours from {_clock(first_hour_ms)} UTC, "
-         f"{shape.events_per_hour} predictions an hour, labels 1-8 hours later in any order; "
+         f"{shape.events_per_hour} predictions an hour, labels {min(LABEL_DELAY_WEIGHTS)}-"
+         f"{max(LABEL_DELAY_WEIGHTS)} hours later in any order; "
          f"from {_clock(first_hour_ms + incident.start * HOUR_MS)} for {len(incident)} hours "
          f"the scanner's calibration slips ({scales})")  # fmt: skip
 

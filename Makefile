@@ -19,7 +19,7 @@ install: $(STAMP) ## Create .venv and install Driftline with its dev tools
 prepare: install ## Fetch the Kafka broker jars (Maven) and install redis-server, PostgreSQL, Prometheus, kcat and jq if missing
 	$(BIN)/driftline stack prepare
 
-demo: prepare ## Start Kafka, Redis and a worker; run the demo model with delayed labels
+demo: prepare ## Start the stack, a worker and the API; two days of a model: drift, late labels, alerts, plots
 	$(BIN)/driftline demo
 
 test: prepare lint typecheck ## Everything CI runs: lint, types, every tier below (faults: a short run)

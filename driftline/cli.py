@@ -623,14 +623,34 @@ def replay_events(settings: Settings, since: str, until: str | None) -> None:
 
 
 @main.command()
-@click.option("--events", default=2000, show_default=True, help="Events the demo model serves.")
-@click.option("--label-delay", default=3.0, show_default=True, help="Seconds before labels come.")
+@click.option(
+    "--hours", default=48, show_default=True, type=click.IntRange(min=2), help="Hours of traffic."
+)
+@click.option(
+    "--events-per-hour", default=120, show_default=True, type=click.IntRange(min=1),
+    help="Predictions an hour (below ~100, chance alone may breach the drift rule).",
+)  # fmt: skip
+@click.option(
+    "--out",
+    default=Path("driftline-demo"),
+    show_default=True,
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Directory for the PNGs and the values they plot (plotted.json).",
+)
 @click.pass_obj
-def demo(settings: Settings, events: int, label_delay: float) -> None:
-    """Start the stack and a worker, run a demo model with delayed labels, show the result."""
-    from driftline.demo import run_demo
+def demo(settings: Settings, hours: int, events_per_hour: int, out: Path) -> None:
+    """Start the stack, a worker and the API; stream two days of a tumour classifier with
+    drift midway and late labels; alerts fire and resolve; plot it."""
+    from driftline.demo import missing_dependencies
 
-    run_demo(settings, events=events, label_delay_s=label_delay)
+    if missing := missing_dependencies():
+        raise click.ClickException(
+            f"the demo needs {' and '.join(missing)}: pip install 'driftline[demo]'"
+        )
+    from driftline.demo.run import run_demo
+    from driftline.demo.story import Shape
+
+    run_demo(settings, Shape(hours, events_per_hour), out)
 
 
 # --- Grafana -----------------------------------------------------------------------------

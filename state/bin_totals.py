@@ -16,22 +16,63 @@ from collections.abc import Hashable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Generic, TypeVar
 
+from driftline.state import exact_json
 from driftline.state.bins import BinKey, Counters, add_into
 
 K = TypeVar("K", bound=Hashable)
 
 # (model, hour, ingest partition): one partition's share of one bin.
 ShareKey = tuple[str, int, int]
+# The first byte of a share's record (a snapshot, a stored share): a header line before
+# the encoded counters, so the version reads without decoding them. A record starting
+# otherwise is a JSON object, the format before.
+SHARE_FORMAT = 0x01
 
 
-@dataclass(frozen=True, slots=True)
 class Share:
-    """One ingest partition's share of a bin, as of the batch that versioned it."""
+    """One ingest partition's share of a bin, as of the batch that versioned it.
 
-    # The next input offset of the batch that produced it; grows with every change.
-    version: int
-    # Empty: the partition holds nothing of the bin (any more).
-    counters: Counters
+    ``version``: the next input offset of the batch that produced it; it grows with every
+    change. ``counters``: empty when the partition holds nothing of the bin (any more).
+    A share read from the wire keeps its counters encoded (``encoded``, tagged JSON) until
+    they are read: the bins stage compares snapshots by version and stores them as they
+    came, and reads counters only to emit a bin. Decoding and re-encoding every snapshot
+    (thousands of kilobyte-sized shares per batch over a year of hours) was most of that
+    stage's work.
+    """
+
+    __slots__ = ("_counters", "_encoded", "version")
+
+    def __init__(
+        self, version: int, counters: Counters | None = None, encoded: bytes | None = None
+    ) -> None:
+        self.version = version
+        self._counters = counters if counters is not None or encoded is not None else {}
+        self._encoded = encoded
+
+    @property
+    def counters(self) -> Counters:
+        if self._counters is None:
+            self._counters = exact_json.loads_tagged(self.encoded) or {}
+        return self._counters
+
+    @property
+    def encoded(self) -> bytes:
+        """The counters as tagged JSON (``null`` when empty)."""
+        if self._encoded is None:
+            self._encoded = exact_json.dumps_tagged(self._counters or None)
+        return self._encoded
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Share):
+            return NotImplemented
+        return self.version == other.version and self.counters == other.counters
+
+    def __hash__(self) -> int:
+        return hash(self.version)
+
+    def __repr__(self) -> str:
+        return f"Share({self.version}, {self.counters!r})"
 
 
 @dataclass(frozen=True, slots=True)

@@ -13,7 +13,7 @@ import orjson
 
 from driftline.state import exact_json
 from driftline.state.alerts import ALERT_RECORD, Alert
-from driftline.state.bin_totals import Share, ShareKey, bin_of
+from driftline.state.bin_totals import SHARE_FORMAT, Share, ShareKey, bin_of
 from driftline.state.bins import BIN_KEY, BinKey, Counters
 from driftline.state.counters import ModelCounters
 from driftline.state.deletions import DeletionRecord
@@ -198,11 +198,15 @@ def _decode_share_key(raw: bytes) -> ShareKey:
 
 
 def _encode_share(share: Share) -> bytes:
-    return exact_json.dumps_tagged({"v": share.version, "c": share.counters or None})
+    return b"%c%d\n" % (SHARE_FORMAT, share.version) + share.encoded
 
 
 def _decode_share(raw: bytes) -> Share:
-    stored = exact_json.loads_tagged(raw)  # records of old versions also hold "p"
+    """The version read, the counters kept encoded until read (``Share``)."""
+    if raw[:1] == bytes((SHARE_FORMAT,)):
+        version, counters = raw[1:].split(b"\n", 1)
+        return Share(int(version), encoded=counters)
+    stored = exact_json.loads_tagged(raw)  # older records: JSON, some also with "p"
     return Share(stored["v"], stored["c"] or {})
 
 

@@ -1,7 +1,8 @@
 """The bin-partials topic's records: each ingest partition's share of an hour bin.
 
-Key: the bin, ``project/model/<hour>`` (``state.bins.BIN_KEY``). Value: tagged JSON
-``{"p": ingest partition, "v": version, "c": counters or null}`` (``topics/SCHEMAS.md``),
+Key: the bin, ``project/model/<hour>`` (``state.bins.BIN_KEY``). Value: a header line,
+the byte 0x01 then ``<ingest partition> <version>``, then the counters as tagged JSON (or
+``null``) (``topics/SCHEMAS.md``),
 the partition's whole share after one of its batches; the merge stage writes it and the
 bins stage reads it, both through ``BIN_PARTIAL``.
 """
@@ -12,7 +13,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from driftline.state import exact_json
-from driftline.state.bin_totals import Share
+from driftline.state.bin_totals import SHARE_FORMAT, Share
 from driftline.state.tables import Codec
 
 
@@ -26,12 +27,16 @@ class BinPartial:
 
 def _encode(partial: BinPartial) -> bytes:
     share = partial.share
-    return exact_json.dumps_tagged(
-        {"p": partial.partition, "v": share.version, "c": share.counters or None}
-    )
+    return b"%c%d %d\n" % (SHARE_FORMAT, partial.partition, share.version) + share.encoded
 
 
 def _decode(raw: bytes) -> BinPartial:
+    """The header read, the counters kept encoded (``Share``); a snapshot written before
+    that format (a JSON object) still reads."""
+    if raw[:1] == bytes((SHARE_FORMAT,)):
+        header, counters = raw[1:].split(b"\n", 1)
+        partition, version = header.split(b" ")
+        return BinPartial(int(partition), Share(int(version), encoded=counters))
     snapshot = exact_json.loads_tagged(raw)
     return BinPartial(snapshot["p"], Share(snapshot["v"], snapshot["c"] or {}))
 

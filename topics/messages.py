@@ -200,15 +200,25 @@ def _envelope(message: dict[str, Any]) -> tuple[str, str] | str:
     return model_key(message["project_id"], message["model_id"]), event_id
 
 
-def _deletion_command(
-    key: bytes | None, message: dict[str, Any], offset: int, ref: int
-) -> DeletionCommand | str:
+def _model_command_key(key: bytes | None, message: dict[str, Any]) -> str | tuple[str]:
+    """The model a command about many of its events names, as ``(model,)``, or why it
+    names none or is not keyed by it (such commands go to chosen partitions)."""
     problem = _model_problem(message)
     if problem is not None:
         return problem
     model = model_key(message["project_id"], message["model_id"])
     if key != model.encode():
         return f"a {message['op']} message must be keyed {model!r} (project_id/model_id)"
+    return (model,)
+
+
+def _deletion_command(
+    key: bytes | None, message: dict[str, Any], offset: int, ref: int
+) -> DeletionCommand | str:
+    named = _model_command_key(key, message)
+    if isinstance(named, str):
+        return named
+    (model,) = named
     deletion_id = message.get("deletion_id")
     if not isinstance(deletion_id, str) or not deletion_id:
         got = _quoted(deletion_id)
@@ -234,13 +244,8 @@ def _deletion_command(
 def _rebuild_command(
     key: bytes | None, message: dict[str, Any], offset: int, ref: int
 ) -> RebuildBins | str:
-    problem = _model_problem(message)
-    if problem is not None:
-        return problem
-    model = model_key(message["project_id"], message["model_id"])
-    if key != model.encode():
-        return f"a {message['op']} message must be keyed {model!r} (project_id/model_id)"
-    return RebuildBins(model, offset, ref)
+    named = _model_command_key(key, message)
+    return named if isinstance(named, str) else RebuildBins(named[0], offset, ref)
 
 
 def _model_problem(message: dict[str, Any]) -> str | None:

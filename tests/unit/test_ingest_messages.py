@@ -7,8 +7,8 @@ from typing import Any
 
 import pytest
 
-from driftline.state.commands import MAX_VALUE_DEPTH, Insert
-from driftline.topics.messages import decode_ingest, encode_ingest, ingest_key
+from driftline.state.commands import MAX_VALUE_DEPTH, Insert, RebuildBins
+from driftline.topics.messages import decode_ingest, encode_ingest, encode_rebuild_bins, ingest_key
 from tests.support.values import nested
 
 KEY = ingest_key("shop", "fraud", "e1")
@@ -58,3 +58,15 @@ def test_a_reason_quotes_a_long_value_short(size: int) -> None:
 def test_the_client_encodes_integers_beyond_64_bits() -> None:
     value = encode_ingest("insert", "shop", "fraud", "e1", {"amount": 2**70})
     assert b"1180591620717411303424" in value
+
+
+def test_a_rebuild_request_is_keyed_by_its_model() -> None:
+    value = encode_rebuild_bins("shop", "fraud")
+    decoded = decode_ingest(b"shop/fraud", value, received_ms=1, offset=7, ref=2, max_bytes=1000)
+    assert decoded == RebuildBins("shop/fraud", 7, 2)
+    elsewhere = decode_ingest(b"shop/x", value, received_ms=1, offset=7, ref=2, max_bytes=1000)
+    assert elsewhere == "a rebuild_bins message must be keyed 'shop/fraud' (project_id/model_id)"
+    unnamed = b'{"op": "rebuild_bins", "project_id": "shop"}'
+    refused = decode_ingest(b"shop/", unnamed, received_ms=1, offset=7, ref=2, max_bytes=1000)
+    assert isinstance(refused, str)
+    assert "model_id" in refused

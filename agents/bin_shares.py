@@ -54,31 +54,34 @@ class BinShares:
         share itself, and so which snapshot is newest, is the same with or without it).
         The shares of the ``rebuilt`` models are recomputed from the stored events instead,
         and all of them are sent."""
-        shares = self._added(self.deltas(changes), tx)
+        shares = self._added(version, self.deltas(changes), tx)
         for model in rebuilt:
-            shares.update(self._recomputed(model, tx))
+            shares.update(self._recomputed(version, model, tx))
         outgoing: list[Outgoing] = []
         for key, share in shares.items():
-            snapshot = BIN_PARTIAL.encode(BinPartial(partition, Share(version, share)))
+            snapshot = BIN_PARTIAL.encode(BinPartial(partition, share))
             arrival = label_arrivals.get(key)
             headers = None if arrival is None else [label_header(arrival)]
             outgoing.append(Outgoing(self._topic, BIN_KEY.encode(key), snapshot, headers))
         return outgoing
 
     @staticmethod
-    def _added(deltas: dict[BinKey, Counters], tx: PartitionTransaction) -> dict[BinKey, Counters]:
+    def _added(
+        version: int, deltas: dict[BinKey, Counters], tx: PartitionTransaction
+    ) -> dict[BinKey, Share]:
         """The shares the deltas change, as they stand after them (stored)."""
         changed = list(deltas)
         stored = tx.get_many(PARTIALS, changed)
-        shares: dict[BinKey, Counters] = {}
+        shares: dict[BinKey, Share] = {}
         for key, current in zip(changed, stored, strict=True):
-            share = dict(current or {})
-            add_into(share, deltas[key])
-            _store(tx, key, share)
-            shares[key] = share
+            counters = dict(current.counters) if current is not None else {}
+            add_into(counters, deltas[key])
+            shares[key] = _stored(tx, key, Share(version, counters))
         return shares
 
-    def _recomputed(self, model: str, tx: PartitionTransaction) -> dict[BinKey, Counters]:
+    def _recomputed(
+        self, version: int, model: str, tx: PartitionTransaction
+    ) -> dict[BinKey, Share]:
         """Every share of the model, recomputed from the events the partition stores (the
         batch's own changes included), stored in place of the old ones; the bins it no
         longer has an event of get an empty share. A model not registered (any more) keeps
@@ -88,11 +91,9 @@ class BinShares:
             return {}
         prefix = f"{model}/".encode()
         events = ((model, event) for _, event in tx.items(EVENTS, prefix=prefix))
-        shares: dict[BinKey, Counters] = {key: {} for key, _ in tx.items(PARTIALS, prefix=prefix)}
-        shares.update(bins_of({model: rules}, events))
-        for key, share in shares.items():
-            _store(tx, key, share)
-        return shares
+        counters: dict[BinKey, Counters] = {key: {} for key, _ in tx.items(PARTIALS, prefix=prefix)}
+        counters.update(bins_of({model: rules}, events))
+        return {key: _stored(tx, key, Share(version, share)) for key, share in counters.items()}
 
     def deltas(self, changes: list[EventChange]) -> dict[BinKey, Counters]:
         """The batch's non-empty bin deltas, each model's changes counted together."""
@@ -118,9 +119,11 @@ class BinShares:
         return cached[1]
 
 
-def _store(tx: PartitionTransaction, key: BinKey, share: Counters) -> None:
-    """An empty share is no share: its row goes."""
-    if share:
+def _stored(tx: PartitionTransaction, key: BinKey, share: Share) -> Share:
+    """Store the share (an empty one is no share: its row goes); its encoded counters
+    are computed once, for the store and for the snapshot."""
+    if share.counters:
         tx.set(PARTIALS, key, share)
     else:
         tx.delete(PARTIALS, key)
+    return share

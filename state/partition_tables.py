@@ -210,9 +210,17 @@ def _decode_share(raw: bytes) -> Share:
     return Share(stored["v"], stored["c"] or {})
 
 
-PARTIALS: Table[BinKey, Counters] = Table(
-    "partials", BIN_KEY, Codec(exact_json.dumps_tagged, exact_json.loads_tagged)
-)
+def _decode_partial(raw: bytes) -> Share:
+    """A merge partition's share as stored: the share format, or (written before it) its
+    counters alone, as tagged JSON."""
+    if raw[:1] == bytes((SHARE_FORMAT,)):
+        return _decode_share(raw)
+    return Share(0, exact_json.loads_tagged(raw) or {})
+
+
+# The share of each bin this ingest partition holds, versioned by the batch that last
+# changed it; its snapshot to the bins stage carries the same encoded counters.
+PARTIALS: Table[BinKey, Share] = Table("partials", BIN_KEY, Codec(_encode_share, _decode_partial))
 SHARES: Table[ShareKey, Share] = Table(
     "shares",
     Codec(_encode_share_key, _decode_share_key),

@@ -130,7 +130,7 @@ class Partition:
         return {event.event_id: event for _, event in self.tables().items(EVENTS)}
 
     def bins(self) -> dict[Any, Counters]:
-        return dict(self.tables().items(PARTIALS))
+        return {key: share.counters for key, share in self.tables().items(PARTIALS)}
 
     def record(self, deletion_id: str) -> DeletionRecord:
         record = self.tables().get(DELETIONS, deletion_id)

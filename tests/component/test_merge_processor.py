@@ -17,6 +17,7 @@ import pytest
 from driftline.agents.driver import Input, ProcessorDriver
 from driftline.agents.merge import MergeProcessor
 from driftline.agents.runtime import Outgoing
+from driftline.state.bin_totals import Share
 from driftline.state.bins import BIN_KEY, HOUR_MS, ContributionRules, bins_of, hour_of
 from driftline.state.commands import event_key
 from driftline.state.counters import ModelCounters
@@ -279,8 +280,8 @@ def test_rebuild_bins_recomputes_every_share_from_the_stored_events(
         send(driver, message("insert", event_id, {"age": 20 + number, "score": 0.4}, at_ms=at_ms))
     store = driver.store(partition)
     damage = PartitionTransaction(store)
-    damage.set(PARTIAL_SHARES, (MODEL, hour_of(T0)), {"n": 99})  # drifted
-    damage.set(PARTIAL_SHARES, (MODEL, hour_of(T0) - 5), {"n": 1})  # no event left
+    damage.set(PARTIAL_SHARES, (MODEL, hour_of(T0)), Share(1, {"n": 99}))  # drifted
+    damage.set(PARTIAL_SHARES, (MODEL, hour_of(T0) - 5), Share(1, {"n": 1}))  # no event left
     store.write(damage.writes(), store.checkpoint())
     rebuild = Input(MODEL.encode(), encode_rebuild_bins("shop", "fraud"))
     late = message("insert", neighbours[0], {"age": 70, "score": 0.4}, at_ms=T0 + 4 * HOUR_MS)
@@ -289,8 +290,8 @@ def test_rebuild_bins_recomputes_every_share_from_the_stored_events(
     rules = {MODEL: ContributionRules(SPEC, None)}
     events = PartitionTransaction(store).items(EVENTS, prefix=f"{MODEL}/".encode())
     expected = bins_of(rules, ((MODEL, stored_event) for _, stored_event in events))
-    shares = dict(PartitionTransaction(store).items(PARTIAL_SHARES))
-    assert shares == expected
+    shares = PartitionTransaction(store).items(PARTIAL_SHARES)
+    assert {key: share.counters for key, share in shares} == expected
     sent = {
         BIN_KEY.decode(out.key or b""): BIN_PARTIAL.decode(out.value or b"").share.counters
         for out in outgoing

@@ -58,4 +58,6 @@ class IngestPartition:
         return snapshots
 
     def stored_shares(self) -> dict[BinKey, Counters]:
-        return dict(PartitionTransaction(self.store).items(PARTIALS))
+        return {
+            key: share.counters for key, share in PartitionTransaction(self.store).items(PARTIALS)
+        }

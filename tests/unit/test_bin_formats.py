@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 from driftline.state import exact_json
 from driftline.state.bin_totals import Share
 from driftline.state.bins import BIN_KEY, Counters
-from driftline.state.partition_tables import SHARES
+from driftline.state.partition_tables import PARTIALS, SHARES
 from driftline.topics.bin_partials import BIN_PARTIAL, BinPartial
 from driftline.topics.metric_bins import METRICS_VALUE, metrics_value
 
@@ -74,3 +74,10 @@ def test_a_metrics_value_keeps_its_wire_bytes() -> None:
     assert METRICS_VALUE.decode(METRICS_VALUE.encode(value)) == value
     unknown_model = metrics_value(("shop/churn", 2), 40, 123, {"n": 1}, None)
     assert "metrics" not in exact_json.loads(METRICS_VALUE.encode(unknown_model))
+
+
+def test_a_merge_partitions_share_of_the_counters_only_format_still_reads() -> None:
+    """``partials`` records written before they carried a version: the counters alone."""
+    assert PARTIALS.value.decode(b'{"n":2,"labelled":1}') == Share(0, {"n": 2, "labelled": 1})
+    share = Share(12, {"n": 2})
+    assert PARTIALS.value.decode(PARTIALS.value.encode(share)) == share

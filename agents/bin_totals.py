@@ -141,13 +141,15 @@ class BinTotalsProcessor:
 
     def tick(self, partition: int, tx: PartitionTransaction, now_ms: int) -> list[Outgoing]:
         """Emit the dirty bins whose interval is over, as far as the budget goes: in turn,
-        from where the partition's last tick stopped."""
+        from where the partition's last tick stopped. A tick also ends after a burst's
+        time on the clock: the budget counts CPU time, and while the other stages hold
+        the interpreter a tick's emissions took seconds, the bins' input waiting."""
         self._emissions.forget_old(now_ms)
         clock_ms = _clock_ms()
         self._budget.refill(clock_ms, busy=clock_ms - self._input_ms < BUSY_WITHIN_MS)
         outgoing: list[Outgoing] = []
         for bin_key in self._dirty_in_turn(partition, tx):
-            if not self._budget.allows():
+            if not self._budget.allows() or _clock_ms() - clock_ms > EMISSION_BURST_MS:
                 break
             if self._emissions.take(bin_key, now_ms):
                 outgoing += self._emitted(partition, bin_key, tx, now_ms)

@@ -27,7 +27,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 
 import orjson
-from confluent_kafka import Consumer, Message, TopicPartition
+from confluent_kafka import Consumer, KafkaError, Message, TopicPartition
 from tqdm import tqdm
 
 from driftline.settings import Settings
@@ -84,8 +84,9 @@ def replay_events(
     ingest = Topics.for_settings(settings).ingest
     report = EventsReplay()
     started = time.perf_counter()
+    group = f"driftline-replay-{uuid.uuid4()}"
     consumer = Consumer(
-        consumer_config(settings.bootstrap_servers, f"driftline-replay-{uuid.uuid4()}")
+        consumer_config(settings.bootstrap_servers, group, **{"enable.partition.eof": True})
     )
     producer = CheckedProducer(settings.bootstrap_servers, **{"linger.ms": 50})
     try:
@@ -127,18 +128,22 @@ def _spans(
 def _messages(
     consumer: Consumer, topic: str, partition: int, start: int, end: int
 ) -> Iterator[Message]:
+    """The partition's messages in [start, end). The end can be a transaction's commit
+    marker, an offset no message holds (the merge agent writes to this topic in
+    transactions): reaching the partition's end (EOF) ends the span too."""
     if start >= end:
         return
     consumer.assign([TopicPartition(topic, partition, start)])
     while True:
         for message in consumer.consume(10_000, 1.0):
-            if message.error() is not None:
+            error = message.error()
+            if error is not None:
+                if error.code() == KafkaError._PARTITION_EOF:
+                    return
                 continue
             if message.offset() >= end:
                 return
             yield message
-            if message.offset() + 1 >= end:
-                return
 
 
 def _replay(

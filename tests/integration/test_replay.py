@@ -12,6 +12,7 @@ replacement), and the foreign message is replayed once, through its forwarded co
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable
 from typing import Any
 
@@ -19,14 +20,16 @@ import psycopg
 import pytest
 import redis
 from click.testing import CliRunner
+from confluent_kafka import Producer
 
 from driftline.cli import main
 from driftline.client import Driftline
+from driftline.replay import replay_events
 from driftline.settings import Settings
 from driftline.stack.worker import WorkerProcess
 from driftline.state.bins import HOUR_MS
 from driftline.topics.catalog import Topics
-from driftline.topics.messages import encode_ingest, ingest_key
+from driftline.topics.messages import encode_ingest, encode_rebuild_bins, ingest_key
 from driftline.topics.partitioning import partition_for
 from driftline.topics.postgres_tables import schema_name
 from driftline.topics.producer import CheckedProducer
@@ -161,3 +164,31 @@ def test_replay_events_leaves_the_events_and_bins_as_they_were(
     wait_until(lambda: redis_matches_topic(settings) and served(settings) == bins_before,
                timeout_s=60, what="the bins after the replay")  # fmt: skip
     assert stored_events(settings) == events_before
+
+
+def test_replay_events_ends_where_a_transaction_marker_closes_the_span(
+    settings: Settings,
+) -> None:
+    """The merge agent writes its forwarded messages and deletion steps to the ingest topic
+    in transactions: a partition can end with a commit marker, an offset no message
+    holds. A replay whose span ends so, and whose last message it skips (a request), still
+    ends; it once waited for a message at that offset for ever."""
+    ingest = Topics.for_settings(settings).ingest
+    with Driftline(settings) as client:
+        client.create_topics()
+    producer = Producer({"bootstrap.servers": settings.bootstrap_servers,
+                         "transactional.id": f"replay-test-{settings.topic_prefix}"})  # fmt: skip
+    producer.init_transactions(30)
+    producer.begin_transaction()
+    producer.produce(ingest.name, encode_rebuild_bins("shop", "churn"), b"shop/churn", partition=0)
+    producer.commit_transaction(30)
+
+    finished: list[Any] = []
+    replay = threading.Thread(
+        target=lambda: finished.append(replay_events(settings, 0, progress=False)), daemon=True
+    )
+    replay.start()
+    replay.join(timeout=60)
+    assert finished, "the replay did not end"
+    assert finished[0].requests == 1
+    assert finished[0].replayed == 0

@@ -26,7 +26,7 @@ ShareKey = tuple[str, int, int]
 # The first byte of a share's record (a snapshot, a stored share): a header line before
 # the encoded counters, so the version reads without decoding them. A record starting
 # otherwise is a JSON object, the format before.
-SHARE_FORMAT = 0x01
+SHARE_FORMAT = b"\x01"
 
 
 class Share:
@@ -73,6 +73,24 @@ class Share:
 
     def __repr__(self) -> str:
         return f"Share({self.version}, {self.counters!r})"
+
+
+def share_record(share: Share, *before: int) -> bytes:
+    """A share in the share format: ``SHARE_FORMAT``, the integers ``before`` (a snapshot's
+    ingest partition) and the version in decimal, apart by spaces, a newline, then the
+    counters as encoded."""
+    header = b" ".join(b"%d" % number for number in (*before, share.version))
+    return SHARE_FORMAT + header + b"\n" + share.encoded
+
+
+def read_share_record(raw: bytes) -> tuple[list[int], Share] | None:
+    """The integers before the version and the share (its counters decoded when read) of
+    a ``share_record``; None for a record of the JSON format before."""
+    if not raw.startswith(SHARE_FORMAT):
+        return None
+    header, counters = raw[len(SHARE_FORMAT) :].split(b"\n", 1)
+    *before, version = (int(number) for number in header.split(b" "))
+    return before, Share(version, encoded=counters)
 
 
 @dataclass(frozen=True, slots=True)

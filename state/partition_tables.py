@@ -13,7 +13,7 @@ import orjson
 
 from driftline.state import exact_json
 from driftline.state.alerts import ALERT_RECORD, Alert
-from driftline.state.bin_totals import SHARE_FORMAT, Share, ShareKey, bin_of
+from driftline.state.bin_totals import Share, ShareKey, bin_of, read_share_record, share_record
 from driftline.state.bins import BIN_KEY, BinKey, Counters
 from driftline.state.counters import ModelCounters
 from driftline.state.deletions import DeletionRecord
@@ -198,14 +198,14 @@ def _decode_share_key(raw: bytes) -> ShareKey:
 
 
 def _encode_share(share: Share) -> bytes:
-    return b"%c%d\n" % (SHARE_FORMAT, share.version) + share.encoded
+    return share_record(share)
 
 
 def _decode_share(raw: bytes) -> Share:
     """The version read, the counters kept encoded until read (``Share``)."""
-    if raw[:1] == bytes((SHARE_FORMAT,)):
-        version, counters = raw[1:].split(b"\n", 1)
-        return Share(int(version), encoded=counters)
+    read = read_share_record(raw)
+    if read is not None:
+        return read[1]
     stored = exact_json.loads_tagged(raw)  # older records: JSON, some also with "p"
     return Share(stored["v"], stored["c"] or {})
 
@@ -213,9 +213,8 @@ def _decode_share(raw: bytes) -> Share:
 def _decode_partial(raw: bytes) -> Share:
     """A merge partition's share as stored: the share format, or (written before it) its
     counters alone, as tagged JSON."""
-    if raw[:1] == bytes((SHARE_FORMAT,)):
-        return _decode_share(raw)
-    return Share(0, exact_json.loads_tagged(raw) or {})
+    read = read_share_record(raw)
+    return read[1] if read is not None else Share(0, exact_json.loads_tagged(raw) or {})
 
 
 # The share of each bin this ingest partition holds, versioned by the batch that last

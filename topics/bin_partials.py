@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from driftline.state import exact_json
-from driftline.state.bin_totals import SHARE_FORMAT, Share
+from driftline.state.bin_totals import Share, read_share_record, share_record
 from driftline.state.tables import Codec
 
 
@@ -26,17 +26,16 @@ class BinPartial:
 
 
 def _encode(partial: BinPartial) -> bytes:
-    share = partial.share
-    return b"%c%d %d\n" % (SHARE_FORMAT, partial.partition, share.version) + share.encoded
+    return share_record(partial.share, partial.partition)
 
 
 def _decode(raw: bytes) -> BinPartial:
     """The header read, the counters kept encoded (``Share``); a snapshot written before
     that format (a JSON object) still reads."""
-    if raw[:1] == bytes((SHARE_FORMAT,)):
-        header, counters = raw[1:].split(b"\n", 1)
-        partition, version = header.split(b" ")
-        return BinPartial(int(partition), Share(int(version), encoded=counters))
+    read = read_share_record(raw)
+    if read is not None:
+        (partition,), share = read
+        return BinPartial(partition, share)
     snapshot = exact_json.loads_tagged(raw)
     return BinPartial(snapshot["p"], Share(snapshot["v"], snapshot["c"] or {}))
 

@@ -1,8 +1,8 @@
 """The transaction protocol every processor reads and writes its tables through.
 
-Checked against a plain dict standing for the table: whatever mix of sets, deletes and
-reads a batch does, the transaction answers as the dict does, its scans list the dict's
-entries in key order, and once its writes are applied the store holds the dict.
+Checked against a plain dict standing for the table: whatever mix of sets, deletes,
+reads and scans a batch does, the transaction answers as the dict does, its scans list
+the dict's entries in key order, and once its writes are applied the store holds it.
 """
 
 from __future__ import annotations
@@ -22,7 +22,8 @@ OTHER = Table("other", TEXT, TEXT)
 
 keys = st.sampled_from(["a", "ab", "abc", "b", "ba", "c"])
 operations = st.lists(
-    st.tuples(st.sampled_from(["set", "delete", "get"]), keys, st.integers(0, 9)), max_size=30
+    st.tuples(st.sampled_from(["set", "delete", "get", "scan"]), keys, st.integers(0, 9)),
+    max_size=30,
 )
 
 
@@ -57,8 +58,13 @@ def test_a_transaction_reads_its_own_writes_and_commits_them(
         elif operation == "delete":
             tx.delete(NUMBERS, key)
             expected.pop(key, None)
-        else:
+        elif operation == "get":
             assert tx.get(NUMBERS, key) == expected.get(key)
+        else:  # a scan between writes: under the key's first letter, from the key on
+            under, start = key[:1], key if value % 2 else ""
+            assert list(tx.items(NUMBERS, under.encode(), start.encode())) == [
+                (k, v) for k, v in sorted(expected.items()) if k.startswith(under) and k >= start
+            ]
     everything = sorted(expected)
     assert tx.get_many(NUMBERS, everything) == [expected[key] for key in everything]
     in_scope = {k: v for k, v in sorted(expected.items()) if k.startswith(prefix)}

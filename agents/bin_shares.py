@@ -1,11 +1,16 @@
-"""Stage 1 of the metric bins: each ingest partition's share of every hour bin.
+"""Stage 1 of the metric bins: what each batch of an ingest partition does to every hour
+bin.
 
-The shares live in the same partition store as the events that feed them and are written
-in the same atomic batch, so a bin share always equals the contributions of the
-partition's current events, whatever crashes and redeliveries happened. Each changed
-share is then sent whole, as a snapshot versioned by the batch's input offset, to the
-bin-partials topic; the bins stage (``agents/bin_totals.py``) keeps the newest snapshot
-per partition and sums them. A snapshot, unlike a delta, can be applied twice.
+Each batch's event changes are summed per bin (``state.bins.batch_deltas``) and sent as
+deltas, versioned by the batch's next input offset, to the bin-partials topic, in the
+batch's transaction: the bins stage (``agents/bin_totals.py``) counts each delta once
+(by its version) and folds them into the partition's share of the bin. A batch costs what
+it changes: the stage keeps no share of its own, only which bins it ever sent a delta of,
+so that a rebuild (``rebuild_bins``), which recomputes the partition's shares of a model
+from its stored events and sends them whole as snapshots, can also empty the bins it no
+longer has an event of. Sending whole shares after every batch made a backfill over a
+year of hours, whose batches touch a bin per event, rewrite a kilobyte-sized share per
+event in both stages and both changelogs.
 """
 
 from __future__ import annotations
@@ -19,12 +24,11 @@ from driftline.state.bins import (
     BinKey,
     ContributionRules,
     Counters,
-    add_into,
     batch_deltas,
     bins_of,
 )
 from driftline.state.events import EventChange
-from driftline.state.partition_tables import EVENTS, PARTIALS
+from driftline.state.partition_tables import EVENTS, HELD_BINS, MARKED
 from driftline.state.registered import RegisteredModel
 from driftline.state.tables import PartitionTransaction
 from driftline.topics.bin_partials import BIN_PARTIAL, BinPartial, label_header
@@ -49,51 +53,51 @@ class BinShares:
         label_arrivals: Mapping[BinKey, int],
         rebuilt: Collection[str] = (),
     ) -> list[Outgoing]:
-        """Add the changes' deltas to the partition's shares; a snapshot of each changed one,
-        with the earliest arrival of the labels it took when it took any (a header: the
-        share itself, and so which snapshot is newest, is the same with or without it).
-        The shares of the ``rebuilt`` models are recomputed from the stored events instead,
-        and all of them are sent."""
-        shares = self._added(version, self.deltas(changes), tx)
+        """The changes' delta to each bin they change, with the earliest arrival of the
+        labels it took when it took any (a header: the delta itself is the same with or
+        without it). The shares of the ``rebuilt`` models are recomputed from the stored
+        events instead (the batch's own changes included), and all of them are sent
+        whole."""
+        deltas = self.deltas(changes)
+        snapshots: dict[BinKey, Counters] = {}
         for model in rebuilt:
-            shares.update(self._recomputed(version, model, tx))
+            snapshots.update(self._recomputed(model, tx))
+        _hold(tx, [key for key in deltas if key not in snapshots])
         outgoing: list[Outgoing] = []
-        for key, share in shares.items():
-            snapshot = BIN_PARTIAL.encode(BinPartial(partition, share))
-            arrival = label_arrivals.get(key)
-            headers = None if arrival is None else [label_header(arrival)]
-            outgoing.append(Outgoing(self._topic, BIN_KEY.encode(key), snapshot, headers))
+        for key, counters in deltas.items():
+            if key not in snapshots:
+                outgoing.append(self._sent(key, partition, version, counters, label_arrivals, True))
+        for key, counters in snapshots.items():
+            outgoing.append(self._sent(key, partition, version, counters, label_arrivals, False))
         return outgoing
 
-    @staticmethod
-    def _added(
-        version: int, deltas: dict[BinKey, Counters], tx: PartitionTransaction
-    ) -> dict[BinKey, Share]:
-        """The shares the deltas change, as they stand after them (stored)."""
-        changed = list(deltas)
-        stored = tx.get_many(PARTIALS, changed)
-        shares: dict[BinKey, Share] = {}
-        for key, current in zip(changed, stored, strict=True):
-            counters = dict(current.counters) if current is not None else {}
-            add_into(counters, deltas[key])
-            shares[key] = _stored(tx, key, Share(version, counters))
-        return shares
+    def _sent(
+        self,
+        key: BinKey,
+        partition: int,
+        version: int,
+        counters: Counters,
+        label_arrivals: Mapping[BinKey, int],
+        delta: bool,
+    ) -> Outgoing:
+        record = BIN_PARTIAL.encode(BinPartial(partition, Share(version, counters), delta))
+        arrival = label_arrivals.get(key)
+        headers = None if arrival is None else [label_header(arrival)]
+        return Outgoing(self._topic, BIN_KEY.encode(key), record, headers)
 
-    def _recomputed(
-        self, version: int, model: str, tx: PartitionTransaction
-    ) -> dict[BinKey, Share]:
+    def _recomputed(self, model: str, tx: PartitionTransaction) -> dict[BinKey, Counters]:
         """Every share of the model, recomputed from the events the partition stores (the
-        batch's own changes included), stored in place of the old ones; the bins it no
-        longer has an event of get an empty share. A model not registered (any more) keeps
-        its shares."""
+        batch's own changes included); the bins it sent a delta of and no longer has an
+        event of get an empty share. A model not registered (any more) keeps its shares."""
         rules = self.rules(model)
         if rules is None:
             return {}
         prefix = f"{model}/".encode()
         events = ((model, event) for _, event in tx.items(EVENTS, prefix=prefix))
-        counters: dict[BinKey, Counters] = {key: {} for key, _ in tx.items(PARTIALS, prefix=prefix)}
-        counters.update(bins_of({model: rules}, events))
-        return {key: _stored(tx, key, Share(version, share)) for key, share in counters.items()}
+        shares: dict[BinKey, Counters] = {key: {} for key, _ in tx.items(HELD_BINS, prefix=prefix)}
+        shares.update(bins_of({model: rules}, events))
+        _hold(tx, list(shares))
+        return shares
 
     def deltas(self, changes: list[EventChange]) -> dict[BinKey, Counters]:
         """The batch's non-empty bin deltas, each model's changes counted together."""
@@ -119,11 +123,9 @@ class BinShares:
         return cached[1]
 
 
-def _stored(tx: PartitionTransaction, key: BinKey, share: Share) -> Share:
-    """Store the share (an empty one is no share: its row goes); its encoded counters
-    are computed once, for the store and for the snapshot."""
-    if share.counters:
-        tx.set(PARTIALS, key, share)
-    else:
-        tx.delete(PARTIALS, key)
-    return share
+def _hold(tx: PartitionTransaction, keys: list[BinKey]) -> None:
+    """Remember the bins sent, those not known yet: one multi-get of small records."""
+    held = tx.get_many(HELD_BINS, keys)
+    for key, known in zip(keys, held, strict=True):
+        if known is None:
+            tx.set(HELD_BINS, key, MARKED)

@@ -1,8 +1,12 @@
-"""Stage 2 of the metric bins: sum the partitions' shares, compute metrics, re-emit.
+"""Stage 2 of the metric bins: fold the partitions' deltas, sum the shares, compute
+metrics, re-emit.
 
-Input: bin-partials snapshots keyed by bin (``agents/bin_shares.py``). For each bin the
-processor keeps the newest snapshot of every ingest partition (an older or repeated one
-changes nothing) and emits the bin whole - counts, metrics and a version - to the
+Input: bin-partials records keyed by bin (``agents/bin_shares.py``): deltas, and the
+snapshots a rebuild sends. For each bin and ingest partition the processor keeps a share
+and the deltas not folded into it yet, each under its version (a delta delivered again
+overwrites itself); a snapshot newer than the share replaces it and the deltas it holds.
+A batch stores what it received and marks the bins; the emission folds a bin's deltas
+into its shares and emits the bin whole - counts, metrics and a version - to the
 compacted metrics topic (and, keyed by its model, to the alert evaluator's input), at
 most once per ``DRIFTLINE_EMIT_INTERVAL_S`` per bin, so a burst of changes gives few
 emissions: a bin changed within its interval is marked dirty and emitted by a later tick.
@@ -10,26 +14,26 @@ While input arrives, emitting gets a share of the stage's time (``EmissionBudget
 backfill over a year of hours changes thousands of bins per batch, and the bins the budget
 has no time for wait dirty, emitted in turn, all of them once the input stops.
 A bin whose shares are all empty is emitted as a tombstone. The rules live in
-``state.bin_totals``: this module decodes the snapshots, applies the rules through the
+``state.bin_totals``: this module decodes the records, applies the rules through the
 batch's transaction and encodes the bins.
 
-The label-to-emission latency: a snapshot whose batch applied labels carries the earliest
-of their arrivals (``topics.bin_partials.LABEL_ARRIVAL``); a snapshot that changes its
-share keeps it, per bin, in memory until the bin's emission observes it. A crash or a
-revoked partition loses what was kept (a sample missing, never a wrong one).
+The label-to-emission latency: a record whose batch applied labels carries the earliest
+of their arrivals (``topics.bin_partials.LABEL_ARRIVAL``); it is kept, per bin, in memory
+until the bin's emission observes it. A crash or a revoked partition loses what was kept
+(a sample missing, never a wrong one).
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator, Sequence
-from typing import NamedTuple
+from collections.abc import Callable, Iterator, Mapping, Sequence
 
 from confluent_kafka import Message
 
 from driftline.agents.runtime import Outgoing, dead_letter_to
 from driftline.state.bin_totals import (
     BinTotal,
+    DeltaKey,
     EmissionBudget,
     EmissionTimes,
     Share,
@@ -37,12 +41,13 @@ from driftline.state.bin_totals import (
     bin_of,
     bin_total,
     changed_shares,
+    folded,
     newest_shares,
     supersedes,
 )
 from driftline.state.bins import BIN_KEY, BinKey
 from driftline.state.metrics import bin_metrics
-from driftline.state.partition_tables import DIRTY, MARKED, SHARES, shares_of
+from driftline.state.partition_tables import DELTAS, DIRTY, MARKED, SHARES, shares_of
 from driftline.state.registered import RegisteredModel
 from driftline.state.tables import TEXT, PartitionTransaction
 from driftline.topics.bin_partials import BIN_PARTIAL, label_arrival
@@ -116,21 +121,27 @@ class BinTotalsProcessor:
     def handle(
         self, partition: int, messages: Sequence[Message], tx: PartitionTransaction, now_ms: int
     ) -> list[Outgoing]:
-        """Keep the newest shares; emit the changed bins whose interval is over, mark the
-        rest dirty. Leaving every changed bin to the next tick made a label wait up to a
-        tick interval (0.1 s) more on its way to Redis, even in a bin that had not changed
-        for seconds. A bin the emission budget has no time for is marked dirty too."""
+        """Store the deltas and the newest snapshots; emit the changed bins whose interval
+        is over, mark the rest dirty. Leaving every changed bin to the next tick made a
+        label wait up to a tick interval (0.1 s) more on its way to Redis, even in a bin
+        that had not changed for seconds. A bin the emission budget has no time for is
+        marked dirty too."""
         self._input_ms = _clock_ms()
         self._budget.refill(self._input_ms, busy=True)
-        labels: list[_Label] = []
-        newest = newest_shares(_decoded(messages, labels))
-        stored = tx.get_many(SHARES, list(newest))
-        if labels:
-            self._keep_labels(partition, labels, dict(zip(newest, stored, strict=True)))
+        received = _Received()
+        for message in messages:
+            received.add(message)
         changed: dict[BinKey, None] = {}
-        for key, share in changed_shares(newest, stored).items():
-            tx.set(SHARES, key, share)
+        for (model, hour, source, version), delta in received.deltas.items():
+            tx.set(DELTAS, (model, hour, source, version), delta)
+            changed[(model, hour)] = None
+        newest = newest_shares(received.snapshots)
+        found = tx.get_many(SHARES, list(newest))
+        stored = dict(zip(newest, found, strict=True))
+        for key, share in changed_shares(newest, found).items():
+            _replace(tx, key, share)
             changed[bin_of(key)] = None
+        self._keep_labels(partition, received.labels(stored))
         outgoing: list[Outgoing] = []
         for bin_key in changed:
             if self._budget.allows() and self._emissions.take(bin_key, now_ms):
@@ -169,16 +180,11 @@ class BinTotalsProcessor:
                     return
                 yield bin_key
 
-    def _keep_labels(
-        self, partition: int, labels: list[_Label], stored: dict[ShareKey, Share | None]
-    ) -> None:
-        """Keep each bin's earliest label arrival among the snapshots that replace their
-        stored share (a snapshot delivered again changes nothing, and is no new label)."""
+    def _keep_labels(self, partition: int, labels: dict[BinKey, int]) -> None:
+        """Keep each bin's earliest label arrival until its emission."""
         kept = self._label_arrivals.setdefault(partition, {})
-        for label in labels:
-            if supersedes(Share(label.version, {}), stored[label.key]):
-                bin_key = bin_of(label.key)
-                kept[bin_key] = min(label.arrival_ms, kept.get(bin_key, label.arrival_ms))
+        for bin_key, arrival_ms in labels.items():
+            kept[bin_key] = min(arrival_ms, kept.get(bin_key, arrival_ms))
 
     def _observe_label(self, partition: int, bin_key: BinKey, now_ms: int) -> None:
         """The latency from the bin's earliest label kept to this emission of it."""
@@ -199,7 +205,7 @@ class BinTotalsProcessor:
         started_ms = _cpu_ms()
         tx.delete(DIRTY, bin_key)
         self._observe_label(partition, bin_key, now_ms)
-        total = bin_total(share for _, share in tx.items(SHARES, shares_of(bin_key)))
+        total = bin_total(_folded_shares(tx, bin_key).values())
         model, hour = bin_key
         value = None if total is None else self._bin_value(bin_key, total, now_ms)
         self._budget.spend(_cpu_ms() - started_ms)
@@ -227,26 +233,64 @@ class BinTotalsProcessor:
         return metrics_value(bin_key, total.version, now_ms, total.counters, metrics)
 
 
-class _Label(NamedTuple):
-    """A snapshot's label arrival: which share, of which version, the labels' earliest."""
+class _Received:
+    """A batch's records: the deltas by (share, version), a repeat overwriting itself;
+    the snapshots in order; the label arrivals they carry. A message without key or value
+    (none is written) is skipped."""
 
-    key: ShareKey
-    version: int
-    arrival_ms: int
+    def __init__(self) -> None:
+        self.deltas: dict[DeltaKey, Share] = {}
+        self.snapshots: list[tuple[ShareKey, Share]] = []
+        self._labels: list[tuple[ShareKey, int | None, int]] = []
 
-
-def _decoded(messages: Sequence[Message], labels: list[_Label]) -> Iterator[tuple[ShareKey, Share]]:
-    """Each snapshot as (model, hour, ingest partition) and its share, one at a time; a
-    message without key or value (none is written) is skipped. The label arrivals the
-    snapshots carry are added to ``labels``."""
-    for message in messages:
+    def add(self, message: Message) -> None:
         raw_key, value = message.key(), message.value()
         if raw_key is None or value is None:
-            continue
+            return
         model, hour = BIN_KEY.decode(raw_key)
         partial = BIN_PARTIAL.decode(value)
         key = (model, hour, partial.partition)
+        if partial.delta:
+            self.deltas[(*key, partial.share.version)] = partial.share
+        else:
+            self.snapshots.append((key, partial.share))
         arrival_ms = label_arrival(message.headers())
         if arrival_ms is not None:
-            labels.append(_Label(key, partial.share.version, arrival_ms))
-        yield key, partial.share
+            snapshot_version = None if partial.delta else partial.share.version
+            self._labels.append((key, snapshot_version, arrival_ms))
+
+    def labels(self, stored: Mapping[ShareKey, Share | None]) -> dict[BinKey, int]:
+        """Per bin, the earliest label arrival of the batch's deltas and of its snapshots
+        that replace the ``stored`` share (a snapshot delivered again is no new label)."""
+        earliest: dict[BinKey, int] = {}
+        for key, snapshot_version, arrival_ms in self._labels:
+            if snapshot_version is None or supersedes(Share(snapshot_version), stored[key]):
+                bin_key = bin_of(key)
+                earliest[bin_key] = min(arrival_ms, earliest.get(bin_key, arrival_ms))
+        return earliest
+
+
+def _replace(tx: PartitionTransaction, key: ShareKey, share: Share) -> None:
+    """A newer snapshot in place of the share: the deltas it holds (no newer than it)
+    go."""
+    tx.set(SHARES, key, share)
+    model, hour, source = key
+    for delta_key, delta in list(tx.items(DELTAS, shares_of((model, hour)))):
+        if delta_key[2] == source and delta.version <= share.version:
+            tx.delete(DELTAS, delta_key)
+
+
+def _folded_shares(tx: PartitionTransaction, bin_key: BinKey) -> dict[ShareKey, Share]:
+    """The bin's shares, each with its deltas folded in (stored so, the deltas deleted)."""
+    shares = dict(tx.items(SHARES, shares_of(bin_key)))
+    pending: dict[ShareKey, list[Share]] = {}
+    for delta_key, delta in list(tx.items(DELTAS, shares_of(bin_key))):
+        model, hour, source, _ = delta_key
+        pending.setdefault((model, hour, source), []).append(delta)
+        tx.delete(DELTAS, delta_key)
+    for key, deltas in pending.items():
+        share = folded(shares.get(key), deltas)
+        if share is not None:
+            tx.set(SHARES, key, share)
+            shares[key] = share
+    return shares

@@ -109,9 +109,9 @@ class MergeProcessor:
         _count(tx, dead, outcome.dropped_fields, batch.forwarded_by_model)
         version = messages[-1].offset() + 1
         arrivals = label_arrivals(outcome.changes, _label_times(batch.commands, specs))
-        snapshots = self._partials.apply(partition, version, outcome.changes, tx, arrivals, rebuilt)
+        binned = self._partials.apply(partition, version, outcome.changes, tx, arrivals, rebuilt)
         letters = (self._outgoing(letter) for letter in dead)
-        return [*snapshots, *letters, *continuations, *batch.forwarded]
+        return [*binned, *letters, *continuations, *batch.forwarded]
 
     def _decoded(self, partition: int, messages: Sequence[Message]) -> _DecodedBatch:
         """The batch sorted into commands to apply here, messages to forward to their key's

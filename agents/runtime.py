@@ -20,7 +20,7 @@ Per batch, in this order:
 A newly assigned partition first fences its previous owner (a transactional producer of
 the same id), then is restored from its changelog unless its store is at the changelog's
 last checkpoint (``agents.restore``). State thus reflects every input message exactly
-once, and so do the outputs: a dead letter, a bin snapshot, a deletion continuation or a
+once, and so do the outputs: a dead letter, a bin delta, a deletion continuation or a
 forwarded message is written once, with the batch that caused it.
 
 Error policy (SPEC §5). An exception while messages are applied is their fault unless it

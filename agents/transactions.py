@@ -1,7 +1,7 @@
 """A partition's batch — changelog records, outputs, checkpoint — in one Kafka transaction.
 
 Without it a crash could lose outputs: the checkpoint that skips a batch's input could be
-written while its dead letters, bin snapshots, deletion continuations or forwarded
+written while its dead letters, bin deltas, deletion continuations or forwarded
 messages were not, and a restart resumed past them. In one transaction they are all
 visible or none is (every reader of Driftline's topics reads committed data only), so a
 batch counts as done only once everything it produced is durable.

@@ -1,20 +1,27 @@
-"""Stage 2 of the metric bins, as pure rules: which shares count, what they sum to, when
-a changed bin is emitted.
+"""Stage 2 of the metric bins, as pure rules: which shares and deltas count, what they
+sum to, when a changed bin is emitted.
 
-Every ingest partition sends its whole share of a bin after each batch that changed it,
-versioned by that batch's next input offset (``agents/bin_shares.py``). A snapshot, unlike
-a delta, can be applied twice: the newest share per (bin, partition) wins, and an older
-or repeated one changes nothing, so redeliveries and restores leave the bin as it was. A
-bin is the sum of its partitions' newest shares. Emissions are coalesced: at most one per
-bin per interval, the rest of the changes wait as a dirty mark for a later tick. The
-clock is always passed in (``now_ms``), never read here.
+Each ingest partition sends, after each batch, the change the batch made to every bin it
+touched: a delta, versioned by the batch's next input offset (``agents/bin_shares.py``).
+A rebuild sends a partition's whole share instead, a snapshot, versioned the same way.
+The bins stage keeps per (bin, partition) a share, the sum of what it has folded in, and
+the deltas not folded yet, each under its version: a delta delivered again lands on its
+own key and is counted once. A delta or snapshot no newer than the share it would change
+is already in it and changes nothing, so redeliveries and restores leave the bin as it
+was. Deltas are folded into their share when the bin is emitted, not per batch: a
+backfill over a year of hours touches each bin once per batch, and rewriting its
+kilobyte-sized share each time (merge stage, bins stage, both changelogs) made the cost
+per event grow with the hours the stream spans. A bin is the sum of its partitions'
+shares. Emissions are coalesced: at most one per bin per interval, the rest of the
+changes wait as a dirty mark for a later tick. The clock is always passed in
+(``now_ms``), never read here.
 """
 
 from __future__ import annotations
 
 from collections.abc import Hashable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Generic, TypeVar
+from typing import Generic, NamedTuple, TypeVar
 
 from driftline.state import exact_json
 from driftline.state.bins import BinKey, Counters, add_into
@@ -23,10 +30,14 @@ K = TypeVar("K", bound=Hashable)
 
 # (model, hour, ingest partition): one partition's share of one bin.
 ShareKey = tuple[str, int, int]
+# (model, hour, ingest partition, version): one partition's delta to one bin, not folded.
+DeltaKey = tuple[str, int, int, int]
 # The first byte of a share's record (a snapshot, a stored share): a header line before
 # the encoded counters, so the version reads without decoding them. A record starting
 # otherwise is a JSON object, the format before.
 SHARE_FORMAT = b"\x01"
+# The first byte of a delta's record, in the same format: the counters are a change.
+DELTA_FORMAT = b"\x02"
 
 
 class Share:
@@ -75,22 +86,33 @@ class Share:
         return f"Share({self.version}, {self.counters!r})"
 
 
-def share_record(share: Share, *before: int) -> bytes:
-    """A share in the share format: ``SHARE_FORMAT``, the integers ``before`` (a snapshot's
-    ingest partition) and the version in decimal, apart by spaces, a newline, then the
-    counters as encoded."""
+def share_record(share: Share, *before: int, delta: bool = False) -> bytes:
+    """A share (or a ``delta``) in the share format: ``SHARE_FORMAT`` (``DELTA_FORMAT``),
+    the integers ``before`` (a message's ingest partition) and the version in decimal,
+    apart by spaces, a newline, then the counters as encoded."""
     header = b" ".join(b"%d" % number for number in (*before, share.version))
-    return SHARE_FORMAT + header + b"\n" + share.encoded
+    return (DELTA_FORMAT if delta else SHARE_FORMAT) + header + b"\n" + share.encoded
 
 
-def read_share_record(raw: bytes) -> tuple[list[int], Share] | None:
+class ShareRecord(NamedTuple):
+    before: list[int]
+    share: Share
+    delta: bool
+
+
+def read_share_record(raw: bytes) -> ShareRecord | None:
     """The integers before the version and the share (its counters decoded when read) of
-    a ``share_record``; None for a record of the JSON format before."""
-    if not raw.startswith(SHARE_FORMAT):
+    a ``share_record``, and whether it is a delta; None for a record of the JSON format
+    before."""
+    if raw.startswith(SHARE_FORMAT):
+        delta = False
+    elif raw.startswith(DELTA_FORMAT):
+        delta = True
+    else:
         return None
-    header, counters = raw[len(SHARE_FORMAT) :].split(b"\n", 1)
+    header, counters = raw[1:].split(b"\n", 1)
     *before, version = (int(number) for number in header.split(b" "))
-    return before, Share(version, encoded=counters)
+    return ShareRecord(before, Share(version, encoded=counters), delta)
 
 
 @dataclass(frozen=True, slots=True)
@@ -132,6 +154,19 @@ def changed_shares(newest: Mapping[K, Share], stored: Sequence[Share | None]) ->
         for (key, share), current in zip(newest.items(), stored, strict=True)
         if supersedes(share, current)
     }
+
+
+def folded(share: Share | None, deltas: Iterable[Share]) -> Share | None:
+    """The share with the deltas newer than it added, versioned by the newest of them;
+    None when none is newer (each was folded into it before)."""
+    folded_version = -1 if share is None else share.version
+    newer = [delta for delta in deltas if delta.version > folded_version]
+    if not newer:
+        return None
+    counters = {} if share is None else dict(share.counters)
+    for delta in newer:
+        add_into(counters, delta.counters)
+    return Share(max(delta.version for delta in newer), counters)
 
 
 def bin_total(shares: Iterable[Share]) -> BinTotal | None:

@@ -13,7 +13,14 @@ import orjson
 
 from driftline.state import exact_json
 from driftline.state.alerts import ALERT_RECORD, Alert
-from driftline.state.bin_totals import Share, ShareKey, bin_of, read_share_record, share_record
+from driftline.state.bin_totals import (
+    DeltaKey,
+    Share,
+    ShareKey,
+    bin_of,
+    read_share_record,
+    share_record,
+)
 from driftline.state.bins import BIN_KEY, BinKey, Counters
 from driftline.state.counters import ModelCounters
 from driftline.state.deletions import DeletionRecord
@@ -176,10 +183,10 @@ DELETED_PER_DAY: Table[DayKey, int] = Table(
 
 # --- the bins stage (one store per bin-partials partition) ----------------------------
 
-# Stage 1, ``partials``, lives in each ingest partition's store instead, beside the events
-# it sums, and is written in the merge stage's batches: the partition's share of every
-# hour bin. Stage 2 keeps per bin the newest share of every ingest partition, and the
-# bins changed but not emitted yet (their emission interval had not passed).
+# Stage 1 keeps only which bins each ingest partition has sent a delta of (``partials``,
+# in the ingest partition's store, for a rebuild). Stage 2 keeps per bin and ingest
+# partition a share and the deltas not folded into it yet, and the bins changed but not
+# emitted yet (their emission interval had not passed).
 
 
 def shares_of(bin_key: BinKey) -> bytes:
@@ -205,24 +212,36 @@ def _decode_share(raw: bytes) -> Share:
     """The version read, the counters kept encoded until read (``Share``)."""
     read = read_share_record(raw)
     if read is not None:
-        return read[1]
+        return read.share
     stored = exact_json.loads_tagged(raw)  # older records: JSON, some also with "p"
     return Share(stored["v"], stored["c"] or {})
 
 
-def _decode_partial(raw: bytes) -> Share:
-    """A merge partition's share as stored: the share format, or (written before it) its
-    counters alone, as tagged JSON."""
-    read = read_share_record(raw)
-    return read[1] if read is not None else Share(0, exact_json.loads_tagged(raw) or {})
+def _encode_delta_key(key: DeltaKey) -> bytes:
+    model, hour, partition, version = key
+    return shares_of((model, hour)) + b"%d/%d" % (partition, version)
 
 
-# The share of each bin this ingest partition holds, versioned by the batch that last
-# changed it; its snapshot to the bins stage carries the same encoded counters.
-PARTIALS: Table[BinKey, Share] = Table("partials", BIN_KEY, Codec(_encode_share, _decode_partial))
+def _decode_delta_key(raw: bytes) -> DeltaKey:
+    bin_key, partition, version = raw.rsplit(b"/", 2)
+    model, hour = BIN_KEY.decode(bin_key)
+    return model, hour, int(partition), int(version)
+
+
+# The bins this ingest partition has sent a delta of (only the key matters; records
+# written before deltas hold the partition's share, unread): a rebuild sends an empty
+# share for those it no longer has an event of.
+HELD_BINS: Table[BinKey, bytes] = Table("partials", BIN_KEY, BYTES)
 SHARES: Table[ShareKey, Share] = Table(
     "shares",
     Codec(_encode_share_key, _decode_share_key),
+    Codec(_encode_share, _decode_share),
+)
+# The deltas not folded into their share yet, each under its version (a delta delivered
+# again overwrites itself); folded and deleted when the bin is emitted.
+DELTAS: Table[DeltaKey, Share] = Table(
+    "deltas",
+    Codec(_encode_delta_key, _decode_delta_key),
     Codec(_encode_share, _decode_share),
 )
 # A bin waiting for its emission, deleted once emitted; only the key matters.

@@ -1,10 +1,10 @@
-"""The bin-partials topic's records: each ingest partition's share of an hour bin.
+"""The bin-partials topic's records: what an ingest partition's batch did to an hour bin.
 
-Key: the bin, ``project/model/<hour>`` (``state.bins.BIN_KEY``). Value: a header line,
-the byte 0x01 then ``<ingest partition> <version>``, then the counters as tagged JSON (or
-``null``) (``topics/SCHEMAS.md``),
-the partition's whole share after one of its batches; the merge stage writes it and the
-bins stage reads it, both through ``BIN_PARTIAL``.
+Key: the bin, ``project/model/<hour>`` (``state.bins.BIN_KEY``). Value: a header line, a
+format byte then ``<ingest partition> <version>``, then the counters as tagged JSON (or
+``null``) (``topics/SCHEMAS.md``): 0x02, the change one batch made to the partition's
+share (a delta); 0x01, the partition's whole share (a snapshot, sent by a rebuild). The
+merge stage writes them and the bins stage reads them, both through ``BIN_PARTIAL``.
 """
 
 from __future__ import annotations
@@ -19,14 +19,16 @@ from driftline.state.tables import Codec
 
 @dataclass(frozen=True, slots=True)
 class BinPartial:
-    """One snapshot: the share of ``partition`` (an ingest partition) in the keyed bin."""
+    """One record: ``partition``'s (an ingest partition's) share of the keyed bin, or with
+    ``delta`` the change one of its batches made to it."""
 
     partition: int
     share: Share
+    delta: bool = False
 
 
 def _encode(partial: BinPartial) -> bytes:
-    return share_record(partial.share, partial.partition)
+    return share_record(partial.share, partial.partition, delta=partial.delta)
 
 
 def _decode(raw: bytes) -> BinPartial:
@@ -34,8 +36,8 @@ def _decode(raw: bytes) -> BinPartial:
     that format (a JSON object) still reads."""
     read = read_share_record(raw)
     if read is not None:
-        (partition,), share = read
-        return BinPartial(partition, share)
+        (partition,) = read.before
+        return BinPartial(partition, read.share, read.delta)
     snapshot = exact_json.loads_tagged(raw)
     return BinPartial(snapshot["p"], Share(snapshot["v"], snapshot["c"] or {}))
 

@@ -97,7 +97,8 @@ class Topics:
     # The merge agent's table writes, one partition per ingest partition; compacted.
     # Records are store records (``table \0 key``; ``topics.changelog``).
     merge_changelog: TopicSpec[bytes, bytes]
-    # Partial bin snapshots, one per (model, hour, ingest partition), keyed model/hour.
+    # Each batch's bin deltas (and a rebuild's snapshots), per (model, hour, ingest
+    # partition), keyed model/hour.
     bin_partials: TopicSpec[BinKey, BinPartial]
     # The bins agent's table writes; compacted.
     bins_changelog: TopicSpec[bytes, bytes]
@@ -140,12 +141,12 @@ class Topics:
             merge_changelog=TopicSpec(
                 f"{prefix}.merge-changelog", settings.ingest_partitions, compacted
             ),
-            # Snapshots are superseded within seconds; a day covers any consumer outage
-            # that the bins agent's own changelog does not.
+            # Deltas: one lost before the bins agent read it leaves its bin wrong until a
+            # rebuild, so a week, beyond any outage the worker waits out.
             bin_partials=TopicSpec(
                 f"{prefix}.bin-partials",
                 settings.bins_partitions,
-                {"retention.ms": "86400000"},
+                {"retention.ms": str(7 * 86_400_000)},
                 key=BIN_KEY,
                 value=BIN_PARTIAL,
             ),

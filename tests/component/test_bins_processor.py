@@ -1,6 +1,7 @@
 """Stage 2 of the bins (``BinTotalsProcessor``) through the ``ProcessorDriver``: the
-partitions' shares summed into bins, the newest share per partition kept, emissions
-coalesced, empty bins as tombstones, dead letters."""
+partitions' deltas folded into their shares and the shares summed into bins, each delta
+counted once, the newest snapshot per partition kept, emissions coalesced, empty bins as
+tombstones, dead letters."""
 
 from __future__ import annotations
 
@@ -19,7 +20,7 @@ from driftline.state.bin_totals import Share
 from driftline.state.bins import BIN_KEY, HOUR_MS, BinKey, ContributionRules, Counters, bins_of
 from driftline.state.events import EventChange
 from driftline.state.metrics import bin_metrics
-from driftline.state.partition_tables import DIRTY, SHARES
+from driftline.state.partition_tables import DELTAS, DIRTY, SHARES
 from driftline.state.registered import RegisteredModel
 from driftline.state.tables import TEXT, PartitionTransaction
 from driftline.topics.bin_partials import BIN_PARTIAL, BinPartial, label_header
@@ -48,6 +49,11 @@ def driver(registered: RegisteredModel, tmp_path: Path) -> Iterator[ProcessorDri
 
 def snapshot(partition: int, version: int, counters: Counters, bin_key: BinKey = BIN) -> Input:
     value = BIN_PARTIAL.encode(BinPartial(partition, Share(version, counters)))
+    return Input(BIN_KEY.encode(bin_key), value)
+
+
+def delta(partition: int, version: int, counters: Counters, bin_key: BinKey = BIN) -> Input:
+    value = BIN_PARTIAL.encode(BinPartial(partition, Share(version, counters), delta=True))
     return Input(BIN_KEY.encode(bin_key), value)
 
 
@@ -111,8 +117,57 @@ def test_shares_of_several_partitions_sum_to_the_batch_recomputation(
             hour * HOUR_MS, "shop", "churn",
         )  # fmt: skip
     assert dirty(driver) == []
+    # All of it redelivered, newest first: the bins re-emitted, if at all, are the same.
     driver.now_ms += INTERVAL_MS
-    assert driver.send(sent[::-1]) == []  # all of it redelivered, newest first
+    again = emitted(driver.send(sent[::-1]))
+    driver.now_ms += INTERVAL_MS
+    again.update(emitted(driver.tick()))
+    for key, found in again.items():
+        before = last[key]
+        assert found is not None
+        assert before is not None
+        assert (found["counts"], found["version"]) == (before["counts"], before["version"])
+
+
+def test_deltas_fold_into_their_share_once_each(driver: ProcessorDriver) -> None:
+    """A delta counts once: delivered again (in the same batch or a later one, before or
+    after it was folded) it changes nothing; one no newer than a snapshot is in it."""
+    first = emitted(driver.send([delta(0, 10, {"n": 2}), delta(1, 4, {"n": 1, "tp": 1})]))[BIN]
+    assert first is not None
+    assert (first["counts"], first["version"]) == ({"n": 3, "tp": 1}, 14)
+    driver.now_ms += 100
+    assert (
+        driver.send([delta(0, 12, {"n": 1}), delta(0, 12, {"n": 1}), delta(0, 10, {"n": 2})]) == []
+    )
+    driver.now_ms += INTERVAL_MS
+    folded_once = emitted(driver.tick())[BIN]
+    assert folded_once is not None
+    assert (folded_once["counts"], folded_once["version"]) == ({"n": 4, "tp": 1}, 16)
+    shares = dict(PartitionTransaction(driver.store()).items(SHARES))
+    assert shares == {
+        (MODEL, HOUR, 0): Share(12, {"n": 3}),
+        (MODEL, HOUR, 1): Share(4, {"n": 1, "tp": 1}),
+    }
+    assert dict(PartitionTransaction(driver.store()).items(DELTAS)) == {}
+    # A snapshot replaces partition 1's share and the deltas it holds, not a newer one.
+    driver.now_ms += INTERVAL_MS
+    batch = [delta(1, 6, {"n": 5}), snapshot(1, 8, {"n": 2}), delta(1, 9, {"n": -1, "tp": 1})]
+    replaced = emitted(driver.send(batch))[BIN]
+    assert replaced is not None
+    assert (replaced["counts"], replaced["version"]) == ({"n": 4, "tp": 1}, 21)
+    driver.now_ms += INTERVAL_MS
+    stale = [delta(1, 7, {"n": 100}), delta(0, 11, {"n": 100}), snapshot(1, 8, {"n": 50})]
+    repeated = emitted(driver.send(stale)).get(BIN)
+    assert repeated is None or (repeated["counts"], repeated["version"]) == ({"n": 4, "tp": 1}, 21)
+
+
+def test_a_bin_whose_deltas_sum_to_nothing_is_a_tombstone(driver: ProcessorDriver) -> None:
+    driver.send([delta(0, 10, {"n": 1, "tp": 1}), delta(2, 3, {"n": 2})])
+    driver.now_ms += INTERVAL_MS
+    driver.send([delta(2, 5, {"n": -2})])
+    driver.now_ms += INTERVAL_MS
+    gone = driver.send([delta(0, 11, {"n": -1, "tp": -1})])
+    assert emitted(gone) == {BIN: None}
 
 
 def test_an_older_or_repeated_snapshot_changes_nothing(driver: ProcessorDriver) -> None:

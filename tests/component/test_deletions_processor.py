@@ -27,7 +27,7 @@ from driftline.state.bins import HOUR_MS, ContributionRules, Counters, bins_of
 from driftline.state.deletions import DAY_MS, DeletionRecord, DeletionState
 from driftline.state.events import StoredEvent
 from driftline.state.hour_index import index_key
-from driftline.state.partition_tables import DELETIONS, DELETIONS_WAITING, EVENTS, HOURS, PARTIALS
+from driftline.state.partition_tables import DELETIONS, DELETIONS_WAITING, EVENTS, HOURS
 from driftline.state.registered import RegisteredModel
 from driftline.state.spec import ColumnType, ModelSpec, Task
 from driftline.state.tables import PartitionTransaction
@@ -38,6 +38,7 @@ from driftline.topics.messages import (
     encode_ingest,
     ingest_key,
 )
+from tests.support.bins_stage import SentShares
 
 INGEST = "ingest"
 SPEC = ModelSpec(
@@ -98,6 +99,7 @@ class Partition:
         self.log = self.driver.partition(0).log
         self.position = 0
         self.dead_letters: list[Outgoing] = []
+        self.sent = SentShares()
 
     def send(self, key: bytes, value: bytes) -> None:
         self.driver.message(0, Input(key, value, timestamp_ms=HOUR0))
@@ -114,6 +116,7 @@ class Partition:
         self.apply(self.driver.tick())
 
     def apply(self, outgoing: list[Outgoing]) -> None:
+        self.sent.add(outgoing, topic="partials")
         for out in outgoing:
             if out.topic == INGEST:
                 assert out.key is not None
@@ -130,7 +133,8 @@ class Partition:
         return {event.event_id: event for _, event in self.tables().items(EVENTS)}
 
     def bins(self) -> dict[Any, Counters]:
-        return {key: share.counters for key, share in self.tables().items(PARTIALS)}
+        """The partition's share of each bin, summed from the records it sent."""
+        return self.sent.shares()
 
     def record(self, deletion_id: str) -> DeletionRecord:
         record = self.tables().get(DELETIONS, deletion_id)

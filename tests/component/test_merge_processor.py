@@ -17,7 +17,6 @@ import pytest
 from driftline.agents.driver import Input, ProcessorDriver
 from driftline.agents.merge import MergeProcessor
 from driftline.agents.runtime import Outgoing
-from driftline.state.bin_totals import Share
 from driftline.state.bins import BIN_KEY, HOUR_MS, ContributionRules, bins_of, hour_of
 from driftline.state.commands import event_key
 from driftline.state.counters import ModelCounters
@@ -28,12 +27,13 @@ from driftline.state.partition_tables import (
     DELETIONS,
     DELETIONS_WAITING,
     EVENTS,
+    HELD_BINS,
     HOURS,
+    MARKED,
     PARKED,
     PARKED_BY_TIME,
     PARKED_UPDATES,
 )
-from driftline.state.partition_tables import PARTIALS as PARTIAL_SHARES
 from driftline.state.registered import RegisteredModel
 from driftline.state.spec import ModelSpec
 from driftline.state.store import PartitionStore
@@ -269,20 +269,19 @@ def _update_label(event_id: str, label: int) -> tuple[bytes, bytes]:
 def test_rebuild_bins_recomputes_every_share_from_the_stored_events(
     driver: ProcessorDriver,
 ) -> None:
-    """``rebuild_bins`` (``driftline replay bins``) replaces the partition's shares of the
-    model with the batch recomputation of the events it stores, the batch's own changes
-    included: a share that had drifted is corrected, one with no event left is emptied,
-    and every share is sent, changed or not."""
+    """``rebuild_bins`` (``driftline replay bins``) sends the partition's shares of the
+    model whole, as snapshots: the batch recomputation of the events it stores, the
+    batch's own changes included; a bin it once sent a delta of and has no event left in
+    gets an empty share; every share is sent, changed or not, and no delta."""
     partition = home("e1")
     neighbours = [f"e{i}" for i in range(2, 400) if home(f"e{i}") == partition][:5]
     for number, event_id in enumerate(["e1", *neighbours]):
         at_ms = T0 + (number % 3) * HOUR_MS
         send(driver, message("insert", event_id, {"age": 20 + number, "score": 0.4}, at_ms=at_ms))
     store = driver.store(partition)
-    damage = PartitionTransaction(store)
-    damage.set(PARTIAL_SHARES, (MODEL, hour_of(T0)), Share(1, {"n": 99}))  # drifted
-    damage.set(PARTIAL_SHARES, (MODEL, hour_of(T0) - 5), Share(1, {"n": 1}))  # no event left
-    store.write(damage.writes(), store.checkpoint())
+    emptied = PartitionTransaction(store)
+    emptied.set(HELD_BINS, (MODEL, hour_of(T0) - 5), MARKED)  # sent once, no event left
+    store.write(emptied.writes(), store.checkpoint())
     rebuild = Input(MODEL.encode(), encode_rebuild_bins("shop", "fraud"))
     late = message("insert", neighbours[0], {"age": 70, "score": 0.4}, at_ms=T0 + 4 * HOUR_MS)
     outgoing = driver.send([late, rebuild], partition)
@@ -290,15 +289,17 @@ def test_rebuild_bins_recomputes_every_share_from_the_stored_events(
     rules = {MODEL: ContributionRules(SPEC, None)}
     events = PartitionTransaction(store).items(EVENTS, prefix=f"{MODEL}/".encode())
     expected = bins_of(rules, ((MODEL, stored_event) for _, stored_event in events))
-    shares = PartitionTransaction(store).items(PARTIAL_SHARES)
-    assert {key: share.counters for key, share in shares} == expected
-    sent = {
-        BIN_KEY.decode(out.key or b""): BIN_PARTIAL.decode(out.value or b"").share.counters
+    records = [
+        (BIN_KEY.decode(out.key or b""), BIN_PARTIAL.decode(out.value or b""))
         for out in outgoing
         if out.topic == PARTIALS
-    }
+    ]
+    assert not [record for _, record in records if record.delta]
+    sent = {key: record.share.counters for key, record in records}
     assert sent == {**expected, (MODEL, hour_of(T0) - 5): {}}
-    assert len(sent) == len([out for out in outgoing if out.topic == PARTIALS])
+    assert len(sent) == len(records)
+    held = {key for key, _ in PartitionTransaction(store).items(HELD_BINS)}
+    assert held == set(sent)
 
 
 def test_rebuild_bins_of_an_unregistered_model_is_dead_lettered(driver: ProcessorDriver) -> None:

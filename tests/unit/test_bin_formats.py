@@ -1,5 +1,6 @@
 """The bins stage's records, as ``topics/SCHEMAS.md`` describes them and earlier versions
-wrote them: bin keys, bin-partials snapshots, stored shares and metrics values."""
+wrote them: bin keys, bin-partials deltas and snapshots, stored shares and deltas, and
+metrics values."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from hypothesis import strategies as st
 from driftline.state import exact_json
 from driftline.state.bin_totals import Share
 from driftline.state.bins import BIN_KEY, Counters
-from driftline.state.partition_tables import PARTIALS, SHARES
+from driftline.state.partition_tables import DELTAS, HELD_BINS, SHARES
 from driftline.topics.bin_partials import BIN_PARTIAL, BinPartial
 from driftline.topics.metric_bins import METRICS_VALUE, metrics_value
 
@@ -32,6 +33,13 @@ def test_a_bin_partial_snapshot_keeps_its_wire_bytes() -> None:
     assert BIN_PARTIAL.decode(b"\x010 7\nnull") == empty
 
 
+def test_a_bin_partial_delta_keeps_its_wire_bytes() -> None:
+    delta = BinPartial(3, Share(1200, {"n": 1, "labelled": -1}), delta=True)
+    raw = b'\x023 1200\n{"n":1,"labelled":-1}'
+    assert BIN_PARTIAL.encode(delta) == raw
+    assert BIN_PARTIAL.decode(raw) == delta
+
+
 def test_a_snapshot_and_a_stored_share_of_the_json_format_before_still_read() -> None:
     """Snapshots on the topic and shares in a changelog written before the header format."""
     old = b'{"p":3,"v":1200,"c":{"n":2,"labelled":1}}'
@@ -47,16 +55,25 @@ def test_a_share_read_from_the_wire_is_stored_as_it_came() -> None:
     assert came.counters == {"n": 3, "h:age:1": 3}
 
 
-@given(st.integers(0, 20), st.integers(0, 2**40), counters)
-def test_snapshots_and_stored_shares_survive_their_encodings_at_any_size(
-    partition: int, version: int, found: Counters
+@given(st.integers(0, 20), st.integers(0, 2**40), counters, st.booleans())
+def test_records_and_stored_shares_survive_their_encodings_at_any_size(
+    partition: int, version: int, found: Counters, is_delta: bool
 ) -> None:
     share = Share(version, found)
-    assert BIN_PARTIAL.decode(BIN_PARTIAL.encode(BinPartial(partition, share))) == BinPartial(
-        partition, share
-    )
+    record = BinPartial(partition, share, is_delta)
+    assert BIN_PARTIAL.decode(BIN_PARTIAL.encode(record)) == record
     assert SHARES.value.decode(SHARES.value.encode(share)) == share
     assert SHARES.key.decode(SHARES.key.encode(("p/m", 12, partition))) == ("p/m", 12, partition)
+    delta_key = ("p/m", 12, partition, version)
+    assert DELTAS.key.decode(DELTAS.key.encode(delta_key)) == delta_key
+    assert DELTAS.value.decode(DELTAS.value.encode(share)) == share
+
+
+def test_a_bins_deltas_sort_under_its_shares_prefix_by_partition() -> None:
+    """The emission reads a bin's deltas with one prefix scan (``shares_of``)."""
+    keys = [DELTAS.key.encode(("p/m", 12, p, v)) for p, v in [(0, 5), (1, 3), (10, 2)]]
+    assert all(key.startswith(b"p/m/12/") for key in keys)
+    assert not DELTAS.key.encode(("p/m", 120, 0, 1)).startswith(b"p/m/12/")
 
 
 def test_a_stored_share_written_with_its_partition_still_reads() -> None:
@@ -76,8 +93,7 @@ def test_a_metrics_value_keeps_its_wire_bytes() -> None:
     assert "metrics" not in exact_json.loads(METRICS_VALUE.encode(unknown_model))
 
 
-def test_a_merge_partitions_share_of_the_counters_only_format_still_reads() -> None:
-    """``partials`` records written before they carried a version: the counters alone."""
-    assert PARTIALS.value.decode(b'{"n":2,"labelled":1}') == Share(0, {"n": 2, "labelled": 1})
-    share = Share(12, {"n": 2})
-    assert PARTIALS.value.decode(PARTIALS.value.encode(share)) == share
+def test_a_merge_partitions_held_bins_read_whatever_records_before_held() -> None:
+    """``partials`` records held the partition's share before deltas: only the key is read."""
+    assert HELD_BINS.key.decode(b"shop/churn/7") == ("shop/churn", 7)
+    assert HELD_BINS.value.decode(b'{"n":2,"labelled":1}') == b'{"n":2,"labelled":1}'

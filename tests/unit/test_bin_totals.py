@@ -1,5 +1,5 @@
-"""The bins stage's rules (``state.bin_totals``): newest share wins, shares sum into a bin,
-emissions are coalesced."""
+"""The bins stage's rules (``state.bin_totals``): deltas fold into their share once each,
+newest share wins, shares sum into a bin, emissions are coalesced."""
 
 from __future__ import annotations
 
@@ -14,9 +14,11 @@ from driftline.state.bin_totals import (
     Share,
     bin_total,
     changed_shares,
+    folded,
     newest_shares,
     supersedes,
 )
+from driftline.state.bins import Counters
 
 counters = st.dictionaries(
     st.sampled_from(["n", "labelled", "tp", "h:age:3", "sq_err"]),
@@ -90,6 +92,57 @@ def test_summing_shares_is_order_independent_and_exact(parts: list[Share], rando
         assert total.version == sum(share.version for share in parts)
     else:
         assert total is None  # every share empty, or they cancel: a tombstone
+
+
+def summed(parts: list[Counters]) -> Counters:
+    """Counters added up the plain way, zeros left out."""
+    total: dict[str, int] = {}
+    for part in parts:
+        for name, count in part.items():
+            total[name] = total.get(name, 0) + count
+    return {name: count for name, count in total.items() if count}
+
+
+# A partition's deltas to one bin: one per batch, versions growing.
+delta_streams = st.lists(counters, max_size=10).map(
+    lambda changes: [Share(10 * (i + 1), change) for i, change in enumerate(changes)]
+)
+
+
+@given(delta_streams, st.randoms())
+def test_deltas_folded_as_they_come_with_repeats_equal_their_sum(
+    deltas: list[Share], random: Random
+) -> None:
+    """Streaming equals batch: the deltas delivered in batches, each batch possibly with
+    deltas delivered before (a redelivery), folded at random points (emissions, which is
+    what the bins processor stores: a share, the deltas under their versions), end as the
+    sum of the distinct deltas, versioned by the newest."""
+    share: Share | None = None
+    pending: dict[int, Share] = {}
+    sent = 0
+    while sent < len(deltas):
+        batch = deltas[sent : random.randint(sent + 1, len(deltas))]
+        repeats = random.sample(deltas[:sent], random.randint(0, sent))
+        sent += len(batch)
+        for delta in [*batch, *repeats]:
+            pending[delta.version] = delta
+        if random.random() < 0.5:
+            share = folded(share, pending.values()) or share
+            pending = {}
+    share = folded(share, pending.values()) or share
+    if not deltas:
+        assert share is None
+        return
+    assert share is not None
+    assert share.version == deltas[-1].version
+    assert {n: c for n, c in share.counters.items() if c} == summed([d.counters for d in deltas])
+
+
+def test_folding_only_deltas_no_newer_than_the_share_changes_nothing() -> None:
+    share = Share(20, {"n": 3})
+    assert folded(share, [Share(20, {"n": 1}), Share(5, {"n": 9})]) is None
+    assert folded(None, []) is None
+    assert folded(share, [Share(30, {"n": -3, "tp": 1})]) == Share(30, {"tp": 1})
 
 
 def test_a_bin_whose_shares_are_all_empty_is_a_tombstone() -> None:

@@ -260,6 +260,7 @@ def _merge_runner(
         deletion_batch_size=settings.event_deletion_batch_size,
         deletion_budget=budget,
         ingest_partitions=settings.ingest_partitions,
+        bins_partitions=settings.bins_partitions,
     )
     config = _runner_config(
         settings, topics, resources, "merge", topics.merge_group, topics.ingest.name,

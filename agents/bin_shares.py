@@ -7,18 +7,18 @@ batch's transaction: the bins stage (``agents/bin_totals.py``) counts each delta
 (by its version) and folds them into the partition's share of the bin. A batch costs what
 it changes: the stage keeps no share of its own, only which bins it ever sent a delta of,
 so that a rebuild (``rebuild_bins``), which recomputes the partition's shares of a model
-from its stored events and sends them whole as snapshots, can also empty the bins it no
-longer has an event of. Sending whole shares after every batch made a backfill over a
+from its stored events and sends them whole (into a new generation, or as snapshots in
+place), can also empty the bins it no longer has an event of. Sending whole shares after every batch made a backfill over a
 year of hours, whose batches touch a bin per event, rewrite a kilobyte-sized share per
 event in both stages and both changelogs.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Collection, Mapping
+from collections.abc import Callable, Mapping
 
 from driftline.agents.runtime import Outgoing
-from driftline.state.bin_totals import Share
+from driftline.state.bin_totals import DELTA_FORMAT, DONE_FORMAT, STAGED_FORMAT, Share
 from driftline.state.bins import (
     BIN_KEY,
     BinKey,
@@ -30,7 +30,7 @@ from driftline.state.bins import (
 from driftline.state.events import EventChange
 from driftline.state.partition_tables import EVENTS, HELD_BINS, MARKED
 from driftline.state.registered import RegisteredModel
-from driftline.state.tables import PartitionTransaction
+from driftline.state.tables import TEXT, PartitionTransaction
 from driftline.topics.bin_partials import BIN_PARTIAL, BinPartial, label_header
 
 
@@ -38,10 +38,16 @@ class BinShares:
     """Called by the merge processor with each batch's event changes."""
 
     def __init__(
-        self, registered_model: Callable[[str], RegisteredModel | None], topic: str
+        self,
+        registered_model: Callable[[str], RegisteredModel | None],
+        topic: str,
+        ingest_partitions: int = 1,
+        bins_partitions: int = 1,
     ) -> None:
         self._registered_model = registered_model
         self._topic = topic
+        self._ingest_partitions = ingest_partitions
+        self._bins_partitions = bins_partitions
         self._rules: dict[str, tuple[RegisteredModel, ContributionRules]] = {}
 
     def apply(
@@ -51,39 +57,63 @@ class BinShares:
         changes: list[EventChange],
         tx: PartitionTransaction,
         label_arrivals: Mapping[BinKey, int],
-        rebuilt: Collection[str] = (),
+        rebuilt: Mapping[str, int] | None = None,
     ) -> list[Outgoing]:
         """The changes' delta to each bin they change, with the earliest arrival of the
         labels it took when it took any (a header: the delta itself is the same with or
-        without it). The shares of the ``rebuilt`` models are recomputed from the stored
-        events instead (the batch's own changes included), and all of them are sent
-        whole."""
+        without it). The shares of the ``rebuilt`` models (model -> rebuild generation)
+        are recomputed from the stored events (the batch's own changes included) and sent
+        whole: in place of the deltas for generation 0; else into the generation, beside
+        the deltas (the bins in use until the generation is complete take those), followed
+        by the partition's word to every bins partition that it sent them all."""
         deltas = self.deltas(changes)
-        snapshots: dict[BinKey, Counters] = {}
-        for model in rebuilt:
-            snapshots.update(self._recomputed(model, tx))
-        _hold(tx, [key for key in deltas if key not in snapshots])
+        in_place: dict[BinKey, Counters] = {}
+        generations: list[Outgoing] = []
+        for model, generation in (rebuilt or {}).items():
+            shares = self._recomputed(model, tx)
+            if generation:
+                generations += self._generation(model, generation, partition, version, shares)
+            else:
+                in_place.update(shares)
+        _hold(tx, [key for key in deltas if key not in in_place])
         outgoing: list[Outgoing] = []
         for key, counters in deltas.items():
-            if key not in snapshots:
-                outgoing.append(self._sent(key, partition, version, counters, label_arrivals, True))
-        for key, counters in snapshots.items():
-            outgoing.append(self._sent(key, partition, version, counters, label_arrivals, False))
-        return outgoing
+            if key not in in_place:
+                record = BinPartial(partition, Share(version, counters), DELTA_FORMAT)
+                outgoing.append(self._sent(key, record, label_arrivals.get(key)))
+        for key, counters in in_place.items():
+            record = BinPartial(partition, Share(version, counters))
+            outgoing.append(self._sent(key, record, label_arrivals.get(key)))
+        return outgoing + generations
 
-    def _sent(
+    def _generation(
         self,
-        key: BinKey,
+        model: str,
+        generation: int,
         partition: int,
         version: int,
-        counters: Counters,
-        label_arrivals: Mapping[BinKey, int],
-        delta: bool,
-    ) -> Outgoing:
-        record = BIN_PARTIAL.encode(BinPartial(partition, Share(version, counters), delta))
-        arrival = label_arrivals.get(key)
-        headers = None if arrival is None else [label_header(arrival)]
-        return Outgoing(self._topic, BIN_KEY.encode(key), record, headers)
+        shares: Mapping[BinKey, Counters],
+    ) -> list[Outgoing]:
+        """The partition's shares in the rebuild's generation, then its word that they
+        are all sent, to every bins partition (each swaps its bins of the model in once it
+        has the word of every ingest partition)."""
+        sent = [
+            self._sent(key, BinPartial(partition, Share(version, c), STAGED_FORMAT, generation))
+            for key, c in shares.items()
+        ]
+        done = BinPartial(
+            partition, Share(version), DONE_FORMAT, generation, self._ingest_partitions
+        )
+        value = BIN_PARTIAL.encode(done)
+        sent += [
+            Outgoing(self._topic, TEXT.encode(model), value, partition=bins_partition)
+            for bins_partition in range(self._bins_partitions)
+        ]
+        return sent
+
+    def _sent(self, key: BinKey, record: BinPartial, arrival_ms: int | None = None) -> Outgoing:
+        headers = None if arrival_ms is None else [label_header(arrival_ms)]
+        return Outgoing(self._topic, BIN_KEY.encode(key), BIN_PARTIAL.encode(record), headers)
 
     def _recomputed(self, model: str, tx: PartitionTransaction) -> dict[BinKey, Counters]:
         """Every share of the model, recomputed from the events the partition stores (the

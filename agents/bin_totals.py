@@ -13,6 +13,11 @@ emissions: a bin changed within its interval is marked dirty and emitted by a la
 While input arrives, emitting gets a share of the stage's time (``EmissionBudget``): a
 backfill over a year of hours changes thousands of bins per batch, and the bins the budget
 has no time for wait dirty, emitted in turn, all of them once the input stops.
+A rebuild into a generation (``driftline replay bins``) is kept aside - each ingest
+partition's shares, then its word that they are all sent - while the bins in use go on;
+the deltas that come after a partition's rebuild are folded into its shares of both. With
+every partition's word, the model's shares are swapped for the generation's in one batch
+and its bins emitted, so no bin ever sums an old share with a new one.
 A bin whose shares are all empty is emitted as a tombstone. The rules live in
 ``state.bin_totals``: this module decodes the records, applies the rules through the
 batch's transaction and encodes the bins.
@@ -32,6 +37,8 @@ from confluent_kafka import Message
 
 from driftline.agents.runtime import Outgoing, dead_letter_to
 from driftline.state.bin_totals import (
+    DONE_FORMAT,
+    STAGED_FORMAT,
     BinTotal,
     DeltaKey,
     EmissionBudget,
@@ -47,7 +54,19 @@ from driftline.state.bin_totals import (
 )
 from driftline.state.bins import BIN_KEY, BinKey
 from driftline.state.metrics import bin_metrics
-from driftline.state.partition_tables import DELTAS, DIRTY, MARKED, SHARES, shares_of
+from driftline.state.partition_tables import (
+    DELTAS,
+    DIRTY,
+    GENERATION_DONE,
+    GENERATIONS,
+    MARKED,
+    SHARES,
+    STAGED,
+    DoneKey,
+    StagedKey,
+    generation_prefix,
+    shares_of,
+)
 from driftline.state.registered import RegisteredModel
 from driftline.state.tables import TEXT, PartitionTransaction
 from driftline.topics.bin_partials import BIN_PARTIAL, label_arrival
@@ -141,6 +160,10 @@ class BinTotalsProcessor:
         for key, share in changed_shares(newest, found).items():
             _replace(tx, key, share)
             changed[bin_of(key)] = None
+        for staged in received.staged:
+            _stage(tx, staged)
+        for done in received.done:
+            changed.update(dict.fromkeys(_count_done(tx, done)))
         self._keep_labels(partition, received.labels(stored))
         outgoing: list[Outgoing] = []
         for bin_key in changed:
@@ -241,15 +264,25 @@ class _Received:
     def __init__(self) -> None:
         self.deltas: dict[DeltaKey, Share] = {}
         self.snapshots: list[tuple[ShareKey, Share]] = []
+        self.staged: list[tuple[StagedKey, Share]] = []
+        self.done: list[tuple[DoneKey, tuple[int, int]]] = []
         self._labels: list[tuple[ShareKey, int | None, int]] = []
 
     def add(self, message: Message) -> None:
         raw_key, value = message.key(), message.value()
         if raw_key is None or value is None:
             return
-        model, hour = BIN_KEY.decode(raw_key)
         partial = BIN_PARTIAL.decode(value)
+        if partial.kind == DONE_FORMAT:  # keyed by the model, not a bin
+            done_key = (TEXT.decode(raw_key), partial.generation, partial.partition)
+            self.done.append((done_key, (partial.share.version, partial.partitions)))
+            return
+        model, hour = BIN_KEY.decode(raw_key)
         key = (model, hour, partial.partition)
+        if partial.kind == STAGED_FORMAT:
+            staged_key = (model, partial.generation, hour, partial.partition)
+            self.staged.append((staged_key, partial.share))
+            return
         if partial.delta:
             self.deltas[(*key, partial.share.version)] = partial.share
         else:
@@ -271,8 +304,8 @@ class _Received:
 
 
 def _replace(tx: PartitionTransaction, key: ShareKey, share: Share) -> None:
-    """A newer snapshot in place of the share: the deltas it holds (no newer than it)
-    go."""
+    """A share in place of the one kept (a newer snapshot, or a generation's): the deltas
+    it holds (no newer than it) go."""
     tx.set(SHARES, key, share)
     model, hour, source = key
     for delta_key, delta in list(tx.items(DELTAS, shares_of((model, hour)))):
@@ -281,16 +314,103 @@ def _replace(tx: PartitionTransaction, key: ShareKey, share: Share) -> None:
 
 
 def _folded_shares(tx: PartitionTransaction, bin_key: BinKey) -> dict[ShareKey, Share]:
-    """The bin's shares, each with its deltas folded in (stored so, the deltas deleted)."""
+    """The bin's shares, each with its deltas folded in (stored so, the deltas deleted).
+    While a generation of the model is being built, the deltas newer than a partition's
+    share in it are folded into that one too: it takes over once complete."""
     shares = dict(tx.items(SHARES, shares_of(bin_key)))
     pending: dict[ShareKey, list[Share]] = {}
     for delta_key, delta in list(tx.items(DELTAS, shares_of(bin_key))):
         model, hour, source, _ = delta_key
         pending.setdefault((model, hour, source), []).append(delta)
         tx.delete(DELTAS, delta_key)
+    building = tx.get(GENERATIONS, bin_key[0])
     for key, deltas in pending.items():
         share = folded(shares.get(key), deltas)
         if share is not None:
             tx.set(SHARES, key, share)
             shares[key] = share
+        if building is not None:
+            _fold_staged(tx, key, building, deltas)
     return shares
+
+
+def _fold_staged(
+    tx: PartitionTransaction, key: ShareKey, generation: int, deltas: list[Share]
+) -> None:
+    """Fold deltas into the partition's share in the generation: the one it sent, or, for
+    a bin it sent none of (its events came after the rebuild), an empty one as of its
+    rebuild; nothing before the partition's rebuild reached here (its share will hold
+    them)."""
+    model, hour, source = key
+    staged_key = (model, generation, hour, source)
+    staged = tx.get(STAGED, staged_key)
+    if staged is None:
+        done = tx.get(GENERATION_DONE, (model, generation, source))
+        staged = None if done is None else Share(done[0], {})
+    if staged is not None:
+        share = folded(staged, deltas)
+        if share is not None:
+            tx.set(STAGED, staged_key, share)
+
+
+def _building(tx: PartitionTransaction, model: str, generation: int) -> bool:
+    """Whether records of ``generation`` count: it is the model's newest. A newer one than
+    the one being built replaces it (what was kept of the older goes)."""
+    current = tx.get(GENERATIONS, model)
+    if current is not None and generation < current:
+        return False
+    if current != generation:
+        for key, _ in list(tx.items(STAGED, f"{model}/".encode())):
+            tx.delete(STAGED, key)
+        for done_key, _ in list(tx.items(GENERATION_DONE, f"{model}/".encode())):
+            tx.delete(GENERATION_DONE, done_key)
+        tx.set(GENERATIONS, model, generation)
+    return True
+
+
+def _stage(tx: PartitionTransaction, staged: tuple[StagedKey, Share]) -> None:
+    key, share = staged
+    model, generation, _, _ = key
+    if _building(tx, model, generation):
+        tx.set(STAGED, key, share)
+
+
+def _count_done(tx: PartitionTransaction, done: tuple[DoneKey, tuple[int, int]]) -> list[BinKey]:
+    """Count a partition's word; with every partition's, swap the generation in: the bins
+    whose shares it changed."""
+    key, (version, partitions) = done
+    model, generation, _ = key
+    if not _building(tx, model, generation):
+        return []
+    tx.set(GENERATION_DONE, key, (version, partitions))
+    prefix = generation_prefix(model, generation)
+    versions = {
+        source: done_version
+        for (_, _, source), (done_version, _) in tx.items(GENERATION_DONE, prefix)
+    }
+    if len(versions) < partitions:
+        return []
+    return _swap(tx, model, generation, versions)
+
+
+def _swap(
+    tx: PartitionTransaction, model: str, generation: int, versions: dict[int, int]
+) -> list[BinKey]:
+    """The model's shares replaced by the generation's, at once (one batch): a share the
+    generation has none of becomes empty as of its partition's rebuild. The deltas newer
+    than a share stay, to be folded into it."""
+    prefix = generation_prefix(model, generation)
+    staged = {(hour, source): share for (_, _, hour, source), share in tx.items(STAGED, prefix)}
+    changed: dict[BinKey, None] = {}
+    for (_, hour, source), _ in list(tx.items(SHARES, f"{model}/".encode())):
+        if (hour, source) not in staged and source in versions:
+            staged[(hour, source)] = Share(versions[source], {})
+    for (hour, source), share in staged.items():
+        _replace(tx, (model, hour, source), share)
+        changed[(model, hour)] = None
+    for staged_key, _ in list(tx.items(STAGED, prefix)):
+        tx.delete(STAGED, staged_key)
+    for done_key, _ in list(tx.items(GENERATION_DONE, prefix)):
+        tx.delete(GENERATION_DONE, done_key)
+    tx.delete(GENERATIONS, model)
+    return list(changed)

@@ -68,10 +68,13 @@ class MergeProcessor:
         deletion_batch_size: int,
         deletion_budget: DeletionBudget,
         ingest_partitions: int,
+        bins_partitions: int = 1,
     ) -> None:
         self._registered_model = registered_model
         self._deletions = DeletionRequests(ingest_topic, deletion_batch_size, deletion_budget)
-        self._partials = BinShares(registered_model, bin_partials_topic)
+        self._partials = BinShares(
+            registered_model, bin_partials_topic, ingest_partitions, bins_partitions
+        )
         self._ingest_topic = ingest_topic
         self._dead_letter_topic = dead_letter_topic
         self._max_event_bytes = max_event_bytes
@@ -92,7 +95,7 @@ class MergeProcessor:
         merge = BatchMerge(tables, specs, self._parked_limit)
         dead = batch.dead
         continuations: list[Outgoing] = []
-        rebuilt: dict[str, None] = {}
+        rebuilt: dict[str, int] = {}
         for command in batch.commands:
             if isinstance(command, Insert | Update | Delete):
                 merge.apply(command, batch.raw_values[command.ref])
@@ -100,7 +103,7 @@ class MergeProcessor:
                 reason = f"model {command.model_key!r} is not registered"
                 dead.append(DeadLetter.of(messages[command.ref], reason))
             elif isinstance(command, RebuildBins):
-                rebuilt[command.model_key] = None  # after the batch's changes: see apply
+                rebuilt[command.model_key] = command.generation  # after the batch's changes
             else:
                 continuations.extend(self._deletions.apply(partition, command, merge, tx, now_ms))
         outcome = merge.outcome

@@ -5,7 +5,8 @@ Two replays, for two losses:
 - ``bins``: the bins of a model, and everything built on them (the metrics topic, Redis,
   PostgreSQL, the alerts), from the events the worker stores. A ``rebuild_bins`` command
   goes to every ingest partition; each partition recomputes its shares of the model's
-  bins from its stored events in one transaction and sends them all, so every bin is
+  bins from its stored events in one transaction and sends them all into a new
+  generation, which the bins stage swaps in once every partition has; every bin is then
   re-emitted whole. For a logic change in the bin rules or metric formulas, or derived
   state lost or suspect. Limited by nothing Kafka retains: the events are the worker's
   store (its changelog is compacted, never expired).
@@ -43,12 +44,13 @@ REPLAYED_FROM = "driftline.replayed-from"
 
 
 def rebuild_bins(settings: Settings, model: str) -> int:
-    """Ask every ingest partition to recompute and send its shares of ``model``'s bins;
+    """Ask every ingest partition to recompute and send its shares of ``model``'s bins
+    into a new generation (numbered by the time of asking: a later replay's is newer);
     the number of partitions asked."""
     project_id, model_id = split_model_key(model)
     ingest = Topics.for_settings(settings).ingest
     producer = CheckedProducer(settings.bootstrap_servers)
-    command = encode_rebuild_bins(project_id, model_id)
+    command = encode_rebuild_bins(project_id, model_id, generation=time.time_ns() // 1000)
     for partition in range(ingest.partitions):
         producer.produce(ingest.name, model.encode(), command, partition=partition)
     producer.flush()

@@ -38,6 +38,12 @@ DeltaKey = tuple[str, int, int, int]
 SHARE_FORMAT = b"\x01"
 # The first byte of a delta's record, in the same format: the counters are a change.
 DELTA_FORMAT = b"\x02"
+# The first bytes of a rebuild's records into a new generation (``agents/bin_shares.py``):
+# a partition's whole share of a bin, kept aside until the generation is complete; and a
+# partition's word that it sent all of its shares.
+STAGED_FORMAT = b"\x03"
+DONE_FORMAT = b"\x04"
+RECORD_FORMATS = (SHARE_FORMAT, DELTA_FORMAT, STAGED_FORMAT, DONE_FORMAT)
 
 
 class Share:
@@ -86,33 +92,29 @@ class Share:
         return f"Share({self.version}, {self.counters!r})"
 
 
-def share_record(share: Share, *before: int, delta: bool = False) -> bytes:
-    """A share (or a ``delta``) in the share format: ``SHARE_FORMAT`` (``DELTA_FORMAT``),
-    the integers ``before`` (a message's ingest partition) and the version in decimal,
-    apart by spaces, a newline, then the counters as encoded."""
+def share_record(share: Share, *before: int, kind: bytes = SHARE_FORMAT) -> bytes:
+    """A share in the share format: its ``kind`` (one of ``RECORD_FORMATS``), the integers
+    ``before`` (a message's ingest partition, ...) and the version in decimal, apart by
+    spaces, a newline, then the counters as encoded."""
     header = b" ".join(b"%d" % number for number in (*before, share.version))
-    return (DELTA_FORMAT if delta else SHARE_FORMAT) + header + b"\n" + share.encoded
+    return kind + header + b"\n" + share.encoded
 
 
 class ShareRecord(NamedTuple):
+    kind: bytes
     before: list[int]
     share: Share
-    delta: bool
 
 
 def read_share_record(raw: bytes) -> ShareRecord | None:
-    """The integers before the version and the share (its counters decoded when read) of
-    a ``share_record``, and whether it is a delta; None for a record of the JSON format
-    before."""
-    if raw.startswith(SHARE_FORMAT):
-        delta = False
-    elif raw.startswith(DELTA_FORMAT):
-        delta = True
-    else:
+    """The kind, the integers before the version and the share (its counters decoded when
+    read) of a ``share_record``; None for a record of the JSON format before."""
+    kind = raw[:1]
+    if kind not in RECORD_FORMATS:
         return None
     header, counters = raw[1:].split(b"\n", 1)
     *before, version = (int(number) for number in header.split(b" "))
-    return ShareRecord(before, Share(version, encoded=counters), delta)
+    return ShareRecord(kind, before, Share(version, encoded=counters))
 
 
 @dataclass(frozen=True, slots=True)

@@ -106,11 +106,14 @@ DeletionCommand = DeleteIds | DeleteRange | ContinueDeletion
 @dataclass(frozen=True, slots=True)
 class RebuildBins:
     """Asks the partition to recompute its shares of a model's bins from the events it
-    stores, and to send them all (``driftline replay bins``): sent to every partition."""
+    stores, and to send them all (``driftline replay bins``): sent to every partition.
+    ``generation``: a new one the bins switch to once every partition sent its shares; 0,
+    the shares replace the ones in use as they arrive."""
 
     model_key: str
     offset: int
     ref: int = 0
+    generation: int = 0
 
 
 def event_id_of(value: object) -> str | None:

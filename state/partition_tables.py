@@ -248,6 +248,57 @@ DELTAS: Table[DeltaKey, Share] = Table(
 DIRTY: Table[BinKey, bytes] = Table("dirty", BIN_KEY, BYTES)
 MARKED = b""
 
+# A rebuild into a new generation (``driftline replay bins``): per model, the generation
+# being built; its shares, kept aside; and which ingest partitions sent all of theirs
+# (the version of their rebuild, and how many partitions the generation waits for).
+# Once every partition has, the model's shares are swapped for the generation's.
+StagedKey = tuple[str, int, int, int]  # (model, generation, hour, ingest partition)
+DoneKey = tuple[str, int, int]  # (model, generation, ingest partition)
+
+
+def generation_prefix(model: str, generation: int) -> bytes:
+    """The prefix of a generation's staged shares and done words: ``model/<generation>/``."""
+    return f"{model}/{generation}/".encode()
+
+
+def _encode_staged_key(key: StagedKey) -> bytes:
+    model, generation, hour, partition = key
+    return generation_prefix(model, generation) + b"%d/%d" % (hour, partition)
+
+
+def _decode_staged_key(raw: bytes) -> StagedKey:
+    model, generation, hour, partition = raw.decode().rsplit("/", 3)
+    return model, int(generation), int(hour), int(partition)
+
+
+def _encode_done_key(key: DoneKey) -> bytes:
+    model, generation, partition = key
+    return generation_prefix(model, generation) + b"%d" % partition
+
+
+def _decode_done_key(raw: bytes) -> DoneKey:
+    model, generation, partition = raw.decode().rsplit("/", 2)
+    return model, int(generation), int(partition)
+
+
+def _encode_pair(pair: tuple[int, int]) -> bytes:
+    return b"%d %d" % pair
+
+
+def _decode_pair(raw: bytes) -> tuple[int, int]:
+    first, second = raw.split(b" ")
+    return int(first), int(second)
+
+
+GENERATIONS: Table[str, int] = Table("generations", TEXT, Codec(_count_bytes, int))
+STAGED: Table[StagedKey, Share] = Table(
+    "staged", Codec(_encode_staged_key, _decode_staged_key), Codec(_encode_share, _decode_share)
+)
+# -> (the version of the partition's rebuild, the ingest partitions the generation waits for)
+GENERATION_DONE: Table[DoneKey, tuple[int, int]] = Table(
+    "generation-done", Codec(_encode_done_key, _decode_done_key), Codec(_encode_pair, _decode_pair)
+)
+
 
 # --- the alert evaluator (one store per model-bins partition) -------------------------
 

@@ -13,22 +13,43 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from driftline.state import exact_json
-from driftline.state.bin_totals import Share, read_share_record, share_record
+from driftline.state.bin_totals import (
+    DELTA_FORMAT,
+    DONE_FORMAT,
+    SHARE_FORMAT,
+    STAGED_FORMAT,
+    Share,
+    read_share_record,
+    share_record,
+)
 from driftline.state.tables import Codec
 
 
 @dataclass(frozen=True, slots=True)
 class BinPartial:
-    """One record: ``partition``'s (an ingest partition's) share of the keyed bin, or with
-    ``delta`` the change one of its batches made to it."""
+    """One record of ``partition`` (an ingest partition) about the keyed bin: its share
+    (``kind`` SHARE_FORMAT), the change one of its batches made to it (DELTA_FORMAT), its
+    share in rebuild ``generation`` (STAGED_FORMAT); or, keyed by the model, its word that
+    it sent every share of that generation, one of ``partitions`` (DONE_FORMAT)."""
 
     partition: int
     share: Share
-    delta: bool = False
+    kind: bytes = SHARE_FORMAT
+    generation: int = 0
+    partitions: int = 0
+
+    @property
+    def delta(self) -> bool:
+        return self.kind == DELTA_FORMAT
 
 
 def _encode(partial: BinPartial) -> bytes:
-    return share_record(partial.share, partial.partition, delta=partial.delta)
+    before = [partial.partition]
+    if partial.kind in (STAGED_FORMAT, DONE_FORMAT):
+        before.append(partial.generation)
+    if partial.kind == DONE_FORMAT:
+        before.append(partial.partitions)
+    return share_record(partial.share, *before, kind=partial.kind)
 
 
 def _decode(raw: bytes) -> BinPartial:
@@ -36,8 +57,8 @@ def _decode(raw: bytes) -> BinPartial:
     that format (a JSON object) still reads."""
     read = read_share_record(raw)
     if read is not None:
-        (partition,) = read.before
-        return BinPartial(partition, read.share, read.delta)
+        partition, generation, partitions = [*read.before, 0, 0][:3]
+        return BinPartial(partition, read.share, read.kind, generation, partitions)
     snapshot = exact_json.loads_tagged(raw)
     return BinPartial(snapshot["p"], Share(snapshot["v"], snapshot["c"] or {}))
 

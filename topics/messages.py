@@ -126,8 +126,11 @@ def encode_continue_deletion(model: str, deletion_id: str) -> bytes:
     )  # fmt: skip
 
 
-def encode_rebuild_bins(project_id: str, model_id: str) -> bytes:
-    return orjson.dumps({"op": "rebuild_bins", "project_id": project_id, "model_id": model_id})
+def encode_rebuild_bins(project_id: str, model_id: str, generation: int = 0) -> bytes:
+    message: dict[str, Any] = {"op": "rebuild_bins", "project_id": project_id, "model_id": model_id}
+    if generation:
+        message["generation"] = generation
+    return orjson.dumps(message)
 
 
 def decode_ingest(
@@ -245,7 +248,13 @@ def _rebuild_command(
     key: bytes | None, message: dict[str, Any], offset: int, ref: int
 ) -> RebuildBins | str:
     named = _model_command_key(key, message)
-    return named if isinstance(named, str) else RebuildBins(named[0], offset, ref)
+    if isinstance(named, str):
+        return named
+    generation = message.get("generation", 0)
+    if type(generation) is not int or not 0 <= generation < 2**63:
+        wanted = "rebuild_bins needs 'generation' a whole number from 0 to 2**63 - 1"
+        return f"{wanted}; got {_quoted(generation)}"
+    return RebuildBins(named[0], offset, ref, generation)
 
 
 def _model_problem(message: dict[str, Any]) -> str | None:

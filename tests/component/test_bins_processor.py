@@ -16,11 +16,18 @@ from driftline.agents.bin_totals import BinTotalsProcessor
 from driftline.agents.driver import Input, ProcessorDriver
 from driftline.agents.runtime import Outgoing
 from driftline.state import exact_json
-from driftline.state.bin_totals import Share
+from driftline.state.bin_totals import DELTA_FORMAT, DONE_FORMAT, STAGED_FORMAT, Share
 from driftline.state.bins import BIN_KEY, HOUR_MS, BinKey, ContributionRules, Counters, bins_of
 from driftline.state.events import EventChange
 from driftline.state.metrics import bin_metrics
-from driftline.state.partition_tables import DELTAS, DIRTY, SHARES
+from driftline.state.partition_tables import (
+    DELTAS,
+    DIRTY,
+    GENERATION_DONE,
+    GENERATIONS,
+    SHARES,
+    STAGED,
+)
 from driftline.state.registered import RegisteredModel
 from driftline.state.tables import TEXT, PartitionTransaction
 from driftline.topics.bin_partials import BIN_PARTIAL, BinPartial, label_header
@@ -53,8 +60,20 @@ def snapshot(partition: int, version: int, counters: Counters, bin_key: BinKey =
 
 
 def delta(partition: int, version: int, counters: Counters, bin_key: BinKey = BIN) -> Input:
-    value = BIN_PARTIAL.encode(BinPartial(partition, Share(version, counters), delta=True))
+    value = BIN_PARTIAL.encode(BinPartial(partition, Share(version, counters), DELTA_FORMAT))
     return Input(BIN_KEY.encode(bin_key), value)
+
+
+def staged(
+    partition: int, generation: int, version: int, counters: Counters, bin_key: BinKey = BIN
+) -> Input:
+    record = BinPartial(partition, Share(version, counters), STAGED_FORMAT, generation)
+    return Input(BIN_KEY.encode(bin_key), BIN_PARTIAL.encode(record))
+
+
+def done(partition: int, generation: int, version: int, partitions: int) -> Input:
+    record = BinPartial(partition, Share(version), DONE_FORMAT, generation, partitions)
+    return Input(MODEL.encode(), BIN_PARTIAL.encode(record))
 
 
 def forwarded(snapshots: Sequence[Outgoing]) -> list[Input]:
@@ -323,3 +342,53 @@ def test_a_revoked_partitions_labels_are_forgotten(driver: ProcessorDriver) -> N
     driver.now_ms += INTERVAL_MS
     assert list(emitted(driver.tick())) == [BIN]
     assert _observed_since(before) == (0, 0.0)
+
+
+def test_a_generation_is_swapped_in_whole_once_every_partition_sent_its_shares(
+    driver: ProcessorDriver,
+) -> None:
+    """A rebuild into a generation: the bins in use stay as they are (deltas still count)
+    until the last partition's word; then every share of the model is the generation's
+    (with the deltas that came after each partition's rebuild), at once, and a share the
+    generation has none of is emptied."""
+    other = (MODEL, HOUR + 1)
+    driver.send(
+        [snapshot(0, 10, {"n": 5}), snapshot(1, 4, {"n": 3}), snapshot(1, 4, {"n": 1}, other)]
+    )
+    driver.now_ms += INTERVAL_MS
+    assert driver.send([staged(0, 7, 20, {"n": 6}), done(0, 7, 20, partitions=2)]) == []
+    driver.now_ms += INTERVAL_MS
+    old = emitted(driver.send([delta(0, 25, {"n": 1})]))[BIN]  # after partition 0's rebuild
+    assert old is not None
+    assert old["counts"] == {"n": 9}  # the bins in use: 5 + 1 + 3
+    driver.now_ms += INTERVAL_MS
+    swapped = emitted(driver.send([staged(1, 7, 30, {"n": 4}), done(1, 7, 30, partitions=2)]))
+    driver.now_ms += INTERVAL_MS
+    swapped.update(emitted(driver.tick()))
+    new = swapped[BIN]
+    assert new is not None
+    assert new["counts"] == {"n": 11}  # the generation: 6 + 1 (the later delta) + 4
+    assert swapped[other] is None  # partition 1 has no event left there
+    tables = PartitionTransaction(driver.store())
+    assert [list(tables.items(table)) for table in (STAGED, GENERATION_DONE, GENERATIONS)] == [
+        [],
+        [],
+        [],
+    ]
+
+
+def test_a_newer_generation_replaces_one_being_built(driver: ProcessorDriver) -> None:
+    driver.send([snapshot(0, 10, {"n": 5})])
+    driver.now_ms += INTERVAL_MS
+    driver.send([staged(0, 7, 20, {"n": 100}), done(0, 7, 20, partitions=2)])
+    swapped = emitted(driver.send([staged(0, 9, 30, {"n": 6}), done(0, 9, 30, partitions=1)]))
+    driver.now_ms += INTERVAL_MS
+    swapped.update(emitted(driver.tick()))
+    found = swapped[BIN]
+    assert found is not None
+    assert found["counts"] == {"n": 6}
+    driver.now_ms += INTERVAL_MS
+    # The older generation's last word comes late: it swaps nothing in.
+    assert driver.send([staged(1, 7, 21, {"n": 100}), done(1, 7, 21, partitions=2)]) == []
+    driver.now_ms += INTERVAL_MS
+    assert driver.tick() == []

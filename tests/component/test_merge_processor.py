@@ -17,6 +17,7 @@ import pytest
 from driftline.agents.driver import Input, ProcessorDriver
 from driftline.agents.merge import MergeProcessor
 from driftline.agents.runtime import Outgoing
+from driftline.state.bin_totals import DELTA_FORMAT, DONE_FORMAT, STAGED_FORMAT
 from driftline.state.bins import BIN_KEY, HOUR_MS, ContributionRules, bins_of, hour_of
 from driftline.state.commands import event_key
 from driftline.state.counters import ModelCounters
@@ -57,6 +58,7 @@ PARTITIONS = 4
 TIMEOUT_S = 60.0
 T0 = 1_700_000_000_000
 INGEST, DEAD, PARTIALS = "ingest", "dlq", "partials"
+BINS_PARTITIONS = 3
 
 
 class NoDeletions:
@@ -89,7 +91,7 @@ def driver(tmp_path: Path, registry: CountingRegistry) -> Iterator[ProcessorDriv
         registered_model=registry, ingest_topic=INGEST, dead_letter_topic=DEAD,
         max_event_bytes=1 << 20, parked_updates_per_event=3, parked_update_timeout_s=TIMEOUT_S,
         bin_partials_topic=PARTIALS, deletion_batch_size=10, deletion_budget=NoDeletions(),
-        ingest_partitions=PARTITIONS,
+        ingest_partitions=PARTITIONS, bins_partitions=BINS_PARTITIONS,
     )  # fmt: skip
     created = ProcessorDriver(processor, tmp_path, INGEST, now_ms=T0)
     yield created
@@ -300,6 +302,36 @@ def test_rebuild_bins_recomputes_every_share_from_the_stored_events(
     assert len(sent) == len(records)
     held = {key for key, _ in PartitionTransaction(store).items(HELD_BINS)}
     assert held == set(sent)
+
+
+def test_rebuild_bins_into_a_generation_sends_deltas_the_generation_and_the_word_it_is_whole(
+    driver: ProcessorDriver,
+) -> None:
+    """With a generation, the batch's own changes still go as deltas (the bins in use
+    take them until the generation is complete); the shares go into the generation,
+    then the partition's word, to every bins partition, that it sent them all."""
+    partition = home("e1")
+    send(driver, message("insert", "e1", {"age": 20, "score": 0.4}))
+    late = message("insert", "e1", {"age": 70, "score": 0.4}, at_ms=T0 + HOUR_MS)
+    rebuild = Input(MODEL.encode(), encode_rebuild_bins("shop", "fraud", generation=42))
+    outgoing = [out for out in driver.send([late, rebuild], partition) if out.topic == PARTIALS]
+    records = [(out, BIN_PARTIAL.decode(out.value or b"")) for out in outgoing]
+    kinds = [record.kind for _, record in records]
+    assert kinds == [DELTA_FORMAT] * 2 + [STAGED_FORMAT] * 2 + [DONE_FORMAT] * BINS_PARTITIONS
+    rules = {MODEL: ContributionRules(SPEC, None)}
+    events = PartitionTransaction(driver.store(partition)).items(
+        EVENTS, prefix=f"{MODEL}/".encode()
+    )
+    expected = bins_of(rules, ((MODEL, stored_event) for _, stored_event in events))
+    staged = {
+        BIN_KEY.decode(out.key or b""): record.share.counters
+        for out, record in records
+        if record.kind == STAGED_FORMAT
+    }
+    assert staged == {**expected, (MODEL, hour_of(T0)): {}}  # the event moved out of it
+    assert {record.generation for _, record in records if record.kind != DELTA_FORMAT} == {42}
+    words = [(out.key, out.partition, record.partitions) for out, record in records[-3:]]
+    assert words == [(MODEL.encode(), b, PARTITIONS) for b in range(BINS_PARTITIONS)]
 
 
 def test_rebuild_bins_of_an_unregistered_model_is_dead_lettered(driver: ProcessorDriver) -> None:

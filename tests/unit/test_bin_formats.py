@@ -8,7 +8,13 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from driftline.state import exact_json
-from driftline.state.bin_totals import Share
+from driftline.state.bin_totals import (
+    DELTA_FORMAT,
+    DONE_FORMAT,
+    RECORD_FORMATS,
+    STAGED_FORMAT,
+    Share,
+)
 from driftline.state.bins import BIN_KEY, Counters
 from driftline.state.partition_tables import DELTAS, HELD_BINS, SHARES
 from driftline.topics.bin_partials import BIN_PARTIAL, BinPartial
@@ -34,10 +40,18 @@ def test_a_bin_partial_snapshot_keeps_its_wire_bytes() -> None:
 
 
 def test_a_bin_partial_delta_keeps_its_wire_bytes() -> None:
-    delta = BinPartial(3, Share(1200, {"n": 1, "labelled": -1}), delta=True)
+    delta = BinPartial(3, Share(1200, {"n": 1, "labelled": -1}), DELTA_FORMAT)
     raw = b'\x023 1200\n{"n":1,"labelled":-1}'
     assert BIN_PARTIAL.encode(delta) == raw
     assert BIN_PARTIAL.decode(raw) == delta
+
+
+def test_a_rebuilds_records_keep_their_wire_bytes() -> None:
+    staged = BinPartial(3, Share(1200, {"n": 2}), STAGED_FORMAT, generation=77)
+    assert BIN_PARTIAL.encode(staged) == b'\x033 77 1200\n{"n":2}'
+    done = BinPartial(3, Share(1200), DONE_FORMAT, generation=77, partitions=8)
+    assert BIN_PARTIAL.encode(done) == b"\x043 77 8 1200\nnull"
+    assert BIN_PARTIAL.decode(b"\x043 77 8 1200\nnull") == done
 
 
 def test_a_snapshot_and_a_stored_share_of_the_json_format_before_still_read() -> None:
@@ -55,12 +69,21 @@ def test_a_share_read_from_the_wire_is_stored_as_it_came() -> None:
     assert came.counters == {"n": 3, "h:age:1": 3}
 
 
-@given(st.integers(0, 20), st.integers(0, 2**40), counters, st.booleans())
+@given(
+    st.integers(0, 20),
+    st.integers(0, 2**40),
+    counters,
+    st.sampled_from(RECORD_FORMATS),
+    st.integers(1, 2**62),
+    st.integers(1, 64),
+)
 def test_records_and_stored_shares_survive_their_encodings_at_any_size(
-    partition: int, version: int, found: Counters, is_delta: bool
+    partition: int, version: int, found: Counters, kind: bytes, generation: int, partitions: int
 ) -> None:
     share = Share(version, found)
-    record = BinPartial(partition, share, is_delta)
+    generation = generation if kind in (STAGED_FORMAT, DONE_FORMAT) else 0
+    partitions = partitions if kind == DONE_FORMAT else 0
+    record = BinPartial(partition, share, kind, generation, partitions)
     assert BIN_PARTIAL.decode(BIN_PARTIAL.encode(record)) == record
     assert SHARES.value.decode(SHARES.value.encode(share)) == share
     assert SHARES.key.decode(SHARES.key.encode(("p/m", 12, partition))) == ("p/m", 12, partition)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
+import orjson
 import pytest
 
 from driftline.state.commands import MAX_VALUE_DEPTH, Insert, RebuildBins
@@ -70,3 +71,17 @@ def test_a_rebuild_request_is_keyed_by_its_model() -> None:
     refused = decode_ingest(b"shop/", unnamed, received_ms=1, offset=7, ref=2, max_bytes=1000)
     assert isinstance(refused, str)
     assert "model_id" in refused
+
+
+def test_a_rebuild_request_names_its_generation_or_is_refused() -> None:
+    value = encode_rebuild_bins("shop", "fraud", generation=1_765_000_000_000_000)
+    decoded = decode_ingest(b"shop/fraud", value, received_ms=1, offset=7, ref=2, max_bytes=1000)
+    assert decoded == RebuildBins("shop/fraud", 7, 2, 1_765_000_000_000_000)
+    for generation in (-1, 2**63, 1.5, "7", True, None):
+        message = {"op": "rebuild_bins", "project_id": "shop", "model_id": "fraud",
+                   "generation": generation}  # fmt: skip
+        refused = decode_ingest(
+            b"shop/fraud", orjson.dumps(message), received_ms=1, offset=7, ref=2, max_bytes=1000
+        )
+        assert isinstance(refused, str), generation
+        assert "generation" in refused

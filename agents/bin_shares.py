@@ -8,9 +8,9 @@ batch's transaction: the bins stage (``agents/bin_totals.py``) counts each delta
 it changes: the stage keeps no share of its own, only which bins it ever sent a delta of,
 so that a rebuild (``rebuild_bins``), which recomputes the partition's shares of a model
 from its stored events and sends them whole (into a new generation, or as snapshots in
-place), can also empty the bins it no longer has an event of. Sending whole shares after every batch made a backfill over a
-year of hours, whose batches touch a bin per event, rewrite a kilobyte-sized share per
-event in both stages and both changelogs.
+place), can also empty the bins it no longer has an event of. Sending whole shares
+after every batch made a backfill over a year of hours, whose batches touch a bin per
+event, rewrite a kilobyte-sized share per event in both stages and both changelogs.
 """
 
 from __future__ import annotations

@@ -360,10 +360,7 @@ def _building(tx: PartitionTransaction, model: str, generation: int) -> bool:
     if current is not None and generation < current:
         return False
     if current != generation:
-        for key, _ in list(tx.items(STAGED, f"{model}/".encode())):
-            tx.delete(STAGED, key)
-        for done_key, _ in list(tx.items(GENERATION_DONE, f"{model}/".encode())):
-            tx.delete(GENERATION_DONE, done_key)
+        _delete_under(tx, f"{model}/".encode())
         tx.set(GENERATIONS, model, generation)
     return True
 
@@ -408,9 +405,15 @@ def _swap(
     for (hour, source), share in staged.items():
         _replace(tx, (model, hour, source), share)
         changed[(model, hour)] = None
+    _delete_under(tx, prefix)
+    tx.delete(GENERATIONS, model)
+    return list(changed)
+
+
+def _delete_under(tx: PartitionTransaction, prefix: bytes) -> None:
+    """Forget the staged shares and done words under ``prefix`` (a model's, or one of
+    its generations')."""
     for staged_key, _ in list(tx.items(STAGED, prefix)):
         tx.delete(STAGED, staged_key)
     for done_key, _ in list(tx.items(GENERATION_DONE, prefix)):
         tx.delete(GENERATION_DONE, done_key)
-    tx.delete(GENERATIONS, model)
-    return list(changed)

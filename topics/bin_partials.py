@@ -43,6 +43,10 @@ class BinPartial:
         return self.kind == DELTA_FORMAT
 
 
+# How many numbers each kind of record carries before its version.
+_HEADER_NUMBERS = {SHARE_FORMAT: 1, DELTA_FORMAT: 1, STAGED_FORMAT: 2, DONE_FORMAT: 3}
+
+
 def _encode(partial: BinPartial) -> bytes:
     before = [partial.partition]
     if partial.kind in (STAGED_FORMAT, DONE_FORMAT):
@@ -57,6 +61,16 @@ def _decode(raw: bytes) -> BinPartial:
     that format (a JSON object) still reads."""
     read = read_share_record(raw)
     if read is not None:
+        numbers = _HEADER_NUMBERS[read.kind]
+        if len(read.before) != numbers or min(read.before, default=0) < 0:
+            raise ValueError(
+                f"expected {numbers} non-negative numbers before the version in a "
+                f"{read.kind!r} record; got {read.before}"
+            )
+        if read.kind == DONE_FORMAT and read.before[2] < 1:
+            raise ValueError(
+                f"expected at least 1 ingest partition in a done record; got {read.before[2]}"
+            )
         partition, generation, partitions = [*read.before, 0, 0][:3]
         return BinPartial(partition, read.share, read.kind, generation, partitions)
     snapshot = exact_json.loads_tagged(raw)

@@ -4,6 +4,7 @@ metrics values."""
 
 from __future__ import annotations
 
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -120,3 +121,11 @@ def test_a_merge_partitions_held_bins_read_whatever_records_before_held() -> Non
     """``partials`` records held the partition's share before deltas: only the key is read."""
     assert HELD_BINS.key.decode(b"shop/churn/7") == ("shop/churn", 7)
     assert HELD_BINS.value.decode(b'{"n":2,"labelled":1}') == b'{"n":2,"labelled":1}'
+
+
+def test_a_record_missing_a_number_of_its_kind_is_refused() -> None:
+    """A done word read with no partition count would swap a generation in at once."""
+    for raw in (b"\x043 77 1200\nnull", b"\x043 77 0 1200\nnull", b"\x033 1200\n{}",
+                b"\x023 4 1200\n{}", b"\x02-3 1200\n{}"):  # fmt: skip
+        with pytest.raises(ValueError, match="expected"):
+            BIN_PARTIAL.decode(raw)

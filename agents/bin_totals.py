@@ -10,9 +10,11 @@ into its shares and emits the bin whole - counts, metrics and a version - to the
 compacted metrics topic (and, keyed by its model, to the alert evaluator's input), at
 most once per ``DRIFTLINE_EMIT_INTERVAL_S`` per bin, so a burst of changes gives few
 emissions: a bin changed within its interval is marked dirty and emitted by a later tick.
-While input arrives, emitting gets a share of the stage's time (``EmissionBudget``): a
-backfill over a year of hours changes thousands of bins per batch, and the bins the budget
-has no time for wait dirty, emitted in turn, all of them once the input stops.
+While the merge stage is behind its input, emitting - and the work it sets off in the
+projections and the alert evaluator - gets a share of the worker's time
+(``EmissionBudget``): a backfill over a year of hours changes thousands of bins per batch,
+and the bins the budget has no time for wait dirty, emitted in turn, all of them once the
+backlog is gone. Live traffic is not held back: the budget is all of the time then.
 A rebuild into a generation (``driftline replay bins``) is kept aside - each ingest
 partition's shares, then its word that they are all sent - while the bins in use go on;
 the deltas that come after a partition's rebuild are folded into its shares of both. With
@@ -78,18 +80,22 @@ from driftline.topics.service_metrics import BIN_EMISSIONS, LABEL_TO_EMISSION
 EMITTED_BINS = BIN_EMISSIONS.labels("bin")
 EMITTED_TOMBSTONES = BIN_EMISSIONS.labels("tombstone")
 
-# While input arrives, emitting may take this share of the stage's time (``EmissionBudget``):
-# a backfill over a year of hours then spends most of it storing shares, and a bin changed
-# by every batch is emitted every few seconds instead of after each batch.
+# While the merge stage is behind its input, emitting - with what it sets off downstream -
+# may take this share of the time (``EmissionBudget``): a backfill over a year of hours
+# then spends most of it merging, and a bin changed by every batch is emitted every few
+# seconds instead of after each batch.
 EMISSION_SHARE = 0.1
 # At most this much emitting at once (ms): a tick after a long quiet spell does not stall
 # the next batch for long.
 EMISSION_BURST_MS = 200.0
-# Input this recent (ms) counts as input still arriving: under a backlog the bins stage's
-# input comes in bursts after each merge batch, seconds apart when a batch spans thousands
-# of hours, and emitting at full speed between them took the merge stage's time (one
-# process: the stages share the interpreter).
-BUSY_WITHIN_MS = 5000.0
+
+
+def _never() -> bool:
+    return False
+
+
+def _none_ms() -> float:
+    return 0.0
 
 
 def _clock_ms() -> float:
@@ -113,16 +119,20 @@ class BinTotalsProcessor:
         model_bins_topic: str,
         emit_interval_s: float,
         dead_letter_topic: str,
+        behind: Callable[[], bool] = _never,
+        downstream_ms: Callable[[], float] = _none_ms,
     ) -> None:
+        """``behind``: whether the merge stage has a backlog (the budget then holds
+        emitting to its share); ``downstream_ms``: the CPU time (ms) the threads working on
+        what it emits used since the last call, charged to the budget meanwhile."""
         self._registered_model = registered_model
         self._metrics_topic = metrics_topic
         self._model_bins_topic = model_bins_topic
         self._dead_letter_topic = dead_letter_topic
         self._emissions: EmissionTimes[BinKey] = EmissionTimes(int(emit_interval_s * 1000))
         self._budget = EmissionBudget(EMISSION_SHARE, EMISSION_BURST_MS)
-        # When the last input came (ms, ``_clock_ms``): the budget is full only when none
-        # came for a while.
-        self._input_ms = -BUSY_WITHIN_MS
+        self._behind = behind
+        self._downstream_ms = downstream_ms
         # Per partition held: the dirty bin key (encoded) the next tick starts from, so
         # that, when the budget runs out, the next tick goes on where this one stopped.
         self._dirty_cursor: dict[int, bytes] = {}
@@ -145,8 +155,7 @@ class BinTotalsProcessor:
         label wait up to a tick interval (0.1 s) more on its way to Redis, even in a bin
         that had not changed for seconds. A bin the emission budget has no time for is
         marked dirty too."""
-        self._input_ms = _clock_ms()
-        self._budget.refill(self._input_ms, busy=True)
+        self._refill()
         received = _Received()
         for message in messages:
             received.add(message)
@@ -166,11 +175,13 @@ class BinTotalsProcessor:
             changed.update(dict.fromkeys(_count_done(tx, done)))
         self._keep_labels(partition, received.labels(stored))
         outgoing: list[Outgoing] = []
+        waiting: list[BinKey] = []
         for bin_key in changed:
             if self._budget.allows() and self._emissions.take(bin_key, now_ms):
                 outgoing += self._emitted(partition, bin_key, tx, now_ms)
             else:
-                tx.set(DIRTY, bin_key, MARKED)
+                waiting.append(bin_key)
+        _mark_dirty(tx, waiting)
         return outgoing
 
     def tick(self, partition: int, tx: PartitionTransaction, now_ms: int) -> list[Outgoing]:
@@ -179,8 +190,7 @@ class BinTotalsProcessor:
         time on the clock: the budget counts CPU time, and while the other stages hold
         the interpreter a tick's emissions took seconds, the bins' input waiting."""
         self._emissions.forget_old(now_ms)
-        clock_ms = _clock_ms()
-        self._budget.refill(clock_ms, busy=clock_ms - self._input_ms < BUSY_WITHIN_MS)
+        clock_ms = self._refill()
         outgoing: list[Outgoing] = []
         for bin_key in self._dirty_in_turn(partition, tx):
             if not self._budget.allows() or _clock_ms() - clock_ms > EMISSION_BURST_MS:
@@ -189,6 +199,17 @@ class BinTotalsProcessor:
                 outgoing += self._emitted(partition, bin_key, tx, now_ms)
             self._dirty_cursor[partition] = BIN_KEY.encode(bin_key) + b"\x00"
         return outgoing
+
+    def _refill(self) -> float:
+        """The budget's credit for the time since the last refill, less, under a backlog,
+        what the threads downstream spent meanwhile; the clock (ms) it was refilled at."""
+        clock_ms = _clock_ms()
+        busy = self._behind()
+        self._budget.refill(clock_ms, busy)
+        downstream_ms = self._downstream_ms()
+        if busy:
+            self._budget.spend(downstream_ms)
+        return clock_ms
 
     def _dirty_in_turn(self, partition: int, tx: PartitionTransaction) -> Iterator[BinKey]:
         """The partition's dirty bins from its cursor on, then those before it. Read as
@@ -254,6 +275,15 @@ class BinTotalsProcessor:
             else bin_metrics(registered.spec, registered.baseline, total.counters)
         )
         return metrics_value(bin_key, total.version, now_ms, total.counters, metrics)
+
+
+def _mark_dirty(tx: PartitionTransaction, bins: list[BinKey]) -> None:
+    """Mark the bins not marked yet: under a backlog a bin stays dirty across many
+    batches, and marking it again cost a store write and a changelog record each time."""
+    marks = tx.get_many(DIRTY, bins)
+    for bin_key, mark in zip(bins, marks, strict=True):
+        if mark is None:
+            tx.set(DIRTY, bin_key, MARKED)
 
 
 class _Received:

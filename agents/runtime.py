@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import gc
 import logging
+import math
 import threading
 import time
 from collections import defaultdict
@@ -75,6 +76,8 @@ SLOW_BATCH_S = 0.5
 # Past the batch window, the first message waits this fraction of it for the rest of its
 # burst (10 ms for the merge agent's 50 ms).
 BURST_GRACE = 0.2
+# A runner that saw a backlog this recently is behind its input (``PartitionedRunner.behind``).
+BEHIND_WITHIN_S = 5.0
 
 # The garbage collector's thresholds while runners work; CPython's default is (700, 10, 10).
 # A batch allocates a few containers per message that mostly die by reference counting,
@@ -268,6 +271,7 @@ class PartitionedRunner:
         # Commits a batch's partitions side by side: each waits on the broker, not the CPU.
         self._pool = ThreadPoolExecutor(max_workers=16, thread_name_prefix=f"{config.name}-txn")
         self._batch_started = 0.0  # time.monotonic() when the last batch was consumed
+        self._behind_at = -math.inf  # time.monotonic() when a backlog was last seen
         # Per partition, the newest Kafka timestamp of the input committed since assignment.
         self._input_ms: dict[int, int] = {}
         self.ready = threading.Event()
@@ -289,6 +293,14 @@ class PartitionedRunner:
 
     def stop(self) -> None:
         self._stop.set()
+
+    def behind(self) -> bool:
+        """Whether a backlog waits on the input: within the last ``BEHIND_WITHIN_S`` a
+        batch filled ``batch_max_messages``, or left at least as many messages behind it.
+        (Under a backlog a batch is not always full: it ends with its window when fetching
+        lags.) Read from other threads, to give way to this runner: the bins stage emits
+        less while the merge stage is behind."""
+        return time.monotonic() - self._behind_at < BEHIND_WITHIN_S
 
     def _loop(self) -> None:
         next_tick = time.monotonic() + self.config.tick_interval_s
@@ -346,6 +358,8 @@ class PartitionedRunner:
                     messages.extend(self._consumer.consume(limit - 1, grace))
         if messages:
             self._batch_started = time.monotonic()
+            if len(messages) >= limit:
+                self._behind_at = self._batch_started
         return messages
 
     def _process(self, messages: list[Message]) -> None:
@@ -529,8 +543,10 @@ class PartitionedRunner:
 
     def _record_lag(self, positions: Mapping[int, int]) -> None:
         """Each partition's lag at ``positions``, against the high watermark librdkafka
-        last fetched (cached: no request to the broker)."""
+        last fetched (cached: no request to the broker); a batch's worth of it or more
+        is a backlog (``behind``)."""
         topic = self.config.input_topic
+        left = 0
         for partition, position in positions.items():
             tp = TopicPartition(topic, partition)
             try:
@@ -538,6 +554,9 @@ class PartitionedRunner:
             except KafkaException:
                 continue  # not known while the broker is away
             self._metrics.lag(partition, end, position)
+            left += max(0, end - position)
+        if left >= self.config.batch_max_messages:
+            self._behind_at = time.monotonic()
 
     def _commit(self, applied: dict[int, _Applied]) -> None:
         """Each partition's part in its own transaction, side by side; then the stores of

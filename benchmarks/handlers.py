@@ -15,7 +15,6 @@ the next. The end-to-end rate, with Kafka, is ``benchmarks/metrics.py``'s.
 from __future__ import annotations
 
 import argparse
-import math
 import random
 import sys
 import tempfile
@@ -130,7 +129,9 @@ def run(events: int, partitions: int, batch: int, hours: int, workdir: Path) -> 
     )
     apply = Timed(merge._partials.apply)
     merge._partials.apply = apply  # type: ignore[method-assign]
-    bins = BinTotalsProcessor(lookup, METRICS, MODEL_BINS, 0.5, DEAD)
+    # As in a worker whose merge stage has a backlog: the emission budget holds.
+    merge_behind = True
+    bins = BinTotalsProcessor(lookup, METRICS, MODEL_BINS, 0.5, DEAD, behind=lambda: merge_behind)
     batches = ingest_batches(events, partitions, batch, hours)
     merge_stores = {p: PartitionStore(workdir / "merge" / str(p)) for p in range(partitions)}
     bins_store = PartitionStore(workdir / "bins" / "0")
@@ -160,7 +161,7 @@ def run(events: int, partitions: int, batch: int, hours: int, workdir: Path) -> 
         persist(bins_store, ticked(bins, 0, bins_store, now_ms), start + len(chunk))
     # Then every bin still dirty goes out, as once the input stops: its emission is part
     # of the cost (it folds the bin's deltas).
-    bins._input_ms = -math.inf  # the input stopped long ago
+    merge_behind = False
     while next(PartitionTransaction(bins_store).items(DIRTY), None) is not None:
         now_ms += 1000
         persist(bins_store, ticked(bins, 0, bins_store, now_ms), len(records))

@@ -214,7 +214,7 @@ class EmissionTimes(Generic[K]):
 
 
 class EmissionBudget:
-    """How much of the bins stage's time may go to emitting bins while input keeps coming.
+    """How much of the worker's time may go to emitting bins while its input is behind.
 
     An emission costs far more than the snapshot that causes it: the bin's shares are
     summed and its metrics computed, then it costs a Redis write, a PostgreSQL row and an
@@ -222,9 +222,10 @@ class EmissionBudget:
     out within the interval. A backfill over a year of hours changes thousands of bins per
     batch; emitting each of them after every batch, the stage spent its time re-emitting
     bins the next batch changed again (50,000 events over 7,300 hours: 45 s to converge,
-    batches of 9 s). So while input arrives, emitting may take ``share`` of the time; the
-    bins that find no budget stay dirty for a later tick; once the input stops, every
-    dirty bin goes out at full speed. Costs and times are passed in, in ms.
+    batches of 9 s). So while a backlog waits (``busy``), emitting and its downstream work
+    may take ``share`` of the time; the bins that find no budget stay dirty for a later
+    tick; once the backlog is gone, every dirty bin goes out at full speed. Costs and
+    times are passed in, in ms.
     """
 
     def __init__(self, share: float, burst_ms: float) -> None:
@@ -234,12 +235,14 @@ class EmissionBudget:
         self._refilled_ms: float | None = None
 
     def refill(self, now_ms: float, busy: bool) -> None:
-        """Credit for the time since the last refill: ``share`` of it while input arrives
-        (``busy``), all of it when idle; never more than ``burst_ms``."""
-        if self._refilled_ms is not None:
+        """Credit for the time since the last refill: ``share`` of it while a backlog
+        waits (``busy``), never more than ``burst_ms``. Without a backlog, a whole burst at
+        once: a debt run up downstream while it lasted does not hold back what follows."""
+        if not busy:
+            self._credit_ms = self.burst_ms
+        elif self._refilled_ms is not None:
             elapsed_ms = max(0.0, now_ms - self._refilled_ms)
-            self._credit_ms += elapsed_ms * (self.share if busy else 1.0)
-        self._credit_ms = min(self._credit_ms, self.burst_ms)
+            self._credit_ms = min(self._credit_ms + elapsed_ms * self.share, self.burst_ms)
         self._refilled_ms = now_ms
 
     def allows(self) -> bool:

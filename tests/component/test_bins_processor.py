@@ -14,7 +14,7 @@ from prometheus_client import REGISTRY
 
 from driftline.agents.bin_totals import BinTotalsProcessor
 from driftline.agents.driver import Input, ProcessorDriver
-from driftline.agents.runtime import Outgoing
+from driftline.agents.runtime import Outgoing, handled
 from driftline.state import exact_json
 from driftline.state.bin_totals import DELTA_FORMAT, DONE_FORMAT, STAGED_FORMAT, Share
 from driftline.state.bins import BIN_KEY, HOUR_MS, BinKey, ContributionRules, Counters, bins_of
@@ -29,6 +29,7 @@ from driftline.state.partition_tables import (
     STAGED,
 )
 from driftline.state.registered import RegisteredModel
+from driftline.state.store import store_key
 from driftline.state.tables import TEXT, PartitionTransaction
 from driftline.topics.bin_partials import BIN_PARTIAL, BinPartial, label_header
 from driftline.topics.dead_letters import REASON
@@ -234,6 +235,19 @@ def test_a_bin_changed_within_its_interval_waits_dirty_for_the_tick(
     assert driver.tick() == []  # emitted once
 
 
+def test_a_bin_already_dirty_is_not_marked_again(driver: ProcessorDriver) -> None:
+    """Under a backlog a bin stays dirty across many batches: each one marking it again
+    cost a store write and a changelog record."""
+    driver.send([delta(0, 10, {"n": 1})])
+    driver.send([delta(0, 11, {"n": 1})])
+    assert dirty(driver) == [BIN]
+    again = driver.message(0, delta(0, 12, {"n": 1}))
+    result = handled(driver.processor, 0, [again], driver.store(), driver.now_ms)
+    dirty_prefix = store_key(DIRTY.name, b"")
+    assert [w.key for w in result.writes if w.key.startswith(dirty_prefix)] == []
+    assert any(w.key.startswith(store_key(DELTAS.name, b"")) for w in result.writes)
+
+
 def test_a_dirty_bin_outlives_a_restart(registered: RegisteredModel, tmp_path: Path) -> None:
     """The dirty marks are a table: a new processor on the store emits what waited."""
     path = tmp_path / "bins"
@@ -248,6 +262,37 @@ def test_a_dirty_bin_outlives_a_restart(registered: RegisteredModel, tmp_path: P
     after.close()
     assert due is not None
     assert due["counts"] == {"n": 2}
+
+
+def test_under_a_backlog_the_work_downstream_holds_emissions_back(
+    registered: RegisteredModel, tmp_path: Path
+) -> None:
+    """While the merge stage is behind, the CPU time the threads downstream used counts
+    against the emission budget: past its burst, changed bins wait dirty. Once the
+    backlog is gone they go out, whatever was spent downstream."""
+    backlog = {"behind": True, "downstream_ms": 0.0}
+
+    def downstream_ms() -> float:
+        used, backlog["downstream_ms"] = backlog["downstream_ms"], 0.0
+        return used
+
+    processor = BinTotalsProcessor(
+        {MODEL: registered}.get, "metrics", "model-bins", INTERVAL_MS / 1000, "dlq",
+        behind=lambda: bool(backlog["behind"]), downstream_ms=downstream_ms,
+    )  # fmt: skip
+    driver = ProcessorDriver(processor, tmp_path / "bins", "bin-partials", now_ms=START_MS)
+    later, last = (MODEL, HOUR + 1), (MODEL, HOUR + 2)
+    assert list(emitted(driver.send([snapshot(0, 10, {"n": 1})]))) == [BIN]
+    backlog["downstream_ms"] = 10_000.0  # the projections worked 10 s on what went out
+    assert driver.send([snapshot(0, 10, {"n": 1}, later)]) == []
+    assert dirty(driver) == [later]
+    driver.now_ms += INTERVAL_MS
+    assert driver.tick() == []
+    backlog["downstream_ms"] = 10_000.0
+    backlog["behind"] = False  # the same work downstream, no backlog
+    assert list(emitted(driver.send([snapshot(0, 10, {"n": 1}, last)]))) == [last]
+    assert list(emitted(driver.tick())) == [later]
+    driver.close()
 
 
 def test_a_bin_whose_shares_are_all_empty_is_a_tombstone(driver: ProcessorDriver) -> None:

@@ -177,7 +177,7 @@ def test_forgetting_old_emissions_changes_no_decision(
         assert forgetting.take(key, now_ms) == remembering.take(key, now_ms)
 
 
-def test_while_input_arrives_emitting_gets_its_share_of_the_time() -> None:
+def test_under_a_backlog_emitting_gets_its_share_of_the_time() -> None:
     budget = EmissionBudget(share=0.1, burst_ms=200)
     budget.refill(0, busy=True)
     budget.spend(200)  # the initial burst
@@ -186,8 +186,11 @@ def test_while_input_arrives_emitting_gets_its_share_of_the_time() -> None:
     assert budget.allows()
     budget.spend(50)
     assert not budget.allows()
-    budget.refill(600, busy=False)  # idle: every ms counts, up to the burst
-    budget.spend(99)
+    budget.spend(10_000)  # a debt: the threads downstream were busy
+    budget.refill(10_500, busy=True)  # 1 s of credit for 10 s
+    assert not budget.allows()
+    budget.refill(10_501, busy=False)  # no backlog: a whole burst at once, the debt gone
+    budget.spend(199)
     assert budget.allows()
     budget.refill(60_000, busy=False)
     budget.spend(200)

@@ -88,12 +88,22 @@ def test_a_drift_alert_fires_and_a_deletion_that_updates_the_metrics_resolves_it
     (resolved,) = current_alerts(settings).values()
     psi_left = bins_in_redis(settings)[hour]["metrics"]["drift"]["age"]["psi"]
     assert resolved.value == psi_left < 0.1
-    assert [c.change.value for c in resolved.changes] == ["fired", "resolved"]
-    # One record per change: no repeat of either.
-    assert [a.last_change.seq for a in published_alerts(settings)] == [1, 2]
-    wait_until(lambda: len(receiver.taken()) == 2, timeout_s=30, what="two notifications")
-    assert signed_changes(receiver) == [(f"{resolved.key}#1", "fired"),
-                                        (f"{resolved.key}#2", "resolved")]  # fmt: skip
+    changes = [c.change.value for c in resolved.changes]
+    # Each ingest partition deletes its part of the events in its own transaction, so the
+    # bin may be emitted between two of them, on its way down through the warning band
+    # (CI under load saw fired, de-escalated, resolved). Never anything else.
+    assert changes[0] == "fired"
+    assert changes[-1] == "resolved"
+    assert set(changes[1:-1]) <= {"de-escalated"}
+    # One record per change: no repeat of any.
+    assert [a.last_change.seq for a in published_alerts(settings)] == list(
+        range(1, len(changes) + 1)
+    )
+    wait_until(lambda: len(receiver.taken()) == len(changes), timeout_s=30,
+               what="a notification per change")  # fmt: skip
+    assert signed_changes(receiver) == [
+        (f"{resolved.key}#{n}", change) for n, change in enumerate(changes, 1)
+    ]
     with client_for(api, token) as client:
         (listed,) = client.get_alerts("shop", "churn")
         assert listed == resolved.to_dict()

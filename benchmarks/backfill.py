@@ -31,10 +31,7 @@ from itertools import islice
 from pathlib import Path
 from typing import Any
 
-import psycopg
 import redis
-from confluent_kafka.admin import AdminClient
-from psycopg import sql
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
@@ -50,10 +47,11 @@ from driftline.state.events import StoredEvent
 from driftline.state.spec import ModelSpec
 from driftline.topics.catalog import Topics
 from driftline.topics.messages import encode_ingest, ingest_key
-from driftline.topics.postgres_tables import schema_name
 from driftline.topics.producer import CheckedProducer
 from driftline.topics.progress import merge_progress
 from driftline.topics.redis_bins import RedisBins
+from tests.support.postgres import drop_schema
+from tests.support.topics import drop_topics
 
 CHUNK = 50_000
 
@@ -178,21 +176,17 @@ def slowest_batches(log: Path, count: int = 3) -> list[str]:
     return [f"{stage} {n} msgs {ms} ms" for ms, stage, n in ordered[:count]]
 
 
-def drop_run(settings: Settings) -> None:
-    """The run's topics, PostgreSQL schema and Redis keys, off servers the environment
-    named (the benchmark's own go with its directory): each run holds a million events,
-    and runs add up (55 GB of topics filled the development machine's disk)."""
+def drop_run(settings: Settings, named: Settings) -> None:
+    """The run's topics, PostgreSQL schema and Redis keys, off the servers the environment
+    ``named`` (the benchmark's own go with its directory, kept with ``--keep``): each run
+    holds a million events, and runs add up (55 GB of topics filled the development
+    machine's disk). The tests' own clean-up does the topics and the schema."""
     prefix = settings.topic_prefix
-    if settings.kafka_bootstrap_servers is not None:
-        admin = AdminClient({"bootstrap.servers": settings.bootstrap_servers})
-        names = [name for name in admin.list_topics(timeout=30).topics if name.startswith(prefix)]
-        for future in admin.delete_topics(names).values():
-            future.result(timeout=60)
-    if settings.postgres_url is not None:
-        with psycopg.connect(settings.postgres, autocommit=True) as connection:
-            schema = sql.Identifier(schema_name(prefix))
-            connection.execute(sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(schema))
-    if settings.redis_url is not None:
+    if named.kafka_bootstrap_servers is not None:
+        drop_topics(settings.bootstrap_servers, prefix)
+    if named.postgres_url is not None:
+        drop_schema(settings.postgres, prefix)
+    if named.redis_url is not None:
         client = redis.Redis.from_url(settings.redis)
         found = client.scan_iter(match=f"{prefix}:*", count=1000)
         while keys := list(islice(found, 1000)):
@@ -224,7 +218,7 @@ def main() -> None:
                 with Driftline(spanned) as client:
                     client.register_model(SPEC, baseline(random.Random(0)))
                 results.append(run(spanned, Backfill(args.events, hours), workdir))
-                drop_run(spanned)
+                drop_run(spanned, named=base)
     for result in results:
         print(f"{result.hours:>5} hours: {result.events_per_s:9,.0f} events/s "
               f"({result.elapsed_s:6.1f} s), worker CPU {result.cpu_us:6.1f} µs/event; "

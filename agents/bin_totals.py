@@ -206,6 +206,7 @@ class BinTotalsProcessor:
         clock_ms = _clock_ms()
         busy = self._behind()
         self._budget.refill(clock_ms, busy)
+        # Read even without a backlog: the reading is where the next one counts from.
         downstream_ms = self._downstream_ms()
         if busy:
             self._budget.spend(downstream_ms)
